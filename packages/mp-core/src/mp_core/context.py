@@ -1,0 +1,371 @@
+"""Contexts: the seam where the whole API is wired together.
+
+A context is the API bound to one start method.  ``get_context('spawn')``
+returns the spawn context; the module-level functions of ``multiprocess``
+are the methods of the *default* context, whose start method is chosen at
+the first use (or by ``set_start_method``).
+
+Factories for objects owned by higher distributions (``Lock`` by mp-sync,
+``Pool`` by mp-pool, ``Manager``/``Value`` by mp-managers) import their
+owner on first call, through the table in ``_owners``; when that
+distribution is not installed they raise ``ImportError`` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, Callable, Optional, Sequence
+
+from . import _owners
+from . import process
+from . import reduction
+from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
+
+__all__ = ()  # the public names are those of BaseContext.__all__ below
+
+
+# ---------------------------------------------------------------- exceptions
+
+class ProcessError(Exception):
+    """Base class of this library's errors."""
+
+
+class BufferTooShort(ProcessError):
+    """``recv_bytes_into`` got a message larger than the buffer.
+
+    ``args[0]`` is the whole message, as bytes.
+    """
+
+
+class TimeoutError(ProcessError):
+    """An operation with a timeout did not complete in time."""
+
+
+class AuthenticationError(ProcessError):
+    """The peer of a connection failed (or refused) authentication."""
+
+
+# ---------------------------------------------------------------- contexts
+
+class BaseContext:
+    """The API of ``multiprocess``, bound to a start method."""
+
+    _name: Optional[str] = None
+    Process: type = process.BaseProcess
+
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
+
+    current_process = staticmethod(process.current_process)
+    parent_process = staticmethod(process.parent_process)
+    active_children = staticmethod(process.active_children)
+
+    def cpu_count(self) -> int:
+        """Return the number of CPUs in the system."""
+        num = os.cpu_count()
+        if num is None:
+            raise NotImplementedError("cannot determine number of cpus")
+        return num
+
+    def Manager(self) -> Any:
+        """Start and return a ``SyncManager`` (needs mp-managers)."""
+        manager = _owners.load_factory("Manager")(ctx=self.get_context())
+        manager.start()
+        return manager
+
+    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:
+        """Return a pair of connected ``Connection`` objects."""
+        return _owners.load_factory("Pipe")(duplex)
+
+    def Lock(self) -> Any:
+        """A non-recursive lock shared between processes (needs mp-sync)."""
+        return _owners.load_factory("Lock")(ctx=self.get_context())
+
+    def RLock(self) -> Any:
+        """A recursive lock shared between processes (needs mp-sync)."""
+        return _owners.load_factory("RLock")(ctx=self.get_context())
+
+    def Condition(self, lock: Any = None) -> Any:
+        """A condition variable shared between processes (needs mp-sync)."""
+        return _owners.load_factory("Condition")(lock, ctx=self.get_context())
+
+    def Semaphore(self, value: int = 1) -> Any:
+        """A semaphore shared between processes (needs mp-sync)."""
+        return _owners.load_factory("Semaphore")(value, ctx=self.get_context())
+
+    def BoundedSemaphore(self, value: int = 1) -> Any:
+        """A bounded semaphore shared between processes (needs mp-sync)."""
+        return _owners.load_factory("BoundedSemaphore")(value, ctx=self.get_context())
+
+    def Event(self) -> Any:
+        """An event shared between processes (needs mp-sync)."""
+        return _owners.load_factory("Event")(ctx=self.get_context())
+
+    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None,
+                timeout: Optional[float] = None) -> Any:
+        """A barrier shared between processes (needs mp-sync)."""
+        return _owners.load_factory("Barrier")(parties, action, timeout, ctx=self.get_context())
+
+    def Queue(self, maxsize: int = 0) -> Any:
+        """A multi-producer, multi-consumer queue (needs mp-sync)."""
+        return _owners.load_factory("Queue")(maxsize, ctx=self.get_context())
+
+    def JoinableQueue(self, maxsize: int = 0) -> Any:
+        """A queue with ``task_done``/``join`` (needs mp-sync)."""
+        return _owners.load_factory("JoinableQueue")(maxsize, ctx=self.get_context())
+
+    def SimpleQueue(self) -> Any:
+        """A simplified, lock-protected pipe queue (needs mp-sync)."""
+        return _owners.load_factory("SimpleQueue")(ctx=self.get_context())
+
+    def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
+             initargs: Sequence[Any] = (), maxtasksperchild: Optional[int] = None) -> Any:
+        """A pool of worker processes (needs mp-pool)."""
+        return _owners.load_factory("Pool")(processes, initializer, initargs, maxtasksperchild,
+                                            context=self.get_context())
+
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """A ctypes object in shared memory (needs mp-managers)."""
+        return _owners.load_factory("RawValue")(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """A ctypes array in shared memory (needs mp-managers)."""
+        return _owners.load_factory("RawArray")(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """A synchronized ctypes object in shared memory (needs mp-managers)."""
+        return _owners.load_factory("Value")(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+        """A synchronized ctypes array in shared memory (needs mp-managers)."""
+        return _owners.load_factory("Array")(typecode_or_type, size_or_initializer, lock=lock,
+                                             ctx=self.get_context())
+
+    def freeze_support(self) -> None:
+        """Run a spawned child when a frozen Windows executable starts as one."""
+        if sys.platform == "win32" and getattr(sys, "frozen", False):
+            from .spawn import freeze_support
+            freeze_support()
+
+    def get_logger(self) -> Any:
+        """Return the library's logger (created on first use)."""
+        from .util import get_logger
+        return get_logger()
+
+    def log_to_stderr(self, level: Any = None) -> Any:
+        """Turn on logging to stderr and return the logger."""
+        from .util import log_to_stderr
+        return log_to_stderr(level)
+
+    def allow_connection_pickling(self) -> None:
+        """Make connections and sockets picklable (for sending to other processes)."""
+        from . import connection  # noqa: F401  (registers the reducers)
+
+    def set_executable(self, executable: str) -> None:
+        """Set the Python interpreter that spawned children run."""
+        from .spawn import set_executable
+        set_executable(executable)
+
+    def set_forkserver_preload(self, module_names: Sequence[str]) -> None:
+        """Modules the fork server imports once, before forking any child."""
+        from .forkserver import set_forkserver_preload
+        set_forkserver_preload(module_names)
+
+    def get_context(self, method: Optional[str] = None) -> "BaseContext":
+        """Return the context of ``method`` (this context when ``None``)."""
+        if method is None:
+            return self
+        try:
+            ctx = _concrete_contexts[method]
+        except KeyError:
+            raise ValueError(f"cannot find context for {method!r}") from None
+        ctx._check_available()
+        return ctx
+
+    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+        return self._name
+
+    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+        raise ValueError("cannot set start method of concrete context")
+
+    @property
+    def reducer(self) -> Any:
+        """The serialization module used for sending objects (``mp_core.reduction``)."""
+        return globals().get("reduction")
+
+    @reducer.setter
+    def reducer(self, reduction: Any) -> None:
+        globals()["reduction"] = reduction
+
+    def _check_available(self) -> None:
+        pass
+
+
+BaseContext.__all__ = [  # type: ignore[attr-defined]
+    name for name in dir(BaseContext) if not name.startswith("_")
+]
+
+
+class Process(process.BaseProcess):
+    """A process started with the default context's start method."""
+
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj: process.BaseProcess) -> Any:
+        return _default_context.get_context().Process._Popen(process_obj)
+
+    @staticmethod
+    def _after_fork() -> None:
+        return _default_context.get_context().Process._after_fork()
+
+
+class DefaultContext(BaseContext):
+    """The context behind the module-level API; its method is fixed on first use."""
+
+    Process = Process
+
+    def __init__(self, context: BaseContext) -> None:
+        self._default_context = context
+        self._actual_context: Optional[BaseContext] = None
+
+    def get_context(self, method: Optional[str] = None) -> BaseContext:
+        if method is None:
+            if self._actual_context is None:
+                self._actual_context = self._default_context
+            return self._actual_context
+        return super().get_context(method)
+
+    def set_start_method(self, method: Optional[str], force: bool = False) -> None:
+        """Fix the start method. Raises ``RuntimeError`` if already fixed, unless ``force``."""
+        if self._actual_context is not None and not force:
+            raise RuntimeError("context has already been set")
+        if method is None and force:
+            self._actual_context = None
+            return
+        self._actual_context = self.get_context(method)
+
+    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
+        """The start method in use; with ``allow_none``, ``None`` if not fixed yet."""
+        if self._actual_context is None:
+            if allow_none:
+                return None
+            self._actual_context = self._default_context
+        return self._actual_context._name
+
+    def get_all_start_methods(self) -> list[str]:
+        """The start methods available here, the default first."""
+        if sys.platform == "win32":
+            return ["spawn"]
+        methods = ["spawn", "fork"] if sys.platform == "darwin" else ["fork", "spawn"]
+        if reduction.HAVE_SEND_HANDLE:
+            methods.append("forkserver")
+        default = self._default_context._name
+        methods.remove(default)
+        return [default, *methods]
+
+
+DefaultContext.__all__ = BaseContext.__all__ + ["get_all_start_methods"]  # type: ignore[attr-defined]
+
+
+if sys.platform != "win32":
+
+    class ForkProcess(process.BaseProcess):
+        _start_method = "fork"
+
+        @staticmethod
+        def _Popen(process_obj: process.BaseProcess) -> Any:
+            from .popen_fork import Popen
+            return Popen(process_obj)
+
+    class SpawnProcess(process.BaseProcess):
+        _start_method = "spawn"
+
+        @staticmethod
+        def _Popen(process_obj: process.BaseProcess) -> Any:
+            from .popen_spawn_posix import Popen
+            return Popen(process_obj)
+
+        @staticmethod
+        def _after_fork() -> None:
+            # A spawned child starts fresh: nothing was inherited to reset.
+            pass
+
+    class ForkServerProcess(process.BaseProcess):
+        _start_method = "forkserver"
+
+        @staticmethod
+        def _Popen(process_obj: process.BaseProcess) -> Any:
+            from .popen_forkserver import Popen
+            return Popen(process_obj)
+
+    class ForkContext(BaseContext):
+        _name = "fork"
+        Process = ForkProcess
+
+    class SpawnContext(BaseContext):
+        _name = "spawn"
+        Process = SpawnProcess
+
+    class ForkServerContext(BaseContext):
+        _name = "forkserver"
+        Process = ForkServerProcess
+
+        def _check_available(self) -> None:
+            if not reduction.HAVE_SEND_HANDLE:
+                raise ValueError("forkserver start method not available")
+
+    _concrete_contexts: dict[str, BaseContext] = {
+        "fork": ForkContext(),
+        "spawn": SpawnContext(),
+        "forkserver": ForkServerContext(),
+    }
+
+else:  # pragma: no cover - Windows is designed in, not tested here
+
+    class SpawnProcess(process.BaseProcess):  # type: ignore[no-redef]
+        _start_method = "spawn"
+
+        @staticmethod
+        def _Popen(process_obj: process.BaseProcess) -> Any:
+            from .popen_spawn_win32 import Popen
+            return Popen(process_obj)
+
+        @staticmethod
+        def _after_fork() -> None:
+            pass
+
+    class SpawnContext(BaseContext):  # type: ignore[no-redef]
+        _name = "spawn"
+        Process = SpawnProcess
+
+    _concrete_contexts = {"spawn": SpawnContext()}
+
+
+def _platform_default_method() -> str:
+    """The start method the running interpreter's own multiprocessing defaults to."""
+    if sys.platform in ("win32", "darwin"):
+        return "spawn"
+    if sys.version_info >= (3, 14) and reduction.HAVE_SEND_HANDLE:
+        return "forkserver"
+    return "fork"
+
+
+_default_context = DefaultContext(_concrete_contexts[_platform_default_method()])
+
+
+def _force_start_method(method: str) -> None:
+    """Fix the default context's method (used in children, which must match the parent)."""
+    _default_context._actual_context = _concrete_contexts[method]
+
+
+__all__ = (
+    "ProcessError", "BufferTooShort", "TimeoutError", "AuthenticationError",
+    "BaseContext", "DefaultContext", "Process",
+    "get_spawning_popen", "set_spawning_popen", "assert_spawning",
+)
+

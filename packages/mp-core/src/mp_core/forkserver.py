@@ -1,0 +1,412 @@
+"""The fork server: a clean single-threaded process that forks children on request.
+
+::
+
+    program (client)                         fork server
+    ----------------                         -----------
+    ensure_running() ── spawn ─────────────> main(): import preload modules,
+         keeps alive_w                        then serve on a Unix socket
+    connect_to_new_process(fds)
+         connect, prove the key (HMAC) ────> check the proof, else hang up
+         send [child_r, tracker_fd, *fds] ─> fork() ──> child: spawn._main(child_r)
+         <─────────────────── child's pid
+         write prep data + process object into the pipe read by the child
+         ...
+         <─────────────── child's exit code (when the server reaps it)
+
+The server's socket lives in a private directory and every connection must
+answer a random challenge with an HMAC of the server's secret key, so no
+other process, local user or not, can make it fork.  The server exits when
+``alive_w`` is closed, i.e. when the program that started it has gone, even
+if that program was killed by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from typing import Any, Optional, Sequence
+
+from . import process
+from . import reduction
+from . import spawn
+from . import util
+
+__all__ = ["ensure_running", "get_inherited_fds", "connect_to_new_process", "set_forkserver_preload"]
+
+MAXFDS_TO_SEND = 256
+SIGNED_STRUCT = struct.Struct("q")  # the wire format of pids and exit codes
+_CHALLENGE_SIZE = 32
+_DIGEST = "sha256"
+_HANDSHAKE_TIMEOUT = 5.0
+
+
+class ForkServer:
+    """The client side: starts the server once and asks it for children."""
+
+    def __init__(self) -> None:
+        self._address: Optional[str] = None
+        self._authkey: Optional[bytes] = None
+        self._alive_w: Optional[int] = None
+        self._pid: Optional[int] = None
+        self._inherited_fds: Optional[list[int]] = None
+        self._lock = threading.Lock()
+        self._preload_modules: list[str] = ["__main__"]
+        util.register_after_fork(self, ForkServer._after_fork)
+
+    def _after_fork(self) -> None:
+        # A forked child may keep using its parent's server, but it neither
+        # owns it (cannot reap it) nor keeps it alive.
+        self._lock = threading.Lock()
+        if self._alive_w is not None:
+            util.close_fds(self._alive_w)
+            self._alive_w = None
+        self._pid = None
+
+    def set_forkserver_preload(self, modules_names: Sequence[str]) -> None:
+        """Set the modules the server imports before forking (applies to a new server)."""
+        if not all(type(name) is str for name in modules_names):
+            raise TypeError("module_names must be a list of strings")
+        self._preload_modules = list(modules_names)
+
+    def get_inherited_fds(self) -> Optional[list[int]]:
+        """In a child of the server: the descriptors its parent passed along."""
+        return self._inherited_fds
+
+    def _stop(self) -> None:
+        """Stop the server (tests use this to start from a clean slate)."""
+        with self._lock:
+            self._stop_unlocked()
+
+    def _stop_unlocked(self) -> None:
+        if self._alive_w is not None:
+            os.close(self._alive_w)
+            self._alive_w = None
+        if self._pid is not None:
+            try:
+                os.waitpid(self._pid, 0)
+            except ChildProcessError:
+                pass
+            self._pid = None
+        if self._address is not None:
+            try:
+                os.unlink(self._address)
+            except OSError:
+                pass
+        self._address = None
+        self._authkey = None
+
+    def _server_alive(self) -> bool:
+        if self._address is None:
+            return False
+        if self._pid is None:
+            # Inherited from a parent: usable as long as its socket is.
+            return os.path.exists(self._address)
+        try:
+            pid, _status = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return pid == 0
+
+    def ensure_running(self) -> None:
+        """Start the server unless it is already running."""
+        from . import resource_tracker
+        with self._lock:
+            resource_tracker.ensure_running()
+            if self._server_alive():
+                return
+            if self._pid is not None:
+                util.sub_warning("fork server exited unexpectedly; starting a new one")
+            self._stop_unlocked()
+            self._start_server()
+
+    def _start_server(self) -> None:
+        address = os.path.join(util.get_temp_dir(), f"forkserver-{os.getpid()}-{os.urandom(4).hex()}")
+        authkey = os.urandom(32)
+        config = {
+            "authkey": authkey,
+            "preload": self._preload_modules,
+            "address": address,
+            "prep": _server_preparation_data(self._preload_modules),
+        }
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(address)
+            os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()
+            config_r, config_w = os.pipe()
+            try:
+                fds = [listener.fileno(), alive_r, config_r]
+                program = (f"from mp_core.forkserver import main; "
+                           f"main({listener.fileno()}, {alive_r}, {config_r})")
+                exe = spawn.get_executable()
+                assert exe is not None
+                cmd = [exe, *util._args_from_interpreter_flags(), "-c", program]
+                pid = util.spawnv_passfds(exe, cmd, fds)
+            except BaseException:
+                os.close(alive_w)
+                os.close(config_w)
+                raise
+            finally:
+                os.close(alive_r)
+                os.close(config_r)
+        with open(config_w, "wb") as f:
+            pickle.dump(config, f)
+        self._address, self._authkey, self._alive_w, self._pid = address, authkey, alive_w, pid
+
+    def connect_to_new_process(self, fds: Sequence[int]) -> tuple[int, int]:
+        """Ask the server for a child; return ``(sentinel, data_w)``.
+
+        ``sentinel`` is a socket descriptor on which the child's pid and then
+        its exit code arrive; ``data_w`` is the pipe the child reads its
+        preparation data and process object from.  ``fds`` reach the child
+        and are found there through ``get_inherited_fds()``.
+        """
+        from . import resource_tracker
+        if len(fds) + 2 >= MAXFDS_TO_SEND:
+            raise ValueError("too many fds")
+        for attempt in range(2):
+            self.ensure_running()
+            try:
+                client = self._connect()
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                if attempt or self._pid is not None:
+                    raise
+                # The inherited server went away with its owner: start our own.
+                with self._lock:
+                    self._address = self._authkey = None
+        with client:
+            child_r, parent_w = os.pipe()
+            try:
+                all_fds = [child_r, resource_tracker.getfd(), *fds]
+                reduction.sendfds(client, all_fds)
+            except BaseException:
+                os.close(parent_w)
+                raise
+            finally:
+                os.close(child_r)
+            return client.detach(), parent_w
+
+    def _connect(self) -> socket.socket:
+        assert self._address is not None and self._authkey is not None
+        client = socket.socket(socket.AF_UNIX)
+        try:
+            client.connect(self._address)
+            challenge = _recv_exactly(client, _CHALLENGE_SIZE)
+            client.sendall(hmac.new(self._authkey, challenge, _DIGEST).digest())
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+
+def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"sys_path": sys.path.copy(), "dir": os.getcwd()}
+    if "__main__" in preload:
+        data.update(spawn._main_module_origin(sys.modules["__main__"]))
+    return data
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("fork server closed the connection")
+        data += chunk
+    return data
+
+
+# ---------------------------------------------------------------- the server
+
+def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
+    """Run the fork server (the program of its process)."""
+    with open(config_fd, "rb") as f:
+        config = pickle.load(f)
+    authkey: bytes = config["authkey"]
+    _preload(config["preload"], config["prep"])
+    util._close_stdin()
+
+    # SIGCHLD only needs to wake the loop up; reaping happens in the loop.
+    sig_r, sig_w = os.pipe()
+    os.set_blocking(sig_r, False)
+    os.set_blocking(sig_w, False)
+    handlers = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
+    old_handlers = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    signal.set_wakeup_fd(sig_w)
+
+    # Children of the server that start children of their own by forkserver
+    # use this same server.
+    _forkserver._address = config["address"]
+    _forkserver._authkey = authkey
+
+    pid_to_conn: dict[int, socket.socket] = {}
+    with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener, \
+            selectors.DefaultSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(alive_r, selectors.EVENT_READ)
+        selector.register(sig_r, selectors.EVENT_READ)
+        while True:
+            try:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if alive_r in ready:
+                    # EOF: the program that started us is gone.
+                    if os.read(alive_r, 1) == b"":
+                        break
+                if sig_r in ready:
+                    _drain(sig_r)
+                    _report_exited_children(pid_to_conn)
+                if listener in ready:
+                    _accept_request(listener, authkey, pid_to_conn, (listener, selector),
+                                    [alive_r, sig_r, sig_w], old_handlers)
+            except OSError as exc:
+                if exc.errno != errno.ECONNABORTED:
+                    raise
+    for conn in pid_to_conn.values():
+        conn.close()
+    os._exit(0)
+
+
+def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
+    if prep.get("sys_path") is not None:
+        sys.path[:] = prep["sys_path"]
+    if prep.get("dir"):
+        try:
+            os.chdir(prep["dir"])
+        except OSError:
+            pass
+    main_origin = {k: v for k, v in prep.items() if k.startswith("init_main_from")}
+    if "__main__" in modules and main_origin:
+        # Importing the main module here means each child starts with it
+        # already imported; the guard flag turns an unguarded main module into
+        # the usual clear RuntimeError instead of a fork bomb.
+        process.current_process()._inheriting = True  # type: ignore[attr-defined]
+        try:
+            spawn.prepare(main_origin)
+        except Exception:
+            traceback.print_exc()
+        finally:
+            del process.current_process()._inheriting  # type: ignore[attr-defined]
+    for name in modules:
+        if name == "__main__":
+            continue
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _report_exited_children(pid_to_conn: dict[int, socket.socket]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = pid_to_conn.pop(pid, None)
+        if conn is None:
+            continue
+        returncode = os.waitstatus_to_exitcode(status)
+        try:
+            conn.sendall(SIGNED_STRUCT.pack(returncode))
+        except OSError:
+            pass  # the client went away; nobody is waiting for this code
+        conn.close()
+
+
+def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[int, socket.socket],
+                    closables: tuple[Any, ...], unused_fds: list[int], old_handlers: dict) -> None:
+    conn, _ = listener.accept()
+    try:
+        conn.settimeout(_HANDSHAKE_TIMEOUT)
+        if not _authenticate(conn, authkey):
+            conn.close()
+            return
+        fds = reduction.recvfds(conn, MAXFDS_TO_SEND + 1)
+        conn.settimeout(None)
+    except (OSError, EOFError, RuntimeError, AssertionError):
+        conn.close()
+        return
+    if len(fds) < 2 or len(fds) > MAXFDS_TO_SEND:
+        util.close_fds(*fds)
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for closable in closables:
+                closable.close()
+            other_conns = [c.fileno() for c in pid_to_conn.values()]
+            util.close_fds(*unused_fds, *other_conns)
+            conn.close()
+            code = _serve_one(fds, old_handlers)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            util._flush_std_streams()
+            os._exit(code)
+    util.close_fds(*fds)
+    try:
+        conn.sendall(SIGNED_STRUCT.pack(pid))
+        pid_to_conn[pid] = conn
+    except OSError:
+        conn.close()
+
+
+def _authenticate(conn: socket.socket, authkey: bytes) -> bool:
+    challenge = os.urandom(_CHALLENGE_SIZE)
+    conn.sendall(challenge)
+    expected = hmac.new(authkey, challenge, _DIGEST).digest()
+    answer = _recv_exactly(conn, len(expected))
+    return hmac.compare_digest(answer, expected)
+
+
+def _serve_one(fds: list[int], old_handlers: dict) -> int:
+    """In a freshly forked child of the server: become the requested process."""
+    signal.set_wakeup_fd(-1)
+    for sig, handler in old_handlers.items():
+        signal.signal(sig, handler)
+    child_r, tracker_fd, *inherited = fds
+    from . import resource_tracker
+    resource_tracker._resource_tracker._fd = tracker_fd
+    _forkserver._inherited_fds = inherited
+    parent_sentinel = os.dup(child_r)
+    return spawn._main(child_r, parent_sentinel)
+
+
+def read_signed(fd: int) -> int:
+    """Read one pid or exit code sent by the server; ``EOFError`` if it hung up."""
+    data = b""
+    while len(data) < SIGNED_STRUCT.size:
+        chunk = os.read(fd, SIGNED_STRUCT.size - len(data))
+        if not chunk:
+            raise EOFError("unexpected EOF")
+        data += chunk
+    return SIGNED_STRUCT.unpack(data)[0]
+
+
+_forkserver = ForkServer()
+ensure_running = _forkserver.ensure_running
+get_inherited_fds = _forkserver.get_inherited_fds
+connect_to_new_process = _forkserver.connect_to_new_process
+set_forkserver_preload = _forkserver.set_forkserver_preload

@@ -1,0 +1,78 @@
+"""The forkserver start method: children are forked by the fork server.
+
+The child's pid and, later, its exit code arrive on a socket from the
+server; that socket is the process ``sentinel``.  Descriptors that pickled
+objects need travel with the request and are found in the child by index.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any, Optional
+
+from . import forkserver
+from . import popen_fork
+from . import reduction
+from . import spawn
+from . import util
+from ._spawning import set_spawning_popen
+
+__all__ = ["Popen"]
+
+
+class _DupFd:
+    """A descriptor passed to the child with the request; ``ind`` is its position."""
+
+    def __init__(self, ind: int) -> None:
+        self.ind = ind
+
+    def detach(self) -> int:
+        fds = forkserver.get_inherited_fds()
+        assert fds is not None, "not a child of the fork server"
+        return fds[self.ind]
+
+
+class Popen(popen_fork.Popen):
+    """A child forked by the fork server."""
+
+    method = "forkserver"
+    DupFd = _DupFd
+
+    def __init__(self, process_obj: Any) -> None:
+        self._fds: list[int] = []
+        super().__init__(process_obj)
+
+    def duplicate_for_child(self, fd: int) -> int:
+        self._fds.append(fd)
+        return len(self._fds) - 1
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, data_w = forkserver.connect_to_new_process(self._fds)
+        # data_w stays open while we live: the child's parent sentinel.
+        self._parent_only_fds = (self.sentinel, data_w)
+        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel, data_w))
+        self.pid = forkserver.read_signed(self.sentinel)
+        with open(data_w, "wb", closefd=False) as to_child:
+            to_child.write(buf.getbuffer())
+
+    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
+        if self.returncode is None:
+            from .connection import wait
+            timeout = 0 if flag == os.WNOHANG else None
+            if not wait([self.sentinel], timeout):
+                return None
+            try:
+                self.returncode = forkserver.read_signed(self.sentinel)
+            except (OSError, EOFError):
+                # The server died before it could tell us: the status is lost.
+                self.returncode = 255
+        return self.returncode

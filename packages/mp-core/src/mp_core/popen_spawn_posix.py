@@ -1,0 +1,80 @@
+"""The spawn start method on POSIX: a fresh interpreter runs the child.
+
+The child's command line names a pipe from which it reads the preparation
+data and the pickled process object (see ``spawn``).  Descriptors that
+pickled objects need (``DupFd``) are passed down to the child explicitly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from . import popen_fork
+from . import reduction
+from . import spawn
+from . import util
+from ._spawning import set_spawning_popen
+
+__all__ = ["Popen"]
+
+
+class _DupFd:
+    """A descriptor that reaches a spawned child under the same number."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def detach(self) -> int:
+        return self.fd
+
+
+class Popen(popen_fork.Popen):
+    """A child started as a new interpreter."""
+
+    method = "spawn"
+    DupFd = _DupFd
+
+    def __init__(self, process_obj: Any) -> None:
+        self._fds: list[int] = []
+        super().__init__(process_obj)
+
+    def duplicate_for_child(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def _serialize_child(self, process_obj: Any) -> io.BytesIO:
+        """Pickle what the child needs; errors surface here, in ``start()``."""
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        return buf
+
+    def _launch(self, process_obj: Any) -> None:
+        from . import resource_tracker
+        tracker_fd = resource_tracker.getfd()
+        self._fds.append(tracker_fd)
+        buf = self._serialize_child(process_obj)
+        parent_r = child_w = child_r = parent_w = None
+        try:
+            parent_r, child_w = os.pipe()
+            child_r, parent_w = os.pipe()
+            cmd = spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)
+            self._fds.extend([child_r, child_w])
+            self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
+            self.sentinel = parent_r
+            with open(parent_w, "wb", closefd=False) as to_child:
+                to_child.write(buf.getbuffer())
+        finally:
+            to_close = tuple(fd for fd in (parent_r, parent_w) if fd is not None)
+            self._parent_only_fds = to_close
+            self.finalizer = util.Finalize(self, util.close_fds, to_close)
+            for fd in (child_r, child_w):
+                if fd is not None:
+                    os.close(fd)

@@ -1,0 +1,513 @@
+"""The serialization layer: dill's reach at C pickle's speed.
+
+Every byte that crosses a process boundary (pipes, queues, pools, managers,
+the data a spawned child starts from) is produced here.
+
+How an object is serialized in the default ``auto`` mode::
+
+    obj ──> ForkingPickler (the C pickle.Pickler)
+              │  plain data, importable functions and classes: C pickle, by reference
+              │
+              ├─ reducer_override: a lambda, a nested (<locals>) function or class,
+              │  or a function or class of __main__ ──> embedded dill payload
+              │      loaded by _load_dill  (dill imported only by a process that
+              │      meets one); __main__ objects are looked up by name in the
+              │      receiver's __main__ first, so a receiver running the same
+              │      program gets the very same object back
+              │
+              └─ the C pickler fails on the whole object ──> whole-object dill
+
+Receiving is always the C ``pickle.loads``.  The ``dill`` mode serializes
+everything with dill (the upstream ``multiprocess`` behaviour) and the
+``pickle`` mode never uses dill (the standard library's behaviour).
+
+An object that cannot be serialized at all raises at the sender, with its
+type and the reason.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import os
+import pickle
+import socket
+import sys
+import threading
+import types
+from typing import Any, Callable, Optional
+
+from ._spawning import get_spawning_popen
+
+__all__ = [
+    "send_handle", "recv_handle", "ForkingPickler", "register", "dump", "DupFd",
+    "sendfds", "recvfds", "Serializer", "configure", "get_serializer", "dumps", "loads",
+]
+
+HAVE_SEND_HANDLE = sys.platform == "win32" or (
+    hasattr(socket, "CMSG_LEN") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "sendmsg")
+)
+
+MODES = ("auto", "dill", "pickle")
+DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# Reducers registered with ForkingPickler.register: consulted before copyreg.
+_extra_reducers: dict[type, Callable[[Any], Any]] = {}
+
+# Exceptions with which the C pickler says "I cannot carry this object";
+# anything else comes from user code (a __reduce__ that refuses on purpose,
+# like a lock outside of process creation) and is passed through untouched.
+_CANNOT_PICKLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
+
+
+# ---------------------------------------------------------------- settings
+
+class Serializer:
+    """Serialization settings that a call site (a pool, a queue) can carry.
+
+    ``mode``: ``'auto'`` (C pickle, dill only where needed), ``'dill'``
+    (everything through dill) or ``'pickle'`` (never dill).
+    ``recurse``/``byref``: dill's settings for the objects dill handles;
+    ``None`` takes ``recurse=True`` (a function travels with the globals it
+    uses, so interactive ``__main__`` code works in a fresh interpreter) and
+    dill's own global ``byref`` setting.
+    ``protocol``: the pickle protocol (``None``: the highest).
+    """
+
+    __slots__ = ("mode", "recurse", "byref", "protocol")
+
+    def __init__(self, mode: str = "auto", recurse: Optional[bool] = None, byref: Optional[bool] = None,
+                 protocol: Optional[int] = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"serializer mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if protocol is not None and not 2 <= protocol <= pickle.HIGHEST_PROTOCOL:
+            raise ValueError(f"pickle protocol must be between 2 and {pickle.HIGHEST_PROTOCOL}, not {protocol!r}")
+        self.mode = mode
+        self.recurse = recurse
+        self.byref = byref
+        self.protocol = protocol
+
+    def replace(self, **changes: Any) -> "Serializer":
+        """A copy with some settings changed."""
+        settings = {name: getattr(self, name) for name in self.__slots__}
+        settings.update(changes)
+        return Serializer(**settings)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Serializer):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in self.__slots__))
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"Serializer({settings})"
+
+    def __reduce__(self) -> tuple:
+        return Serializer, tuple(getattr(self, n) for n in self.__slots__)
+
+    def dumps(self, obj: Any, buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None) -> memoryview:
+        """Serialize ``obj``; raise at once, naming its type, if it cannot be."""
+        buf = io.BytesIO()
+        self.dump(obj, buf, buffer_callback=buffer_callback)
+        return buf.getbuffer()
+
+    def dump(self, obj: Any, file: Any, buffer_callback: Optional[Callable[..., Any]] = None) -> None:
+        """Serialize ``obj`` into the binary file ``file``."""
+        protocol = self.protocol or DEFAULT_PROTOCOL
+        if self.mode == "dill":
+            _whole_object_dill(obj, file, protocol, self)
+            return
+        pickler_class = ForkingPickler if self.mode == "auto" else _PlainForkingPickler
+        start = file.tell() if file.seekable() else None
+        try:
+            pickler_class(file, protocol, serializer=self, buffer_callback=buffer_callback).dump(obj)
+        except _CANNOT_PICKLE as exc:
+            if self.mode != "auto" or start is None:
+                raise _cannot_serialize(obj, exc) from exc
+            file.seek(start)
+            file.truncate()
+            try:
+                _whole_object_dill(obj, file, protocol, self)
+            except Exception as dill_exc:
+                raise _cannot_serialize(obj, exc) from dill_exc
+
+    @staticmethod
+    def loads(data: Any, buffers: Any = None) -> Any:
+        """Deserialize what ``dumps`` produced (any mode)."""
+        return pickle.loads(data, buffers=buffers)
+
+    def dill_options(self) -> dict[str, Any]:
+        """The keyword arguments this serializer passes to ``dill.dumps``."""
+        options: dict[str, Any] = {"recurse": True if self.recurse is None else self.recurse}
+        if self.byref is not None:
+            options["byref"] = self.byref
+        return options
+
+
+_default_serializer = Serializer()
+_settings_lock = threading.Lock()
+
+
+def get_serializer() -> Serializer:
+    """The process-wide default serializer."""
+    return _default_serializer
+
+
+def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ...,
+              protocol: Any = ...) -> Serializer:
+    """Change the process-wide default serializer; return the new one.
+
+    Arguments left out keep their current value.  Children started later
+    receive objects serialized this way; each process decides how it sends.
+    """
+    global _default_serializer
+    with _settings_lock:
+        changes: dict[str, Any] = {}
+        if mode is not None:
+            changes["mode"] = mode
+        if recurse is not ...:
+            changes["recurse"] = recurse
+        if byref is not ...:
+            changes["byref"] = byref
+        if protocol is not ...:
+            changes["protocol"] = protocol
+        _default_serializer = _default_serializer.replace(**changes)
+        return _default_serializer
+
+
+def dumps(obj: Any, protocol: Optional[int] = None, *, mode: Optional[str] = None,
+          serializer: Optional[Serializer] = None) -> memoryview:
+    """Serialize ``obj`` with the default (or the given) settings."""
+    chosen = serializer or _default_serializer
+    if mode is not None or protocol is not None:
+        chosen = chosen.replace(**({"mode": mode} if mode else {}),
+                                **({"protocol": protocol} if protocol else {}))
+    return chosen.dumps(obj)
+
+
+loads = pickle.loads
+
+
+def _describe(obj: Any) -> str:
+    kind = type(obj)
+    name = getattr(obj, "__qualname__", None) if isinstance(obj, (type, types.FunctionType)) else None
+    what = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+    return f"{what} object {name!r}" if name else f"{what} object"
+
+
+def _cannot_serialize(obj: Any, exc: BaseException) -> BaseException:
+    """The error a sender sees: the same type as pickle's, naming the object."""
+    message = f"cannot serialize {_describe(obj)}: {exc}"
+    kind = type(exc) if type(exc) in (pickle.PicklingError, TypeError, AttributeError) else pickle.PicklingError
+    return kind(message)
+
+
+# ---------------------------------------------------------------- dill bridge
+
+def _dill() -> types.ModuleType:
+    import dill  # deferred: a process that never meets a dill payload never imports it
+    return dill
+
+
+def _dill_dumps(obj: Any, protocol: int, serializer: Serializer) -> bytes:
+    dill = _dill()
+    return dill.dumps(obj, protocol=protocol, **serializer.dill_options())
+
+
+def _load_dill(payload: bytes) -> Any:
+    """Rebuild an object that was serialized by dill (called by the unpickler)."""
+    return _dill().loads(payload)
+
+
+def _whole_object_dill(obj: Any, file: Any, protocol: int, serializer: Serializer) -> None:
+    payload = _dill_pickle_with_reducers(obj, protocol, serializer)
+    # Wrapped in a one-call C pickle so that the receiver, which always uses
+    # pickle.loads, lets dill's own unpickler read the payload.
+    pickle.Pickler(file, protocol).dump(_DillPayload(payload))
+
+
+def _dill_pickle_with_reducers(obj: Any, protocol: int, serializer: Serializer) -> bytes:
+    dill = _dill()
+    buf = io.BytesIO()
+    pickler = dill.Pickler(buf, protocol=protocol, **serializer.dill_options())
+    if _extra_reducers:
+        table = dict(copyreg.dispatch_table)
+        table.update(_extra_reducers)
+        pickler.dispatch_table = table
+    pickler.dump(obj)
+    return buf.getvalue()
+
+
+class _DillPayload:
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def __reduce__(self) -> tuple:
+        return _load_dill, (self.payload,)
+
+
+# ---------------------------------------------------------------- __main__ objects
+
+_MAIN_MODULE_NAMES = ("__main__", "__mp_main__")
+
+
+def _needs_value(obj: Any) -> bool:
+    """Whether pickle's by-reference rule cannot carry this function or class."""
+    qualname = getattr(obj, "__qualname__", "")
+    return ("<locals>" in qualname or "<lambda>" in qualname
+            or getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES
+            or getattr(obj, "__module__", "") is None)
+
+
+def _fingerprint(obj: Any) -> tuple:
+    """What must match for the receiver's ``__main__.<name>`` to be this object."""
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        return ("function", obj.__qualname__, code.co_firstlineno, os.path.basename(code.co_filename))
+    return ("class", obj.__qualname__, tuple(sorted(k for k in vars(obj) if not k.startswith("__"))))
+
+
+def _lookup_main(qualname: str) -> Any:
+    obj: Any = sys.modules.get("__main__")
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _load_main_object(qualname: str, fingerprint: tuple, payload: bytes) -> Any:
+    """The receiver's own ``__main__.<qualname>`` if it is the same; else the payload's copy."""
+    candidate = _lookup_main(qualname)
+    if candidate is not None and (isinstance(candidate, (type, types.FunctionType))
+                                  and _fingerprint(candidate) == fingerprint):
+        return candidate
+    return _load_dill(payload)
+
+
+# ---------------------------------------------------------------- picklers
+
+class _PlainForkingPickler(pickle.Pickler):
+    """The C pickler with the registered reducers and nothing else (``pickle`` mode)."""
+
+    def __init__(self, file: Any, protocol: Optional[int] = None, *, serializer: Optional[Serializer] = None,
+                 buffer_callback: Optional[Callable[..., Any]] = None) -> None:
+        super().__init__(file, protocol or DEFAULT_PROTOCOL, buffer_callback=buffer_callback)
+        self._serializer = serializer or _default_serializer
+
+    def reducer_override(self, obj: Any) -> Any:
+        reducer = _extra_reducers.get(type(obj))
+        if reducer is not None:
+            return reducer(obj)
+        return NotImplemented
+
+
+class ForkingPickler(_PlainForkingPickler):
+    """The C pickler that hands to dill only what pickle cannot carry.
+
+    Drop-in for the standard library's ``ForkingPickler``: ``register`` adds a
+    reducer for a type, ``dumps`` returns a ``memoryview``, ``loads`` is
+    ``pickle.loads``.  (The C pickler calls ``reducer_override`` only for
+    objects other than plain containers and atoms, so plain data never pays
+    for the hook.)
+    """
+
+    _extra_reducers = _extra_reducers
+    _copyreg_dispatch_table = copyreg.dispatch_table
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        reducer = _extra_reducers.get(kind)
+        if reducer is not None:
+            return reducer(obj)
+        if (kind is types.FunctionType or isinstance(obj, type)) and _needs_value(obj):
+            return self._reduce_by_value(obj)
+        return NotImplemented
+
+    def _reduce_by_value(self, obj: Any) -> tuple:
+        serializer = self._serializer
+        payload = _dill_dumps(obj, self.proto, serializer)
+        if getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES and "<" not in obj.__qualname__:
+            return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
+        return _load_dill, (payload,)
+
+    @classmethod
+    def register(cls, type: type, reduce: Callable[[Any], Any]) -> None:
+        """Use ``reduce(obj)`` to serialize instances of ``type``."""
+        _extra_reducers[type] = reduce
+
+    @classmethod
+    def dumps(cls, obj: Any, protocol: Optional[int] = None) -> memoryview:  # type: ignore[override]
+        """Serialize ``obj`` with the default settings (``protocol`` optional)."""
+        return dumps(obj, protocol)
+
+    loads = staticmethod(pickle.loads)
+
+
+register = ForkingPickler.register
+
+
+def dump(obj: Any, file: Any, protocol: Optional[int] = None) -> None:
+    """Serialize ``obj`` into ``file`` with the default settings."""
+    serializer = _default_serializer
+    if protocol is not None:
+        serializer = serializer.replace(protocol=protocol)
+    serializer.dump(obj, file)
+
+
+def load(file: Any) -> Any:
+    """Read one object written by ``dump``."""
+    return pickle.load(file)
+
+
+# ---------------------------------------------------------------- handles and descriptors
+
+if sys.platform == "win32":  # pragma: no cover - designed in, untested here
+    import _winapi
+
+    def duplicate(handle: int, target_process: Optional[int] = None, inheritable: bool = False,
+                  *, source_process: Optional[int] = None) -> int:
+        """Duplicate a Windows handle into ``target_process`` (default: ourselves)."""
+        current_process = _winapi.GetCurrentProcess()
+        if source_process is None:
+            source_process = current_process
+        if target_process is None:
+            target_process = current_process
+        return _winapi.DuplicateHandle(source_process, handle, target_process, 0, inheritable,
+                                       _winapi.DUPLICATE_SAME_ACCESS)
+
+    def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
+        """Send ``handle`` over ``conn`` to the process ``destination_pid``."""
+        dh = DupHandle(handle, _winapi.DUPLICATE_SAME_ACCESS, destination_pid)
+        conn.send(dh)
+
+    def recv_handle(conn: Any) -> int:
+        """Receive a handle sent with ``send_handle``."""
+        return conn.recv().detach()
+
+    class DupHandle:
+        """A handle duplicated into another process, detached on arrival."""
+
+        def __init__(self, handle: int, access: int, pid: Optional[int] = None) -> None:
+            if pid is None:
+                pid = os.getpid()
+            proc = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, pid)
+            try:
+                self._handle = _winapi.DuplicateHandle(_winapi.GetCurrentProcess(), handle, proc, access,
+                                                       False, 0)
+            finally:
+                _winapi.CloseHandle(proc)
+            self._access = access
+            self._pid = pid
+
+        def detach(self) -> int:
+            if self._pid == os.getpid():
+                return self._handle
+            proc = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, self._pid)
+            try:
+                return _winapi.DuplicateHandle(proc, self._handle, _winapi.GetCurrentProcess(),
+                                               self._access, False,
+                                               _winapi.DUPLICATE_CLOSE_SOURCE)
+            finally:
+                _winapi.CloseHandle(proc)
+
+    __all__ += ["DupHandle", "duplicate"]
+
+else:
+    import array
+
+    ACKNOWLEDGE = sys.platform == "darwin"
+
+    def sendfds(sock: socket.socket, fds: list[int]) -> None:
+        """Send the file descriptors ``fds`` over the Unix socket ``sock``."""
+        fd_array = array.array("i", fds)
+        message = bytes([len(fd_array) % 256])
+        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd_array)])
+        if ACKNOWLEDGE and sock.recv(1) != b"A":
+            raise RuntimeError("did not receive acknowledgement of fd")
+
+    def recvfds(sock: socket.socket, size: int) -> list[int]:
+        """Receive exactly ``size`` file descriptors sent with ``sendfds``."""
+        fd_array = array.array("i")
+        bytes_size = fd_array.itemsize * size
+        msg, ancdata, _flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(bytes_size))
+        if not msg and not ancdata:
+            raise EOFError
+        try:
+            if ACKNOWLEDGE:
+                sock.send(b"A")
+            if len(ancdata) != 1:
+                raise RuntimeError(f"received {len(ancdata)} items of ancdata")
+            level, kind, data = ancdata[0]
+            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+                raise RuntimeError("unexpected ancillary data")
+            if len(data) % fd_array.itemsize:
+                raise ValueError("ancillary data has a partial file descriptor")
+            fd_array.frombytes(data)
+            if len(fd_array) % 256 != msg[0]:
+                raise AssertionError(f"Len is {len(fd_array)} but msg[0] is {msg[0]!r}")
+            return list(fd_array)
+        except (ValueError, IndexError) as exc:
+            raise RuntimeError("invalid data received") from exc
+
+    def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
+        """Send the descriptor ``handle`` over the connection ``conn``."""
+        with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sendfds(sock, [handle])
+
+    def recv_handle(conn: Any) -> int:
+        """Receive a descriptor sent with ``send_handle``; the caller owns it."""
+        with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            return recvfds(sock, 1)[0]
+
+    def DupFd(fd: int) -> Any:
+        """Return an object that, once unpickled in another process, yields a copy of ``fd``.
+
+        While a child is being created the descriptor rides along with it;
+        otherwise the resource sharer hands it over on request.
+        """
+        popen_obj = get_spawning_popen()
+        if popen_obj is not None:
+            return popen_obj.DupFd(popen_obj.duplicate_for_child(fd))
+        if HAVE_SEND_HANDLE:
+            from . import resource_sharer
+            return resource_sharer.DupFd(fd)
+        raise ValueError("SCM_RIGHTS appears not to be available")
+
+
+# ---------------------------------------------------------------- sockets
+
+def _reduce_socket(sock: socket.socket) -> tuple:
+    df = DupFd(sock.fileno())
+    return _rebuild_socket, (df, sock.family, sock.type, sock.proto)
+
+
+def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> socket.socket:
+    fd = df.detach()
+    return socket.socket(family, kind, proto, fileno=fd)
+
+
+if sys.platform != "win32":
+    register(socket.socket, _reduce_socket)
+
+
+class AbstractReducer:
+    """Base for alternative reducers assignable to ``ctx.reducer`` (stdlib API)."""
+
+    ForkingPickler = ForkingPickler
+    register = staticmethod(register)
+    dump = staticmethod(dump)
+    send_handle = staticmethod(send_handle)
+    recv_handle = staticmethod(recv_handle)
+    if sys.platform != "win32":
+        sendfds = staticmethod(sendfds)
+        recvfds = staticmethod(recvfds)
+        DupFd = staticmethod(DupFd)
+
+    def __init__(self, *args: Any) -> None:
+        pass

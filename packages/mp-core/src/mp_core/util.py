@@ -1,0 +1,437 @@
+"""Process-wide plumbing: logging, finalizers, after-fork hooks, temp dir, exit.
+
+Everything here is about the life cycle of *this* process: what runs when it
+forks, what runs when it exits, and in which order.  At interpreter exit
+(``_exit_function``) finalizers with a priority run first, then daemonic
+children are terminated and the others joined, then the remaining finalizers
+run.  A forked child leaves through ``os._exit`` so it never re-runs the
+parent's ``atexit`` handlers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import weakref
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from . import process
+
+__all__ = [
+    "sub_debug", "debug", "info", "sub_warning", "get_logger", "log_to_stderr",
+    "get_temp_dir", "register_after_fork", "is_exiting", "Finalize",
+    "ForkAwareThreadLock", "ForkAwareLocal", "close_all_fds_except",
+    "SUBDEBUG", "SUBWARNING",
+]
+
+# ---------------------------------------------------------------- logging
+
+NOTSET = 0
+SUBDEBUG = 5
+DEBUG = 10
+INFO = 20
+SUBWARNING = 25
+
+LOGGER_NAME = "multiprocess"
+DEFAULT_LOGGING_FORMAT = "[%(levelname)s/%(processName)s] %(message)s"
+
+_logger: Optional[logging.Logger] = None
+_log_to_stderr = False
+
+
+def sub_debug(msg: str, *args: Any) -> None:
+    if _logger:
+        _logger.log(SUBDEBUG, msg, *args, stacklevel=2)
+
+
+def debug(msg: str, *args: Any) -> None:
+    if _logger:
+        _logger.log(DEBUG, msg, *args, stacklevel=2)
+
+
+def info(msg: str, *args: Any) -> None:
+    if _logger:
+        _logger.log(INFO, msg, *args, stacklevel=2)
+
+
+def sub_warning(msg: str, *args: Any) -> None:
+    if _logger:
+        _logger.log(SUBWARNING, msg, *args, stacklevel=2)
+
+
+def get_logger() -> logging.Logger:
+    """Return the library's logger (named ``multiprocess``), creating it once.
+
+    The logger does not propagate to the root logger, like the standard
+    library's, so that enabling it never duplicates the application's output.
+    """
+    global _logger
+    with logging._lock:  # type: ignore[attr-defined]
+        if not _logger:
+            _logger = logging.getLogger(LOGGER_NAME)
+            _logger.propagate = False
+            logging.addLevelName(SUBDEBUG, "SUBDEBUG")
+            logging.addLevelName(SUBWARNING, "SUBWARNING")
+            # Make sure our exit handler runs before logging's own, so that
+            # messages logged while shutting down are not lost.
+            atexit.unregister(_exit_function)
+            atexit.register(_exit_function)
+    return _logger
+
+
+def log_to_stderr(level: Optional[int | str] = None) -> logging.Logger:
+    """Attach a stderr handler to the library logger and return the logger.
+
+    Children started afterwards (under any start method) log to stderr too.
+    """
+    global _log_to_stderr
+    logger = get_logger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+    logger.addHandler(handler)
+    if level:
+        logger.setLevel(level)
+    _log_to_stderr = True
+    return logger
+
+
+# ---------------------------------------------------------------- temp dir
+
+def get_temp_dir() -> str:
+    """Return a private temporary directory for this process, created lazily.
+
+    The directory (mode 0700) holds Unix socket addresses and similar
+    rendezvous files; it is removed when the process exits.
+    """
+    tempdir = process.current_process()._config.get("tempdir")
+    if tempdir is None:
+        tempdir = tempfile.mkdtemp(prefix="pymp-")
+        info("created temp directory %s", tempdir)
+        # The finalizer's priority keeps the directory until the last
+        # listener that lives in it has been closed.
+        Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
+        process.current_process()._config["tempdir"] = tempdir
+    return tempdir
+
+
+def _remove_temp_dir(rmtree: Callable[..., None], tempdir: str) -> None:
+    rmtree(tempdir, ignore_errors=True)
+    current = process.current_process()
+    if current is not None and current._config.get("tempdir") == tempdir:
+        current._config["tempdir"] = None
+
+
+# ---------------------------------------------------------------- after fork
+
+_afterfork_registry: "weakref.WeakValueDictionary[tuple[int, int, Callable[..., Any]], Any]" = (
+    weakref.WeakValueDictionary()
+)
+_afterfork_counter = itertools.count()
+
+
+def _run_after_forkers() -> None:
+    """Run the registered after-fork hooks in registration order (child side)."""
+    items = sorted(_afterfork_registry.items())
+    for (_index, _ident, func), obj in items:
+        try:
+            func(obj)
+        except Exception as exc:
+            info("after forker raised exception %s", exc)
+
+
+def register_after_fork(obj: Any, func: Callable[[Any], None]) -> None:
+    """Call ``func(obj)`` in every child started by fork or forkserver.
+
+    The registration is weak: it lapses when ``obj`` is garbage collected.
+    """
+    _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
+
+
+# ---------------------------------------------------------------- finalizers
+
+_finalizer_registry: dict[tuple[Any, int], "Finalize"] = {}
+_finalizer_counter = itertools.count()
+
+
+class Finalize:
+    """A callback that runs once: when ``obj`` is collected, when called, or at exit.
+
+    ``exitpriority`` decides whether and in which order it runs at interpreter
+    exit: ``None`` means only on collection or explicit call; higher
+    priorities run first, equal priorities in reverse order of creation.
+    A finalizer created in one process never runs in a forked child.
+    """
+
+    def __init__(
+        self,
+        obj: Any,
+        callback: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: Optional[dict[str, Any]] = None,
+        exitpriority: Optional[int] = None,
+    ) -> None:
+        if exitpriority is not None and not isinstance(exitpriority, int):
+            raise TypeError(f"Exitpriority ({exitpriority!r}) must be None or int, not {type(exitpriority)}")
+        if obj is not None:
+            self._weakref: Optional[weakref.ref[Any]] = weakref.ref(obj, self)
+        elif exitpriority is None:
+            raise ValueError("Without object, exitpriority cannot be None")
+        else:
+            self._weakref = None
+        self._callback: Optional[Callable[..., Any]] = callback
+        self._args = args
+        self._kwargs = kwargs or {}
+        self._key: Optional[tuple[Any, int]] = (exitpriority, next(_finalizer_counter))
+        self._pid = os.getpid()
+        _finalizer_registry[self._key] = self
+
+    def __call__(
+        self,
+        wr: Any = None,
+        # Bound as defaults so they survive module teardown at exit.
+        _finalizer_registry: dict = _finalizer_registry,
+        sub_debug: Callable[..., None] = sub_debug,
+        getpid: Callable[[], int] = os.getpid,
+    ) -> Any:
+        """Run the callback if it has not run yet; return its result."""
+        try:
+            del _finalizer_registry[self._key]  # type: ignore[index]
+        except KeyError:
+            sub_debug("finalizer no longer registered")
+            return None
+        if self._pid != getpid():
+            sub_debug("finalizer ignored because different process")
+            res = None
+        else:
+            sub_debug("finalizer calling %s with args %s and kwargs %s", self._callback, self._args, self._kwargs)
+            res = self._callback(*self._args, **self._kwargs)  # type: ignore[misc]
+        self._weakref = self._callback = self._args = self._kwargs = self._key = None  # type: ignore[assignment]
+        return res
+
+    def cancel(self) -> None:
+        """Forget the finalizer without running it."""
+        try:
+            del _finalizer_registry[self._key]  # type: ignore[index]
+        except KeyError:
+            pass
+        else:
+            self._weakref = self._callback = self._args = self._kwargs = self._key = None  # type: ignore[assignment]
+
+    def still_active(self) -> bool:
+        """Whether the callback has neither run nor been cancelled."""
+        return self._key in _finalizer_registry
+
+    def __repr__(self) -> str:
+        obj = self._weakref() if self._weakref is not None else None
+        if self._callback is None:
+            return "<Finalize object, dead>"
+        text = f"<{type(self).__name__} object, callback={getattr(self._callback, '__name__', self._callback)}"
+        if obj is not None:
+            text += f", obj={obj!r}"  # pragma: no cover - diagnostic only
+        if self._args:
+            text += f", args={self._args!r}"
+        if self._kwargs:
+            text += f", kwargs={self._kwargs!r}"
+        if self._key[0] is not None:  # type: ignore[index]
+            text += f", exitpriority={self._key[0]}"  # type: ignore[index]
+        return text + ">"
+
+
+def _run_finalizers(minpriority: Optional[int] = None) -> None:
+    """Run pending finalizers, highest priority first.
+
+    With ``minpriority`` only those whose priority is at least that run;
+    without it, every finalizer that has a priority runs.
+    """
+    if _finalizer_registry is None:  # pragma: no cover - interpreter teardown
+        return
+    if minpriority is None:
+        def wanted(priority: Optional[int]) -> bool:
+            return priority is not None
+    else:
+        def wanted(priority: Optional[int]) -> bool:
+            return priority is not None and priority >= minpriority
+
+    # Finalizers may create or remove others while we run, so re-read the
+    # registry instead of iterating over it.
+    keys = [key for key in list(_finalizer_registry) if wanted(key[0])]
+    keys.sort(reverse=True)
+    for key in keys:
+        finalizer = _finalizer_registry.get(key)
+        if finalizer is None:
+            continue
+        sub_debug("calling %s", finalizer)
+        try:
+            finalizer()
+        except Exception:
+            import traceback
+            traceback.print_exc()
+    if minpriority is None:
+        _finalizer_registry.clear()
+
+
+# ---------------------------------------------------------------- exit
+
+_exiting = False
+
+
+def is_exiting() -> bool:
+    """True once this process has begun its exit sequence."""
+    return _exiting or _exiting is None
+
+
+def _exit_function(
+    info: Callable[..., None] = info,
+    debug: Callable[..., None] = debug,
+    _run_finalizers: Callable[..., None] = _run_finalizers,
+    active_children: Callable[[], list] = process.active_children,
+    current_process: Callable[[], Any] = process.current_process,
+) -> None:
+    """Shut down this process's share of the library (registered with atexit)."""
+    global _exiting
+    if _exiting:
+        return
+    _exiting = True
+    info("process shutting down")
+    debug("running all 'atexit' finalizers with priority >= 0")
+    _run_finalizers(0)
+    if current_process() is not None:
+        # Daemonic children die with us; the others are waited for, as the
+        # threading module waits for non-daemon threads.
+        for child in active_children():
+            if child.daemon:
+                info("calling terminate() for daemon %s", child.name)
+                child._popen.terminate()
+        for child in active_children():
+            info("calling join() for process %s", child.name)
+            child.join()
+    debug("running the remaining 'atexit' finalizers")
+    _run_finalizers()
+
+
+atexit.register(_exit_function)
+
+
+# ---------------------------------------------------------------- fork-aware helpers
+
+class ForkAwareThreadLock:
+    """A ``threading.Lock`` that is replaced by a fresh one in forked children."""
+
+    def __init__(self) -> None:
+        self._at_fork_reinit()
+        register_after_fork(self, ForkAwareThreadLock._at_fork_reinit)
+
+    def _at_fork_reinit(self) -> None:
+        self._lock = threading.Lock()
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *args: Any) -> None:
+        self._lock.__exit__(*args)
+
+
+class ForkAwareLocal(threading.local):
+    """A ``threading.local`` whose contents are dropped in forked children."""
+
+    def __init__(self) -> None:
+        register_after_fork(self, lambda obj: obj.__dict__.clear())
+
+    def __reduce__(self) -> tuple:
+        return type(self), ()
+
+
+# ---------------------------------------------------------------- file descriptors
+
+try:
+    MAXFD = os.sysconf("SC_OPEN_MAX")
+except Exception:  # pragma: no cover - platform without sysconf
+    MAXFD = 256
+
+
+def close_all_fds_except(fds: Iterable[int]) -> None:
+    """Close every file descriptor of this process except those in ``fds``."""
+    keep = sorted(set(fds) | {-1, MAXFD})
+    for low, high in zip(keep, keep[1:]):
+        if high > low + 1:
+            os.closerange(low + 1, high)
+
+
+def close_fds(*fds: int) -> None:
+    """Close each descriptor, ignoring ones that are already closed."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _close_stdin() -> None:
+    """Give a new child an empty stdin: reading the parent's would race it."""
+    if sys.stdin is None:
+        return
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        try:
+            sys.stdin = open(fd, encoding="utf-8", closefd=False)
+        except BaseException:
+            os.close(fd)
+            raise
+    except (OSError, ValueError):
+        pass
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (AttributeError, ValueError):
+            pass
+
+
+def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> int:
+    """Start ``path`` with ``args`` in a new process that inherits ``passfds``.
+
+    Only the listed descriptors (and stdin/stdout/stderr) reach the child:
+    every descriptor Python creates is close-on-exec, and ``posix_spawn``'s
+    ``dup2(fd, fd)`` file action clears that flag for exactly the ones listed.
+    Returns the child's pid; reaping it is the caller's job.
+    """
+    fds = sorted(set(passfds))
+    if hasattr(os, "posix_spawn") and sys.platform.startswith("linux"):
+        actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds]
+        return os.posix_spawn(path, list(args), os.environ, file_actions=actions)
+    return _fork_exec(path, args, fds)
+
+
+def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
+    # Portable fallback: make the descriptors inheritable only in the child,
+    # between fork and exec, so no other thread's child can pick them up.
+    args = list(args)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child until exec
+        try:
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            os.execv(path, args)
+        finally:
+            os._exit(127)
+    return pid
+
+
+def _args_from_interpreter_flags() -> list[str]:
+    import subprocess
+    return subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]

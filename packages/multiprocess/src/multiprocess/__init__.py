@@ -1,0 +1,42 @@
+"""multiprocess: ``multiprocessing``'s API, serialized with dill.
+
+Replace ``import multiprocessing`` with ``import multiprocess``: every public
+name and submodule of the standard library package is here, and lambdas,
+closures and interactively defined functions now work under every start
+method.  This package holds no logic: the module-level functions are the
+methods of mp-core's default context, and ``multiprocess.<submodule>`` is
+the owning distribution's module object itself (``multiprocess.pool`` *is*
+``mp_pool.pool``).  Submodules are imported on first use, so importing
+``multiprocess`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+import sys as _sys
+from typing import Any as _Any
+
+from mp_core import context, process, reduction  # the modules the stdlib imports eagerly too
+from mp_core._owners import SUBMODULES as _SUBMODULES
+from mp_core.context import _default_context
+
+from .__about__ import __version__
+
+__all__ = [name for name in dir(_default_context) if not name.startswith("_")]
+globals().update((name, getattr(_default_context, name)) for name in __all__)
+
+SUBDEBUG = 5
+SUBWARNING = 25
+__all__ += ["SUBDEBUG", "SUBWARNING"]
+
+# A spawned child sees the parent's main module under this name as well.
+if "__mp_main__" not in _sys.modules:
+    _sys.modules["__mp_main__"] = _sys.modules["__main__"]
+
+
+def __getattr__(name: str) -> _Any:
+    # ``multiprocess.pool`` works without ``import multiprocess.pool``, but
+    # only costs an import when it is first touched.
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
