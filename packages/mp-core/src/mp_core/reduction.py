@@ -297,7 +297,8 @@ class _PlainForkingPickler(pickle.Pickler):
 
     def __init__(self, file: Any, protocol: Optional[int] = None, *, serializer: Optional[Serializer] = None,
                  buffer_callback: Optional[Callable[..., Any]] = None) -> None:
-        super().__init__(file, protocol or DEFAULT_PROTOCOL, buffer_callback=buffer_callback)
+        self._protocol = protocol or DEFAULT_PROTOCOL
+        super().__init__(file, self._protocol, buffer_callback=buffer_callback)
         self._serializer = serializer or _default_serializer
 
     def reducer_override(self, obj: Any) -> Any:
@@ -331,7 +332,7 @@ class ForkingPickler(_PlainForkingPickler):
 
     def _reduce_by_value(self, obj: Any) -> tuple:
         serializer = self._serializer
-        payload = _dill_dumps(obj, self.proto, serializer)
+        payload = _dill_dumps(obj, self._protocol, serializer)
         if getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES and "<" not in obj.__qualname__:
             return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
         return _load_dill, (payload,)
@@ -381,6 +382,15 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
         return _winapi.DuplicateHandle(source_process, handle, target_process, 0, inheritable,
                                        _winapi.DUPLICATE_SAME_ACCESS)
 
+    def steal_handle(source_pid: int, handle: int) -> int:
+        """Move ``handle`` out of process ``source_pid`` into this one."""
+        source_process = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, source_pid)
+        try:
+            return _winapi.DuplicateHandle(source_process, handle, _winapi.GetCurrentProcess(), 0, False,
+                                           _winapi.DUPLICATE_SAME_ACCESS | _winapi.DUPLICATE_CLOSE_SOURCE)
+        finally:
+            _winapi.CloseHandle(source_process)
+
     def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
         """Send ``handle`` over ``conn`` to the process ``destination_pid``."""
         dh = DupHandle(handle, _winapi.DUPLICATE_SAME_ACCESS, destination_pid)
@@ -416,7 +426,7 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
             finally:
                 _winapi.CloseHandle(proc)
 
-    __all__ += ["DupHandle", "duplicate"]
+    __all__ += ["DupHandle", "duplicate", "steal_handle"]
 
 else:
     import array

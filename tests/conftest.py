@@ -1,0 +1,129 @@
+"""Shared fixtures: start-method parametrization and leak checks.
+
+Every test runs with a time limit (pytest-timeout, configured in the root
+pyproject.toml).  After every test we check that it left no running or
+zombie child processes and no new /dev/shm entries; at the end of the
+session, that the long-lived helpers (fork server, resource tracker) stop
+cleanly and nothing of ours is left in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Iterator
+
+import pytest
+
+import mp_core
+
+START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp_core.get_all_start_methods()]
+
+SHM_PREFIXES = ("psm_", "mp-", "sem.mp-", "wnsm_")
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Each start method available on this platform, in turn."""
+    return request.param
+
+
+@pytest.fixture
+def ctx(start_method: str) -> mp_core.context.BaseContext:
+    """The context of each start method, in turn."""
+    return mp_core.get_context(start_method)
+
+
+def shm_entries() -> set[str]:
+    """Our named semaphores and shared-memory segments currently in /dev/shm."""
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return set()
+    return {name for name in names if name.startswith(SHM_PREFIXES)}
+
+
+def _long_lived_helper_pids() -> set[int]:
+    pids = set()
+    try:
+        from mp_core import forkserver
+        if forkserver._forkserver._pid:
+            pids.add(forkserver._forkserver._pid)
+    except ImportError:
+        pass
+    try:
+        from mp_core import resource_tracker
+        pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+        if pid:
+            pids.add(pid)
+    except ImportError:
+        pass
+    return pids
+
+
+def direct_children() -> dict[int, str]:
+    """pid -> state letter ('Z' for zombies) of this process's children."""
+    me = os.getpid()
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after it.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == me:
+            children[int(entry)] = fields[0]
+    return children
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes_or_segments() -> Iterator[None]:
+    shm_before = shm_entries()
+    yield
+    leftovers = mp_core.active_children()
+    for proc in leftovers:
+        proc.kill()
+        proc.join(10)
+    deadline = time.monotonic() + 10
+    while True:
+        helpers = _long_lived_helper_pids()
+        stray = {pid: state for pid, state in direct_children().items() if pid not in helpers}
+        if not stray or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for pid in stray:
+        # Not ours to keep: reap zombies, kill the living (by pid, never by name).
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    assert not leftovers, f"the test left running processes: {leftovers}"
+    assert not stray, f"the test left child processes (pid: state): {stray}"
+    leaked = shm_entries() - shm_before
+    deadline = time.monotonic() + 5
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leaked = shm_entries() - shm_before
+    assert not leaked, f"the test left /dev/shm entries: {sorted(leaked)}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the long-lived helpers; they must go quietly and leave nothing behind."""
+    try:
+        from mp_core import forkserver
+        forkserver._forkserver._stop()
+    except ImportError:
+        pass
+    try:
+        from mp_core import resource_tracker
+        stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+        if stop is not None:
+            stop()
+    except ImportError:
+        pass
