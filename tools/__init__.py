@@ -1,0 +1,1 @@
+"""Repository tools (versions, isolated-install checks); run from the repository root."""
