@@ -128,7 +128,8 @@ def test_temp_dir_is_private_and_removed_at_exit():
     assert not os.path.exists(path)
 
 
-def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path):
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path, method):
     marker = tmp_path / "nondaemon-finished"
     out = run_python("""
         import os, sys, time
@@ -150,7 +151,7 @@ def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path):
             n.start()
             print(d.pid, n.pid, flush=True)
             # leave without joining either
-    """, "fork", str(marker))
+    """, method, str(marker))
     assert out.returncode == 0, out.stderr
     daemon_pid, normal_pid = map(int, out.stdout.split())
     assert marker.read_text() == "done"  # the parent waited for it

@@ -48,6 +48,8 @@ SIGNED_STRUCT = struct.Struct("q")  # the wire format of pids and exit codes
 _CHALLENGE_SIZE = 32
 _DIGEST = "sha256"
 _HANDSHAKE_TIMEOUT = 5.0
+# Every request carries: the child's data pipe, the resource tracker, stdout, stderr.
+_FIXED_FDS = 4
 
 
 class ForkServer:
@@ -172,7 +174,7 @@ class ForkServer:
         and are found there through ``get_inherited_fds()``.
         """
         from . import resource_tracker
-        if len(fds) + 2 >= MAXFDS_TO_SEND:
+        if len(fds) + _FIXED_FDS >= MAXFDS_TO_SEND:
             raise ValueError("too many fds")
         for attempt in range(2):
             self.ensure_running()
@@ -187,14 +189,16 @@ class ForkServer:
                     self._address = self._authkey = None
         with client:
             child_r, parent_w = os.pipe()
+            std_fds = _standard_output_fds()
             try:
-                all_fds = [child_r, resource_tracker.getfd(), *fds]
+                all_fds = [child_r, resource_tracker.getfd(), *std_fds, *fds]
                 reduction.sendfds(client, all_fds)
             except BaseException:
                 os.close(parent_w)
                 raise
             finally:
                 os.close(child_r)
+                util.close_fds(*std_fds)
             return client.detach(), parent_w
 
     def _connect(self) -> socket.socket:
@@ -208,6 +212,22 @@ class ForkServer:
             client.close()
             raise
         return client
+
+
+def _standard_output_fds() -> list[int]:
+    """Copies of our stdout and stderr (or of /dev/null where one is closed).
+
+    The child writes where the program that asked for it writes *now*, as a
+    fork or spawn child would, not wherever the server's output happened to
+    go when the server was started.
+    """
+    fds = []
+    for fd in (1, 2):
+        try:
+            fds.append(os.dup(fd))
+        except OSError:
+            fds.append(os.open(os.devnull, os.O_WRONLY))
+    return fds
 
 
 def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
@@ -346,10 +366,11 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
     except (OSError, EOFError, RuntimeError, AssertionError):
         conn.close()
         return
-    if len(fds) < 2 or len(fds) > MAXFDS_TO_SEND:
+    if len(fds) < _FIXED_FDS or len(fds) > MAXFDS_TO_SEND:
         util.close_fds(*fds)
         conn.close()
         return
+    util._flush_std_streams()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -386,7 +407,10 @@ def _serve_one(fds: list[int], old_handlers: dict) -> int:
     signal.set_wakeup_fd(-1)
     for sig, handler in old_handlers.items():
         signal.signal(sig, handler)
-    child_r, tracker_fd, *inherited = fds
+    child_r, tracker_fd, stdout_fd, stderr_fd, *inherited = fds
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+    util.close_fds(stdout_fd, stderr_fd)
     from . import resource_tracker
     resource_tracker._resource_tracker._fd = tracker_fd
     _forkserver._inherited_fds = inherited

@@ -1,0 +1,146 @@
+"""The fork server: authenticated, preloading, and gone with the program that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import mp_core
+from mp_core import forkserver
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def report_modules(conn):
+    conn.send(sorted(m for m in ("colorsys", "wave") if m in sys.modules))
+
+
+def _pid_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_server_refuses_a_client_without_the_key():
+    ctx = mp_core.get_context("forkserver")
+    p = ctx.Process(target=int)
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    address = forkserver._forkserver._address
+    assert address is not None and os.path.exists(address)
+    assert os.stat(address).st_mode & 0o077 == 0  # no access for group or others
+    children_before = _server_children()
+    with socket.socket(socket.AF_UNIX) as intruder:
+        intruder.settimeout(10)
+        intruder.connect(address)
+        challenge = intruder.recv(64)
+        assert len(challenge) == 32
+        intruder.sendall(b"\0" * 32)  # a wrong HMAC
+        assert intruder.recv(64) == b""  # the server hung up
+    time.sleep(0.2)
+    assert _server_children() == children_before
+    # ...and it still serves the real client.
+    p = ctx.Process(target=int)
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+
+
+def test_server_survives_a_client_that_sends_garbage_or_nothing():
+    ctx = mp_core.get_context("forkserver")
+    forkserver.ensure_running()
+    address = forkserver._forkserver._address
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(address)
+        client.sendall(os.urandom(1024))
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(address)
+    p = ctx.Process(target=int)
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+
+
+def _server_children() -> set[int]:
+    pid = forkserver._forkserver._pid
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(x) for x in f.read().split()}
+    except OSError:
+        return set()
+
+
+def test_preload_modules_are_imported_in_the_server():
+    program = textwrap.dedent("""
+        import sys
+        import mp_core as mp
+        from tests.core.test_forkserver import report_modules
+
+        if __name__ == "__main__":
+            mp.set_forkserver_preload(["colorsys", "not_a_module_at_all"])
+            ctx = mp.get_context("forkserver")
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=report_modules, args=(w,))
+            p.start()
+            print(r.recv())
+            p.join()
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                            cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['colorsys']"
+
+
+def test_server_exits_when_its_program_is_killed():
+    program = textwrap.dedent("""
+        import sys, time
+        import mp_core as mp
+        from mp_core import forkserver
+        if __name__ == "__main__":
+            mp.get_context("forkserver")
+            forkserver.ensure_running()
+            print(forkserver._forkserver._pid, flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(proc.stdout.readline())
+        assert not _pid_gone(server_pid, 0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        # The server is now an orphan (not our child): it must leave by itself.
+        assert _pid_gone(server_pid, 10), "fork server outlived its program"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_server_restarts_after_it_died():
+    ctx = mp_core.get_context("forkserver")
+    forkserver.ensure_running()
+    old_pid = forkserver._forkserver._pid
+    os.kill(old_pid, signal.SIGKILL)
+    assert _pid_gone(old_pid, 10)
+    p = ctx.Process(target=int)
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert forkserver._forkserver._pid != old_pid
