@@ -295,10 +295,11 @@ def _load_main_object(qualname: str, fingerprint: tuple, payload: bytes) -> Any:
 class _PlainForkingPickler(pickle.Pickler):
     """The C pickler with the registered reducers and nothing else (``pickle`` mode)."""
 
-    def __init__(self, file: Any, protocol: Optional[int] = None, *, serializer: Optional[Serializer] = None,
-                 buffer_callback: Optional[Callable[..., Any]] = None) -> None:
+    def __init__(self, file: Any, protocol: Optional[int] = None, *args: Any,
+                 serializer: Optional[Serializer] = None, **kwargs: Any) -> None:
+        # Extra arguments (fix_imports, buffer_callback) go to pickle.Pickler.
         self._protocol = protocol or DEFAULT_PROTOCOL
-        super().__init__(file, self._protocol, buffer_callback=buffer_callback)
+        super().__init__(file, self._protocol, *args, **kwargs)
         self._serializer = serializer or _default_serializer
 
     def reducer_override(self, obj: Any) -> Any:

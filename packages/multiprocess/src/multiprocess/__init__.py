@@ -20,7 +20,10 @@ from mp_core import context, process, reduction  # the modules the stdlib import
 from mp_core._owners import SUBMODULES as _SUBMODULES
 from mp_core.context import _default_context
 
+from . import _aliases
 from .__about__ import __version__
+
+_aliases.install()
 
 __all__ = [name for name in dir(_default_context) if not name.startswith("_")]
 globals().update((name, getattr(_default_context, name)) for name in __all__)
