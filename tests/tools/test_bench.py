@@ -1,0 +1,221 @@
+"""Tests for tools/bench: the pure parts (statistics, tables, targets, registry,
+command line) and one real quick run of the ``serialize`` section.
+
+No test here judges speed: figures come from the benchmark itself, never from
+timed tests.  The subprocess run uses ``--no-upstream`` so it needs no network
+and no upstream venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tools.bench import impls, report, stats, worker
+from tools.bench.__main__ import parse_args
+from tools.bench.report import RATE, Row, SectionResult, Table, Target
+from tools.bench.sections import SECTION_MODULES, Section, all_sections, register
+from tools.bench.sections.importtime import parse_importtime
+from tools.bench.sections.serialize import measure_roundtrip
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------- stats
+
+def test_median_odd_even_and_empty() -> None:
+    assert stats.median([3, 1, 2]) == 2
+    assert stats.median([4, 1, 3, 2]) == 2.5
+    with pytest.raises(ValueError):
+        stats.median([])
+    assert stats.median_or_none([]) is None
+    assert stats.median_or_none(None) is None
+
+
+def test_ratio_handles_missing_and_zero() -> None:
+    assert stats.ratio(3.0, 2.0) == 1.5
+    assert stats.ratio(None, 2.0) is None
+    assert stats.ratio(1.0, None) is None
+    assert stats.ratio(1.0, 0.0) is None
+
+
+def test_relative_spread_and_summaries() -> None:
+    assert stats.relative_spread([1.0, 1.0, 1.0]) is None  # too few samples to judge
+    assert stats.relative_spread([1.0, 1.0, 1.0, 1.0]) == 0.0
+    assert stats.relative_spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2.0 / 3.0)
+    medians, spreads = stats.summarize_columns({"a": [1.0, 3.0], "b": None})
+    assert medians == {"a": 2.0, "b": None}
+    assert spreads == {"a": None, "b": None}
+
+
+def test_rotate() -> None:
+    assert stats.rotate(["a", "b", "c"], 1) == ["b", "c", "a"]
+    assert stats.rotate(["a", "b", "c"], 4) == ["b", "c", "a"]
+    assert stats.rotate([], 3) == []
+
+
+# ---------------------------------------------------------------- formatting and targets
+
+@pytest.mark.parametrize("seconds, text", [
+    (2.5, "2.50 s"), (0.0123, "12.3 ms"), (0.000456, "456 µs"), (3.2e-8, "32.0 ns"),
+])
+def test_format_time(seconds: float, text: str) -> None:
+    assert report.format_time(seconds) == text
+
+
+def test_format_rate_size_and_missing() -> None:
+    assert report.format_rate(3 * 2**30) == "3072 MiB/s"
+    assert report.format_size(512) == "512 B"
+    assert report.format_size(3 * 2**10) == "3.00 KiB"
+    assert report.format_value(None, report.TIME) == "n/a"
+    assert report.format_ratio(None) == "n/a"
+    assert report.format_ratio(1.234) == "1.23"
+
+
+def test_target_at_most_and_at_least() -> None:
+    at_most = Target("stdlib", 1.05)
+    assert at_most.describe() == "ours/stdlib ≤ 1.05"
+    assert at_most.verdict({"ours": 1.0, "stdlib": 1.0}) == "PASS"
+    assert at_most.verdict({"ours": 1.1, "stdlib": 1.0}) == "MISS"
+    assert at_most.verdict({"ours": None, "stdlib": 1.0}) == "n/a"
+    at_least = Target("raw", 0.8, at_least=True)
+    assert at_least.describe() == "ours/raw ≥ 0.8"
+    assert at_least.verdict({"ours": 90.0, "raw": 100.0}) == "PASS"
+    assert at_least.verdict({"ours": 70.0, "raw": 100.0}) == "MISS"
+    assert at_least.ratio({"ours": 70.0, "raw": 100.0}) == pytest.approx(0.7)
+
+
+def test_table_render_has_values_ratios_and_verdicts() -> None:
+    table = Table("start+join", [("ours", "ours"), ("stdlib", "stdlib"), ("upstream", "upstream")], name="t")
+    table.add("fork", {"ours": 0.002, "stdlib": 0.002, "upstream": None}, [Target("stdlib", 1.05)])
+    table.add("spawn", {"ours": 0.09, "stdlib": 0.06, "upstream": 0.07}, [Target("stdlib", 1.05)],
+              spreads={"ours": 0.5})
+    text = table.render()
+    lines = text.splitlines()
+    assert lines[0] == "**start+join** (lower is better)"
+    header = next(line for line in lines if line.startswith("| case"))
+    for column in ("ours", "stdlib", "upstream", "ours/stdlib", "upstream/stdlib", "target", "verdict"):
+        assert column in header
+    fork = next(line for line in lines if line.startswith("| fork"))
+    assert "2.00 ms" in fork and "n/a" in fork and "1.00" in fork and "PASS" in fork
+    spawn = next(line for line in lines if line.startswith("| spawn"))
+    assert "1.50" in spawn and "MISS" in spawn and "90.0 ms *" in spawn
+    assert "noisy" in text
+    # Every table line has the same width: the Markdown stays aligned.
+    widths = {len(line) for line in lines if line.startswith("|")}
+    assert len(widths) == 1
+
+
+def test_table_without_targets_has_no_verdict_column() -> None:
+    table = Table("raw", [("raw", "raw")], kind=RATE, ratios=[])
+    table.add("socketpair", {"raw": 2**30})
+    text = table.render()
+    assert "verdict" not in text and "1024 MiB/s" in text and "higher is better" in text
+
+
+def test_section_summary_and_json() -> None:
+    result = SectionResult("demo", "a demo")
+    table = result.table("times", [("ours", "ours"), ("stdlib", "stdlib")], name="t")
+    table.add("a", {"ours": 1.0, "stdlib": 1.0}, [Target("stdlib", 1.05)])
+    table.add("b", {"ours": 2.0, "stdlib": 1.0}, [Target("stdlib", 1.05)])
+    table.add("c", {"ours": None, "stdlib": 1.0}, [Target("stdlib", 1.05)])
+    assert [v[4] for v in result.verdicts()] == ["PASS", "MISS", "n/a"]
+    assert result.verdicts()[0][1] == "t: a"
+    summary = report.render_summary([result])
+    assert "1 PASS, 1 MISS, 1 n/a" in summary
+    document = json.loads(json.dumps(result.to_json()))
+    row = document["tables"][0]["rows"][1]
+    assert row["ratios"]["ours/stdlib"] == 2.0
+    assert row["targets"][0]["verdict"] == "MISS"
+    assert isinstance(Row("x", {}).spreads, dict)
+
+
+# ---------------------------------------------------------------- registry and command line
+
+def test_registry_has_the_issue_sections_in_order() -> None:
+    sections = all_sections()
+    assert list(sections) == ["start", "serialize", "import", "bandwidth", "latency"]
+    assert all(isinstance(s, Section) and s.title for s in sections.values())
+    assert SECTION_MODULES[0] == "start"
+
+
+def test_register_refuses_a_second_section_with_the_same_name() -> None:
+    existing = all_sections()["start"]
+    assert register(existing) is existing  # registering the same object again is harmless
+    with pytest.raises(ValueError, match="start"):
+        register(Section("start", "an impostor", existing.run))
+
+
+def test_parse_args_sections() -> None:
+    names = list(all_sections())
+    args = parse_args(["--quick", "--only", "serialize,start", "--only", "import", "--no-upstream"], names)
+    assert args.quick and args.no_upstream
+    assert args.only == ["serialize", "start", "import"]
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "nonsense"], names)
+
+
+def test_parse_importtime() -> None:
+    stderr = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       120 |        120 |   _io\n"
+        "import time:      2301 |       5402 |     mp_core.context\n"
+        "import time:       500 |       6100 | multiprocess\n"
+        "unrelated line\n"
+    )
+    table = parse_importtime(stderr)
+    assert table["multiprocess"] == (500, 6100)
+    assert table["mp_core.context"] == (2301, 5402)
+    assert "imported package" not in table
+
+
+# ---------------------------------------------------------------- child side, in process
+
+def test_roundtrip_measure_with_references_only() -> None:
+    out = measure_roundtrip(impls.load("none"), ["ints", "lambda"], samples=2, target_time=0.001,
+                            references=True)
+    assert len(out["samples"]["ints/pickle5"]) == 2
+    assert len(out["samples"]["ints/pickle"]) == 2
+    assert out["sizes"]["ints/pickle5"] > 100_000
+    # C pickle cannot carry a lambda: recorded as an error, not raised.
+    assert "lambda/pickle5" in out["errors"] and "lambda/pickle5" not in out["samples"]
+
+
+def test_worker_reports_errors_instead_of_raising() -> None:
+    answer = worker.run({"impl": "none", "measure": "serialize:no_such_measure", "params": {}})
+    assert answer["ok"] is False and "no_such_measure" in answer["error"]
+    answer = worker.run({"impl": "nonsense", "measure": "serialize:roundtrip", "params": {}})
+    assert answer["ok"] is False and "unknown implementation" in answer["error"]
+
+
+# ---------------------------------------------------------------- a real run
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quick_serialize_run_without_upstream(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--quick", "--only", "serialize", "--no-upstream", "--json", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "## serialize" in done.stdout and "ours/pickle5" in done.stdout
+    document = json.loads(out.read_text())
+    assert document["quick"] is True
+    assert "upstream" not in document["environment"]["implementations"]
+    (section,) = document["sections"]
+    assert section["name"] == "serialize"
+    times = section["tables"][0]
+    assert "upstream" not in times["columns"]
+    rows = {row["label"]: row for row in times["rows"]}
+    for label in ("list of 1e5 ints", "dict of 1e4 str→float", "list of 1e4 small tuples"):
+        values = rows[label]["values"]
+        assert values["ours"] and values["stdlib"] and values["pickle5"], label
+        assert rows[label]["targets"][0]["verdict"] in ("PASS", "MISS")
+    lam = rows["lambda x: x + 1"]["values"]
+    assert lam["ours"] and lam["stdlib"] is None  # the stdlib cannot pickle a lambda
