@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any
 
 #: stdlib-shaped submodule name -> (owning module, distribution that ships it)
 SUBMODULES: dict[str, tuple[str, str]] = {

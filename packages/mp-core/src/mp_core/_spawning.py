@@ -8,7 +8,9 @@ module whether such a transfer is under way and which ``Popen`` does it.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 _tls = threading.local()
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Optional, Sequence
 
 from . import _owners
 from . import process

@@ -24,7 +24,6 @@ if that program was killed by SIGKILL.
 from __future__ import annotations
 
 import errno
-import hmac
 import os
 import pickle
 import selectors
@@ -33,8 +32,9 @@ import socket
 import struct
 import sys
 import threading
-import traceback
-from typing import Any, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional, Sequence
 
 from . import process
 from . import reduction
@@ -204,6 +204,7 @@ class ForkServer:
     def _connect(self) -> socket.socket:
         assert self._address is not None and self._authkey is not None
         client = socket.socket(socket.AF_UNIX)
+        import hmac
         try:
             client.connect(self._address)
             challenge = _recv_exactly(client, _CHALLENGE_SIZE)
@@ -314,6 +315,7 @@ def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
         try:
             spawn.prepare(main_origin)
         except Exception:
+            import traceback
             traceback.print_exc()
         finally:
             del process.current_process()._inheriting  # type: ignore[attr-defined]
@@ -382,6 +384,7 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
             conn.close()
             code = _serve_one(fds, old_handlers)
         except BaseException:
+            import traceback
             traceback.print_exc()
         finally:
             util._flush_std_streams()
@@ -395,6 +398,7 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
 
 
 def _authenticate(conn: socket.socket, authkey: bytes) -> bool:
+    import hmac
     challenge = os.urandom(_CHALLENGE_SIZE)
     conn.sendall(challenge)
     expected = hmac.new(authkey, challenge, _DIGEST).digest()

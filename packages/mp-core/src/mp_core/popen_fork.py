@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 from . import util
 

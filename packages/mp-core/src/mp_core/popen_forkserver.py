@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 from . import forkserver
 from . import popen_fork

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any
 
 from . import popen_fork
 from . import reduction

@@ -12,7 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 from . import reduction
 from . import spawn

@@ -15,7 +15,9 @@ import signal
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Iterable, Mapping, Optional
 
 __all__ = ["BaseProcess", "current_process", "active_children", "parent_process"]
 

@@ -35,7 +35,9 @@ import socket
 import sys
 import threading
 import types
-from typing import Any, Callable, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Optional
 
 from ._spawning import get_spawning_popen
 
@@ -111,7 +113,20 @@ class Serializer:
     def dumps(self, obj: Any, buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None) -> memoryview:
         """Serialize ``obj``; raise at once, naming its type, if it cannot be."""
         buf = io.BytesIO()
-        self.dump(obj, buf, buffer_callback=buffer_callback)
+        if self.mode != "auto":
+            self.dump(obj, buf, buffer_callback=buffer_callback)
+            return buf.getbuffer()
+        # The hot path of every send: one C pickler, no seeking.
+        pickler = ForkingPickler(buf, self.protocol or DEFAULT_PROTOCOL, buffer_callback=buffer_callback)
+        pickler._settings(self)
+        try:
+            pickler.dump(obj)
+        except _CANNOT_PICKLE as exc:
+            buf = io.BytesIO()
+            try:
+                _whole_object_dill(obj, buf, self.protocol or DEFAULT_PROTOCOL, self)
+            except Exception as dill_exc:
+                raise _cannot_serialize(obj, exc) from dill_exc
         return buf.getbuffer()
 
     def dump(self, obj: Any, file: Any, buffer_callback: Optional[Callable[..., Any]] = None) -> None:
@@ -122,8 +137,10 @@ class Serializer:
             return
         pickler_class = ForkingPickler if self.mode == "auto" else _PlainForkingPickler
         start = file.tell() if file.seekable() else None
+        pickler = pickler_class(file, protocol, buffer_callback=buffer_callback)
+        pickler._settings(self)
         try:
-            pickler_class(file, protocol, serializer=self, buffer_callback=buffer_callback).dump(obj)
+            pickler.dump(obj)
         except _CANNOT_PICKLE as exc:
             if self.mode != "auto" or start is None:
                 raise _cannot_serialize(obj, exc) from exc
@@ -181,6 +198,8 @@ def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ..
 def dumps(obj: Any, protocol: Optional[int] = None, *, mode: Optional[str] = None,
           serializer: Optional[Serializer] = None) -> memoryview:
     """Serialize ``obj`` with the default (or the given) settings."""
+    if serializer is None and mode is None and protocol is None:
+        return _default_serializer.dumps(obj)
     chosen = serializer or _default_serializer
     if mode is not None or protocol is not None:
         chosen = chosen.replace(**({"mode": mode} if mode else {}),
@@ -295,12 +314,17 @@ def _load_main_object(qualname: str, fingerprint: tuple, payload: bytes) -> Any:
 class _PlainForkingPickler(pickle.Pickler):
     """The C pickler with the registered reducers and nothing else (``pickle`` mode)."""
 
-    def __init__(self, file: Any, protocol: Optional[int] = None, *args: Any,
-                 serializer: Optional[Serializer] = None, **kwargs: Any) -> None:
-        # Extra arguments (fix_imports, buffer_callback) go to pickle.Pickler.
-        self._protocol = protocol or DEFAULT_PROTOCOL
-        super().__init__(file, self._protocol, *args, **kwargs)
-        self._serializer = serializer or _default_serializer
+    # Class-level defaults, so that constructing one costs no Python-level
+    # __init__ (it happens once per message) and so that ``ForkingPickler(file,
+    # protocol)`` used directly, as with the stdlib, works too.
+    _protocol: int = DEFAULT_PROTOCOL
+    _serializer: Optional[Serializer] = None
+
+    def _settings(self, serializer: Serializer) -> None:
+        if serializer.protocol is not None:
+            self._protocol = serializer.protocol
+        if serializer is not _default_serializer:
+            self._serializer = serializer
 
     def reducer_override(self, obj: Any) -> Any:
         reducer = _extra_reducers.get(type(obj))
@@ -332,7 +356,7 @@ class ForkingPickler(_PlainForkingPickler):
         return NotImplemented
 
     def _reduce_by_value(self, obj: Any) -> tuple:
-        serializer = self._serializer
+        serializer = self._serializer or _default_serializer
         payload = _dill_dumps(obj, self._protocol, serializer)
         if getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES and "<" not in obj.__qualname__:
             return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)

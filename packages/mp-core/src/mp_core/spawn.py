@@ -17,7 +17,9 @@ import os
 import runpy
 import sys
 import types
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 from . import process
 from . import reduction

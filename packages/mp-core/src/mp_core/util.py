@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import logging
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    import logging
+    from typing import Any, Callable, Iterable, Optional, Sequence
 
 from . import process
 
@@ -72,6 +72,7 @@ def get_logger() -> logging.Logger:
     library's, so that enabling it never duplicates the application's output.
     """
     global _logger
+    import logging  # deferred: most programs never turn logging on
     with logging._lock:  # type: ignore[attr-defined]
         if not _logger:
             _logger = logging.getLogger(LOGGER_NAME)
@@ -91,6 +92,7 @@ def log_to_stderr(level: Optional[int | str] = None) -> logging.Logger:
     Children started afterwards (under any start method) log to stderr too.
     """
     global _log_to_stderr
+    import logging
     logger = get_logger()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
@@ -111,6 +113,8 @@ def get_temp_dir() -> str:
     """
     tempdir = process.current_process()._config.get("tempdir")
     if tempdir is None:
+        import shutil
+        import tempfile
         tempdir = tempfile.mkdtemp(prefix="pymp-")
         info("created temp directory %s", tempdir)
         # The finalizer's priority keeps the directory until the last

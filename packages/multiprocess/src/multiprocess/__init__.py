@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib as _importlib
 import sys as _sys
-from typing import Any as _Any
 
 from mp_core import context, process, reduction  # the modules the stdlib imports eagerly too
 from mp_core._owners import SUBMODULES as _SUBMODULES
@@ -37,7 +36,7 @@ if "__mp_main__" not in _sys.modules:
     _sys.modules["__mp_main__"] = _sys.modules["__main__"]
 
 
-def __getattr__(name: str) -> _Any:
+def __getattr__(name: str) -> object:
     # ``multiprocess.pool`` works without ``import multiprocess.pool``, but
     # only costs an import when it is first touched.
     if name in _SUBMODULES:

@@ -11,18 +11,20 @@ answers such imports with the module already known under the owner's name.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
-from typing import Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (and importlib.abc) would cost ``import multiprocess`` time
+    from typing import Optional, Sequence
 
 from mp_core._owners import SUBMODULES
 
 PREFIX = "multiprocess."
 
 
-class _ExistingModuleLoader(importlib.abc.Loader):
+class _ExistingModuleLoader:
     def __init__(self, module: ModuleType) -> None:
         self._module = module
         self._original_spec = module.__spec__
@@ -36,7 +38,7 @@ class _ExistingModuleLoader(importlib.abc.Loader):
         module.__spec__ = self._original_spec
 
 
-class NestedAliasFinder(importlib.abc.MetaPathFinder):
+class NestedAliasFinder:
     """Resolves ``multiprocess.<sub>.<rest>`` to ``<owner of sub>.<rest>``."""
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
