@@ -1,0 +1,754 @@
+"""The parent side of a process pool: one thread that feeds, watches and replaces workers.
+
+How a task travels::
+
+    caller thread               manager thread (one per pool)                worker process
+    -------------               -----------------------------                --------------
+    map_async(f, items)
+      pickle f once ─> job ─> inbox ─(wake pipe)─> job queue (FIFO)
+                                  │ a worker has room? cut the next chunk
+                                  │ (sized by bytes when no chunksize),
+                                  │ pickle it; first chunk of this job for
+                                  │ this worker: FUNC frame (f) in front
+                                  │ outbox ─ non-blocking writev ─ task pipe ─> read ahead, run f
+                                  │                                             over the chunk
+                                  │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
+                                  │ writable task pipes, wake pipe                    per task
+                                  └ results (many per read): unpickle,
+                                    deliver to the MapResult ─> callback, get() wakes
+    imap(f, generator)
+      feeder thread: reads the input a few chunks ahead ─> job's buffer ─(wake)─> (as above)
+
+Each worker owns its two pipes: no lock is shared between processes, so a
+worker that dies holds nothing another needs.  A worker answers its tasks
+in the order it received them, so the pool always knows which task a worker
+is running (the oldest unanswered) and which ones it has not started.  When
+a worker's sentinel fires, its last results are read first; then the task
+it was running fails with ``WorkerLostError`` (naming the exit code or
+signal and the task), the tasks queued behind it go to other workers, and
+a replacement starts.  A worker that dies before it is ready (its
+initializer failed, the main module cannot be imported) breaks the pool
+with ``BrokenPoolError`` instead of being respawned for ever.
+
+Writes to task pipes never block: a full pipe keeps the rest in the
+worker's outbox until ``poll`` reports room.  (A blocking write could
+deadlock: the manager waiting for a worker to read its next task while the
+worker waits for the manager to read its result.)
+
+Short tasks are hidden behind one another: a worker holds several tasks
+(``_depth``: about ``QUEUED_WORK`` seconds of them, at most ``MAX_DEPTH``)
+while the recent tasks of the job took less than ``PREFETCH_BELOW``
+seconds, so it never waits a round trip between two tasks and the manager
+writes and reads many frames per system call.  Long tasks go only to idle
+workers, so that a slow task never holds a queued one hostage while
+another worker idles.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any, Callable, Optional, Sequence
+
+from mp_core import connection, reduction, util
+
+from . import _wire
+from ._errors import (
+    BrokenPoolError,
+    MaybeEncodingError,
+    PoolTerminatedError,
+    WorkerLostError,
+    attach_remote_traceback,
+    describe_exit,
+)
+from ._framing import FrameReader
+from ._jobs import Job, Task, call_serialization_error, chunk_serialization_error, function_serialization_error
+from ._sources import SingleSource, SizedSequenceSource, make_source
+from ._worker import run_worker
+
+__all__ = ["ProcessEngine"]
+
+#: A job whose recent tasks took less than this (seconds) gets tasks queued behind the running one.
+PREFETCH_BELOW = 0.05
+#: About how much work (seconds) to keep queued per worker for short tasks...
+QUEUED_WORK = 0.002
+#: ...and at most this many tasks per worker (running included).
+MAX_DEPTH = 16
+#: Seconds a terminated worker gets to exit on SIGTERM before SIGKILL.
+TERMINATE_GRACE = 1.0
+#: Seconds to wait for a worker to die after SIGKILL before giving up on it.
+KILL_WAIT = 10.0
+#: Workers killed by a signal before they were ready, in a row, before the pool gives up.
+MAX_STARTUP_KILLS = 3
+
+_WAKE, _RESULTS, _SENTINEL, _TASKS = range(4)
+_READABLE = select.POLLIN | select.POLLPRI
+_IOV_MAX = 64
+
+
+class _Worker:
+    """A worker process and the parent's ends of its pipes."""
+
+    __slots__ = ("process", "pid", "tasks", "task_fd", "results", "result_fd", "reader", "sentinel", "outbox",
+                 "writing", "running", "sent", "funcs", "ready", "retiring", "closing", "eof")
+
+    def __init__(self, process: Any, tasks: connection.Connection, results: connection.Connection) -> None:
+        self.process = process
+        self.pid: int = process.pid
+        self.tasks: Optional[connection.Connection] = tasks
+        self.task_fd = tasks.fileno()
+        self.results = results
+        self.result_fd = results.fileno()
+        self.reader = FrameReader(self.result_fd)
+        self.sentinel: int = process.sentinel
+        self.outbox: deque[Any] = deque()   # frames (or their unwritten tails) to write
+        self.writing = False                # registered for POLLOUT
+        self.running: deque[Task] = deque()  # sent, not answered; the first is the one running
+        self.sent = 0
+        self.funcs: set[int] = set()        # jobs whose function this worker holds
+        self.ready = False                  # the initializer has run
+        self.retiring = False               # has been sent its last task (maxtasksperchild)
+        self.closing = False                # will get end of file once its outbox is written
+        self.eof = False                    # its result pipe is closed
+
+
+class ProcessEngine:
+    """Runs a pool's jobs on worker processes; owned by a ``Pool``, never referring back to it."""
+
+    def __init__(self, *, process_factory: Callable[..., Any], processes: int,
+                 initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
+                 maxtasksperchild: Optional[int], serializer: Optional[reduction.Serializer]) -> None:
+        self._factory = process_factory
+        self.size = processes
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._maxtasks = maxtasksperchild
+        self._serializer = serializer
+        self.processes: list[Any] = []          # the pool's ``_pool``: live worker processes
+        self.broken: Optional[BrokenPoolError] = None
+        self._workers: list[_Worker] = []
+        self._fds: dict[int, tuple[int, Optional[_Worker]]] = {}
+        self._poller = select.poll()
+        self._inbox: deque[Job] = deque()
+        self._lock = threading.Lock()            # submitters against the final shutdown
+        self._queue: deque[Job] = deque()        # jobs that may have chunks to hand out
+        self._requeued: deque[Task] = deque()   # tasks of dead workers that had not started
+        self._active: dict[int, Job] = {}
+        self._task_ids = itertools.count(1)
+        self._avg: Optional[float] = None        # recent task duration, across jobs
+        self._startup_kills = 0
+        self._closing = False
+        self._terminating = False
+        self._stopped = False
+        self._starting: tuple[connection.Connection, ...] = ()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_pending = False
+        self._register(self._wake_r, _WAKE, None)
+        util.register_after_fork(self, ProcessEngine._after_fork_in_child)
+        try:
+            for _ in range(processes):
+                self._start_worker()
+        except BaseException:
+            self._kill_workers()
+            self._close_own_fds()
+            raise
+        self.thread = threading.Thread(target=self._run, name="PoolManager", daemon=True)
+        self.thread.start()
+
+    # ================================================================ any thread
+
+    def submit_call(self, result: Any, func: Any, args: Any, kwds: Any) -> None:
+        """Queue ``func(*args, **kwds)`` for ``result``, serialized here, in the caller's thread.
+
+        A payload that cannot be serialized fails ``result`` at once, naming
+        the function or argument.
+        """
+        task_id = next(self._task_ids)
+        try:
+            frame = _wire.task_frame(_wire.CALL, task_id, result._job, (func, args, kwds), True, self._serializer)
+        except Exception as exc:
+            result._abort(call_serialization_error(result._job, func, args, kwds, exc, self._serializer),
+                          notify=True)
+            return
+        self._submit(Job(_wire.CALL, "apply", func, result, SingleSource((task_id, frame))))
+
+    def submit_map(self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int,
+                   sized: bool = False) -> None:
+        """Queue ``func`` over the items of ``iterable`` in chunks, for ``result``.
+
+        The function is serialized once, here; a list, tuple or range is
+        sliced lazily by the manager, any other iterable is read by a feeder
+        thread of its own.  With ``sized``, ``chunksize`` is only an upper
+        bound and chunks are cut by serialized size (``SizedSequenceSource``).
+        """
+        kind = _wire.STARMAP if star else _wire.MAP
+        try:
+            func_frame = _wire.task_frame(_wire.FUNC, 0, result._job, func, True, self._serializer)
+        except Exception as exc:
+            result._abort(function_serialization_error(name, result._job, func, exc), notify=True)
+            return
+        job = Job(kind, name, func, result, None)
+        job.func_frame = func_frame
+        if sized and type(iterable) in (list, tuple, range):
+            job.source = SizedSequenceSource(iterable, chunksize)
+            self._submit(job)
+            return
+        job.source = make_source(iterable, chunksize, lambda: self.notify_source(job),
+                                 limit=2 * MAX_DEPTH * self.size, name=f"PoolFeeder-{job.id}")
+        self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        with self._lock:
+            error: Optional[BaseException] = None
+            if self.broken is not None:
+                error = _fresh(self.broken)
+            elif self._stopped:
+                error = PoolTerminatedError("the pool was terminated")
+            else:
+                self._inbox.append(job)
+        if error is not None:
+            job.source.stop()
+            job.result._abort(error, notify=False)
+            if isinstance(error, BrokenPoolError):
+                raise error
+            return
+        start_feeding = getattr(job.source, "start", None)
+        if start_feeding is not None:
+            start_feeding()
+        self._wake()
+
+    def notify_source(self, job: Job) -> None:
+        """A feeder has added chunks to ``job`` (or finished): have it looked at again."""
+        self._inbox.append(job)
+        self._wake()
+
+    def close(self) -> None:
+        """Finish the submitted jobs, then let the workers exit."""
+        self._closing = True
+        self._wake()
+
+    def terminate(self) -> None:
+        """Stop the workers now; pending results fail with ``PoolTerminatedError``."""
+        self._terminating = True
+        self._wake()
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+
+    def join(self) -> None:
+        """Wait until the manager thread (and with it every worker) has finished."""
+        self.thread.join()
+        for process in self.processes:
+            process.join()
+
+    def delivers_in_current_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def _wake(self) -> None:
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass  # full (the manager will wake anyway) or closed (it is gone)
+
+    # ================================================================ manager thread
+
+    def _run(self) -> None:
+        reason: BaseException = PoolTerminatedError("the pool was terminated")
+        try:
+            self._loop()
+            if self.broken is not None:
+                reason = self.broken
+        except BaseException as exc:  # noqa: BLE001 - callers must never be left waiting
+            sys.stderr.write("Exception in the pool's manager thread:\n")
+            traceback.print_exc()
+            reason = BrokenPoolError(f"the pool's manager thread failed: {exc!r}")
+            reason.__cause__ = exc
+        finally:
+            self._kill_workers()
+            with self._lock:
+                self._stopped = True
+                leftovers = list(self._inbox)
+                self._inbox.clear()
+            for job in [*self._active.values(), *leftovers]:
+                job.source.stop()
+                job.result._abort(reason, notify=False)
+            self._active.clear()
+            self._close_own_fds()
+
+    def _loop(self) -> None:
+        poll = self._poller.poll
+        fds = self._fds
+        while True:
+            if self._terminating:
+                return
+            if self._closing and self._close_workers():
+                return
+            exited: list[Any] = []
+            for fd, event in poll():
+                kind, worker = fds.get(fd, (None, None))
+                if kind == _RESULTS:
+                    self._receive(worker)  # type: ignore[arg-type]
+                elif kind == _SENTINEL:
+                    exited.append(worker)
+                elif kind == _TASKS:
+                    if event & select.POLLOUT:
+                        self._flush(worker)  # type: ignore[arg-type]
+                    else:  # the worker closed its end: it is dying; its sentinel will say so
+                        worker.outbox.clear()  # type: ignore[union-attr]
+                        self._stop_writing(worker)  # type: ignore[arg-type]
+                elif kind == _WAKE:
+                    self._take_inbox()
+            for worker in exited:
+                self._on_exit(worker)
+            self._dispatch()
+
+    def _take_inbox(self) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except OSError:
+            pass
+        # Cleared before the inbox is read: a submitter that finds the flag
+        # down after this point writes a new wake byte.
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            job = inbox.popleft()
+            if self.broken is not None:
+                job.source.stop()
+                job.result._abort(self.broken, notify=True)
+                continue
+            if job.id not in self._active:
+                if job.drained:
+                    continue  # a late notification from a feeder that has finished
+                self._active[job.id] = job
+            if not job.queued and not job.drained:
+                job.queued = True
+                self._queue.append(job)
+
+    # ---------------------------------------------------------------- workers
+
+    def _start_worker(self) -> None:
+        tasks_r, tasks_w = connection.Pipe(duplex=False)
+        results_r, results_w = connection.Pipe(duplex=False)
+        # A worker forked from this process closes these in itself (see
+        # _after_fork_in_child), so that only the parent holds them.
+        self._starting = (tasks_w, results_r)
+        try:
+            process = self._factory(target=run_worker, args=(
+                tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
+            process.name = process.name.replace("Process", "PoolWorker")
+            process.daemon = True
+            process.start()
+        except BaseException:
+            tasks_w.close()
+            results_r.close()
+            raise
+        finally:
+            self._starting = ()
+            tasks_r.close()
+            results_w.close()
+        os.set_blocking(tasks_w.fileno(), False)
+        os.set_blocking(results_r.fileno(), False)
+        worker = _Worker(process, tasks_w, results_r)
+        self._workers.append(worker)
+        self.processes.append(process)
+        self._register(worker.result_fd, _RESULTS, worker)
+        self._register(worker.sentinel, _SENTINEL, worker)
+        util.debug("added worker %s", process.name)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        """A worker's sentinel fired: collect its last results, settle its tasks, replace it."""
+        while not worker.eof:
+            if not self._receive(worker) and not worker.eof:
+                break  # (only if another process holds the pipe's write end)
+        process = worker.process
+        process.join(5)
+        exitcode = process.exitcode
+        self._forget(worker)
+        # Not closed: other threads may still be looking at it in ``_pool``;
+        # its descriptors go with the object.
+        self.processes.remove(process)
+        lost = worker.running
+        util.debug("worker %s exited with %s", worker.pid, exitcode)
+        if self._terminating or self.broken is not None:
+            return
+        if not worker.ready:
+            self._requeued.extendleft(reversed(lost))
+            if self._startup_failed(worker, exitcode):
+                return
+        elif lost:
+            task = lost.popleft()
+            self._requeued.extendleft(reversed(lost))
+            error = WorkerLostError(
+                f"worker {worker.pid} {describe_exit(exitcode)} while running {task.describe()}",
+                pid=worker.pid, exitcode=exitcode, task=task.describe())
+            self._finish(task, False, error)
+        if self._needs_workers():
+            try:
+                self._start_worker()
+            except Exception as exc:
+                self._break(BrokenPoolError(f"cannot start a replacement worker: {exc!r}"), exc)
+
+    def _startup_failed(self, worker: _Worker, exitcode: Optional[int]) -> bool:
+        """A worker died before it was ready; break the pool if it cannot start workers."""
+        if exitcode is not None and exitcode < 0:
+            self._startup_kills += 1
+            if self._startup_kills < MAX_STARTUP_KILLS:
+                return False
+            message = (f"{MAX_STARTUP_KILLS} workers in a row were killed while starting up "
+                       f"(the last, {worker.pid}, {describe_exit(exitcode)})")
+        else:
+            message = (f"worker {worker.pid} {describe_exit(exitcode)} while starting up, before running "
+                       "any task (its error output above says why: often the main module could not be "
+                       "imported, or the initializer could not be loaded)")
+        self._break(BrokenPoolError(message), None)
+        return True
+
+    def _needs_workers(self) -> bool:
+        if self._terminating or self.broken is not None or len(self._workers) >= self.size:
+            return False
+        if self._closing:
+            return bool(self._active or self._requeued or self._inbox)
+        return True
+
+    def _forget(self, worker: _Worker) -> None:
+        for fd in (worker.result_fd, worker.sentinel, worker.task_fd):
+            if self._fds.pop(fd, None) is not None:
+                self._poller.unregister(fd)
+        if worker.tasks is not None:
+            worker.tasks.close()
+            worker.tasks = None
+        worker.results.close()
+        worker.outbox.clear()
+        self._workers.remove(worker)
+
+    def _close_workers(self) -> bool:
+        """While closing: once no work is left, send every worker end of file; true when all are gone."""
+        if self._active or self._requeued or self._inbox:
+            return False
+        for worker in self._workers:
+            if not worker.closing:
+                worker.closing = True
+                if not worker.outbox:
+                    self._send_eof(worker)
+        return not self._workers
+
+    def _send_eof(self, worker: _Worker) -> None:
+        if worker.tasks is not None:
+            self._stop_writing(worker)
+            worker.tasks.close()
+            worker.tasks = None
+
+    def _kill_workers(self) -> None:
+        """Stop every worker: SIGTERM, then SIGKILL for those still alive after a grace period."""
+        workers = list(self._workers)
+        for worker in workers:
+            _signal(worker.process.terminate)
+        deadline = time.monotonic() + TERMINATE_GRACE
+        killed = False
+        pending = {worker.sentinel: worker for worker in workers}
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if killed:
+                    break  # stuck in the kernel (D state): leave it, do not hang
+                for worker in pending.values():
+                    _signal(worker.process.kill)
+                killed = True
+                deadline = time.monotonic() + KILL_WAIT
+                continue
+            for sentinel in connection.wait(list(pending), remaining):
+                pending.pop(sentinel)
+        for worker in workers:
+            if worker.sentinel not in pending:
+                worker.process.join(KILL_WAIT)
+            self._forget(worker)
+
+    def _break(self, error: BrokenPoolError, cause: Optional[BaseException]) -> None:
+        """The pool cannot run tasks any more: fail everything pending and stop the workers."""
+        if self.broken is not None:
+            return
+        if cause is not None:
+            error.__cause__ = cause
+        util.debug("pool broken: %s", error)
+        with self._lock:
+            self.broken = error
+        jobs = list(self._active.values())
+        self._active.clear()
+        self._queue.clear()
+        self._requeued.clear()
+        for worker in self._workers:
+            worker.running.clear()
+        for job in jobs:
+            job.source.stop()
+            job.result._abort(error, notify=True)
+        for worker in self._workers:
+            _signal(worker.process.terminate)
+
+    # ---------------------------------------------------------------- dispatch
+
+    def _dispatch(self) -> None:
+        if not (self._queue or self._requeued) or self.broken is not None:
+            return
+        touched = []
+        try:
+            # Idle workers first, one task each; then queue more behind the
+            # running ones, as deep as the tasks are short.
+            for first_pass in (True, False):
+                for worker in self._workers:
+                    while not (worker.retiring or worker.closing or worker.eof):
+                        busy = len(worker.running)
+                        if first_pass and busy:
+                            break
+                        task = self._next_task(busy)
+                        if task is None:
+                            break
+                        self._send(worker, task)
+                        touched.append(worker)
+                    if not (self._queue or self._requeued):
+                        return
+        finally:
+            for worker in touched:
+                if worker.outbox and not worker.writing:
+                    self._flush(worker)
+
+    def _next_task(self, busy: int) -> Optional[Task]:
+        """The next task to send to a worker already holding ``busy`` tasks, if it should get one."""
+        requeued = self._requeued
+        if requeued:
+            if busy >= self._depth(requeued[0].job):
+                return None
+            return requeued.popleft()
+        queue = self._queue
+        while queue:
+            job = queue[0]
+            if busy >= self._depth(job):
+                return None
+            chunk = job.source.take()
+            if chunk is None:
+                queue.popleft()
+                job.queued = False
+                if job.source.exhausted:
+                    self._drained(job)
+                continue
+            index, start, items, error = chunk
+            if job.kind == _wire.CALL:
+                task_id, task_frame = items
+                task = Task(task_id, job, 0, 0, 1)
+                task.frame = task_frame
+                job.outstanding += 1
+                return task
+            span = 1 if items is None else len(items)
+            task = Task(next(self._task_ids), job, index, start, span)
+            job.outstanding += 1
+            if error is not None:
+                self._finish(task, False, error)
+                continue
+            try:
+                task.frame = _wire.task_frame(job.kind, task.id, job.id, items, True, self._serializer)
+            except Exception as exc:
+                self._finish(task, False, chunk_serialization_error(task, items, exc, self._serializer))
+                continue
+            observe = getattr(job.source, "observe", None)
+            if observe is not None:
+                observe(span, len(task.frame))
+            return task
+        return None
+
+    def _depth(self, job: Job) -> int:
+        """How many tasks of ``job`` a worker may hold: 1 for long tasks, more the shorter they are."""
+        avg = job.avg if job.avg is not None else self._avg
+        if avg is None or avg >= PREFETCH_BELOW:
+            return 1
+        return min(MAX_DEPTH, 2 + int(QUEUED_WORK / max(avg, 1e-7)))
+
+    def _send(self, worker: _Worker, task: Task) -> None:
+        job = task.job
+        if job.func_frame is not None and job.id not in worker.funcs:
+            worker.funcs.add(job.id)
+            worker.outbox.append(job.func_frame)
+        worker.outbox.append(task.frame)
+        worker.running.append(task)
+        worker.sent += 1
+        if self._maxtasks is not None and worker.sent >= self._maxtasks:
+            worker.retiring = True
+
+    def _flush(self, worker: _Worker) -> None:
+        outbox = worker.outbox
+        fd = worker.task_fd
+        while outbox:
+            try:
+                if len(outbox) == 1:
+                    written = os.write(fd, outbox[0])
+                else:
+                    written = os.writev(fd, list(itertools.islice(outbox, _IOV_MAX)))
+            except BlockingIOError:
+                break
+            except OSError:
+                # The worker is gone (EPIPE) or its pipe was closed: its
+                # sentinel reports the death and settles its tasks.
+                outbox.clear()
+                break
+            while written:
+                head = outbox[0]
+                size = len(head)
+                if written >= size:
+                    written -= size
+                    outbox.popleft()
+                else:
+                    outbox[0] = head[written:]
+                    written = 0
+            if outbox:
+                break  # partly written: the pipe is full
+        if outbox:
+            if not worker.writing:
+                worker.writing = True
+                self._register(fd, _TASKS, worker, select.POLLOUT)
+        else:
+            self._stop_writing(worker)
+            if worker.closing:
+                self._send_eof(worker)
+
+    def _stop_writing(self, worker: _Worker) -> None:
+        if worker.writing:
+            worker.writing = False
+            if self._fds.pop(worker.task_fd, None) is not None:
+                self._poller.unregister(worker.task_fd)
+
+    # ---------------------------------------------------------------- results
+
+    def _receive(self, worker: _Worker) -> int:
+        """Handle every result waiting in ``worker``'s pipe; return how many there were."""
+        reader = worker.reader
+        try:
+            frames = reader.read_available()
+        except OSError:
+            frames = []
+            reader.eof = True
+        for data in frames:
+            self._handle_result(worker, data)
+        if reader.eof and not worker.eof:
+            worker.eof = True
+            if self._fds.pop(worker.result_fd, None) is not None:
+                self._poller.unregister(worker.result_fd)
+        return len(frames)
+
+    def _handle_result(self, worker: _Worker, data: Any) -> None:
+        task_id, status, elapsed = _wire.RESULT_HEAD.unpack_from(data)
+        body = memoryview(data)[_wire.RESULT_HEAD.size:]
+        if task_id == _wire.NO_TASK:
+            if status == _wire.READY:
+                worker.ready = True
+                self._startup_kills = 0
+            else:
+                self._initializer_failed(worker, body)
+            return
+        running = worker.running
+        if not running or running[0].id != task_id:
+            # Only a broken pool forgets what its workers hold.
+            return
+        task = running.popleft()
+        if status == _wire.OK:
+            try:
+                value, ok = reduction.loads(body), True
+            except Exception as exc:
+                value, ok = MaybeEncodingError(exc, f"<the result of {task.describe()}>"), False
+            job = task.job
+            job.avg = elapsed if job.avg is None else 0.75 * job.avg + 0.25 * elapsed
+            self._avg = elapsed if self._avg is None else 0.75 * self._avg + 0.25 * elapsed
+        else:
+            value, ok = _load_exception(body, task.describe()), False
+        body.release()
+        self._finish(task, ok, value)
+
+    def _initializer_failed(self, worker: _Worker, body: memoryview) -> None:
+        error = _load_exception(body, "the initializer")
+        self._break(BrokenPoolError(f"the pool's initializer failed in worker {worker.pid}: {error!r}"), error)
+
+    def _finish(self, task: Task, ok: bool, value: Any) -> None:
+        job = task.job
+        task.frame = None
+        job.outstanding -= 1
+        job.result._deliver(task.index, task.start, task.span, ok, value)
+        if job.drained and job.outstanding == 0:
+            self._retire(job)
+
+    def _drained(self, job: Job) -> None:
+        job.drained = True
+        set_length = getattr(job.result, "_set_length", None)
+        if set_length is not None:
+            set_length(job.source.count)
+        if job.outstanding == 0:
+            self._retire(job)
+
+    def _retire(self, job: Job) -> None:
+        if self._active.pop(job.id, None) is None:
+            return
+        if job.func_frame is None:
+            return
+        forget = None
+        for worker in self._workers:
+            if job.id in worker.funcs:
+                worker.funcs.discard(job.id)
+                if worker.tasks is not None:
+                    if forget is None:
+                        forget = _wire.task_frame(_wire.FORGET, 0, job.id)
+                    worker.outbox.append(forget)
+                    self._flush(worker)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _register(self, fd: int, kind: int, worker: Optional[_Worker], events: int = _READABLE) -> None:
+        self._fds[fd] = (kind, worker)
+        self._poller.register(fd, events)
+
+    def _close_own_fds(self) -> None:
+        # Forgotten before closed: another thread's _wake() must never write
+        # to a descriptor number that has been reused meanwhile.
+        fds = (self._wake_r, self._wake_w)
+        self._wake_r = self._wake_w = -1
+        util.close_fds(*fds)
+
+    def _after_fork_in_child(self) -> None:
+        # Another process forked from here must not hold the parent's ends
+        # of the workers' pipes: a worker would then not see end of file
+        # when the pool closes its task pipe.
+        for worker in self._workers:
+            if worker.tasks is not None:
+                worker.tasks.close()
+            worker.results.close()
+        for conn in self._starting:
+            conn.close()
+        self._close_own_fds()
+
+
+def _fresh(error: BrokenPoolError) -> BrokenPoolError:
+    """A new exception equal to ``error``, so each raise gets its own traceback."""
+    copy = BrokenPoolError(*error.args)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+def _signal(send: Callable[[], None]) -> None:
+    try:
+        send()
+    except (OSError, ValueError, AttributeError):
+        pass  # already gone
+
+
+def _load_exception(body: memoryview, what: str) -> BaseException:
+    try:
+        exc, tb = reduction.loads(body)
+    except Exception as load_error:
+        return MaybeEncodingError(load_error, f"<the exception raised by {what}>")
+    return attach_remote_traceback(exc, tb)

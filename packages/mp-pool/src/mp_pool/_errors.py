@@ -1,0 +1,112 @@
+"""The errors a pool reports, and how a worker's exception crosses back to the caller.
+
+A task's exception travels as ``(exception, formatted traceback)``; the
+parent re-attaches the text as the exception's ``__cause__``, a
+``RemoteTraceback``, so the caller sees both its own traceback and the
+worker's, as with the standard library.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from typing import Any, Optional
+
+from mp_core.context import ProcessError
+
+__all__ = [
+    "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "BrokenPoolError",
+    "PoolTerminatedError", "describe_exit", "format_remote", "attach_remote_traceback",
+]
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker.
+
+    Set as ``__cause__`` of the exception the caller receives, so that
+    tracebacks print the worker's frames under "The above exception was the
+    direct cause of the following exception".
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+class MaybeEncodingError(Exception):
+    """A task's result (or exception) could not be serialized to be sent back.
+
+    ``exc`` and ``value`` are the ``repr`` of the serialization error and of
+    the offending result, so the error itself always travels.
+    """
+
+    def __init__(self, exc: Any, value: Any) -> None:
+        self.exc = repr(exc)
+        self.value = repr(value)
+        super().__init__(self.exc, self.value)
+
+    def __str__(self) -> str:
+        return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self}>"
+
+
+class WorkerLostError(ProcessError):
+    """The worker running a task died (signal, ``os._exit``, crash) before reporting.
+
+    ``pid`` and ``exitcode`` describe the worker (``exitcode`` is negative
+    for a signal, as ``Process.exitcode``); ``task`` names the task it held.
+    The pool replaces the worker and goes on with the other tasks.
+    """
+
+    def __init__(self, message: str, pid: Optional[int] = None, exitcode: Optional[int] = None,
+                 task: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+        self.task = task
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.args[0], self.pid, self.exitcode, self.task)
+
+
+class BrokenPoolError(ProcessError):
+    """The pool cannot run tasks: its initializer failed, or its workers cannot start.
+
+    Raised by every result that was pending when the pool broke and by every
+    later submission; ``__cause__`` carries the original error when there
+    is one.  ``close()``, ``terminate()`` and ``join()`` still work.
+    """
+
+
+class PoolTerminatedError(ProcessError):
+    """``terminate()`` stopped the pool before this result was ready."""
+
+
+def describe_exit(exitcode: Optional[int]) -> str:
+    """'died with SIGKILL', 'exited with code 3', ... for a process exit code."""
+    if exitcode is None:
+        return "died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"died with {name}"
+    return f"exited with code {exitcode}"
+
+
+def format_remote(exc: BaseException) -> str:
+    """The traceback text of ``exc`` as the worker saw it."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def attach_remote_traceback(exc: BaseException, tb: Optional[str]) -> BaseException:
+    """Make ``tb`` (a worker's traceback text) the ``__cause__`` of ``exc``."""
+    if tb:
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc

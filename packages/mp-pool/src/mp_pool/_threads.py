@@ -1,0 +1,215 @@
+"""The engine of ``ThreadPool``: the pool's API on threads of this process.
+
+::
+
+    caller thread                      worker threads (N)
+    -------------                      ------------------
+    map_async(f, items) ──> job ──> job queue ──> take the next chunk (under the engine lock)
+    imap(f, generator)                               run f over it
+      feeder thread ──> job's buffer ─┘              deliver (one delivery at a time) ──> result,
+                                                     callback
+
+Nothing is serialized: tasks, arguments and results are the caller's own
+objects.  Deliveries, and so callbacks, never run concurrently, as with the
+single result-handler thread of the standard library.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable, Optional, Sequence
+
+from ._errors import BrokenPoolError, PoolTerminatedError
+from ._jobs import Job
+from ._sources import SingleSource, make_source
+
+__all__ = ["ThreadEngine"]
+
+_CALL, _MAP, _STARMAP = "call", "map", "starmap"
+
+
+class ThreadEngine:
+    """Runs a ``ThreadPool``'s jobs on worker threads; never refers back to the pool."""
+
+    def __init__(self, *, process_factory: Callable[..., Any], processes: int,
+                 initializer: Optional[Callable[..., Any]], initargs: Sequence[Any], **_ignored: Any) -> None:
+        self.size = processes
+        self.processes: list[Any] = []
+        self.broken: Optional[BrokenPoolError] = None
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._cond = threading.Condition(threading.Lock())
+        self._delivering = threading.Lock()
+        self._local = threading.local()
+        self._queue: deque[Job] = deque()
+        self._active: dict[int, Job] = {}
+        self._closing = False
+        self._terminating = False
+        for _ in range(processes):
+            worker = process_factory(target=self._work)
+            worker.daemon = True
+            worker.start()
+            self.processes.append(worker)
+
+    # ---------------------------------------------------------------- submission (any thread)
+
+    def submit_call(self, result: Any, func: Any, args: Any, kwds: Any) -> None:
+        self._submit(Job(_CALL, "apply", func, result, SingleSource((func, args, kwds))))
+
+    def submit_map(self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int,
+                   sized: bool = False) -> None:
+        job = Job(_STARMAP if star else _MAP, name, func, result, None)
+        job.source = make_source(iterable, chunksize, lambda: self._notify_source(job),
+                                 limit=4 * self.size, name=f"PoolFeeder-{job.id}")
+        self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        with self._cond:
+            error: Optional[BaseException] = None
+            if self.broken is not None:
+                error = BrokenPoolError(*self.broken.args)
+                error.__cause__ = self.broken.__cause__
+            elif self._terminating:
+                error = PoolTerminatedError("the pool was terminated")
+            else:
+                self._active[job.id] = job
+                job.queued = True
+                self._queue.append(job)
+                self._cond.notify(self.size)
+        if error is not None:
+            job.source.stop()
+            job.result._abort(error, notify=False)
+            if isinstance(error, BrokenPoolError):
+                raise error
+            return
+        start_feeding = getattr(job.source, "start", None)
+        if start_feeding is not None:
+            start_feeding()
+
+    def _notify_source(self, job: Job) -> None:
+        with self._cond:
+            if job.id in self._active and not job.queued and not job.drained:
+                job.queued = True
+                self._queue.append(job)
+                self._cond.notify()
+
+    # ---------------------------------------------------------------- life cycle (any thread)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
+    def terminate(self) -> None:
+        self._stop(PoolTerminatedError("the pool was terminated"), notify=False)
+        current = threading.current_thread()
+        for worker in self.processes:
+            if worker is not current and worker.ident is not None:
+                worker.join()
+
+    def join(self) -> None:
+        current = threading.current_thread()
+        for worker in self.processes:
+            if worker is not current:
+                worker.join()
+
+    def delivers_in_current_thread(self) -> bool:
+        return getattr(self._local, "delivering", False)
+
+    def _stop(self, error: BaseException, notify: bool) -> None:
+        with self._cond:
+            if isinstance(error, BrokenPoolError):
+                if self.broken is not None:
+                    return
+                self.broken = error
+            else:
+                self._terminating = True
+            jobs = list(self._active.values())
+            self._active.clear()
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in jobs:
+            job.source.stop()
+            with self._delivering:
+                job.result._abort(error, notify)
+
+    # ---------------------------------------------------------------- worker threads
+
+    def _work(self) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException as exc:  # noqa: BLE001 - reported through every pending result
+                error = BrokenPoolError(f"the pool's initializer failed in {threading.current_thread().name}: "
+                                        f"{exc!r}")
+                error.__cause__ = exc
+                self._stop(error, notify=True)
+                return
+        while True:
+            with self._cond:
+                while True:
+                    if self._terminating or self.broken is not None:
+                        return
+                    picked = self._next_chunk()
+                    if picked is not None:
+                        break
+                    if self._closing and not self._active:
+                        self._cond.notify_all()
+                        return
+                    self._cond.wait()
+            job, (index, start, items, error) = picked
+            if job.kind == _CALL:
+                span = 1
+                try:
+                    func, args, kwds = items
+                    value, ok = func(*args, **kwds), True
+                except Exception as exc:
+                    value, ok = exc, False
+            elif error is not None:
+                span, value, ok = 1, error, False
+            else:
+                span = len(items)
+                try:
+                    if job.kind == _MAP:
+                        value = list(map(job.func, items))
+                    else:
+                        value = [job.func(*args) for args in items]
+                    ok = True
+                except Exception as exc:
+                    value, ok = exc, False
+            del items
+            self._deliver(job, index, start, span, ok, value)
+            del value
+
+    def _next_chunk(self) -> Optional[tuple[Job, tuple]]:
+        queue = self._queue
+        while queue:
+            job = queue[0]
+            chunk = job.source.take()
+            if chunk is not None:
+                job.outstanding += 1
+                return job, chunk
+            queue.popleft()
+            job.queued = False
+            if job.source.exhausted:
+                job.drained = True
+                set_length = getattr(job.result, "_set_length", None)
+                if set_length is not None:
+                    set_length(job.source.count)
+                if job.outstanding == 0:
+                    self._active.pop(job.id, None)
+        return None
+
+    def _deliver(self, job: Job, index: int, start: int, span: int, ok: bool, value: Any) -> None:
+        with self._delivering:
+            self._local.delivering = True
+            try:
+                job.result._deliver(index, start, span, ok, value)
+            finally:
+                self._local.delivering = False
+        with self._cond:
+            job.outstanding -= 1
+            if job.drained and job.outstanding == 0 and self._active.pop(job.id, None) is not None:
+                if self._closing and not self._active:
+                    self._cond.notify_all()

@@ -1,0 +1,159 @@
+"""The worker side of a process pool: what runs in each child.
+
+A worker owns two pipes: it reads tasks from one and writes results to the
+other, one result per task, in the order the tasks arrived (the parent
+relies on that order to know which task a dead worker was running).  It
+exits when its task pipe reaches end of file (the pool closed it, or the
+pool's owner is gone), after ``maxtasks`` tasks, or, from a watcher
+thread, as soon as the owning process dies, even in the middle of a task:
+its results would have nowhere to go.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from itertools import starmap
+from typing import Any, Callable, Optional, Sequence
+
+from mp_core import connection, reduction
+from mp_core import process as _process
+
+from . import _wire
+from ._errors import MaybeEncodingError, format_remote
+from ._framing import FrameReader
+
+__all__ = ["run_worker"]
+
+_loads = reduction.loads
+
+# Exit status of a worker whose parent vanished; nobody will read it, it
+# only shows up in tools such as ps.
+_PARENT_GONE = 70
+
+
+class _UnloadableFunction:
+    """Stands in for a job's function that could not be rebuilt in this worker."""
+
+    __slots__ = ("error", "tb")
+
+    def __init__(self, error: BaseException, tb: str) -> None:
+        self.error = error
+        self.tb = tb
+
+
+def _watch_parent() -> None:
+    """Exit this worker as soon as the process that owns the pool is gone."""
+    parent = _process.parent_process()
+    sentinel = getattr(parent, "_sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        try:
+            connection.wait([sentinel])
+        except (OSError, ValueError):
+            return
+        os._exit(_PARENT_GONE)
+
+    threading.Thread(target=watch, name="pool-parent-watch", daemon=True).start()
+
+
+def run_worker(tasks: connection.Connection, results: connection.Connection,
+               initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
+               maxtasks: Optional[int], serializer: Optional[reduction.Serializer]) -> None:
+    """The body of a pool worker process (the ``target`` of its ``Process``)."""
+    _watch_parent()
+    send = results.send_bytes
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as exc:  # noqa: BLE001 - even SystemExit is a failed initializer
+            _send_failure(send, _wire.NO_TASK, _wire.INIT_FAILED, exc, serializer)
+            return
+    try:
+        send(_wire.result_payload(_wire.NO_TASK, _wire.READY, 0.0, has_body=False))
+        _serve(tasks, send, maxtasks, serializer)
+    except OSError:
+        # The result pipe is broken: the parent is gone or has terminated us.
+        return
+
+
+def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: Optional[int],
+           serializer: Optional[reduction.Serializer]) -> None:
+    recv = FrameReader(tasks.fileno()).next_frame
+    unpack = _wire.TASK_HEAD.unpack_from
+    body_at = _wire.TASK_HEAD.size
+    clock = time.perf_counter
+    funcs: dict[int, Any] = {}
+    done = 0
+    while maxtasks is None or done < maxtasks:
+        try:
+            data = recv()
+        except (EOFError, OSError):
+            return  # the pool closed our pipe, or its owner is gone
+        kind, task_id, job_id = unpack(data)
+        if kind == _wire.FUNC:
+            try:
+                funcs[job_id] = _loads(memoryview(data)[body_at:])
+            except Exception as exc:
+                funcs[job_id] = _UnloadableFunction(exc, format_remote(exc))
+            continue
+        if kind == _wire.FORGET:
+            funcs.pop(job_id, None)
+            continue
+        started = clock()
+        try:
+            body = _loads(memoryview(data)[body_at:])
+            del data
+            if kind == _wire.CALL:
+                func, args, kwds = body
+                value = func(*args, **kwds)
+            else:
+                func = funcs[job_id]
+                if type(func) is _UnloadableFunction:
+                    _send_failure(send, task_id, _wire.ERROR, func.error, serializer, func.tb)
+                    done += 1
+                    continue
+                value = list(map(func, body) if kind == _wire.MAP else starmap(func, body))
+        except Exception as exc:
+            body = value = None
+            _send_failure(send, task_id, _wire.ERROR, exc, serializer)
+        else:
+            body = None
+            _send_value(send, task_id, clock() - started, value, serializer)
+            value = None
+        done += 1
+
+
+def _send_value(send: Callable[[Any], None], task_id: int, elapsed: float, value: Any,
+                serializer: Optional[reduction.Serializer]) -> None:
+    try:
+        payload = _wire.result_payload(task_id, _wire.OK, elapsed, value, serializer=serializer)
+    except Exception as exc:
+        culprit = _first_unserializable(value, serializer) if type(value) is list else value
+        payload = _wire.result_payload(task_id, _wire.ERROR, elapsed, (MaybeEncodingError(exc, culprit), None))
+    send(payload)
+
+
+def _send_failure(send: Callable[[Any], None], task_id: int, status: int, exc: BaseException,
+                  serializer: Optional[reduction.Serializer], tb: Optional[str] = None) -> None:
+    if tb is None:
+        tb = format_remote(exc)
+    try:
+        payload = _wire.result_payload(task_id, status, 0.0, (exc, tb), serializer=serializer)
+    except Exception as encoding_error:
+        payload = _wire.result_payload(task_id, status, 0.0, (MaybeEncodingError(encoding_error, exc), tb))
+    send(payload)
+
+
+def _first_unserializable(values: list, serializer: Optional[reduction.Serializer]) -> Any:
+    """The first item of a chunk's results that cannot be serialized (to name it)."""
+    chosen = serializer or reduction.get_serializer()
+    for item in values:
+        try:
+            chosen.dumps(item)
+        except Exception:
+            return item
+    return values

@@ -1,0 +1,185 @@
+"""Faults: workers that die mid-task, crash, exit early or never start; terminate; an owner that is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from mp_pool import BrokenPoolError, PoolTerminatedError, WorkerLostError
+
+from . import helpers
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def assert_lost(excinfo, *fragments):
+    message = str(excinfo.value)
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_a_worker_killed_mid_task_fails_that_task_and_the_pool_goes_on(make_pool):
+    pool = make_pool(2)
+    pool.map(helpers.square, range(4))  # workers are up
+    before = {w.pid for w in pool._pool}
+    started = time.monotonic()
+    with pytest.raises(WorkerLostError) as excinfo:
+        pool.apply(helpers.kill_self)
+    assert time.monotonic() - started < 1.5
+    assert_lost(excinfo, "died with SIGKILL while running task", "apply job", "kill_self")
+    assert excinfo.value.exitcode == -signal.SIGKILL and excinfo.value.pid in before
+    assert pool.map(helpers.square, range(20)) == [x * x for x in range(20)]
+    assert len(pool._pool) == 2 and excinfo.value.pid not in {w.pid for w in pool._pool}
+
+
+@pytest.mark.parametrize("how", ["kill", "exit"])
+def test_a_worker_dying_inside_a_map_raises_from_map_and_the_next_map_works(make_pool, how):
+    pool = make_pool(2)
+    pool.apply(helpers.square, (1,))
+    started = time.monotonic()
+    with pytest.raises(WorkerLostError) as excinfo:
+        pool.starmap(helpers.die_on, [(x, 7, how) for x in range(20)], chunksize=2)
+    assert time.monotonic() - started < 2.0
+    expected = "died with SIGKILL" if how == "kill" else "exited with code 5"
+    assert_lost(excinfo, expected, "starmap job", "chunk 3: items 6-7", "die_on")
+    assert pool.map(helpers.square, range(50)) == [x * x for x in range(50)]
+
+
+def test_other_tasks_complete_when_a_worker_dies(make_pool):
+    pool = make_pool(2)
+    pool.apply(helpers.square, (1,))  # tasks are short: workers prefetch
+    results, errors = [], []
+    for outcome in _drain(pool.imap_unordered(_die_on_13, range(40))):
+        (errors if isinstance(outcome, WorkerLostError) else results).append(outcome)
+    assert sorted(results) == [x for x in range(40) if x != 13]
+    assert len(errors) == 1 and "item 13" in str(errors[0])
+
+
+def _die_on_13(x):
+    return helpers.die_on(x, 13)
+
+
+def _drain(iterator):
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            yield exc
+
+
+def test_a_segfaulting_task(make_pool):
+    pool = make_pool(1)
+    with pytest.raises(WorkerLostError) as excinfo:
+        pool.apply(helpers.segfault)
+    assert_lost(excinfo, "died with SIGSEGV", "segfault")
+    assert pool.apply(helpers.square, (5,)) == 25
+
+
+def test_a_worker_killed_while_idle_is_replaced(make_pool):
+    pool = make_pool(2)
+    victim = pool._pool[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while victim.pid in {w.pid for w in pool._pool} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert victim.pid not in {w.pid for w in pool._pool}
+    assert pool.map(helpers.square, range(10)) == [x * x for x in range(10)]
+    assert len(pool._pool) == 2
+
+
+def test_maxtasksperchild_1_over_200_tasks(make_pool):
+    pool = make_pool(2, maxtasksperchild=1)
+    pids = pool.map(helpers.pid_of, range(200), chunksize=1)
+    assert len(pids) == 200
+    assert len(set(pids)) == 200  # each worker ran exactly one task
+    assert len(pool._pool) <= 2
+    assert sorted(pool.map(helpers.square, range(10), chunksize=1)) == sorted(x * x for x in range(10))
+
+
+def test_maxtasksperchild_with_chunks_loses_and_duplicates_nothing(make_pool):
+    pool = make_pool(2, maxtasksperchild=3)
+    assert pool.map(helpers.identity, range(300), chunksize=7) == list(range(300))
+    assert sorted(pool.imap_unordered(helpers.identity, range(100), chunksize=3)) == list(range(100))
+
+
+def test_terminate_during_a_long_map_is_prompt(make_pool):
+    pool = make_pool(2)
+    pending = pool.map_async(helpers.sleep_then, [30] * 6)
+    iterator = pool.imap(helpers.sleep_then, [30] * 4)
+    time.sleep(0.3)
+    workers = list(pool._pool)
+    started = time.monotonic()
+    pool.terminate()
+    assert time.monotonic() - started < 3
+    assert all(not w.is_alive() for w in workers)
+    with pytest.raises(PoolTerminatedError):
+        pending.get(1)
+    with pytest.raises(PoolTerminatedError):
+        next(iterator)
+    pool.join()
+
+
+def test_an_initializer_that_raises_breaks_the_pool_with_a_clear_error(make_pool):
+    pool = make_pool(2, initializer=helpers.failing_initializer)
+    with pytest.raises(BrokenPoolError, match="initializer failed") as excinfo:
+        pool.map(helpers.square, range(10))
+    cause = excinfo.value.__cause__
+    assert isinstance(cause, RuntimeError) and "initializer says no" in str(cause)
+    assert "failing_initializer" in str(cause.__cause__)  # the remote traceback
+    with pytest.raises(BrokenPoolError):
+        pool.apply_async(helpers.square, (1,))
+    pool.close()
+    pool.join()
+
+
+def test_an_initializer_that_exits_breaks_the_pool(make_pool):
+    pool = make_pool(2, initializer=helpers.exiting_initializer)
+    with pytest.raises(BrokenPoolError, match="exited with code 7 while starting up"):
+        pool.apply(helpers.square, (3,))
+    pool.terminate()
+    pool.join()
+
+
+OWNER = textwrap.dedent("""
+    import sys, time
+    import mp_core
+    from mp_pool import Pool
+    from tests.pool.helpers import sleep_then
+
+    if __name__ == "__main__":
+        pool = Pool(2, context=mp_core.get_context(sys.argv[1]))
+        result = pool.map_async(sleep_then, [60] * 8, chunksize=1)
+        time.sleep(0.5)
+        print(" ".join(str(w.pid) for w in pool._pool), flush=True)
+        time.sleep(120)
+""")
+
+
+def test_workers_exit_when_the_pools_owner_is_killed(start_method, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, start_method], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=os.getcwd(), env=env)
+    try:
+        line = owner.stdout.readline()
+        pids = [int(pid) for pid in line.split()]
+        assert len(pids) == 2, (line, owner.stderr.read() if owner.poll() is not None else "")
+        assert not any(helpers.process_gone(pid) for pid in pids)
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + 5
+        while not all(helpers.process_gone(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(helpers.process_gone(pid) for pid in pids), [pid for pid in pids if not helpers.process_gone(pid)]
+    finally:
+        owner.kill()
+        owner.wait(10)
+        owner.stdout.close()
+        owner.stderr.close()

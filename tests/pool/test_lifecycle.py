@@ -1,0 +1,140 @@
+"""Life cycle: callbacks that submit or terminate, forked children, exiting without close, endless input."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import mp_core
+from mp_core.reduction import Serializer
+from mp_pool import Pool, PoolTerminatedError
+
+from . import helpers
+from .helpers import square
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_callbacks_may_submit_more_work_and_terminate_the_pool(make_pool):
+    pool = make_pool(2)
+    done = threading.Event()
+    chained = []
+
+    def then_more(value):
+        chained.append(pool.apply_async(helpers.square, (value,), callback=lambda v: done.set()))
+
+    pool.apply_async(helpers.add, (1, 2), callback=then_more).get(30)
+    assert done.wait(30) and chained[0].get(30) == 9
+    stopper = make_pool(1)
+    pending = stopper.apply_async(helpers.sleep_then, (30,))
+    stopper_two = make_pool(1)
+    stopper_two.apply_async(helpers.square, (1,), callback=lambda v: stopper.terminate()).get(30)
+    with pytest.raises(PoolTerminatedError):
+        pending.get(10)
+
+
+def _use_parents_pool(pool, conn):
+    try:
+        pool.apply(helpers.square, (2,))
+    except RuntimeError as exc:
+        conn.send(str(exc))
+    else:
+        conn.send("no error")
+
+
+def test_a_forked_child_cannot_use_its_parents_pool(make_pool):
+    pool = make_pool(1, context=mp_core.get_context("fork"))
+    ctx = mp_core.get_context("fork")
+    reader, writer = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_use_parents_pool, args=(pool, writer))
+    child.start()
+    try:
+        assert reader.poll(30)
+        assert "only be used by the process that created it" in reader.recv()
+    finally:
+        child.join(30)
+    assert child.exitcode == 0
+    assert pool.apply(helpers.square, (3,)) == 9
+
+
+EXIT_WITHOUT_CLOSE = textwrap.dedent("""
+    import sys
+    import mp_core
+    from mp_pool import Pool
+    from tests.pool.helpers import square
+
+    if __name__ == "__main__":
+        pool = Pool(2, context=mp_core.get_context(sys.argv[1]))
+        assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        print("PIDS", *(w.pid for w in pool._pool), flush=True)
+        pending = pool.apply_async(square, (3,))
+        # no close(), no join(): the exit handlers must stop the workers
+""")
+
+
+def test_a_program_that_exits_without_closing_its_pool(start_method):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-W", "ignore::ResourceWarning", "-c", EXIT_WITHOUT_CLOSE,
+                           start_method], capture_output=True, text=True, timeout=60, cwd=os.getcwd(), env=env)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    pids = [int(pid) for pid in done.stdout.split("PIDS", 1)[1].split()]
+    assert len(pids) == 2
+    assert all(helpers.process_gone(pid) for pid in pids)
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_endless_imap_is_read_lazily_and_stopped_by_terminate(make_pool):
+    pool = make_pool(2)
+    consumed = itertools.count()
+
+    def endless():
+        for i in itertools.count():
+            next(consumed)
+            yield i
+
+    iterator = pool.imap(helpers.square, endless())
+    assert [next(iterator) for _ in range(10)] == [i * i for i in range(10)]
+    # (Results wait in the iterator until read, as with the standard
+    # library; only the input waiting for a worker is bounded.)
+    assert next(consumed) > 10
+    feeders = [t for t in threading.enumerate() if t.name.startswith("PoolFeeder")]
+    pool.terminate()
+    for feeder in feeders:
+        feeder.join(5)
+        assert not feeder.is_alive()
+    with pytest.raises((PoolTerminatedError, StopIteration)):
+        for _ in range(10_000):
+            next(iterator)
+
+
+def test_a_pool_with_its_own_serializer(make_pool):
+    plain = make_pool(1, serializer=Serializer(mode="pickle"))
+    assert plain.map(helpers.square, [2]) == [4]
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError), match="cannot send the function"):
+        plain.map(lambda x: x, [1])
+    with pytest.raises(Exception, match="cannot send"):
+        plain.apply(lambda: 1)
+    dilled = make_pool(1, serializer=Serializer(mode="dill"))
+    assert dilled.apply(lambda: square(5)) == 25
+    assert dilled.map(lambda x: -x, [1, 2]) == [-1, -2]
+
+
+def test_pools_started_by_a_pool_worker_are_refused_like_the_stdlib(make_pool):
+    pool = make_pool(1)
+    with pytest.raises(AssertionError, match="daemonic processes are not allowed to have children"):
+        pool.apply(_start_a_pool)
+
+
+def _start_a_pool():
+    inner = Pool(1)
+    inner.terminate()
