@@ -153,3 +153,54 @@ def test_unpicklable_argument_fails_at_start(method, tmp_path):
         assert lines[0].startswith("TypeError cannot serialize ")
         assert "generator" in lines[0]
     assert lines[-1] == "children []"
+
+
+SHARED_NAMESPACE_PROGRAM = textwrap.dedent("""
+    import sys
+    import mp_core as mp
+    from mp_core import reduction
+    import helpermod
+
+    STATE = None
+
+    def setup(value):
+        global STATE
+        STATE = value
+
+    def use(x):
+        return (STATE, x + helpermod.OFFSET)
+
+    def serve(conn):
+        # Functions arrive one by one, as a pool's initializer and tasks do.
+        while True:
+            func, args = conn.recv()
+            if func is None:
+                return
+            conn.send(func(*args))
+
+    if __name__ == "__main__":
+        ctx = mp.get_context(sys.argv[1])
+        here, there = ctx.Pipe()
+        p = ctx.Process(target=serve, args=(there,))
+        p.start()
+        here.send((setup, ("configured",)))
+        here.recv()
+        here.send((use, (1,)))
+        print("use", here.recv())
+        here.send((lambda: helpermod.__name__, ()))
+        print("module", here.recv())
+        here.send((None, ()))
+        p.join(60)
+        print("payload bytes", len(reduction.dumps(lambda: helpermod.OFFSET)) < 2000)
+""")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("how", ["script", "-c", "stdin"])
+def test_main_definitions_share_the_receivers_main_namespace(how, method, tmp_path):
+    # A global set by one function is seen by the next one sent to the same
+    # process; a module a lambda uses travels by name, not by value.
+    (tmp_path / "helpermod.py").write_text("OFFSET = 41\nBIG = 'x' * 100000\n")
+    result = run_program(how, method, tmp_path, SHARED_NAMESPACE_PROGRAM)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["use ('configured', 42)", "module helpermod", "payload bytes True"]

@@ -175,8 +175,6 @@ def test_serializer_validates_its_settings():
     s = Serializer("dill", recurse=False)
     assert s.replace(mode="auto") == Serializer("auto", recurse=False)
     assert pickle.loads(pickle.dumps(s)) == s
-    assert s.dill_options() == {"recurse": False}
-    assert Serializer().dill_options() == {"recurse": True}
 
 
 def test_a_serializer_carries_its_own_settings():

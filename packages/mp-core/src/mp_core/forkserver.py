@@ -164,6 +164,10 @@ class ForkServer:
         with open(config_w, "wb") as f:
             pickle.dump(config, f)
         self._address, self._authkey, self._alive_w, self._pid = address, authkey, alive_w, pid
+        # At exit, after our children were joined (priority >= 0) but before
+        # the resource tracker is told to finish (-50): the server holds the
+        # tracker's pipe, so it must be gone first.
+        util.Finalize(None, self._stop, exitpriority=-10)
 
     def connect_to_new_process(self, fds: Sequence[int]) -> tuple[int, int]:
         """Ask the server for a child; return ``(sentinel, data_w)``.

@@ -297,8 +297,13 @@ class BaseProcess:
                 # reference to release.
                 del old_process
             util.info("child process calling self.run()")
-            self.run()
-            exitcode = 0
+            try:
+                self.run()
+                exitcode = 0
+            finally:
+                # Forked children leave through os._exit, so atexit never runs
+                # in them: flush queues, run finalizers and reap children here.
+                util._exit_function()
         except SystemExit as exc:
             exitcode = _exitcode_from_system_exit(exc)
         except BaseException:

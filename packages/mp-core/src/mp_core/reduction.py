@@ -69,10 +69,12 @@ class Serializer:
 
     ``mode``: ``'auto'`` (C pickle, dill only where needed), ``'dill'``
     (everything through dill) or ``'pickle'`` (never dill).
-    ``recurse``/``byref``: dill's settings for the objects dill handles;
-    ``None`` takes ``recurse=True`` (a function travels with the globals it
-    uses, so interactive ``__main__`` code works in a fresh interpreter) and
-    dill's own global ``byref`` setting.
+    ``recurse``/``byref``: dill's settings for the objects dill handles.
+    By default (``None``) a main-module function travels with the globals it
+    uses and lands in the receiver's ``__main__`` namespace (see
+    ``_dill_bridge``), so interactive code works in a fresh interpreter;
+    ``recurse=True`` gives each function a private copy of its globals
+    instead, as dill does.  ``byref=None`` follows dill's global setting.
     ``protocol``: the pickle protocol (``None``: the highest).
     """
 
@@ -156,13 +158,6 @@ class Serializer:
         """Deserialize what ``dumps`` produced (any mode)."""
         return pickle.loads(data, buffers=buffers)
 
-    def dill_options(self) -> dict[str, Any]:
-        """The keyword arguments this serializer passes to ``dill.dumps``."""
-        options: dict[str, Any] = {"recurse": True if self.recurse is None else self.recurse}
-        if self.byref is not None:
-            options["byref"] = self.byref
-        return options
-
 
 _default_serializer = Serializer()
 _settings_lock = threading.Lock()
@@ -226,38 +221,26 @@ def _cannot_serialize(obj: Any, exc: BaseException) -> BaseException:
 
 # ---------------------------------------------------------------- dill bridge
 
-def _dill() -> types.ModuleType:
-    import dill  # deferred: a process that never meets a dill payload never imports it
-    return dill
-
-
-def _dill_dumps(obj: Any, protocol: int, serializer: Serializer) -> bytes:
-    dill = _dill()
-    return dill.dumps(obj, protocol=protocol, **serializer.dill_options())
+def _bridge() -> types.ModuleType:
+    from . import _dill_bridge  # deferred: imports dill, which plain data never needs
+    return _dill_bridge
 
 
 def _load_dill(payload: bytes) -> Any:
     """Rebuild an object that was serialized by dill (called by the unpickler)."""
-    return _dill().loads(payload)
+    return _bridge().load_value(payload)
+
+
+def _load_main(payload: bytes) -> Any:
+    """Rebuild a main-module definition that travelled with its globals."""
+    return _bridge().load_main(payload)
 
 
 def _whole_object_dill(obj: Any, file: Any, protocol: int, serializer: Serializer) -> None:
-    payload = _dill_pickle_with_reducers(obj, protocol, serializer)
+    payload = _bridge().dumps_value(obj, protocol, serializer, _extra_reducers)
     # Wrapped in a one-call C pickle so that the receiver, which always uses
     # pickle.loads, lets dill's own unpickler read the payload.
     pickle.Pickler(file, protocol).dump(_DillPayload(payload))
-
-
-def _dill_pickle_with_reducers(obj: Any, protocol: int, serializer: Serializer) -> bytes:
-    dill = _dill()
-    buf = io.BytesIO()
-    pickler = dill.Pickler(buf, protocol=protocol, **serializer.dill_options())
-    if _extra_reducers:
-        table = dict(copyreg.dispatch_table)
-        table.update(_extra_reducers)
-        pickler.dispatch_table = table
-    pickler.dump(obj)
-    return buf.getvalue()
 
 
 class _DillPayload:
@@ -306,7 +289,7 @@ def _load_main_object(qualname: str, fingerprint: tuple, payload: bytes) -> Any:
     if candidate is not None and (isinstance(candidate, (type, types.FunctionType))
                                   and _fingerprint(candidate) == fingerprint):
         return candidate
-    return _load_dill(payload)
+    return _load_main(payload)
 
 
 # ---------------------------------------------------------------- picklers
@@ -357,10 +340,13 @@ class ForkingPickler(_PlainForkingPickler):
 
     def _reduce_by_value(self, obj: Any) -> tuple:
         serializer = self._serializer or _default_serializer
-        payload = _dill_dumps(obj, self._protocol, serializer)
-        if getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES and "<" not in obj.__qualname__:
-            return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
-        return _load_dill, (payload,)
+        bridge = _bridge()
+        if not serializer.recurse and bridge.is_main_definition(obj):
+            payload = bridge.dumps_main(obj, self._protocol, serializer, _extra_reducers)
+            if "<" not in obj.__qualname__:
+                return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
+            return _load_main, (payload,)
+        return _load_dill, (bridge.dumps_value(obj, self._protocol, serializer, _extra_reducers),)
 
     @classmethod
     def register(cls, type: type, reduce: Callable[[Any], Any]) -> None:

@@ -1,0 +1,497 @@
+"""``Connection`` and ``Pipe``: framed messages over a file descriptor.
+
+Wire format (the standard library's, so that both interoperate)::
+
+    size < 2**31 :  [4-byte big-endian signed size] [payload]
+    larger       :  [-1 as 4 bytes] [8-byte big-endian unsigned size] [payload]
+
+Copies and system calls, per message:
+
+* sending a small message (< 16 KiB) joins header and payload and makes one
+  ``write``; a large one goes out as ``writev([header, payload])``, so the
+  payload is never copied into a new buffer;
+* receiving reads the header, then the payload: a small payload with one
+  ``read``; a large one into a single buffer of the announced size, read
+  into in place, and returned as ``bytes`` without a final copy;
+  ``recv_bytes_into`` reads straight into the caller's buffer.
+
+Receiving never reads past the end of the current message.  A read-ahead
+buffer would save one ``read`` per message, but bytes sitting in it are
+invisible to ``select``/``poll``/asyncio readers watching ``fileno()``, and
+descriptors passed with ``send_handle`` right after a message would be
+swallowed (and closed by the kernel) by a plain read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import math
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+from . import reduction
+from .context import BufferTooShort
+
+__all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE"]
+
+#: Kept for compatibility with code that reads it; framing does not use it.
+BUFSIZE = 8192
+
+# Messages up to this size are written together with their header in one
+# call; beyond it, concatenating would cost a copy of the payload.
+_SMALL_MESSAGE = 16 * 1024
+# Payloads up to this size are read with os.read (which allocates the result
+# itself); larger ones into one preallocated buffer.
+_SMALL_READ = 64 * 1024
+_MAX_SHORT_SIZE = 0x7FFFFFFF
+
+_SHORT_HEADER = struct.Struct("!i")
+_LONG_SIZE = struct.Struct("!Q")
+_LONG_MARKER = _SHORT_HEADER.pack(-1)
+
+# An OS pipe defaults to 64 KiB on Linux; a larger one lets the writer run
+# ahead of the reader with fewer context switches.  Pipe buffers count
+# against a per-user quota (fs.pipe-user-pages-soft, 64 MiB by default);
+# once it is exceeded the kernel gives *every* new pipe of that user a tiny
+# buffer, so each process enlarges a bounded number of pipes at a time.
+_PIPE_BUFFER_SIZE = 1 << 20
+_MAX_ENLARGED_PIPES = 16
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031 if sys.platform.startswith("linux") else None)
+_enlarged_pipes = 0
+_enlarged_lock = threading.Lock()
+
+
+class BadMessageLength(OSError):
+    """A message header announced a size that is refused (or is malformed).
+
+    An ``OSError`` as in the standard library; its own type lets the
+    authentication handshake tell it from other I/O errors.
+    """
+
+
+class _ConnectionBase:
+    """A message-oriented, two-way or one-way connection over a handle.
+
+    Subclasses provide the transport: ``_write_frame``, ``_read_header``,
+    ``_read_payload``, ``_read_into``, ``_poll`` and ``_close``.
+    """
+
+    _handle: Optional[int] = None
+
+    def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
+        handle = handle.__index__()
+        if handle < 0:
+            raise ValueError("invalid handle")
+        if not readable and not writable:
+            raise ValueError("at least one of `readable` and `writable` must be True")
+        self._handle = handle
+        self._readable = readable
+        self._writable = writable
+
+    def __del__(self) -> None:
+        if self._handle is not None:
+            self._close()
+
+    # ------------------------------------------------------------ state
+
+    def _check_closed(self) -> None:
+        if self._handle is None:
+            raise OSError("handle is closed")
+
+    def _check_readable(self) -> None:
+        if not self._readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise OSError("connection is read-only")
+
+    def _bad_message_length(self, message: str = "bad message length") -> None:
+        # The unread payload leaves the stream out of step: no further
+        # message can be read from it.
+        if self._writable:
+            self._readable = False
+        else:
+            self.close()
+        raise BadMessageLength(message)
+
+    @property
+    def closed(self) -> bool:
+        """True if the connection is closed."""
+        return self._handle is None
+
+    @property
+    def readable(self) -> bool:
+        """True if the connection can receive."""
+        return self._readable
+
+    @property
+    def writable(self) -> bool:
+        """True if the connection can send."""
+        return self._writable
+
+    def fileno(self) -> int:
+        """The file descriptor (or handle) the connection uses."""
+        self._check_closed()
+        return self._handle  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the connection; further use raises ``OSError``. Idempotent."""
+        if self._handle is not None:
+            try:
+                self._close()
+            finally:
+                self._handle = None
+
+    def __enter__(self) -> _ConnectionBase:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ sending
+
+    def send_bytes(self, buf: Any, offset: int = 0, size: Optional[int] = None) -> None:
+        """Send the bytes of ``buf[offset:offset + size]`` as one message.
+
+        ``buf`` is any C-contiguous bytes-like object; ``offset`` and
+        ``size`` count bytes (``size`` defaults to the rest of the buffer).
+        Raises ``ValueError`` for a negative or out-of-range offset or size,
+        ``OSError`` if the connection is closed or read-only.
+        """
+        self._check_closed()
+        self._check_writable()
+        view = memoryview(buf)
+        if view.itemsize != 1 or view.ndim != 1 or not view.c_contiguous:
+            view = view.cast("B")  # raises TypeError for a non-contiguous buffer
+        n = view.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        if offset or size != n:
+            view = view[offset:offset + size]
+        self._write_frame(view)
+
+    def send(self, obj: Any) -> None:
+        """Serialize ``obj`` (``mp_core.reduction``) and send it as one message.
+
+        A serialization error is raised before anything is written, so the
+        connection stays usable.
+        """
+        self._check_closed()
+        self._check_writable()
+        self._write_frame(reduction.dumps(obj))
+
+    # ------------------------------------------------------------ receiving
+
+    def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
+        """Receive one message and return its bytes.
+
+        Blocks until a message arrives.  Raises ``EOFError`` if the other end
+        was closed and nothing is left to read; ``OSError`` if the message is
+        longer than ``maxlength`` (the connection then stops being readable,
+        since the rest of that message was not consumed); ``ValueError`` for a
+        negative ``maxlength``.
+        """
+        self._check_closed()
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        size = self._read_header()
+        if maxlength is not None and size > maxlength:
+            self._bad_message_length()
+        return self._read_payload(size)
+
+    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
+        """Receive one message into the writable buffer ``buf`` at byte ``offset``.
+
+        Returns the message size in bytes.  If the message does not fit, it
+        is consumed anyway and ``BufferTooShort`` is raised with the whole
+        message as ``args[0]``.  Raises ``ValueError`` if ``offset`` is
+        negative or beyond the end of ``buf``.
+        """
+        self._check_closed()
+        self._check_readable()
+        with memoryview(buf) as outer:
+            if outer.readonly:
+                raise TypeError("recv_bytes_into() needs a writable buffer")
+            plain = outer.itemsize == 1 and outer.ndim == 1 and outer.c_contiguous
+            view = outer if plain else outer.cast("B")
+            try:
+                capacity = view.nbytes
+                if offset < 0:
+                    raise ValueError("negative offset")
+                if offset > capacity:
+                    raise ValueError("offset too large")
+                size = self._read_header()
+                if offset + size > capacity:
+                    raise BufferTooShort(self._read_payload(size))
+                if size:
+                    self._read_into(view[offset:offset + size])
+                return size
+            finally:
+                if view is not outer:
+                    view.release()
+
+    def recv(self) -> Any:
+        """Receive one message and return the object it carries.
+
+        Raises ``EOFError`` if the other end was closed and nothing is left.
+        """
+        self._check_closed()
+        self._check_readable()
+        return reduction.loads(self._read_payload(self._read_header()))
+
+    def poll(self, timeout: Optional[float] = 0.0) -> bool:
+        """Whether a message (or end of file) is ready to be read.
+
+        Waits up to ``timeout`` seconds; ``None`` waits without limit, a
+        negative timeout does not wait.
+        """
+        self._check_closed()
+        self._check_readable()
+        return self._poll(timeout)
+
+    # ------------------------------------------------------------ transport
+
+    def _write_frame(self, view: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read_header(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read_payload(self, size: int) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read_into(self, view: memoryview) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _poll(self, timeout: Optional[float]) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Connection(_ConnectionBase):
+    """A connection over a POSIX file descriptor: a socket or one end of a pipe.
+
+    The connection owns the descriptor and closes it on ``close()`` (or when
+    it is garbage collected).  Not thread-safe: one thread sends and one
+    receives at a time.  ``mp_core.reduction`` can pickle it to another
+    process, which receives a duplicate of the descriptor.
+    """
+
+    _holds_pipe_slot = False
+
+    def _close(self, _close: Any = os.close) -> None:
+        if self._holds_pipe_slot:
+            self._holds_pipe_slot = False
+            try:
+                _release_pipe_slot()
+            except Exception:  # pragma: no cover - module globals gone at interpreter exit
+                pass
+        _close(self._handle)
+
+    # ------------------------------------------------------------ writing
+
+    def _write_frame(self, view: Any) -> None:
+        # ``view``: bytes or a 1-D, byte-format memoryview, so len() is its size.
+        size = len(view)
+        fd: int = self._handle  # type: ignore[assignment]  # callers checked it is open
+        if size <= _SMALL_MESSAGE:
+            data = _SHORT_HEADER.pack(size) + view
+            written = os.write(fd, data)
+            if written != len(data):
+                _write_all(fd, [memoryview(data)[written:]])
+        elif size <= _MAX_SHORT_SIZE:
+            _write_all(fd, [_SHORT_HEADER.pack(size), view])
+        else:
+            _write_all(fd, [_LONG_MARKER + _LONG_SIZE.pack(size), view])
+
+    # ------------------------------------------------------------ reading
+
+    def _read_header(self) -> int:
+        fd: int = self._handle  # type: ignore[assignment]
+        header = os.read(fd, 4)
+        if len(header) != 4:
+            if not header:
+                raise EOFError
+            header = _read_rest(fd, header, 4)
+        size = _SHORT_HEADER.unpack(header)[0]
+        if size < 0:
+            if size != -1:
+                self._bad_message_length("malformed message header")
+            size = _LONG_SIZE.unpack(_read_rest(fd, b"", 8))[0]
+        return size
+
+    def _read_payload(self, size: int) -> bytes:
+        if size <= _SMALL_READ:
+            if not size:
+                return b""
+            fd: int = self._handle  # type: ignore[assignment]
+            data = os.read(fd, size)
+            if len(data) != size:
+                data = _read_rest(fd, data, size)
+            return data
+        # The buffer of a BytesIO built from a bytes object of the right size
+        # is that very object: filling it through getbuffer() and taking
+        # getvalue() yields bytes with no copy (the big zeroed allocation is
+        # calloc'ed, so its pages cost nothing until written).
+        holder = io.BytesIO(bytes(size))
+        with holder.getbuffer() as view:
+            self._read_into(view)
+        return holder.getvalue()
+
+    def _read_into(self, view: memoryview) -> None:
+        fd: int = self._handle  # type: ignore[assignment]
+        got = 0
+        size = view.nbytes
+        readv = os.readv
+        while got < size:
+            n = readv(fd, [view[got:]])
+            if not n:
+                raise OSError("got end of file during message")
+            got += n
+
+    def _poll(self, timeout: Optional[float]) -> bool:
+        return _fd_ready(self._handle, timeout)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- fd helpers
+
+def _write_all(fd: int, parts: list) -> None:
+    """Write every byte of ``parts`` (bytes-like objects) to ``fd``, in order."""
+    views = [memoryview(p) for p in parts]
+    while views:
+        written = os.writev(fd, views) if len(views) > 1 else os.write(fd, views[0])
+        while written:
+            first = views[0]
+            if written >= first.nbytes:
+                written -= first.nbytes
+                views.pop(0)
+            else:
+                views[0] = first[written:]
+                written = 0
+
+
+def _read_rest(fd: int, start: bytes, size: int) -> bytes:
+    """Complete ``start`` to ``size`` bytes read from ``fd``."""
+    parts = [start]
+    remaining = size - len(start)
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            raise OSError("got end of file during message")
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+if hasattr(select, "poll"):
+    _POLL_READY = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+    def _fd_ready(fd: int, timeout: Optional[float]) -> bool:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        if timeout is None:
+            return bool(poller.poll())
+        deadline = time.monotonic() + timeout
+        while True:
+            # Round up: poll(0.0004 s) must wait, not spin with 0 ms.
+            events = poller.poll(max(0, math.ceil(timeout * 1000)))
+            if events:
+                return True
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return False
+else:  # pragma: no cover - platforms without poll()
+
+    def _fd_ready(fd: int, timeout: Optional[float]) -> bool:
+        if timeout is not None and timeout < 0:
+            timeout = 0
+        return bool(select.select([fd], [], [], timeout)[0])
+
+
+# ---------------------------------------------------------------- Pipe
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    """Return a pair ``(conn1, conn2)`` of connected ``Connection`` objects.
+
+    Duplex (the default): a Unix socket pair, both ends can send and receive.
+    Otherwise an OS pipe: ``conn1`` only receives, ``conn2`` only sends.
+    """
+    if duplex:
+        left, right = socket.socketpair()
+        left.setblocking(True)
+        right.setblocking(True)
+        return Connection(left.detach()), Connection(right.detach())
+    read_fd, write_fd = os.pipe()
+    reader = Connection(read_fd, writable=False)
+    writer = Connection(write_fd, readable=False)
+    if _enlarge_pipe(write_fd):
+        reader._holds_pipe_slot = True
+    return reader, writer
+
+
+def _enlarge_pipe(fd: int) -> bool:
+    """Try to give the pipe of ``fd`` a larger buffer; report whether it did."""
+    global _enlarged_pipes
+    if _F_SETPIPE_SZ is None:
+        return False
+    with _enlarged_lock:
+        if _enlarged_pipes >= _MAX_ENLARGED_PIPES:
+            return False
+        try:
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BUFFER_SIZE)
+        except OSError:
+            # EPERM above fs.pipe-max-size or over the user's quota: the
+            # default buffer works, only slower.
+            return False
+        _enlarged_pipes += 1
+        return True
+
+
+def _release_pipe_slot() -> None:
+    global _enlarged_pipes
+    with _enlarged_lock:
+        _enlarged_pipes = max(0, _enlarged_pipes - 1)
+
+
+def _reset_pipe_slots_after_fork() -> None:
+    global _enlarged_lock
+    _enlarged_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pipe_slots_after_fork)
+
+
+# ---------------------------------------------------------------- pickling
+
+def reduce_connection(conn: Connection) -> tuple:
+    """Reduce ``conn`` for another process: its descriptor travels as a ``DupFd``."""
+    df = reduction.DupFd(conn.fileno())
+    return rebuild_connection, (df, conn.readable, conn.writable)
+
+
+def rebuild_connection(df: Any, readable: bool, writable: bool) -> Connection:
+    """Rebuild a connection in the receiving process from a ``DupFd``."""
+    return Connection(df.detach(), readable, writable)
+
+
+reduction.register(Connection, reduce_connection)

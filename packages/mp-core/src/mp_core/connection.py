@@ -1,0 +1,60 @@
+"""Connections between processes: ``Pipe``, ``Listener``/``Client``, ``wait``.
+
+The stdlib-shaped face of ``multiprocessing.connection``; the work is done in
+private modules, each with one job::
+
+    _connection   Connection (framed messages over a descriptor), Pipe,
+                  and pickling of connections to other processes
+    _handshake    deliver_challenge / answer_challenge: mutual HMAC-SHA256
+                  authentication before anything else is read
+    _listener     Listener / Client (AF_UNIX, AF_INET), addresses, XML wrappers
+    _wait         wait() over connections, sockets and process sentinels
+
+Importing this module makes connections picklable (``reduction.register``),
+which is what ``allow_connection_pickling()`` promises.
+"""
+
+from __future__ import annotations
+
+# The stdlib module's namespace, re-exported (its __all__ is just four names).
+from . import reduction
+from ._connection import (  # noqa: F401
+    BUFSIZE,
+    BadMessageLength,
+    Connection,
+    Pipe,
+    _ConnectionBase,
+    rebuild_connection,
+    reduce_connection,
+)
+from ._handshake import (  # noqa: F401
+    CHALLENGE,
+    FAILURE,
+    MESSAGE_LENGTH,
+    WELCOME,
+    answer_challenge,
+    deliver_challenge,
+)
+from ._listener import (  # noqa: F401
+    CONNECTION_TIMEOUT,
+    Client,
+    ConnectionWrapper,
+    Listener,
+    SocketClient,
+    SocketListener,
+    XmlClient,
+    XmlListener,
+    _validate_family,
+    _xml_dumps,
+    _xml_loads,
+    address_type,
+    arbitrary_address,
+    default_family,
+    families,
+)
+from ._wait import wait  # noqa: F401
+from .context import AuthenticationError, BufferTooShort  # noqa: F401
+
+__all__ = ["Client", "Listener", "Pipe", "wait"]
+
+_ForkingPickler = reduction.ForkingPickler

@@ -1,0 +1,169 @@
+"""The resource sharer: hands a descriptor to another process on request.
+
+A socket or connection pickled outside of process creation cannot travel
+inside the pickle: the receiver needs its own copy of the descriptor.  The
+owner keeps a duplicate and serves it on request::
+
+    owner                                          receiver
+    DupFd(fd): dup(fd), file it under a key;
+    pickles as (listener address, key) ── pickle ──> DupFd.detach():
+    background thread: Listener.accept() <──────────  Client(address)  (both
+                                                      sides authenticate with
+                                                      the process authkey)
+                       conn.recv() <───────────────  (key, receiver's pid)
+                       send_handle(conn, dup) ─────>  recv_handle(conn) -> fd
+                       close(dup)
+
+Each descriptor is served once.  The serving thread starts with the first
+``DupFd`` and stops with ``stop()``.  A forked child starts with an empty
+sharer: the parent's duplicates and listener are not its to serve.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+from . import process, reduction, util
+from .context import AuthenticationError
+
+__all__ = ["DupFd", "stop"]
+
+
+class DupFd:
+    """A descriptor made available to one other process of the same tree.
+
+    Pickles as the owner's sharer address and a key.  ``detach()`` in the
+    receiving process (which must share the owner's authkey) fetches a new
+    descriptor, owned by the caller, from the owner, which must still be
+    running.  A descriptor is served once.
+    """
+
+    def __init__(self, fd: int) -> None:
+        new_fd = os.dup(fd)
+
+        def send(conn: Any, pid: int) -> None:
+            reduction.send_handle(conn, new_fd, pid)
+
+        def close() -> None:
+            os.close(new_fd)
+
+        self._id = _resource_sharer.register(send, close)
+
+    def detach(self) -> int:
+        """Fetch the descriptor from its owner; the caller must close it."""
+        with _resource_sharer.get_connection(self._id) as conn:
+            return reduction.recv_handle(conn)
+
+
+class _ResourceSharer:
+    """The per-process registry of shared descriptors and the thread serving them."""
+
+    def __init__(self) -> None:
+        self._key = itertools.count()
+        self._cache: dict[int, tuple[Callable[[Any, int], None], Callable[[], None]]] = {}
+        self._lock = threading.Lock()
+        self._listener: Any = None
+        self._address: Any = None
+        self._thread: Optional[threading.Thread] = None
+        util.register_after_fork(self, _ResourceSharer._afterfork)
+
+    def register(self, send: Callable[[Any, int], None], close: Callable[[], None]) -> tuple[Any, int]:
+        """File a resource; return the identifier a receiver asks for it by."""
+        with self._lock:
+            if self._address is None:
+                self._start()
+            key = next(self._key)
+            self._cache[key] = (send, close)
+            return (self._address, key)
+
+    @staticmethod
+    def get_connection(ident: tuple[Any, int]) -> Any:
+        """Connect to the owner of ``ident`` and ask for it."""
+        from .connection import Client
+
+        address, key = ident
+        conn = Client(address, authkey=process.current_process().authkey)
+        conn.send((key, os.getpid()))
+        return conn
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the serving thread (waiting up to ``timeout`` seconds) and close
+        the descriptors that were never asked for."""
+        from .connection import Client
+
+        with self._lock:
+            address, thread, listener = self._address, self._thread, self._listener
+        if address is not None:
+            # Not under the lock: the serving thread takes it for each request.
+            try:
+                with Client(address, authkey=process.current_process().authkey) as conn:
+                    conn.send(None)
+            except OSError:
+                pass  # the thread is gone already
+            thread.join(timeout)  # type: ignore[union-attr]
+            if thread.is_alive():  # type: ignore[union-attr]
+                util.sub_warning("_ResourceSharer thread did not stop when asked")
+            listener.close()
+        with self._lock:
+            if self._address == address:
+                self._address = self._thread = self._listener = None
+            pending, self._cache = list(self._cache.values()), {}
+        for _send, close in pending:
+            close()
+
+    def _afterfork(self) -> None:
+        for _send, close in self._cache.values():
+            close()
+        self._cache.clear()
+        self._lock = threading.Lock()
+        if self._listener is not None:
+            # Closes our copy of the socket only: the socket file belongs to
+            # the parent (its unlink finalizer does not run in another process).
+            self._listener.close()
+        self._listener = self._address = self._thread = None
+
+    def _start(self) -> None:
+        from .connection import Listener
+
+        util.debug("starting listener and thread for sending handles")
+        self._listener = Listener(authkey=process.current_process().authkey, backlog=128)
+        self._address = self._listener.address
+        thread = threading.Thread(target=self._serve, name="mp_core.resource_sharer", daemon=True)
+        thread.start()
+        self._thread = thread
+
+    def _serve(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            # Signals belong to the main thread.
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        listener = self._listener
+        while True:
+            try:
+                with listener.accept() as conn:
+                    request = conn.recv()
+                    if request is None:
+                        break
+                    key, destination_pid = request
+                    with self._lock:
+                        send, close = self._cache.pop(key)
+                    try:
+                        send(conn, destination_pid)
+                    finally:
+                        close()
+            except AuthenticationError as exc:
+                # Some local process that does not hold our key; not a reason
+                # to stop serving the others.
+                util.info("resource sharer refused a client: %s", exc)
+            except Exception:
+                if listener._listener is None or util.is_exiting():
+                    break
+                sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+
+
+_resource_sharer = _ResourceSharer()
+stop = _resource_sharer.stop

@@ -1,0 +1,345 @@
+"""The resource tracker: unlinks named resources that their owners leaked.
+
+Named semaphores and shared-memory segments outlive the process that
+created them.  If it dies without unlinking them (killed, crashed), they
+stay in the system until reboot.  One tracker process per process tree
+remembers what is in use and cleans up after the whole tree::
+
+    main process ──┬── REGISTER:/psm_1:shared_memory ──>┐
+     fork child ───┤   (each holds the write end of     │  tracker process
+    spawn child ───┤    one pipe; one line per call,    ├─ keeps a set per type;
+    forkserver ────┘    < PIPE_BUF so writes are atomic) │  at EOF (every holder
+                                                         │  gone) unlinks the rest
+                                                         └─ and warns, naming them
+
+The tracker starts lazily, on the first ``register``/``getfd``, as a fresh
+interpreter.  Children of every start method share it: forked ones inherit
+the descriptor, spawned ones receive it (``spawn_main`` sets ``_fd``).  (A
+child whose parent never started one, or whose tracker died, starts its own
+for itself and its descendants.)  It
+ignores SIGINT and SIGTERM, so a Ctrl-C or a ``killpg`` does not stop it
+before the processes it watches are gone; it exits when the last one is.
+
+Protocol: ASCII lines ``COMMAND:name:rtype``.  Names may not contain ``:``
+or line breaks.  ``track=False`` (as in ``SharedMemory``) simply means the
+caller does not register.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import warnings
+from typing import Callable, Optional
+
+from . import util
+
+__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "ResourceTracker",
+           "ReentrantCallError"]
+
+# POSIX guarantees atomic pipe writes up to PIPE_BUF, at least 512 bytes.
+_MAX_MESSAGE = 512
+_COMMANDS = ("REGISTER", "UNREGISTER", "PROBE")
+_IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _unlink_semaphore(name: str) -> None:
+    import _multiprocessing
+    _multiprocessing.sem_unlink(name)
+
+
+def _unlink_shared_memory(name: str) -> None:
+    import _posixshmem
+    _posixshmem.shm_unlink(name)
+
+
+def _remove_folder(name: str) -> None:
+    import shutil
+    shutil.rmtree(name)
+
+
+def cleanup_noop(name: str) -> None:
+    """The cleanup of the ``'noop'`` resource type (for tests): nothing."""
+
+
+#: resource type -> how the tracker disposes of a leaked resource of that type
+_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
+    "noop": cleanup_noop,
+    "folder": _remove_folder,
+}
+if os.name == "posix":
+    _CLEANUP_FUNCS["semaphore"] = _unlink_semaphore
+    _CLEANUP_FUNCS["shared_memory"] = _unlink_shared_memory
+
+
+class ReentrantCallError(RuntimeError):
+    """The tracker was called again from within one of its own calls.
+
+    Happens when a signal handler or a garbage-collection finalizer (say, of
+    a ``SharedMemory``) runs in the middle of ``register``/``unregister`` in
+    the same thread; waiting for the lock would deadlock.
+    """
+
+
+class ResourceTracker:
+    """A handle on the tracker process: starts it, talks to it, stops it.
+
+    ``_fd`` is the write end of the tracker's pipe (``None`` until started
+    or received from a parent); ``_pid`` is the tracker's pid, known only
+    to the process that started it (``_starter``), which alone reaps it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._fd: Optional[int] = None
+        self._pid: Optional[int] = None
+        self._starter: Optional[int] = None
+        self._exit_hook: Optional[util.Finalize] = None
+
+    # ------------------------------------------------------------ locking
+
+    def _enter(self) -> None:
+        self._lock.acquire()
+        if self._depth:
+            self._lock.release()
+            raise ReentrantCallError(
+                "Reentrant call into the multiprocess resource tracker "
+                "(from a signal handler or finalizer during another of its calls)")
+        self._depth += 1
+
+    def _leave(self) -> None:
+        self._depth -= 1
+        self._lock.release()
+
+    def _at_fork_reinit(self) -> None:
+        # The lock may have been held by another thread at fork time.
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # ------------------------------------------------------------ public API
+
+    def getfd(self) -> int:
+        """Make sure the tracker runs; return the descriptor children must inherit."""
+        self.ensure_running()
+        return self._fd  # type: ignore[return-value]
+
+    def ensure_running(self) -> None:
+        """Start the tracker if this process has none or it died (with a warning then).
+
+        A child that inherited or received the descriptor uses its parent's
+        tracker and does not start its own while that one lives.
+        """
+        self._enter()
+        try:
+            self._ensure_running_locked()
+        finally:
+            self._leave()
+
+    def register(self, name: str, rtype: str) -> None:
+        """Have the tracker unlink ``name`` (of type ``rtype``) if it is leaked."""
+        self._send("REGISTER", name, rtype)
+
+    def unregister(self, name: str, rtype: str) -> None:
+        """Tell the tracker ``name`` was cleaned up by its owner."""
+        self._send("UNREGISTER", name, rtype)
+
+    # ------------------------------------------------------------ internals
+
+    def _ensure_running_locked(self) -> None:
+        if self._fd is not None:
+            if self._is_alive():
+                return
+            self._forget_dead_tracker()
+            warnings.warn("resource_tracker: process died unexpectedly, relaunching. "
+                          "Some resources might leak.", stacklevel=3)
+        self._launch()
+
+    def _is_alive(self) -> bool:
+        # The tracker is the only reader of its pipe: a no-op line fails
+        # with EPIPE exactly when it is gone, whoever started it.
+        try:
+            os.write(self._fd, b"PROBE:0:noop\n")  # type: ignore[arg-type]
+        except OSError:
+            return False
+        return True
+
+    def _forget_dead_tracker(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            util.close_fds(fd)
+        if self._starter == os.getpid() and self._pid is not None:
+            # Its pipe end is closed, so it is exiting: reap it, not a zombie.
+            _reap(self._pid, timeout=1.0)
+        self._pid = self._starter = None
+
+    def _launch(self) -> None:
+        from . import spawn
+
+        read_fd, write_fd = os.pipe()
+        try:
+            exe = spawn.get_executable()
+            if exe is None:
+                raise RuntimeError("no Python executable to start the resource tracker with")
+            package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            program = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                       f"from mp_core.resource_tracker import main; main({read_fd})")
+            args = [exe, *util._args_from_interpreter_flags(), "-c", program]
+            # Blocked here, SIGINT/SIGTERM stay blocked in the new process
+            # until main() has set them to be ignored: no startup window.
+            old_mask = None
+            if hasattr(signal, "pthread_sigmask"):
+                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED_SIGNALS)
+            try:
+                pid = util.spawnv_passfds(exe, args, [read_fd])
+            finally:
+                if old_mask is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self._fd, self._pid, self._starter = write_fd, pid, os.getpid()
+        if self._exit_hook is None or not self._exit_hook.still_active():
+            # Runs after children were joined at exit; lets the tracker finish
+            # (and be reaped) while we are still here to see its warnings.
+            self._exit_hook = util.Finalize(None, self._stop_at_exit, exitpriority=-50)
+
+    def _send(self, command: str, name: str, rtype: str) -> None:
+        message = _encode(command, name, rtype)
+        self._enter()
+        try:
+            if self._fd is None:
+                self._launch()
+            try:
+                written = os.write(self._fd, message)  # type: ignore[arg-type]
+            except BrokenPipeError:
+                # The tracker died: what it knew is lost, but later
+                # registrations should still be honoured.
+                self._forget_dead_tracker()
+                warnings.warn("resource_tracker: process died unexpectedly, relaunching. "
+                              "Some resources might leak.", stacklevel=3)
+                self._launch()
+                written = os.write(self._fd, message)  # type: ignore[arg-type]
+            if written != len(message):  # pragma: no cover - atomic below PIPE_BUF
+                raise RuntimeError(f"resource_tracker: short write ({written} of {len(message)} bytes)")
+        finally:
+            self._leave()
+
+    def _stop(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Close our end and, if we started the tracker, wait for it to exit.
+
+        The tracker exits (cleaning up what is still registered) once every
+        holder of the descriptor has closed it.  Returns its exit status, or
+        ``None`` if we are not its starter or it did not exit within
+        ``timeout`` seconds (it then lives on and is no longer ours to reap).
+        """
+        self._enter()
+        try:
+            fd, self._fd = self._fd, None
+            pid, starter = self._pid, self._starter
+            self._pid = self._starter = None
+            if fd is not None:
+                util.close_fds(fd)
+            if pid is None or starter != os.getpid():
+                return None
+            return _reap(pid, timeout)
+        finally:
+            self._leave()
+
+    def _stop_at_exit(self) -> None:
+        # Children have been joined by now, so the tracker normally sees EOF
+        # at once; a process still holding the descriptor (a fork server, a
+        # detached grandchild) must not hold up our exit for long.
+        self._stop(timeout=0.5)
+
+
+def _reap(pid: int, timeout: Optional[float]) -> Optional[int]:
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            got, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if got == pid:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() >= deadline:  # type: ignore[operator]
+            return None
+        time.sleep(0.01)
+
+
+def _encode(command: str, name: str, rtype: str) -> bytes:
+    if rtype not in _CLEANUP_FUNCS:
+        raise ValueError(f"unknown resource type {rtype!r} (known: {', '.join(sorted(_CLEANUP_FUNCS))})")
+    if not isinstance(name, str) or any(ch in name for ch in ":\r\n\0"):
+        raise ValueError(f"resource name {name!r} must be a string without ':', line breaks or NUL")
+    message = f"{command}:{name}:{rtype}\n".encode("ascii")
+    if len(message) > _MAX_MESSAGE:
+        raise ValueError(f"resource name too long ({len(message)} bytes in the message, "
+                         f"at most {_MAX_MESSAGE})")
+    return message
+
+
+_resource_tracker = ResourceTracker()
+ensure_running = _resource_tracker.ensure_running
+register = _resource_tracker.register
+unregister = _resource_tracker.unregister
+getfd = _resource_tracker.getfd
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _resource_tracker._at_fork_reinit())
+
+
+# ---------------------------------------------------------------- the tracker process
+
+def main(fd: int) -> None:
+    """Run the tracker: read commands from ``fd`` until EOF, then clean up leaks."""
+    for sig in _IGNORED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED_SIGNALS)
+    # Holding the terminal or the starter's stdout pipe would keep whoever
+    # reads it waiting for us; stderr stays, for the leak warnings.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+    registered: dict[str, set[str]] = {rtype: set() for rtype in _CLEANUP_FUNCS}
+    try:
+        with open(fd, "rb") as commands:
+            for line in commands:
+                try:
+                    command, name, rtype = line.rstrip(b"\n").decode("ascii").split(":")
+                    if command not in _COMMANDS:
+                        raise ValueError(f"unknown command {command!r}")
+                    names = registered[rtype]
+                    if command == "REGISTER":
+                        names.add(name)
+                    elif command == "UNREGISTER":
+                        names.discard(name)
+                except Exception as exc:
+                    # A bad line is a bug in some client; the others still count on us.
+                    print(f"resource_tracker: ignoring malformed message {line!r}: {exc}", file=sys.stderr)
+    finally:
+        _clean_up(registered)
+
+
+def _clean_up(registered: dict[str, set[str]]) -> None:
+    for rtype, names in registered.items():
+        if not names:
+            continue
+        leaked = sorted(names)
+        warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
+                      f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
+        cleanup = _CLEANUP_FUNCS[rtype]
+        for name in leaked:
+            try:
+                cleanup(name)
+            except Exception as exc:
+                warnings.warn(f"resource_tracker: {name!r}: {exc}", UserWarning, stacklevel=1)

@@ -1,0 +1,460 @@
+"""Queues between processes: ``Queue``, ``JoinableQueue``, ``SimpleQueue``.
+
+The path of an item through a ``Queue``::
+
+    put(obj) ── serialize (mp_core.reduction; errors raise here) ──┐
+       │ takes a slot of the bounded semaphore (maxsize)           │
+       v                                                           v
+    buffer (deque, this process) ── feeder thread ── wlock ── pipe ── rlock ── get()
+                                     one per process            (OS)          frees the slot,
+                                     and queue, started                       deserializes
+                                     by the first put
+
+``put`` never blocks on the pipe: the feeder thread writes in the
+background, so a producer can outrun its consumers by the pipe's buffer and
+then some.  Serializing in ``put`` (the standard library does it in the
+feeder) makes an unpicklable object raise in the caller, freezes the object
+as it was when put, and keeps the feeder's work down to writing bytes.
+
+At exit (or when the queue is closed or collected) the feeder is told to
+stop once the buffer is flushed, and the process waits for it: everything a
+process put is delivered even if it exits right away — unless
+``cancel_join_thread()`` was called, in which case buffered items may be
+lost but the exit never waits on a full pipe.  The ``rlock``/``wlock``
+keep messages whole when several processes read or write the same pipe.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import struct
+import sys
+import threading
+import time
+import types
+import weakref
+from queue import Empty, Full
+from typing import Any, Callable, Optional
+
+from mp_core import reduction, util
+from mp_core.connection import Pipe
+from mp_core.context import BaseContext, assert_spawning
+
+from .synchronize import SEM_VALUE_MAX, BoundedSemaphore, Condition, Lock, Semaphore, _resolve
+
+__all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
+
+# Tells the feeder thread to flush what it has and stop.
+_SENTINEL = object()
+
+# The feeder writes the small payloads it finds buffered with one system
+# call (up to this many bytes at a time); a large payload goes alone,
+# without being copied.
+_BATCH_BYTES = 256 * 1024
+_LARGE_PAYLOAD = 64 * 1024
+# A frame of mp_core.connection's wire format (the standard library's):
+# a 4-byte big-endian signed size, then the payload.
+_FRAME_HEADER = struct.Struct("!i")
+_CAN_BATCH = sys.platform != "win32"
+
+
+def _take_batch(buffer: collections.deque) -> tuple[list, bool]:
+    """Pop the payloads to write together; also say whether the sentinel came.
+
+    Only the feeder pops, so the head of the deque is stable between a
+    peek and a pop even while producers append.
+    """
+    batch: list = []
+    size = 0
+    while buffer and size < _BATCH_BYTES:
+        head = buffer[0]
+        if head is _SENTINEL:
+            buffer.popleft()
+            return batch, True
+        if batch and len(head) > _LARGE_PAYLOAD:
+            break
+        batch.append(buffer.popleft())
+        size += len(head)
+    return batch, False
+
+
+def _send_batch(writer: Any, batch: list) -> None:
+    """Write each payload of ``batch`` as one message, with as few system calls as we can."""
+    if len(batch) == 1 or not _CAN_BATCH:
+        for payload in batch:
+            writer.send_bytes(payload)
+        return
+    pack = _FRAME_HEADER.pack
+    parts = []
+    for payload in batch:
+        parts.append(pack(len(payload)))
+        parts.append(payload)
+    data = memoryview(b"".join(parts))
+    fd = writer.fileno()
+    # The write lock is held: a short write (a signal) just continues.
+    while data:
+        data = data[os.write(fd, data):]
+
+
+class Queue:
+    """A multi-producer, multi-consumer FIFO queue between processes (``queue.Queue``).
+
+    Items put by one process arrive in the order they were put.  ``maxsize``
+    <= 0 means unbounded.  ``serializer`` (an ``mp_core.reduction.Serializer``)
+    overrides the process-wide serialization settings for this queue.
+
+    Share it with a child by passing it to ``Process`` (any start method);
+    pickling it otherwise raises ``RuntimeError``.
+    """
+
+    def __init__(self, maxsize: int = 0, *, ctx: Optional[BaseContext] = None,
+                 serializer: Optional[reduction.Serializer] = None) -> None:
+        ctx = _resolve(ctx)
+        if maxsize <= 0:
+            maxsize = SEM_VALUE_MAX
+        self._maxsize = maxsize
+        self._reader, self._writer = Pipe(duplex=False)
+        self._rlock = Lock(ctx=ctx)
+        # Windows pipes deliver each message whole; POSIX writers need a lock.
+        self._wlock: Optional[Lock] = None if sys.platform == "win32" else Lock(ctx=ctx)
+        self._sem = BoundedSemaphore(maxsize, ctx=ctx)
+        self._serializer = serializer
+        self._ignore_epipe = False
+        self._reset()
+        util.register_after_fork(self, Queue._after_fork)
+
+    def __getstate__(self) -> tuple:
+        assert_spawning(self)
+        return (self._ignore_epipe, self._maxsize, self._reader, self._writer,
+                self._rlock, self._wlock, self._sem, self._serializer)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self._ignore_epipe, self._maxsize, self._reader, self._writer,
+         self._rlock, self._wlock, self._sem, self._serializer) = state
+        self._reset()
+        util.register_after_fork(self, Queue._after_fork)
+
+    def _after_fork(self) -> None:
+        util.debug("Queue._after_fork()")
+        self._reset()
+
+    def _reset(self) -> None:
+        # The per-process half of the queue: a forked child must not believe
+        # it has the parent's feeder thread or its buffered items.
+        self._notempty = threading.Condition(threading.Lock())
+        self._buffer: collections.deque = collections.deque()
+        self._thread: Optional[threading.Thread] = None
+        self._jointhread: Optional[util.Finalize] = None
+        self._joincancelled = False
+        self._closed = False
+        self._close: Optional[util.Finalize] = None
+        self._send_bytes = self._writer.send_bytes
+        self._recv_bytes = self._reader.recv_bytes
+        self._poll = self._reader.poll
+
+    # ------------------------------------------------------------ putting
+
+    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Put ``obj`` in the queue.
+
+        Serializes ``obj`` at once: an object that cannot be serialized
+        raises here (``TypeError``/``PicklingError``/...) and nothing is
+        queued.  If the queue is full, waits (``block``) up to ``timeout``
+        seconds for a free slot, then raises ``queue.Full``.  Raises
+        ``ValueError`` if the queue was closed in this process.
+        """
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        payload = reduction.dumps(obj, serializer=self._serializer)
+        if not self._sem.acquire(block, timeout):
+            raise Full
+        self._enqueue(payload)
+
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``."""
+        self.put(obj, False)
+
+    def _enqueue(self, payload: Any) -> None:
+        with self._notempty:
+            if self._thread is None:
+                self._start_thread()
+            self._buffer.append(payload)
+            self._notempty.notify()
+
+    def _start_thread(self) -> None:
+        util.debug("Queue._start_thread()")
+        self._thread = threading.Thread(
+            target=Queue._feed,
+            args=(self._buffer, self._notempty, self._writer, self._wlock,
+                  self._reader.close, self._writer.close, self._ignore_epipe,
+                  self._on_queue_feeder_error, self._sem),
+            name="QueueFeederThread",
+            daemon=True,
+        )
+        try:
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            raise
+        if not self._joincancelled:
+            # Priority below that of the children's join: the feeder may
+            # need a child to read before it can finish writing.
+            self._jointhread = util.Finalize(
+                self._thread, Queue._finalize_join, [weakref.ref(self._thread)], exitpriority=-5)
+        # Collected or exiting: let the feeder flush and stop.
+        self._close = util.Finalize(
+            self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
+
+    @staticmethod
+    def _finalize_join(thread_ref: weakref.ref[threading.Thread]) -> None:
+        thread = thread_ref()
+        if thread is not None:
+            util.debug("joining queue thread")
+            thread.join()
+
+    @staticmethod
+    def _finalize_close(buffer: collections.deque, notempty: threading.Condition) -> None:
+        with notempty:
+            buffer.append(_SENTINEL)
+            notempty.notify()
+
+    @staticmethod
+    def _feed(buffer: collections.deque, notempty: threading.Condition, writer: Any,
+              writelock: Optional[Lock], reader_close: Callable[[], None], writer_close: Callable[[], None],
+              ignore_epipe: bool, onerror: Callable[[BaseException, Any], None],
+              queue_sem: BoundedSemaphore) -> None:
+        """The feeder thread: write buffered payloads to the pipe until the sentinel."""
+        while True:
+            with notempty:
+                while not buffer:
+                    notempty.wait()
+            while buffer:
+                batch, stop = _take_batch(buffer)
+                if batch:
+                    try:
+                        if writelock is None:
+                            _send_batch(writer, batch)
+                        else:
+                            with writelock:
+                                _send_batch(writer, batch)
+                    except Exception as exc:
+                        if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
+                            return
+                        if util.is_exiting():
+                            util.info("error in queue thread: %s", exc)
+                            return
+                        for payload in batch:
+                            # The item never reached the pipe: give its slot back.
+                            queue_sem.release()
+                            onerror(exc, payload)
+                if stop:
+                    util.debug("feeder thread got sentinel -- exiting")
+                    reader_close()
+                    writer_close()
+                    return
+
+    @staticmethod
+    def _on_queue_feeder_error(exc: BaseException, obj: Any) -> None:
+        """Called in the feeder thread when writing an item fails; override to handle.
+
+        ``obj`` is the item's serialized form.  The default prints the traceback.
+        """
+        import traceback
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+
+    # ------------------------------------------------------------ getting
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        """Remove and return the next item.
+
+        Waits (``block``) up to ``timeout`` seconds for one, then raises
+        ``queue.Empty``.  Raises ``ValueError`` if the queue was closed in
+        this process, ``EOFError``/``OSError`` if the pipe broke.
+        """
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        if block and timeout is None:
+            with self._rlock:
+                data = self._recv_bytes()
+            self._sem.release()
+        else:
+            deadline = time.monotonic() + timeout if block and timeout is not None else None
+            if not self._rlock.acquire(block, timeout):
+                raise Empty
+            try:
+                if deadline is not None:
+                    if not self._poll(max(0.0, deadline - time.monotonic())):
+                        raise Empty
+                elif not self._poll():
+                    raise Empty
+                data = self._recv_bytes()
+                self._sem.release()
+            finally:
+                self._rlock.release()
+        return reduction.loads(data)
+
+    def get_nowait(self) -> Any:
+        """``get(block=False)``."""
+        return self.get(False)
+
+    # ------------------------------------------------------------ state
+
+    def qsize(self) -> int:
+        """The approximate number of items in the queue.
+
+        Raises ``NotImplementedError`` where semaphores cannot be read (macOS).
+        """
+        return self._maxsize - self._sem._semlock._get_value()
+
+    def empty(self) -> bool:
+        """Whether no item is ready to be read (approximate, like ``queue.Queue``)."""
+        return not self._poll()
+
+    def full(self) -> bool:
+        """Whether ``maxsize`` items are in the queue (approximate)."""
+        return self._sem._semlock._is_zero()
+
+    # ------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """This process will neither put nor get any more.
+
+        Buffered items are still flushed to the pipe by the feeder thread,
+        which then closes this process's ends of it.  Later ``put``/``get``
+        raise ``ValueError``.
+        """
+        self._closed = True
+        close = self._close
+        if close is not None:
+            self._close = None
+            close()
+        elif self._thread is None:
+            # No feeder, so nothing to flush: the pipe ends can go now.
+            self._reader.close()
+            self._writer.close()
+
+    def join_thread(self) -> None:
+        """Wait for the feeder thread to flush and exit; only after ``close()``.
+
+        Raises ``AssertionError`` if the queue is not closed.
+        """
+        util.debug("Queue.join_thread()")
+        if not self._closed:
+            raise AssertionError(f"Queue {self!r} not closed")
+        if self._jointhread is not None:
+            self._jointhread()
+
+    def cancel_join_thread(self) -> None:
+        """Do not wait for the feeder thread when this process exits.
+
+        Buffered items not yet written may be lost; use it when the exit
+        must not wait for consumers (a pipe with no reader left, say).
+        """
+        util.debug("Queue.cancel_join_thread()")
+        self._joincancelled = True
+        if self._jointhread is not None:
+            self._jointhread.cancel()
+            self._jointhread = None
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
+
+
+class JoinableQueue(Queue):
+    """A ``Queue`` whose consumers report completed items (``queue.Queue.join``).
+
+    Each ``put`` adds an unfinished task; ``task_done()`` finishes one;
+    ``join()`` blocks until none is left.
+    """
+
+    def __init__(self, maxsize: int = 0, *, ctx: Optional[BaseContext] = None,
+                 serializer: Optional[reduction.Serializer] = None) -> None:
+        ctx = _resolve(ctx)
+        super().__init__(maxsize, ctx=ctx, serializer=serializer)
+        self._unfinished_tasks = Semaphore(0, ctx=ctx)
+        self._cond = Condition(ctx=ctx)
+
+    def __getstate__(self) -> tuple:
+        return Queue.__getstate__(self) + (self._cond, self._unfinished_tasks)
+
+    def __setstate__(self, state: tuple) -> None:
+        Queue.__setstate__(self, state[:-2])
+        self._cond, self._unfinished_tasks = state[-2:]
+
+    def _enqueue(self, payload: Any) -> None:
+        # Counted before it can be seen, so that a consumer's task_done()
+        # can never run ahead of the count.
+        self._unfinished_tasks.release()
+        super()._enqueue(payload)
+
+    def task_done(self) -> None:
+        """Mark one item taken with ``get`` as processed.
+
+        Raises ``ValueError`` if called more times than items were put.
+        """
+        with self._cond:
+            if not self._unfinished_tasks.acquire(False):
+                raise ValueError("task_done() called too many times")
+            if self._unfinished_tasks._semlock._is_zero():
+                self._cond.notify_all()
+
+    def join(self) -> None:
+        """Block until every item put has been marked done with ``task_done``."""
+        with self._cond:
+            self._cond.wait_for(self._unfinished_tasks._semlock._is_zero)
+
+
+class SimpleQueue:
+    """A plain locked pipe: ``put`` writes at once, ``get`` reads (no feeder thread, no size).
+
+    An object that cannot be serialized raises in ``put``.  Share it with a
+    child by passing it to ``Process``; pickling it otherwise raises
+    ``RuntimeError``.
+    """
+
+    def __init__(self, *, ctx: Optional[BaseContext] = None,
+                 serializer: Optional[reduction.Serializer] = None) -> None:
+        ctx = _resolve(ctx)
+        self._reader, self._writer = Pipe(duplex=False)
+        self._rlock = Lock(ctx=ctx)
+        self._wlock: Optional[Lock] = None if sys.platform == "win32" else Lock(ctx=ctx)
+        self._serializer = serializer
+        self._make_methods()
+
+    def __getstate__(self) -> tuple:
+        assert_spawning(self)
+        return self._reader, self._writer, self._rlock, self._wlock, self._serializer
+
+    def __setstate__(self, state: tuple) -> None:
+        self._reader, self._writer, self._rlock, self._wlock, self._serializer = state
+        self._make_methods()
+
+    def _make_methods(self) -> None:
+        self._poll = self._reader.poll
+
+    def close(self) -> None:
+        """Close this process's ends of the pipe; later calls raise ``OSError``."""
+        self._reader.close()
+        self._writer.close()
+
+    def empty(self) -> bool:
+        """Whether no item is ready to be read."""
+        return not self._poll()
+
+    def get(self) -> Any:
+        """Remove and return the next item, waiting for one."""
+        with self._rlock:
+            data = self._reader.recv_bytes()
+        return reduction.loads(data)
+
+    def put(self, obj: Any) -> None:
+        """Put ``obj`` in the queue (serialization errors raise here)."""
+        payload = reduction.dumps(obj, serializer=self._serializer)
+        if self._wlock is None:
+            self._writer.send_bytes(payload)
+        else:
+            with self._wlock:
+                self._writer.send_bytes(payload)
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]

@@ -1,0 +1,480 @@
+"""Listener and Client: authentication both ways, hostile peers, families, interop."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import mp_core
+from mp_core import connection
+from mp_core.connection import Client, Listener
+
+pytestmark = pytest.mark.timeout(60)
+
+FAMILIES = ["AF_UNIX", "AF_INET"]
+
+
+# ---------------------------------------------------------------- helpers
+
+def client_child(address, authkey, report):
+    """Connect, exchange one message, and report the outcome on ``report``."""
+    try:
+        with Client(address, authkey=authkey) as conn:
+            conn.send(("hello from", os.getpid()))
+            reply = conn.recv()
+        report.send(("ok", reply))
+    except Exception as exc:
+        report.send(("error", type(exc).__name__, str(exc)))
+    finally:
+        report.close()
+
+
+def serve_one(listener):
+    """Accept one client; return (connection, None) or (None, the exception)."""
+    try:
+        return listener.accept(), None
+    except Exception as exc:
+        return None, exc
+
+
+def raw_socket(address):
+    sock = socket.socket(getattr(socket, connection.address_type(address)))
+    sock.connect(address)
+    return sock
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack("!i", len(payload)) + payload
+
+
+def read_frame(sock) -> bytes:
+    header = b""
+    while len(header) < 4:
+        chunk = sock.recv(4 - len(header))
+        if not chunk:
+            raise EOFError
+        header += chunk
+    (size,) = struct.unpack("!i", header)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+class CreatesFile:
+    """Unpickling this creates ``path``: proof that a payload was (or was not) loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "x")
+
+
+def good_client_works(listener, ctx, start, authkey=None):
+    """A child client with the right key gets through ``listener``."""
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = start(client_child, listener.address, authkey, writer)
+    writer.close()
+    conn = listener.accept()
+    with conn:
+        greeting, pid = conn.recv()
+        assert greeting == "hello from" and pid == proc.pid
+        conn.send("welcome")
+    assert reader.recv() == ("ok", "welcome")
+    reader.close()
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+# ---------------------------------------------------------------- the good path
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_authkey_is_the_process_authkey(ctx, start, family):
+    with Listener(family=family) as listener:
+        assert connection.address_type(listener.address) == family
+        good_client_works(listener, ctx, start, authkey=None)
+        assert listener.last_accepted is not None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_explicit_key_and_wrong_key(ctx, start, family):
+    with Listener(family=family, authkey=b"right key") as listener:
+        good_client_works(listener, ctx, start, authkey=b"right key")
+        for wrong in (b"wrong key", b"", None):  # None: the process authkey, not this one
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = start(client_child, listener.address, wrong, writer)
+            writer.close()
+            with pytest.raises(mp_core.AuthenticationError, match="digest received was wrong"):
+                listener.accept()
+            outcome = reader.recv()
+            assert outcome[:2] == ("error", "AuthenticationError"), outcome
+            assert "rejected" in outcome[2]
+            reader.close()
+            proc.join(30)
+        # The listener keeps serving after the bad clients.
+        good_client_works(listener, ctx, start, authkey=b"right key")
+
+
+def test_empty_authkey_is_a_key_like_any_other(ctx, start):
+    with Listener(authkey=b"") as listener:
+        good_client_works(listener, ctx, start, authkey=b"")
+        reader, writer = ctx.Pipe(duplex=False)
+        proc = start(client_child, listener.address, b"not empty", writer)
+        writer.close()
+        with pytest.raises(mp_core.AuthenticationError):
+            listener.accept()
+        assert reader.recv()[1] == "AuthenticationError"
+        reader.close()
+        proc.join(30)
+
+
+def test_client_and_listener_in_one_process_with_threads():
+    with Listener(("127.0.0.1", 0), authkey=b"k") as listener:
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(pair=serve_one(listener)))
+        thread.start()
+        with Client(listener.address, authkey=b"k") as client:
+            thread.join(30)
+            server, error = result["pair"]
+            assert error is None
+            with server:
+                client.send_bytes(b"ping")
+                assert server.recv_bytes() == b"ping"
+                server.send([1, 2])
+                assert client.recv() == [1, 2]
+
+
+# ---------------------------------------------------------------- hostile peers
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start, family, tmp_path):
+    marker = str(tmp_path / "unpickled")
+    evil = pickle.dumps(CreatesFile(marker))
+    # The payload is live: loading it would create the file.
+    control = str(tmp_path / "control")
+    pickle.loads(pickle.dumps(CreatesFile(control))).close()
+    assert os.path.exists(control)
+
+    def speaks_first_framed(sock):
+        sock.sendall(frame(evil))
+
+    def speaks_first_raw(sock):
+        sock.sendall(evil)
+
+    def answers_with_a_pickle(sock):
+        read_frame(sock)  # the challenge
+        sock.sendall(frame(evil))
+
+    def answers_with_a_big_pickle(sock):
+        read_frame(sock)
+        sock.sendall(frame(pickle.dumps([CreatesFile(marker), b"x" * 4096])))
+
+    def garbage(sock):
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+
+    def says_nothing_and_leaves(sock):
+        pass
+
+    def unauthenticated_client(sock):
+        # What a "Client" without a key would do: send its object straight away.
+        conn = connection.Connection(sock.detach())
+        conn.send(CreatesFile(marker))
+        time.sleep(0.1)
+        conn.close()
+
+    attacks = [
+        (speaks_first_framed, "digest received was wrong"),
+        (speaks_first_raw, "not a handshake message"),
+        (answers_with_a_pickle, "digest received was wrong"),
+        (answers_with_a_big_pickle, "not a handshake message"),
+        (garbage, "not a handshake message"),
+        (says_nothing_and_leaves, "connection closed"),
+        (unauthenticated_client, "digest received was wrong"),
+    ]
+    def run(attack, address):
+        sock = raw_socket(address)
+        try:
+            attack(sock)
+        except OSError:
+            pass  # the listener may hang up first
+        finally:
+            if attack is says_nothing_and_leaves:
+                sock.close()
+            else:
+                time.sleep(0.1)
+                sock.close()
+
+    with Listener(family=family) as listener:
+        for attack, message in attacks:
+            thread = threading.Thread(target=run, args=(attack, listener.address))
+            thread.start()
+            with pytest.raises(mp_core.AuthenticationError, match=message):
+                listener.accept()
+            thread.join(30)
+        assert not os.path.exists(marker)
+        good_client_works(listener, ctx, start)
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("framed", [True, False], ids=["framed", "unframed"])
+def test_a_pre_auth_flood_is_refused_without_reading_it(family, framed):
+    flood = b"A" * (1 << 20)
+    if framed:
+        flood = frame(flood)
+    sent = {"bytes": 0}
+
+    def flooder(address):
+        with raw_socket(address) as sock:
+            view = memoryview(flood)
+            try:
+                while view:
+                    n = sock.send(view)
+                    sent["bytes"] += n
+                    view = view[n:]
+            except OSError:
+                pass  # the listener hung up on us, as it should
+
+    with Listener(family=family) as listener:
+        thread = threading.Thread(target=flooder, args=(listener.address,))
+        thread.start()
+        began = time.monotonic()
+        with pytest.raises(mp_core.AuthenticationError, match="not a handshake message"):
+            listener.accept()
+        assert time.monotonic() - began < 10
+        thread.join(30)
+        assert not thread.is_alive()
+        # Still serving:
+        result = {}
+        server = threading.Thread(target=lambda: result.update(pair=serve_one(listener)))
+        server.start()
+        with Client(listener.address):
+            server.join(30)
+        conn, error = result["pair"]
+        assert error is None
+        conn.close()
+
+
+def test_a_silent_client_times_out(monkeypatch):
+    monkeypatch.setattr(Listener, "handshake_timeout", 0.3)
+    with Listener() as listener:
+        with raw_socket(listener.address):
+            began = time.monotonic()
+            with pytest.raises(mp_core.AuthenticationError, match="timed out"):
+                listener.accept()
+            assert time.monotonic() - began < 5
+
+
+def rogue_server(listener_sock, script):
+    conn, _ = listener_sock.accept()
+    with conn:
+        for step in script:
+            if step == "read":
+                try:
+                    read_frame(conn)
+                except (EOFError, OSError):
+                    return
+            else:
+                conn.sendall(step)
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("script_name", ["pickle_instead_of_challenge", "pickle_instead_of_welcome",
+                                         "legacy_md5_challenge", "huge_message", "hangs_up"])
+def test_client_never_unpickles_from_an_unauthenticated_server(tmp_path, script_name):
+    marker = str(tmp_path / "unpickled")
+    evil = frame(pickle.dumps(CreatesFile(marker)))
+    scripts = {
+        "pickle_instead_of_challenge": [evil],
+        "pickle_instead_of_welcome": [frame(b"#CHALLENGE#{sha256}" + os.urandom(40)), "read", evil],
+        "legacy_md5_challenge": [frame(b"#CHALLENGE#" + os.urandom(20))],
+        "huge_message": [struct.pack("!i", 1 << 30)],
+        "hangs_up": [],
+    }
+    with socket.socket(socket.AF_INET) as listener_sock:
+        listener_sock.bind(("127.0.0.1", 0))
+        listener_sock.listen(1)
+        thread = threading.Thread(target=rogue_server, args=(listener_sock, scripts[script_name]))
+        thread.start()
+        with pytest.raises(mp_core.AuthenticationError):
+            Client(listener_sock.getsockname(), authkey=b"key")
+        thread.join(30)
+    assert not os.path.exists(marker)
+
+
+# ---------------------------------------------------------------- the rest of the API
+
+def test_addresses_and_families(tmp_path):
+    assert connection.address_type(("127.0.0.1", 80)) == "AF_INET"
+    assert connection.address_type("/tmp/sock") == "AF_UNIX"
+    assert connection.address_type("\0abstract") == "AF_UNIX"
+    assert connection.address_type(r"\\.\pipe\name") == "AF_PIPE"
+    with pytest.raises(ValueError):
+        connection.address_type(42)
+    assert connection.default_family == "AF_UNIX"
+    assert set(connection.families) >= {"AF_INET", "AF_UNIX"}
+    first, second = (connection.arbitrary_address("AF_UNIX") for _ in range(2))
+    assert first != second
+    assert os.path.dirname(first) == mp_core.util.get_temp_dir()
+    with pytest.raises(ValueError):
+        connection.arbitrary_address("AF_BOGUS")
+    with pytest.raises(ValueError):
+        Listener(family="AF_BOGUS")
+
+
+def test_unix_socket_file_is_removed_on_close(tmp_path):
+    path = str(tmp_path / "listener.sock")
+    listener = Listener(path)
+    assert listener.address == path and os.path.exists(path)
+    assert listener.last_accepted is None
+    listener.close()
+    assert not os.path.exists(path)
+    listener.close()  # idempotent
+    with pytest.raises(OSError, match="listener is closed"):
+        listener.accept()
+    with Listener() as other:
+        address = other.address
+    assert not os.path.exists(address)
+    with pytest.raises(OSError):
+        Client(address)
+
+
+def test_abstract_namespace_address():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("abstract Unix socket addresses are Linux-only")
+    address = f"\0mp-core-test-{os.getpid()}"
+    with Listener(address) as listener:
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(pair=serve_one(listener)))
+        thread.start()
+        with Client(listener.address):
+            thread.join(30)
+        result["pair"][0].close()
+
+
+def test_authkey_must_be_bytes():
+    with pytest.raises(TypeError):
+        Listener(authkey="text")
+    with pytest.raises(TypeError):
+        Client(("127.0.0.1", 1), authkey="text")
+    a, b = connection.Pipe()
+    with a, b:
+        with pytest.raises(ValueError):
+            connection.deliver_challenge(a, "text")
+        with pytest.raises(ValueError):
+            connection.answer_challenge(a, "text")
+
+
+def test_challenge_functions_over_a_pipe():
+    a, b = connection.Pipe()
+    with a, b:
+        thread = threading.Thread(target=connection.answer_challenge, args=(b, b"k"))
+        thread.start()
+        connection.deliver_challenge(a, b"k")
+        thread.join(10)
+        errors = []
+
+        def answer_wrong():
+            try:
+                connection.answer_challenge(b, b"other")
+            except mp_core.AuthenticationError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=answer_wrong)
+        thread.start()
+        with pytest.raises(mp_core.AuthenticationError):
+            connection.deliver_challenge(a, b"k")
+        thread.join(10)
+        assert len(errors) == 1
+
+
+def test_xml_listener_and_client():
+    with connection.XmlListener(("127.0.0.1", 0), authkey=b"k") as listener:
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(pair=serve_one(listener)))
+        thread.start()
+        client = connection.XmlClient(listener.address, authkey=b"k")
+        thread.join(30)
+        server, error = result["pair"]
+        assert error is None
+        client.send({"a": [1, 2.5, "x"]})
+        assert server.recv() == {"a": [1, 2.5, "x"]}
+        client.close()
+        server.close()
+
+
+# ---------------------------------------------------------------- interoperability
+
+def _stdlib_python(min_version):
+    candidates = [shutil.which(name) for name in ("python3.14", "python3.13", "python3.12")]
+    # pyenv installs interpreters side by side; its shims only run the active ones.
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", "3.1[2-9]*", "bin", "python3")))
+    candidates.append(sys.executable)
+    for exe in candidates:
+        if not exe:
+            continue
+        try:
+            out = subprocess.run([exe, "-c", "import sys, multiprocessing.connection; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0 and eval(out.stdout) >= min_version:
+            return exe
+    return None
+
+
+def test_interoperates_with_the_stdlib_since_3_12():
+    exe = _stdlib_python((3, 12))
+    if exe is None:
+        pytest.skip("no Python >= 3.12 interpreter found")
+    with Listener(("127.0.0.1", 0), authkey=b"shared") as listener:
+        program = (f"from multiprocessing.connection import Client\n"
+                   f"c = Client({listener.address!r}, authkey=b'shared')\n"
+                   f"c.send_bytes(b'stdlib here'); print(c.recv_bytes().decode())\n")
+        child = subprocess.Popen([exe, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            with listener.accept() as conn:
+                assert conn.recv_bytes() == b"stdlib here"
+                conn.send_bytes(b"mp_core here")
+            out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        assert child.returncode == 0, err
+        assert out.strip() == "mp_core here"
+
+
+def test_legacy_md5_peers_are_refused():
+    if sys.version_info >= (3, 12):
+        pytest.skip("the running interpreter's stdlib already speaks the modern handshake")
+    with Listener(("127.0.0.1", 0), authkey=b"shared") as listener:
+        program = (f"from multiprocessing.connection import Client\n"
+                   f"try:\n    Client({listener.address!r}, authkey=b'shared')\n"
+                   f"except Exception as e:\n    print(type(e).__name__)\n")
+        child = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        try:
+            with pytest.raises(mp_core.AuthenticationError, match="legacy HMAC-MD5"):
+                listener.accept()
+            out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        assert out.strip() == "AuthenticationError", err

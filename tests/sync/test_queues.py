@@ -1,0 +1,401 @@
+"""Queue, JoinableQueue, SimpleQueue: every method and error, delivery guarantees, sharing."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import queue
+import time
+
+import pytest
+
+from mp_core import reduction
+from mp_sync import JoinableQueue, Queue, SimpleQueue
+
+from .conftest import run_python, run_script
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# ---------------------------------------------------------------- children
+
+def produce(q, tag, count):
+    """Put ``(tag, i)`` for each i, then exit at once: the feeder must flush first."""
+    for i in range(count):
+        q.put((tag, i))
+
+
+def consume_until_none(q, results):
+    """Get until ``None``; then report everything received, in order."""
+    got = []
+    while True:
+        item = q.get(timeout=20)
+        if item is None:
+            break
+        got.append(item)
+    results.put(got)
+
+
+def work_through(q, results):
+    """JoinableQueue consumer: square each number, mark it done; stop at ``None``."""
+    while True:
+        item = q.get(timeout=60)
+        if item is None:
+            q.task_done()
+            return
+        results.put(item * item)
+        q.task_done()
+
+
+def apply_and_return(tasks, results):
+    func, arg = tasks.get(timeout=60)
+    results.put(func(arg))
+    results.put(lambda x: x * 3)
+
+
+def fill_and_leave(q, nbytes, cancel):
+    q.put(b"x" * nbytes)
+    q.put(b"y" * nbytes)
+    if cancel:
+        q.cancel_join_thread()
+
+
+def put_one(q, item):
+    q.put(item)
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("Unpicklable objects refuse to be pickled")
+
+
+# ---------------------------------------------------------------- one process
+
+def test_put_get_fifo_and_the_nowait_variants(ctx):
+    q = ctx.Queue()
+    assert isinstance(q, Queue)
+    for item in ([1, 2], "two", None, {"three": 3}):
+        q.put(item)
+    q.put_nowait(4.0)
+    assert [q.get(timeout=30) for _ in range(4)] == [[1, 2], "two", None, {"three": 3}]
+    assert q.get_nowait() == 4.0 if not q.empty() else q.get(timeout=30) == 4.0
+    assert q.empty() and q.qsize() == 0
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(False)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.1)
+    assert 0.09 < time.monotonic() - t0 < 10
+    q.close()
+    q.join_thread()
+
+
+def test_maxsize_full_and_qsize(ctx):
+    q = ctx.Queue(2)
+    assert not q.full()
+    q.put("a")
+    q.put("b")
+    assert q.full() and q.qsize() == 2
+    with pytest.raises(queue.Full):
+        q.put_nowait("c")
+    with pytest.raises(queue.Full):
+        q.put("c", False)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put("c", timeout=0.1)
+    assert 0.09 < time.monotonic() - t0 < 10
+    assert q.get(timeout=30) == "a"
+    assert not q.full() and q.qsize() == 1
+    q.put("c", timeout=1)
+    assert [q.get(timeout=30), q.get(timeout=30)] == ["b", "c"]
+    assert q.qsize() == 0
+
+
+def test_closed_queue_refuses_put_and_get(ctx):
+    q = ctx.Queue()
+    with pytest.raises(AssertionError, match="not closed"):
+        q.join_thread()
+    q.put(1)
+    q.close()
+    with pytest.raises(ValueError, match="is closed"):
+        q.put(2)
+    with pytest.raises(ValueError, match="is closed"):
+        q.get()
+    q.join_thread()  # the feeder flushed and left
+    assert not q._thread.is_alive()
+    q.close()  # twice is fine
+    fresh = ctx.Queue()
+    fresh.close()  # never used: nothing to flush
+    fresh.join_thread()
+    with pytest.raises(ValueError, match="is closed"):
+        fresh.put_nowait(1)
+
+
+def test_an_unserializable_object_raises_in_put_and_the_queue_still_works(ctx):
+    q = ctx.Queue(1)
+    with pytest.raises(TypeError, match="refuse to be pickled"):
+        q.put(Unpicklable())
+    with pytest.raises(TypeError, match="generator"):
+        q.put(i for i in range(3))
+    assert not q.full()  # no slot was taken by the failed puts
+    q.put("fine", timeout=1)
+    assert q.get(timeout=30) == "fine"
+    sq = ctx.SimpleQueue()
+    with pytest.raises(TypeError, match="generator"):
+        sq.put(i for i in range(3))
+    sq.put("fine")
+    assert sq.get() == "fine"
+
+
+def test_an_object_is_sent_as_it_was_when_put(ctx):
+    q = ctx.Queue()
+    item = [1]
+    q.put(item)
+    item.append(2)  # serialized in put: the change does not travel
+    assert q.get(timeout=30) == [1]
+
+
+def test_queues_refuse_pickling_outside_process_creation(ctx):
+    for q in (ctx.Queue(), ctx.JoinableQueue(), ctx.SimpleQueue()):
+        name = type(q).__name__
+        with pytest.raises(RuntimeError, match=f"{name} objects should only be shared between processes"):
+            pickle.dumps(q)
+        with pytest.raises(RuntimeError, match=f"{name} objects should only be shared"):
+            reduction.dumps(q)
+
+
+def test_large_items_and_many_small_ones(ctx):
+    q = ctx.Queue()
+    big = bytes(range(256)) * 4096  # 1 MiB: larger than a batch
+    for i in range(300):
+        q.put(i)
+        if i % 100 == 0:
+            q.put(big)
+    got = [q.get(timeout=30) for _ in range(303)]
+    assert [x for x in got if not isinstance(x, bytes)] == list(range(300))
+    assert [x for x in got if isinstance(x, bytes)] == [big] * 3
+    q.close()
+    q.join_thread()
+
+
+class RecordingQueue(Queue):
+    errors: list = []
+
+    @staticmethod
+    def _on_queue_feeder_error(exc, obj):
+        RecordingQueue.errors.append((type(exc), bytes(obj)))
+
+
+def test_a_failed_write_reaches_the_hook_and_frees_the_slot(ctx):
+    RecordingQueue.errors.clear()
+    q = RecordingQueue(1, ctx=ctx)
+    q.put("first")
+    assert q.get(timeout=30) == "first"
+    q._writer.close()  # the pipe breaks under the feeder
+    q.put("lost")
+    deadline = time.monotonic() + 30
+    while not RecordingQueue.errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [kind for kind, _ in RecordingQueue.errors] == [OSError]
+    assert pickle.loads(RecordingQueue.errors[0][1]) == "lost"
+    assert q.qsize() == 0  # the slot came back: a bounded queue does not fill up with failures
+
+
+def test_a_dropped_queue_flushes_and_its_feeder_ends(ctx):
+    q = ctx.Queue()
+    reader = q._reader
+    q.put("kept")
+    feeder = q._thread
+    del q
+    gc.collect()
+    feeder.join(30)
+    assert not feeder.is_alive()
+    assert reader.closed  # the feeder closed this process's ends
+
+
+def test_generic_alias():
+    assert Queue[int].__origin__ is Queue
+    assert JoinableQueue[int].__origin__ is JoinableQueue
+    assert SimpleQueue[int].__origin__ is SimpleQueue
+
+
+# ---------------------------------------------------------------- JoinableQueue
+
+def test_task_done_too_many_times(ctx):
+    q = ctx.JoinableQueue()
+    assert isinstance(q, JoinableQueue)
+    with pytest.raises(ValueError, match=r"task_done\(\) called too many times"):
+        q.task_done()
+    q.put(1)
+    q.put(2)
+    assert q.get(timeout=30) == 1
+    q.task_done()
+    assert q.get(timeout=30) == 2
+    q.task_done()
+    q.join()  # nothing unfinished: returns at once
+    with pytest.raises(ValueError, match="too many times"):
+        q.task_done()
+
+
+def test_join_waits_for_consumers_in_other_processes(ctx, start):
+    q, results = ctx.JoinableQueue(), ctx.SimpleQueue()
+    workers = [start(work_through, q, results) for _ in range(2)]
+    for i in range(50):
+        q.put(i)
+    q.join()  # every item was taken and reported done
+    assert results.empty() is False
+    assert sorted(results.get() for _ in range(50)) == [i * i for i in range(50)]
+    for _ in workers:
+        q.put(None)
+    q.join()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+
+
+# ---------------------------------------------------------------- SimpleQueue
+
+def test_simple_queue_methods(ctx, start):
+    q = ctx.SimpleQueue()
+    assert isinstance(q, SimpleQueue)
+    assert q.empty()
+    q.put({"a": 1})
+    assert not q.empty()
+    assert q.get() == {"a": 1}
+    proc = start(put_one, q, lambda x: x + 1)
+    assert q.get()(1) == 2
+    proc.join(30)
+    q.close()
+    with pytest.raises(OSError):
+        q.get()
+    with pytest.raises(OSError):
+        q.put(1)
+
+
+# ---------------------------------------------------------------- between processes
+
+def test_no_loss_when_producers_exit_right_after_put(ctx, start):
+    q = ctx.Queue()
+    producers = [start(produce, q, tag, 5000) for tag in ("a", "b")]
+    got = [q.get(timeout=20) for _ in range(10000)]
+    for proc in producers:
+        proc.join(60)
+        assert proc.exitcode == 0
+    for tag in ("a", "b"):
+        assert [i for t, i in got if t == tag] == list(range(5000))  # all of it, in order
+    assert q.empty()
+
+
+def test_many_producers_and_consumers_keep_each_producers_order(ctx, start):
+    q, results = ctx.Queue(), ctx.Queue()
+    count = 400
+    consumers = [start(consume_until_none, q, results) for _ in range(2)]
+    producers = [start(produce, q, tag, count) for tag in range(3)]
+    for proc in producers:
+        proc.join(60)
+        assert proc.exitcode == 0
+    for _ in consumers:
+        q.put(None)
+    streams = [results.get(timeout=30) for _ in consumers]
+    for proc in consumers:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert sorted(item for stream in streams for item in stream) == sorted(
+        (tag, i) for tag in range(3) for i in range(count))
+    for stream in streams:
+        for tag in range(3):
+            mine = [i for t, i in stream if t == tag]
+            assert mine == sorted(mine)
+
+
+def test_bounded_queue_blocks_a_producer_in_another_process(ctx, start):
+    q = ctx.Queue(3)
+    proc = start(produce, q, "p", 20)
+    deadline = time.monotonic() + 30
+    while not q.full() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert q.full() and q.qsize() == 3
+    time.sleep(0.1)
+    assert proc.is_alive()  # blocked in put
+    assert [q.get(timeout=30) for _ in range(20)] == [("p", i) for i in range(20)]
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_lambdas_travel_both_ways(ctx, start):
+    tasks, results = ctx.Queue(), ctx.Queue()
+    proc = start(apply_and_return, tasks, results)
+    tasks.put((lambda x: x + 1, 41))
+    assert results.get(timeout=60) == 42
+    assert results.get(timeout=60)(5) == 15
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_cancel_join_thread_lets_a_process_exit_with_unread_items(ctx, start):
+    q = ctx.Queue()
+    # Two items larger than any pipe buffer: without cancel_join_thread the
+    # child would wait forever for a reader at exit.
+    proc = start(fill_and_leave, q, 4 << 20, True)
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_a_child_uses_a_queue_whose_feeder_runs_in_the_parent(ctx, start):
+    q = ctx.Queue()
+    q.put("from parent")  # starts this process's feeder before the child exists
+    proc = start(put_one, q, "from child")
+    got = {q.get(timeout=30), q.get(timeout=30)}
+    assert got == {"from parent", "from child"}
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+# ---------------------------------------------------------------- __main__ programs
+
+MAIN_CLASS_PROGRAM = """
+    import sys
+    import mp_core
+
+    class Point:
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def norm1(self):
+            return abs(self.x) + abs(self.y)
+
+    def echo(tasks, results):
+        point = tasks.get(timeout=60)
+        results.put((type(point).__name__, point.norm1()))
+        results.put(Point(point.y, point.x))
+
+    if __name__ == "__main__":
+        ctx = mp_core.get_context(sys.argv[1])
+        tasks, results = ctx.Queue(), ctx.Queue()
+        proc = ctx.Process(target=echo, args=(tasks, results))
+        proc.start()
+        tasks.put(Point(3, -4))
+        print(results.get(timeout=60))
+        back = results.get(timeout=60)
+        print(type(back) is Point, back.x, back.y)
+        proc.join(60)
+        print(proc.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_main_class_travels_through_a_queue_from_a_script(tmp_path, method):
+    out = run_script(tmp_path / "program.py", MAIN_CLASS_PROGRAM, method)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["('Point', 7)", "True -4 3", "0"]
+
+
+def test_a_main_class_travels_through_a_queue_from_python_dash_c():
+    # Here the child cannot import __main__ again: the class travels by value.
+    out = run_python(MAIN_CLASS_PROGRAM, "spawn")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert lines[0] == "('Point', 7)" and lines[2] == "0"
+    assert lines[1].endswith("-4 3")
