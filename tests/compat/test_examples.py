@@ -25,7 +25,7 @@ EXPECTED = {
     "synchronization.py": ["all workers passed the barrier", "worker 1 in the critical section",
                            "wait_for with timeout: False"],
     "task_queue.py": ["add(0, 7) = 7", "mul(4, 7) = 28"],
-    "custom_manager.py": ["counter value: 300", "reset refused: AttributeError"],
+    "custom_manager.py": ["counter value: 300", "reset refused: UnexposedMethodError"],
     "socket_server.py": ["'hello multiprocess world' -> 3 words, longest multiprocess",
                          "'' -> 0 words, longest -"],
 }

@@ -1,0 +1,281 @@
+"""The proxy types of ``SyncManager`` and the plain objects its server holds.
+
+Each proxy lists the methods it forwards in ``_exposed_`` (the server
+refuses any other); ``@forwarding`` writes the one-line forwarders, and
+methods with local logic (``wait_for``, ``__iadd__``, properties) are
+spelled out.
+"""
+
+from __future__ import annotations
+
+import array
+import time
+import types
+from typing import Any, Callable, Optional
+
+from mp_core import reduction
+
+from ._proxy import BaseProxy, forwarding
+
+__all__ = [
+    "Namespace", "Value", "Array", "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy",
+    "BarrierProxy", "NamespaceProxy", "ValueProxy", "BaseListProxy", "ListProxy", "DictProxy",
+    "ArrayProxy", "BasePoolProxy", "PoolProxy", "register_view_reducers",
+]
+
+
+# ---------------------------------------------------------------- objects held by the server
+
+class Namespace:
+    """A bag of attributes; its ``repr`` lists the public ones, sorted."""
+
+    def __init__(self, /, **kwds: Any) -> None:
+        self.__dict__.update(kwds)
+
+    def __repr__(self) -> str:
+        items = sorted((name, value) for name, value in self.__dict__.items() if not name.startswith("_"))
+        body = ", ".join(f"{name}={value!r}" for name, value in items)
+        return f"{type(self).__name__}({body})"
+
+
+class Value:
+    """A value with ``get``/``set`` (what ``SyncManager.Value`` holds); ``lock`` is ignored."""
+
+    def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
+        self._typecode = typecode
+        self._value = value
+
+    def get(self) -> Any:
+        return self._value
+
+    def set(self, value: Any) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._typecode!r}, {self._value!r})"
+
+    value = property(get, set)
+
+
+def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array:
+    """What ``SyncManager.Array`` holds: an ``array.array``; ``lock`` is ignored."""
+    return array.array(typecode, sequence)
+
+
+def _as_list(obj: Any) -> tuple:
+    return list, (list(obj),)
+
+
+def register_view_reducers() -> None:
+    """Send dict views (``keys()``, ``values()``, ``items()``) as lists, as the standard library does."""
+    for view in ("items", "keys", "values"):
+        reduction.register(type(getattr({}, view)()), _as_list)
+
+
+# ---------------------------------------------------------------- proxies
+
+class IteratorProxy(BaseProxy):
+    """Proxy for an iterator or generator held by the manager."""
+
+    _exposed_ = ("__next__", "send", "throw", "close")
+
+    def __iter__(self) -> IteratorProxy:
+        return self
+
+    def __next__(self, *args: Any) -> Any:
+        return self._callmethod("__next__", args)
+
+    def send(self, *args: Any) -> Any:
+        return self._callmethod("send", args)
+
+    def throw(self, *args: Any) -> Any:
+        return self._callmethod("throw", args)
+
+    def close(self, *args: Any) -> Any:
+        return self._callmethod("close", args)
+
+
+class AcquirerProxy(BaseProxy):
+    """Proxy for a lock or semaphore; usable in a ``with`` statement."""
+
+    _exposed_: tuple[str, ...] = ("acquire", "release")
+
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        args = (blocking,) if timeout is None else (blocking, timeout)
+        return self._callmethod("acquire", args)
+
+    def release(self) -> None:
+        return self._callmethod("release")
+
+    def __enter__(self) -> bool:
+        return self._callmethod("acquire")
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return self._callmethod("release")
+
+
+class ConditionProxy(AcquirerProxy):
+    """Proxy for a ``threading.Condition``; ``wait_for`` runs its predicate locally."""
+
+    _exposed_ = ("acquire", "release", "wait", "notify", "notify_all")
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self._callmethod("wait", (timeout,))
+
+    def notify(self, n: int = 1) -> None:
+        return self._callmethod("notify", (n,))
+
+    def notify_all(self) -> None:
+        return self._callmethod("notify_all")
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = None) -> Any:
+        """Wait until ``predicate()`` is true (checked here, after each wake-up); return its last value."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        result = predicate()
+        while not result:
+            remaining = None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+            self.wait(remaining)
+            result = predicate()
+        return result
+
+
+@forwarding
+class EventProxy(BaseProxy):
+    """Proxy for a ``threading.Event``."""
+
+    _exposed_ = ("is_set", "set", "clear", "wait")
+
+
+class BarrierProxy(BaseProxy):
+    """Proxy for a ``threading.Barrier``."""
+
+    _exposed_ = ("__getattribute__", "abort", "reset", "wait")
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        return self._callmethod("wait", (timeout,))
+
+    def abort(self) -> None:
+        return self._callmethod("abort")
+
+    def reset(self) -> None:
+        return self._callmethod("reset")
+
+    @property
+    def parties(self) -> int:
+        return self._callmethod("__getattribute__", ("parties",))
+
+    @property
+    def n_waiting(self) -> int:
+        return self._callmethod("__getattribute__", ("n_waiting",))
+
+    @property
+    def broken(self) -> bool:
+        return self._callmethod("__getattribute__", ("broken",))
+
+
+class NamespaceProxy(BaseProxy):
+    """Proxy for a ``Namespace``: public attributes are read and written in the server."""
+
+    _exposed_ = ("__getattribute__", "__setattr__", "__delattr__")
+
+    def __getattr__(self, key: str) -> Any:
+        if key[0] == "_":
+            return object.__getattribute__(self, key)
+        return object.__getattribute__(self, "_callmethod")("__getattribute__", (key,))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key[0] == "_":
+            return object.__setattr__(self, key, value)
+        return object.__getattribute__(self, "_callmethod")("__setattr__", (key, value))
+
+    def __delattr__(self, key: str) -> None:
+        if key[0] == "_":
+            return object.__delattr__(self, key)
+        return object.__getattribute__(self, "_callmethod")("__delattr__", (key,))
+
+
+class ValueProxy(BaseProxy):
+    """Proxy for a ``Value``: ``get``, ``set`` and the ``value`` property."""
+
+    _exposed_ = ("get", "set")
+
+    def get(self) -> Any:
+        return self._callmethod("get")
+
+    def set(self, value: Any) -> None:
+        return self._callmethod("set", (value,))
+
+    value = property(get, set)
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
+
+
+@forwarding
+class BaseListProxy(BaseProxy):
+    """Proxy for a list: the list methods, forwarded."""
+
+    _exposed_ = ("__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__",
+                 "__reversed__", "__rmul__", "__setitem__", "append", "count", "extend", "index",
+                 "insert", "pop", "remove", "reverse", "sort", "__imul__")
+
+
+class ListProxy(BaseListProxy):
+    """Proxy for a list; ``+=`` and ``*=`` change the list in the server."""
+
+    def __iadd__(self, value: Any) -> ListProxy:
+        self._callmethod("extend", (value,))
+        return self
+
+    def __imul__(self, value: Any) -> ListProxy:
+        self._callmethod("__imul__", (value,))
+        return self
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
+
+
+@forwarding
+class DictProxy(BaseProxy):
+    """Proxy for a dict; iterating it iterates the dict in the server."""
+
+    _exposed_ = ("__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
+                 "clear", "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update",
+                 "values")
+    _method_to_typeid_ = {"__iter__": "Iterator"}
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
+
+
+@forwarding
+class ArrayProxy(BaseProxy):
+    """Proxy for an ``array.array``."""
+
+    _exposed_ = ("__len__", "__getitem__", "__setitem__")
+
+
+@forwarding
+class BasePoolProxy(BaseProxy):
+    """Proxy for a process pool held by the manager."""
+
+    _exposed_ = ("apply", "apply_async", "close", "imap", "imap_unordered", "join", "map", "map_async",
+                 "starmap", "starmap_async", "terminate")
+    _method_to_typeid_ = {
+        "apply_async": "AsyncResult",
+        "map_async": "AsyncResult",
+        "starmap_async": "AsyncResult",
+        "imap": "Iterator",
+        "imap_unordered": "Iterator",
+    }
+
+
+class PoolProxy(BasePoolProxy):
+    """Proxy for a process pool; leaving a ``with`` block terminates the pool."""
+
+    def __enter__(self) -> PoolProxy:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._callmethod("terminate")

@@ -1,0 +1,423 @@
+"""The manager's server: holds shared objects and runs their methods for clients.
+
+::
+
+    client thread ──connect──> accepter thread ── one thread per connection ──┐
+                                                                               │
+       authenticate (HMAC both ways) before reading anything else              │
+       loop: request ──> look up object by id ──> exposed? ──> call ──> reply  │
+                                                                               │
+    id_to_obj:      id -> (object, exposed names, method -> typeid)  <─────────┘
+    id_to_refcount: id -> proxies alive anywhere (an object goes with its last)
+
+Every client thread owns one connection, so the server thread serving it
+stands for that client thread: a managed ``RLock`` acquired twice by one
+client thread is acquired twice by the same server thread.
+
+The server stops on a ``shutdown`` request, on ``KeyboardInterrupt`` in
+``serve_forever``, or (for a server started by ``BaseManager.start``) when
+the process that started it dies, however it died.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sys
+import threading
+from typing import Any, Optional
+
+from mp_core import connection, process, util
+from mp_core.context import AuthenticationError
+
+from ._protocol import (
+    RELEASE,
+    REPLY_ERROR,
+    REPLY_FAILURE,
+    REPLY_PROXY,
+    REPLY_RETURN,
+    UnexposedMethodError,
+    check_serializer,
+    format_remote,
+    public_methods,
+)
+from ._wire import MessageStream
+
+__all__ = ["Server", "local_server"]
+
+# Servers running in this process, by address: a proxy unpickled here holds
+# its reference directly instead of through a connection to itself.
+_local_servers: dict[Any, Server] = {}
+
+if hasattr(os, "register_at_fork"):
+    # A forked child (a pool worker of the server, say) serves nothing.
+    os.register_at_fork(after_in_child=_local_servers.clear)
+
+
+def local_server(address: Any) -> Optional[Server]:
+    """The server running in this process at ``address``, if any."""
+    return _local_servers.get(address)
+
+
+_ALREADY_REPLIED = object()
+
+
+class Server:
+    """Serves the objects of the types in ``registry`` at ``address``.
+
+    ``registry`` maps a type id to ``(callable, exposed, method_to_typeid[,
+    proxytype])``; ``authkey`` (bytes) authenticates every client;
+    ``serializer`` is ``'pickle'`` or ``'xmlrpclib'``.  Raises ``TypeError``
+    for a non-bytes authkey and ``OSError`` if ``address`` cannot be bound.
+    """
+
+    #: Control operations a client may request (``None`` as the object id).
+    public: tuple[str, ...] = ("shutdown", "create", "accept_connection", "get_methods", "debug_info",
+              "number_of_objects", "dummy", "incref", "decref")
+
+    def __init__(self, registry: dict, address: Any, authkey: bytes, serializer: str) -> None:
+        check_serializer(serializer)
+        if not isinstance(authkey, bytes):
+            raise TypeError(f"Authkey {authkey!r} is type {type(authkey)!s}, not bytes")
+        self.registry = {typeid: tuple(entry[:3]) for typeid, entry in registry.items()}
+        self.authkey = process.AuthenticationString(authkey)
+        self.serializer = serializer
+        family = connection.address_type(address) if address else connection.default_family
+        self._listener = connection.SocketListener(address or connection.arbitrary_address(family),
+                                                   family, backlog=128)
+        #: The listening socket (closing it before ``serve_forever`` frees the address).
+        self.listener = self._listener
+        self.address = self._listener._address
+        self.id_to_obj: dict[int, tuple[Any, frozenset, Optional[dict]]] = {}
+        self.id_to_refcount: dict[int, int] = {}
+        self._refcount_lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._stop_event = threading.Event()
+        self._stop_reason = ""
+        self._wake_r = self._wake_w = -1
+        self._connections: set[Any] = set()
+        self._connections_lock = threading.Lock()
+        self._watch_parent = False
+        from ._proxytypes import register_view_reducers
+        register_view_reducers()
+
+    # ------------------------------------------------------------ running
+
+    def serve_forever(self) -> None:
+        """Serve until a client asks for ``shutdown`` (or Ctrl-C); then release everything.
+
+        Returns once stopped (the standard library's server exits the
+        process instead; code after this call runs here).
+        """
+        _local_servers[self.address] = self
+        # Written to when stopping, to wake the accepter.
+        self._wake_r, self._wake_w = os.pipe()
+        threading.Thread(target=self._accept_loop, name="manager-accepter", daemon=True).start()
+        if self._watch_parent:
+            threading.Thread(target=self._watch_parent_loop, name="manager-parent-watch", daemon=True).start()
+        try:
+            self._stop_event.wait()
+        except KeyboardInterrupt:
+            self._stop_reason = "interrupted"
+        finally:
+            self._close()
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Make ``serve_forever`` return (from any thread)."""
+        if not self._stop_event.is_set():
+            self._stop_reason = reason
+            util.info("manager server at %r stopping: %s", self.address, reason)
+            self._stop_event.set()
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+
+    def _close(self) -> None:
+        self._stop_event.set()
+        if _local_servers.get(self.address) is self:
+            del _local_servers[self.address]
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        self._listener.close()
+        try:
+            self.on_stop()
+        finally:
+            with self._connections_lock:
+                conns = list(self._connections)
+            for conn in conns:
+                _wake_reader(conn)
+            with self._refcount_lock:
+                objects = list(self.id_to_obj.values())
+                self.id_to_obj.clear()
+                self.id_to_refcount.clear()
+            del objects
+            util.close_fds(self._wake_r, self._wake_w)
+
+    def on_stop(self) -> None:
+        """Called once when the server stops, before its objects are released."""
+
+    def _watch_parent_loop(self) -> None:
+        parent = process.parent_process()
+        if parent is None:
+            return
+        parent.join()
+        self.stop("the process that started this manager has exited")
+
+    def _accept_loop(self) -> None:
+        listening = self._listener._socket
+        while not self._stop_event.is_set():
+            try:
+                ready = connection.wait([listening, self._wake_r])
+            except OSError:
+                return
+            if self._stop_event.is_set() or self._wake_r in ready:
+                return
+            try:
+                conn = self._listener.accept()
+            except OSError:
+                if self._stop_event.is_set():
+                    return
+                continue
+            threading.Thread(target=self._handle_connection, args=(conn,), daemon=True,
+                             name="manager-connection").start()
+
+    def _handle_connection(self, conn: Any) -> None:
+        try:
+            connection.deliver_challenge(conn, self.authkey, timeout=connection.CONNECTION_TIMEOUT)
+            connection.answer_challenge(conn, self.authkey, timeout=connection.CONNECTION_TIMEOUT)
+        except (AuthenticationError, OSError, EOFError) as exc:
+            util.info("manager refused a connection: %s", exc)
+            conn.close()
+            return
+        with self._connections_lock:
+            if self._stop_event.is_set():
+                conn.close()
+                return
+            self._connections.add(conn)
+        try:
+            self._serve(MessageStream(conn, self.serializer))
+        finally:
+            with self._connections_lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    # ------------------------------------------------------------ the request loop
+
+    def _serve(self, conn: MessageStream) -> None:
+        recv_bytes = conn.recv_bytes
+        send = conn.send
+        loads = conn.decode
+        objects = self.id_to_obj
+        while True:
+            try:
+                data = recv_bytes()
+            except (EOFError, OSError):
+                return
+            try:
+                ident, name, args, kwds = loads(data)
+            except Exception as exc:
+                reply: Any = (REPLY_FAILURE, "the manager could not decode a request:\n" + format_remote(exc))
+            else:
+                if ident is None:
+                    if name == RELEASE:
+                        self._release(args)
+                        continue
+                    reply = self._control(conn, name, args, kwds)
+                    if reply is _ALREADY_REPLIED:
+                        continue
+                else:
+                    entry = objects.get(ident)
+                    if entry is None:
+                        reply = (REPLY_FAILURE, str(self._missing(ident)))
+                    else:
+                        obj, exposed, typeids = entry
+                        try:
+                            if name in exposed:
+                                result = getattr(obj, name)(*args, **kwds)
+                            else:
+                                result = self._fallback(obj, name, exposed)(*args, **kwds)
+                        except Exception as exc:
+                            reply = self._error_reply(exc)
+                        else:
+                            if typeids is not None and name in typeids:
+                                reply = self._proxy_reply(typeids[name], result)
+                            else:
+                                reply = (REPLY_RETURN, result)
+            try:
+                send(reply)
+            except (OSError, EOFError):
+                return
+            except Exception as exc:
+                # Serializing failed before anything was written: the
+                # connection is intact, tell the caller why.
+                try:
+                    send((REPLY_FAILURE, f"the manager could not serialize its reply ({exc}):\n"
+                                         + format_remote(exc)))
+                except Exception:
+                    return
+            del reply, data
+
+    def _fallback(self, obj: Any, name: str, exposed: frozenset) -> Any:
+        if name == "#GETVALUE":
+            return lambda: obj
+        if name == "__repr__":
+            return lambda: repr(obj)
+        if name == "__str__":
+            return lambda: str(obj)
+        raise UnexposedMethodError(f"method {name!r} of {type(obj).__name__!r} object is not in "
+                                   f"exposed={tuple(sorted(exposed))!r}")
+
+    def _missing(self, ident: Any) -> BaseException:
+        return ReferenceError(f"the manager at {self.address!r} holds no object with id {ident!r} "
+                              f"(its last proxy was released, or the id is wrong)")
+
+    def _error_reply(self, exc: BaseException) -> tuple:
+        text = format_remote(exc)
+        if self.serializer == "xmlrpclib":
+            return (REPLY_FAILURE, text)
+        try:
+            payload = connection._ForkingPickler.dumps(exc)
+        except Exception:
+            return (REPLY_FAILURE, text)
+        return (REPLY_ERROR, (bytes(payload), text))
+
+    def _proxy_reply(self, typeid: str, obj: Any) -> tuple:
+        try:
+            ident, exposed = self._register(typeid, obj)
+        except Exception as exc:
+            return self._error_reply(exc)
+        return (REPLY_PROXY, (typeid, ident, exposed))
+
+    def _control(self, conn: Any, name: str, args: Any, kwds: Any) -> Any:
+        if name not in self.public:
+            return (REPLY_FAILURE, f"{name!r} is not an operation of this manager "
+                                   f"(operations: {', '.join(self.public)})")
+        try:
+            result = getattr(self, name)(conn, *args, **kwds)
+        except Exception as exc:
+            # As in the standard library, a failed control operation (a
+            # creation whose arguments the type refuses, say) is a
+            # RemoteError carrying the server's traceback.
+            return (REPLY_FAILURE, format_remote(exc))
+        if result is _ALREADY_REPLIED:
+            return result
+        return (REPLY_RETURN, result)
+
+    # ------------------------------------------------------------ objects and references
+
+    def _register(self, typeid: str, obj: Any) -> tuple[int, tuple]:
+        """File ``obj`` under a new id with one reference (the caller's); return id and exposed."""
+        try:
+            _callable, exposed, method_to_typeid = self.registry[typeid]
+        except KeyError:
+            raise KeyError(f"type id {typeid!r} is not registered with this manager") from None
+        names = tuple(public_methods(obj) if exposed is None else exposed)
+        if method_to_typeid:
+            names += tuple(m for m in method_to_typeid if m not in names)
+        ident = next(self._ids)
+        with self._refcount_lock:
+            self.id_to_obj[ident] = (obj, frozenset(names), method_to_typeid or None)
+            self.id_to_refcount[ident] = 1
+        return ident, names
+
+    def create(self, c: Any, typeid: str, /, *args: Any, **kwds: Any) -> tuple[int, tuple]:
+        """Make a new object of ``typeid``; the caller holds its one reference."""
+        try:
+            factory = self.registry[typeid][0]
+        except KeyError:
+            raise KeyError(f"type id {typeid!r} is not registered with this manager") from None
+        if factory is None:
+            if kwds or len(args) != 1:
+                raise ValueError("Without callable, must have one non-keyword argument")
+            obj = args[0]
+        else:
+            obj = factory(*args, **kwds)
+        return self._register(typeid, obj)
+
+    def incref(self, c: Any, ident: Any) -> None:
+        with self._refcount_lock:
+            try:
+                self.id_to_refcount[ident] += 1
+            except KeyError:
+                raise self._missing(ident) from None
+
+    def decref(self, c: Any, ident: Any) -> None:
+        with self._refcount_lock:
+            try:
+                count = self.id_to_refcount[ident] - 1
+            except KeyError:
+                raise self._missing(ident) from None
+            if count:
+                self.id_to_refcount[ident] = count
+                return
+            del self.id_to_refcount[ident]
+            entry = self.id_to_obj.pop(ident, None)
+        util.debug("manager released object %r", ident)
+        # The object (and any proxy it holds, whose release comes back here)
+        # goes outside the lock.
+        del entry
+
+    def _release(self, ids: Any) -> None:
+        for ident in ids:
+            try:
+                self.decref(None, ident)
+            except Exception as exc:
+                util.debug("manager: release of %r failed: %s", ident, exc)
+
+    # ------------------------------------------------------------ other control operations
+
+    def shutdown(self, c: Any) -> Any:
+        """Reply, then stop serving."""
+        try:
+            c.send((REPLY_RETURN, None))
+        finally:
+            self.stop("shutdown requested")
+        return _ALREADY_REPLIED
+
+    def accept_connection(self, c: Any, name: str = "") -> None:
+        """Kept for clients of the standard library's shape; every connection is served alike."""
+
+    def get_methods(self, c: Any, token: Any) -> tuple:
+        ident = getattr(token, "id", token)
+        entry = self.id_to_obj.get(ident)
+        if entry is None:
+            raise self._missing(ident)
+        return tuple(sorted(entry[1]))
+
+    def debug_info(self, c: Any) -> str:
+        with self._refcount_lock:
+            items = sorted(self.id_to_refcount.items())
+            lines = []
+            for ident, count in items:
+                obj = self.id_to_obj.get(ident, (None,))[0]
+                lines.append(f"  {ident}:       refcount={count}\n    {str(obj)[:75]}")
+        return "\n".join(lines)
+
+    def number_of_objects(self, c: Any) -> int:
+        return len(self.id_to_refcount)
+
+    def dummy(self, c: Any) -> None:
+        pass
+
+
+def _wake_reader(conn: Any) -> None:
+    """Make a thread blocked reading ``conn`` see end of file (closing the fd would race it)."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+if sys.platform == "win32":  # pragma: no cover - designed in, not tested here
+    def _wake_reader(conn: Any) -> None:  # noqa: F811
+        pass

@@ -1,0 +1,339 @@
+"""Named shared memory: ``SharedMemory`` blocks and ``ShareableList``.
+
+A ``SharedMemory`` is a POSIX shared-memory segment (``/dev/shm/psm_*`` on
+Linux) mapped into this process.  Any process that knows its name can
+attach to it; it exists until someone calls ``unlink()``.  A segment this
+process *creates* is registered with the resource tracker (unless
+``track=False``), which unlinks it if every process of the program dies
+without doing so, killed or not.
+
+``ShareableList`` keeps a fixed-length list of ``int``, ``float``, ``bool``,
+``str``, ``bytes`` and ``None`` in one segment, in the standard library's
+layout (so both can attach to each other's lists)::
+
+    offset 0            n, the number of items                  (int64)
+    8                   n + 1 cumulative data offsets           (int64 each)
+    8 * (n + 2)         the items' data, 8-byte slots; str and bytes take
+                        their encoded length rounded up to the next 8 bytes
+    after the data      each item's struct format               (8 bytes each)
+    after the formats   each item's decoding: 0 plain, 1 str,   (int8 each)
+                        2 bytes, 3 None
+"""
+
+from __future__ import annotations
+
+import functools
+import mmap
+import operator
+import os
+import struct
+import sys
+import types
+from typing import Any, Iterable, Iterator, Optional
+
+__all__ = ["SharedMemory", "ShareableList"]
+
+if sys.platform != "win32":
+    import _posixshmem
+
+_USE_POSIX = os.name == "posix"
+# Names stay within 14 characters ("/psm_" + 8 hex digits): macOS's limit is 31.
+_SHM_NAME_PREFIX = "/psm_"
+_SHM_SAFE_NAME_LENGTH = 14
+_MODE = 0o600
+
+
+def _make_filename() -> str:
+    """A fresh random name for a new block (``FileExistsError`` on creation means: draw again)."""
+    return _SHM_NAME_PREFIX + os.urandom((_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2).hex()
+
+
+class SharedMemory:
+    """A block of shared memory, created or attached to by name.
+
+    ``SharedMemory(create=True, size=n)`` creates a block of ``n`` bytes
+    under a fresh name; ``SharedMemory(name)`` attaches to an existing one
+    (``FileNotFoundError`` if there is none).  ``track=False`` keeps a
+    created block out of the resource tracker: it then survives the program
+    unless someone unlinks it.  Raises ``ValueError`` for a negative size, a
+    zero size with ``create``, or no name without ``create``;
+    ``FileExistsError`` when creating under a name that is taken.
+
+    ``close()`` unmaps the block from this process (every process should);
+    ``unlink()`` destroys it (one process should, once).  Pickles by name:
+    the receiver attaches.
+    """
+
+    # Class-level defaults, so that close() and __del__ work on an instance
+    # whose __init__ failed half-way.
+    _fd = -1
+    _mmap: Optional[mmap.mmap] = None
+    _buf: Optional[memoryview] = None
+    _name: Optional[str] = None
+    _track = True
+
+    def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0, *,
+                 track: bool = True) -> None:
+        if size < 0:
+            raise ValueError("'size' must be a positive integer")
+        if create and size == 0:
+            raise ValueError("'size' must be a positive number different from zero")
+        if name is None and not create:
+            raise ValueError("'name' can only be None if create=True")
+        if sys.platform == "win32":  # pragma: no cover - designed in, not implemented yet
+            raise NotImplementedError("SharedMemory is not implemented on Windows yet")
+        self._track = track
+        flags = os.O_CREAT | os.O_EXCL | os.O_RDWR if create else os.O_RDWR
+        if name is None:
+            while True:
+                candidate = _make_filename()
+                try:
+                    self._fd = _posixshmem.shm_open(candidate, flags, mode=_MODE)
+                except FileExistsError:
+                    continue
+                break
+            self._name = candidate
+        else:
+            self._name = name if name.startswith("/") else "/" + name
+            self._fd = _posixshmem.shm_open(self._name, flags, mode=_MODE)
+        try:
+            if create:
+                os.ftruncate(self._fd, size)
+            size = os.fstat(self._fd).st_size
+            self._mmap = mmap.mmap(self._fd, size)
+        except BaseException:
+            self.close()
+            if create:
+                _posixshmem.shm_unlink(self._name)
+            raise
+        self._size = size
+        self._buf = memoryview(self._mmap)
+        if create and track:
+            from mp_core import resource_tracker
+            resource_tracker.register(self._name, "shared_memory")
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.name, False, self.size))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, size={self.size})"
+
+    @property
+    def buf(self) -> memoryview:
+        """A writable view of the block's bytes."""
+        return self._buf  # type: ignore[return-value]
+
+    @property
+    def name(self) -> str:
+        """The block's name, as other processes pass it to attach."""
+        name = self._name or ""
+        return name[1:] if name.startswith("/") else name
+
+    @property
+    def size(self) -> int:
+        """The block's size in bytes."""
+        return self._size
+
+    def close(self) -> None:
+        """Unmap the block from this process; it stays available to others.
+
+        Raises ``BufferError`` while views of ``buf`` (numpy arrays...) exist.
+        """
+        if self._buf is not None:
+            self._buf.release()
+            self._buf = None
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def unlink(self) -> None:
+        """Destroy the block (once mapped nowhere, its memory is freed).
+
+        Raises ``FileNotFoundError`` if it was already unlinked.
+        """
+        if self._name:
+            _posixshmem.shm_unlink(self._name)
+            if self._track:
+                from mp_core import resource_tracker
+                resource_tracker.unregister(self._name, "shared_memory")
+
+
+# ---------------------------------------------------------------- ShareableList
+
+_ENCODING = "utf8"
+_SLOT = 8
+_PLAIN, _STR, _BYTES, _NONE = 0, 1, 2, 3
+# Fixed-size formats take one 8-byte slot, padded to keep every slot aligned.
+_FIXED_FORMATS = {int: "q", float: "d", bool: "xxxxxxx?", type(None): "xxxxxx?x"}
+
+
+def _decode_plain(value: Any) -> Any:
+    return value
+
+
+def _decode_str(value: bytes) -> str:
+    return value.rstrip(b"\x00").decode(_ENCODING)
+
+
+def _decode_bytes(value: bytes) -> bytes:
+    return value.rstrip(b"\x00")
+
+
+def _decode_none(value: Any) -> None:
+    return None
+
+
+_DECODERS = {_PLAIN: _decode_plain, _STR: _decode_str, _BYTES: _decode_bytes, _NONE: _decode_none}
+
+
+def _encode(item: Any) -> tuple[str, int, Any]:
+    """``(struct format, decoding code, value to pack)`` of a new item."""
+    if isinstance(item, str):
+        data = item.encode(_ENCODING)
+        # The standard library sizes a str by its characters; its encoding
+        # may be longer, and must fit.
+        room = _SLOT * (len(item) // _SLOT + 1)
+        if len(data) > room:
+            room = _SLOT * (len(data) // _SLOT + 1)
+        return f"{room}s", _STR, data
+    if isinstance(item, bytes):
+        return f"{_SLOT * (len(item) // _SLOT + 1)}s", _BYTES, bytes(item)
+    kind = type(item)
+    fmt = _FIXED_FORMATS.get(kind)
+    if fmt is None:
+        base = next((t for t in (bool, int, float) if isinstance(item, t)), None)
+        if base is None:
+            raise TypeError(f"ShareableList cannot hold {kind.__name__!r} items "
+                            f"(only int, float, bool, str, bytes and None)")
+        fmt, item = _FIXED_FORMATS[base], base(item)
+    return fmt, (_NONE if item is None else _PLAIN), item
+
+
+def _slot_size(fmt: str) -> int:
+    return int(fmt[:-1]) if fmt[-1] == "s" else _SLOT
+
+
+class ShareableList:
+    """A fixed-length list in shared memory, attachable by name from any process.
+
+    ``ShareableList(sequence)`` creates a new list (and segment);
+    ``ShareableList(name=name)`` attaches to an existing one.  Items may be
+    replaced but not added or removed; a ``str``/``bytes`` item may be
+    replaced by one whose encoding fits the space first allocated for it
+    (``ValueError`` otherwise).  ``shm`` is the underlying ``SharedMemory``.
+    Pickles by name.
+    """
+
+    def __init__(self, sequence: Optional[Iterable[Any]] = None, *, name: Optional[str] = None) -> None:
+        if name is None or sequence is not None:
+            items = [_encode(item) for item in (sequence or ())]
+            for fmt, _code, _value in items:
+                if len(fmt) > _SLOT:
+                    raise ValueError(f"an item of {_slot_size(fmt)} bytes is too large for a ShareableList "
+                                     f"(its format {fmt!r} must fit in {_SLOT} characters)")
+            self._list_len = len(items)
+            offsets = [0]
+            for fmt, _code, _value in items:
+                offsets.append(offsets[-1] + _slot_size(fmt))
+            self._allocated_offsets = offsets
+            size = _SLOT * (self._list_len + 2) + offsets[-1] + _SLOT * self._list_len + self._list_len
+            self.shm = SharedMemory(name, create=True, size=size)
+            buf = self.shm.buf
+            struct.pack_into("q" * (self._list_len + 2), buf, 0, self._list_len, *offsets)
+            for position, (fmt, code, value) in enumerate(items):
+                struct.pack_into(fmt, buf, self._data_offset(position), value)
+                self._write_format(position, fmt, code)
+        else:
+            self.shm = SharedMemory(name)
+            self._list_len = struct.unpack_from("q", self.shm.buf, 0)[0]
+            self._allocated_offsets = list(struct.unpack_from("q" * (self._list_len + 1), self.shm.buf, _SLOT))
+
+    # ------------------------------------------------------------ layout
+
+    def _data_offset(self, position: int) -> int:
+        return _SLOT * (self._list_len + 2) + self._allocated_offsets[position]
+
+    @property
+    def _formats_offset(self) -> int:
+        return _SLOT * (self._list_len + 2) + self._allocated_offsets[-1]
+
+    @property
+    def _codes_offset(self) -> int:
+        return self._formats_offset + _SLOT * self._list_len
+
+    def _read_format(self, position: int) -> str:
+        raw = struct.unpack_from("8s", self.shm.buf, self._formats_offset + _SLOT * position)[0]
+        return raw.rstrip(b"\x00").decode(_ENCODING)
+
+    _get_packing_format = _read_format  # the standard library's name, which its tests use
+
+    def _write_format(self, position: int, fmt: str, code: int) -> None:
+        struct.pack_into("8s", self.shm.buf, self._formats_offset + _SLOT * position, fmt.encode(_ENCODING))
+        struct.pack_into("b", self.shm.buf, self._codes_offset + position, code)
+
+    def _position(self, position: Any) -> int:
+        position = operator.index(position)
+        if position < 0:
+            position += self._list_len
+        if not 0 <= position < self._list_len:
+            raise IndexError("index out of range")
+        return position
+
+    # ------------------------------------------------------------ the list
+
+    def __getitem__(self, position: int) -> Any:
+        position = self._position(position)
+        (value,) = struct.unpack_from(self._read_format(position), self.shm.buf, self._data_offset(position))
+        code = struct.unpack_from("b", self.shm.buf, self._codes_offset + position)[0]
+        return _DECODERS[code](value)
+
+    def __setitem__(self, position: int, value: Any) -> None:
+        position = self._position(position)
+        fmt, code, packed = _encode(value)
+        room = self._allocated_offsets[position + 1] - self._allocated_offsets[position]
+        if fmt[-1] == "s":
+            if len(packed) > room:
+                raise ValueError("bytes/str item exceeds available storage")
+            fmt = f"{room}s"
+        self._write_format(position, fmt, code)
+        struct.pack_into(fmt, self.shm.buf, self._data_offset(position), packed)
+
+    def __len__(self) -> int:
+        return struct.unpack_from("q", self.shm.buf, 0)[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        for position in range(self._list_len):
+            yield self[position]
+
+    def __reduce__(self) -> tuple:
+        return functools.partial(type(self), name=self.shm.name), ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)}, name={self.shm.name!r})"
+
+    @property
+    def format(self) -> str:
+        """The struct format of all items, concatenated."""
+        return "".join(self._read_format(position) for position in range(self._list_len))
+
+    def count(self, value: Any) -> int:
+        """How many items equal ``value``."""
+        return sum(value == item for item in self)
+
+    def index(self, value: Any) -> int:
+        """The position of the first item equal to ``value``; ``ValueError`` if none."""
+        for position, item in enumerate(self):
+            if value == item:
+                return position
+        raise ValueError(f"{value!r} not in this container")
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]

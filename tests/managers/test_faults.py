@@ -1,0 +1,85 @@
+"""Faults: a manager killed mid-session, an owner SIGKILLed, a server that cannot start."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+import mp_core
+from mp_managers.managers import SyncManager
+
+from .conftest import run_python
+
+pytestmark = pytest.mark.timeout(120)
+
+SCENARIO = os.path.join(os.path.dirname(__file__), "_owner_scenario.py")
+LOST_CONNECTION = ("EOFError", "ConnectionResetError", "BrokenPipeError")
+
+
+def wait_on_queue(queue, conn):
+    conn.send("waiting")
+    try:
+        queue.get()
+        conn.send("got an item?")
+    except BaseException as exc:
+        conn.send(type(exc).__name__)
+
+
+def failing_initializer():
+    raise RuntimeError("the initializer fails")
+
+
+def _error_of(func):
+    try:
+        func()
+    except BaseException as exc:
+        return type(exc).__name__
+    return None
+
+
+def test_manager_killed_mid_session(manager, children):
+    m = manager
+    d = m.dict(a=1)
+    queue = m.Queue()
+    # A child process and a thread here wait on the manager when it dies.
+    reader, writer = mp_core.Pipe(duplex=False)
+    children.start(wait_on_queue, [(queue, writer)])
+    assert reader.poll(60) and reader.recv() == "waiting"
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(_error_of(queue.get)))
+    thread.start()
+    time.sleep(0.3)
+    m._process.kill()
+    thread.join(10)
+    assert not thread.is_alive(), "a call blocked in the dead manager never returned"
+    assert errors[0] in LOST_CONNECTION, errors
+    assert reader.poll(10), "the child blocked in the dead manager never returned"
+    assert reader.recv() in LOST_CONNECTION
+    assert children.join() == [0]
+    for call in (lambda: d.__setitem__("b", 2), lambda: d["a"], m.list):
+        with pytest.raises((EOFError, OSError)):
+            call()
+    started = time.monotonic()
+    m.shutdown()
+    assert time.monotonic() - started < 5
+
+
+def test_owner_sigkilled_server_exits_and_unlinks_shared_memory(start_method):
+    result = run_python(SCENARIO, start_method, timeout=90)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report.get("error") is None, report
+    assert all(report["existed"]), report
+    assert report["servers_running"] == [], report
+    assert report["segments_left"] == [], report
+    assert report["seconds"] is not None and report["seconds"] < 5, report
+
+
+def test_server_that_fails_to_start(ctx):
+    m = SyncManager(ctx=ctx)
+    with pytest.raises(Exception, match="before it started serving"):
+        m.start(initializer=failing_initializer)

@@ -1,0 +1,262 @@
+"""SharedMemory, ShareableList and SharedMemoryManager, across processes and programs."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from mp_managers.managers import SharedMemoryManager
+from mp_managers.shared_memory import ShareableList, SharedMemory
+
+pytestmark = pytest.mark.timeout(120)
+
+ITEMS = [7, -2**63, 2.5, True, False, None, "", "héllo wörld", b"", b"by\x01tes", "x" * 17]
+
+
+def exists(name):
+    return os.path.exists("/dev/shm/" + name.lstrip("/"))
+
+
+def write_block(by_name, by_pickle, worker_id):
+    block = SharedMemory(by_name)
+    block.buf[worker_id] = worker_id + 1
+    block.close()
+    by_pickle.buf[10 + worker_id] = worker_id + 100
+    by_pickle.close()
+
+
+def change_list(name, pickled, worker_id):
+    attached = ShareableList(name=name)
+    attached[worker_id] = f"child {worker_id}"
+    attached.shm.close()
+    pickled[3 + worker_id] = worker_id * 1.5
+    pickled.shm.close()
+
+
+def fill_from_manager_child(block, shareable):
+    block.buf[:3] = b"abc"
+    shareable[0] = "from the child"
+    block.close()
+    shareable.shm.close()
+
+
+# ---------------------------------------------------------------- SharedMemory
+
+def test_shared_memory_across_processes(children):
+    block = SharedMemory(create=True, size=64)
+    try:
+        assert block.size == 64 and exists(block.name) and block.name.startswith("psm_")
+        assert bytes(block.buf[:4]) == b"\0\0\0\0"
+        assert children.run(write_block, [(block.name, block, i) for i in range(3)]) == [0, 0, 0]
+        assert bytes(block.buf[:3]) == b"\x01\x02\x03"
+        assert bytes(block.buf[10:13]) == bytes([100, 101, 102])
+        again = pickle.loads(pickle.dumps(block))
+        assert again.name == block.name and again.size == block.size
+        assert repr(again) == f"SharedMemory({block.name!r}, size=64)"
+        again.close()
+    finally:
+        block.close()
+        block.unlink()
+    assert not exists(block.name)
+
+
+def test_shared_memory_arguments_and_errors():
+    with pytest.raises(ValueError):
+        SharedMemory(create=True, size=0)
+    with pytest.raises(ValueError):
+        SharedMemory(create=True, size=-1)
+    with pytest.raises(ValueError):
+        SharedMemory()
+    with pytest.raises(FileNotFoundError):
+        SharedMemory("psm_does_not_exist")
+    name = f"psm_test_{os.getpid()}"
+    block = SharedMemory(name, create=True, size=10)
+    try:
+        assert block.name == name
+        with pytest.raises(FileExistsError):
+            SharedMemory(name, create=True, size=10)
+        attached = SharedMemory("/" + name)
+        assert attached.size == 10
+        attached.close()
+        attached.close()  # closing twice is fine
+    finally:
+        block.close()
+        block.unlink()
+    with pytest.raises(FileNotFoundError):
+        block.unlink()
+    untracked = SharedMemory(create=True, size=8, track=False)
+    untracked.close()
+    untracked.unlink()
+
+
+# ---------------------------------------------------------------- ShareableList
+
+def test_shareable_list_api():
+    sl = ShareableList(ITEMS)
+    try:
+        assert list(sl) == ITEMS and len(sl) == len(ITEMS)
+        assert sl[-1] == "x" * 17 and sl[5] is None and sl[3] is True
+        assert sl.format == "qqdxxxxxxx?xxxxxxx?xxxxxx?x8s16s8s8s24s"
+        assert sl.count(True) == 1 and sl.count(False) == 1 and sl.count(7) == 1
+        assert sl.index(None) == 5
+        with pytest.raises(ValueError, match="not in this container"):
+            sl.index("absent")
+        with pytest.raises(IndexError):
+            sl[len(ITEMS)]
+        sl[0] = "a str"  # fits in the 8 bytes of the int
+        sl[7] = b"bytes now"
+        sl[6] = 3.25
+        assert sl[0] == "a str" and sl[7] == b"bytes now" and sl[6] == 3.25
+        with pytest.raises(ValueError, match="exceeds available storage"):
+            sl[0] = "much too long for eight bytes"
+        copy = pickle.loads(pickle.dumps(sl))
+        assert list(copy) == list(sl) and copy.shm.name == sl.shm.name
+        assert repr(sl).startswith("ShareableList([") and sl.shm.name in repr(sl)
+        copy.shm.close()
+        with pytest.raises(TypeError):
+            ShareableList([[1, 2]])
+        empty = ShareableList([])
+        assert len(empty) == 0 and list(empty) == [] and empty.format == ""
+        empty.shm.close()
+        empty.shm.unlink()
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()
+
+
+def test_shareable_list_across_processes(children):
+    sl = ShareableList(["short", "short", "short", 0.0, 0.0, 0.0])
+    try:
+        codes = children.run(change_list, [(sl.shm.name, sl, i) for i in range(3)])
+        assert codes == [0, 0, 0]
+        assert list(sl) == ["child 0", "child 1", "child 2", 0.0, 1.5, 3.0]
+    finally:
+        sl.shm.close()
+        sl.shm.unlink()
+
+
+STDLIB_PEER = """
+import sys
+from multiprocessing import resource_tracker, shared_memory
+theirs = shared_memory.ShareableList(name=sys.argv[1])
+print(repr(list(theirs)), flush=True)
+theirs.shm.close()
+resource_tracker.unregister(theirs.shm._name, "shared_memory")
+mine = shared_memory.ShareableList([1, 2.0, "three", b"four", None, True])
+print(mine.shm.name, flush=True)
+sys.stdin.readline()
+mine.shm.close()
+mine.shm.unlink()
+"""
+
+
+def test_shareable_list_layout_is_the_standard_librarys():
+    ours = ShareableList(ITEMS)
+    peer = subprocess.Popen([sys.executable, "-c", STDLIB_PEER, ours.shm.name], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout.readline().strip() == repr(ITEMS)
+        theirs = ShareableList(name=peer.stdout.readline().strip())
+        assert list(theirs) == [1, 2.0, "three", b"four", None, True]
+        theirs.shm.close()
+        peer.stdin.write("done\n")
+        peer.stdin.flush()
+        assert peer.wait(30) == 0
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait()
+        peer.stdin.close()
+        peer.stdout.close()
+        ours.shm.close()
+        ours.shm.unlink()
+
+
+# ---------------------------------------------------------------- SharedMemoryManager
+
+def test_shared_memory_manager(ctx, children):
+    with SharedMemoryManager(ctx=ctx) as smm:
+        block = smm.SharedMemory(32)
+        shareable = smm.ShareableList(["initial value", 1])
+        names = {block.name, shareable.shm.name}
+        assert all(exists(name) for name in names)
+        assert set(smm._call("list_segments")) == names
+        assert children.run(fill_from_manager_child, [(block, shareable)]) == [0]
+        assert bytes(block.buf[:3]) == b"abc" and shareable[0] == "from the child"
+        doomed = smm.SharedMemory(8)
+        smm._call("release_segment", doomed.name)
+        assert not exists(doomed.name)
+        doomed.close()
+        block.close()
+        shareable.shm.close()
+    assert not any(exists(name) for name in names)
+
+
+CREATOR = """
+import sys, time
+from mp_managers.shared_memory import SharedMemory, ShareableList
+block = SharedMemory(create=True, size=4096)
+shareable = ShareableList(["left", "behind"])
+print(block.name, shareable.shm.name, flush=True)
+time.sleep(120)
+"""
+
+
+def test_sigkilled_creator_leaves_nothing_in_dev_shm():
+    creator = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CREATOR)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        names = creator.stdout.readline().split()
+        assert len(names) == 2 and all(exists(name) for name in names)
+        creator.send_signal(signal.SIGKILL)
+        creator.wait(30)
+        deadline = time.monotonic() + 10
+        while any(exists(name) for name in names) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(exists(name) for name in names), "the resource tracker did not unlink the segments"
+    finally:
+        if creator.poll() is None:
+            creator.kill()
+            creator.wait()
+        creator.stdout.close()
+        creator.stderr.close()
+
+
+TRACKER_SHARED = """
+import sys
+import mp_core
+from mp_managers.managers import SharedMemoryManager
+if __name__ == "__main__":
+    smm = SharedMemoryManager(ctx=mp_core.get_context(sys.argv[1]))
+    smm.start()
+    sl = smm.ShareableList(range(10))
+    block = smm.SharedMemory(100)
+    smm.shutdown()
+    print("done")
+"""
+
+
+def test_shared_memory_manager_shares_the_resource_tracker(start_method, tmp_path):
+    """The server unregisters what the client registered: no leak warning, nothing left."""
+    script = tmp_path / "tracker_shared.py"
+    script.write_text(TRACKER_SHARED)
+    result = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True,
+                            timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert result.stderr == ""
+
+
+def test_shared_memory_manager_before_start():
+    smm = SharedMemoryManager()
+    with pytest.raises(ValueError):
+        smm.SharedMemory(size=9)
+    with pytest.raises(ValueError):
+        smm.ShareableList([1])
