@@ -204,3 +204,34 @@ def test_main_definitions_share_the_receivers_main_namespace(how, method, tmp_pa
     result = run_program(how, method, tmp_path, SHARED_NAMESPACE_PROGRAM)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["use ('configured', 42)", "module helpermod", "payload bytes True"]
+
+
+def test_project_modules_travel_by_name_and_ctypes_structures_by_name(tmp_path):
+    # dill copies modules that are not installed in site-packages by value
+    # (here mp_core itself, editable); ours sends them by name.  A ctypes
+    # Structure of __main__ cannot be copied by dill: it goes by name.
+    program = textwrap.dedent("""
+        import ctypes, sys, warnings
+        import mp_core
+        from mp_core import reduction
+
+        class Point(ctypes.Structure):
+            _fields_ = [("x", ctypes.c_int)]
+
+        def report(conn, point_class):
+            conn.send((mp_core.__name__, point_class(7).x))
+
+        if __name__ == "__main__":
+            warnings.simplefilter("error")
+            ctx = mp_core.get_context(sys.argv[1])
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=report, args=(w, Point))
+            p.start()
+            print(r.recv())
+            p.join(60)
+            print(reduction.loads(reduction.dumps(Point)) is Point, p.exitcode)
+    """)
+    for method in ("spawn", "forkserver"):
+        result = run_program("script", method, tmp_path, program)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["('mp_core', 7)", "True 0"], result.stderr

@@ -34,6 +34,7 @@ import importlib
 import io
 import sys
 import types
+import warnings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -140,6 +141,12 @@ class DillPickler(dill.Pickler):
     _serializer: Any = None
 
     def save(self, obj: Any, save_persistent_id: bool = True) -> None:
+        if isinstance(obj, types.ModuleType) and obj.__name__ not in MAIN_MODULE_NAMES \
+                and sys.modules.get(obj.__name__) is obj:
+            # dill would copy a module that is not installed in site-packages
+            # (a project's own) by value; an importable module goes by name.
+            self.save_reduce(importlib.import_module, (obj.__name__,), obj=obj)
+            return
         if (self.carry_main and is_main_definition(obj) and not self._serializer.recurse
                 and id(obj) not in self.memo):
             self.save_reduce(load_main, (dumps_main(obj, self.proto, self._serializer),), obj=obj)
@@ -162,15 +169,22 @@ def _make_pickler(buf: io.BytesIO, protocol: int, serializer: Any, extra_reducer
 def dumps_main(obj: Any, protocol: int, serializer: Any, extra_reducers: Optional[dict] = None) -> bytes:
     """A main-module definition without its globals, plus the globals it uses."""
     buf = io.BytesIO()
-    _make_pickler(buf, protocol, serializer, extra_reducers or {}, carry_main=False).dump(
-        (obj, globals_used(obj)))
+    pickler = _make_pickler(buf, protocol, serializer, extra_reducers or {}, carry_main=False)
+    with warnings.catch_warnings():
+        # dill warns while it tries what it cannot do; the caller turns a
+        # failure into a clear error (or into pickling by name) anyway.
+        warnings.simplefilter("ignore", dill.PicklingWarning)
+        pickler.dump((obj, globals_used(obj)))
     return buf.getvalue()
 
 
 def dumps_value(obj: Any, protocol: int, serializer: Any, extra_reducers: Optional[dict] = None) -> bytes:
     """Any object, through dill (main-module definitions inside it carried as above)."""
     buf = io.BytesIO()
-    _make_pickler(buf, protocol, serializer, extra_reducers or {}).dump(obj)
+    pickler = _make_pickler(buf, protocol, serializer, extra_reducers or {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dill.PicklingWarning)
+        pickler.dump(obj)
     return buf.getvalue()
 
 

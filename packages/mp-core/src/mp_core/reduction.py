@@ -341,12 +341,20 @@ class ForkingPickler(_PlainForkingPickler):
     def _reduce_by_value(self, obj: Any) -> tuple:
         serializer = self._serializer or _default_serializer
         bridge = _bridge()
-        if not serializer.recurse and bridge.is_main_definition(obj):
-            payload = bridge.dumps_main(obj, self._protocol, serializer, _extra_reducers)
-            if "<" not in obj.__qualname__:
-                return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
-            return _load_main, (payload,)
-        return _load_dill, (bridge.dumps_value(obj, self._protocol, serializer, _extra_reducers),)
+        by_name = getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES and "<" not in obj.__qualname__
+        try:
+            if not serializer.recurse and bridge.is_main_definition(obj):
+                payload = bridge.dumps_main(obj, self._protocol, serializer, _extra_reducers)
+                if by_name:
+                    return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
+                return _load_main, (payload,)
+            return _load_dill, (bridge.dumps_value(obj, self._protocol, serializer, _extra_reducers),)
+        except Exception:
+            if not by_name:
+                raise
+            # dill cannot copy everything (a ctypes Structure's metaclass, say);
+            # by name still works for a receiver that runs the same program.
+            return NotImplemented
 
     @classmethod
     def register(cls, type: type, reduce: Callable[[Any], Any]) -> None:

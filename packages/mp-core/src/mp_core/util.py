@@ -436,6 +436,27 @@ def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
     return pid
 
 
+# Linux has an abstract namespace for Unix socket addresses (CPython's test
+# suite asks this module, as it asks the stdlib's).
+abstract_sockets_supported = sys.platform == "linux"
+
+
+def _cleanup_tests() -> None:
+    """Stop this package's long-lived helpers; for test suites (the stdlib's name).
+
+    Stops the fork server, the resource sharer and the resource tracker, and
+    forgets the start method, so that the next test starts from scratch.
+    """
+    from . import context, forkserver, resource_sharer, resource_tracker
+    forkserver._forkserver._stop()
+    resource_sharer.stop()
+    stop_tracker = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop_tracker is not None:
+        stop_tracker()
+    context._default_context._actual_context = None
+    process._cleanup()
+
+
 def _args_from_interpreter_flags() -> list[str]:
     import subprocess
     return subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
