@@ -20,7 +20,12 @@ import mp_core
 
 START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp_core.get_all_start_methods()]
 
-SHM_PREFIXES = ("psm_", "mp-", "sem.mp-", "wnsm_")
+# Named semaphores made by this test session (and its children, which inherit
+# the prefix) carry our pid, so that another program using the library at the
+# same time cannot make our leak check fail.
+SEMAPHORE_PREFIX = f"/mp-t{os.getpid()}"
+mp_core.current_process()._config["semprefix"] = SEMAPHORE_PREFIX
+SHM_PREFIXES = ("psm_", f"sem{SEMAPHORE_PREFIX.replace('/', '.')}", "wnsm_")
 
 
 @pytest.fixture(params=START_METHODS)
