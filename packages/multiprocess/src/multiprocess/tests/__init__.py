@@ -134,7 +134,12 @@ CHECKS: list[tuple[str, Callable]] = [
 
 def main(argv: list[str] | None = None) -> int:
     """Run every check under every start method; return the exit status."""
-    methods = (argv or sys.argv[1:]) or mp.get_all_start_methods()
+    methods = (argv if argv is not None else sys.argv[1:]) or mp.get_all_start_methods()
+    unknown = [m for m in methods if m not in mp.get_all_start_methods()]
+    if unknown:
+        print(f"unknown start method(s): {', '.join(unknown)}; "
+              f"available: {', '.join(mp.get_all_start_methods())}", file=sys.stderr)
+        return 2
     print(f"multiprocess {mp.__version__} self-test on Python {sys.version.split()[0]}, "
           f"start methods: {', '.join(methods)}")
     failures = 0
