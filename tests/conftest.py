@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -38,6 +38,33 @@ def start_method(request: pytest.FixtureRequest) -> str:
 def ctx(start_method: str) -> mp_core.context.BaseContext:
     """The context of each start method, in turn."""
     return mp_core.get_context(start_method)
+
+
+@pytest.fixture
+def start(ctx: mp_core.context.BaseContext) -> Iterator[Callable[..., Any]]:
+    """``start(target, *args)``: start a daemonic child of ``ctx`` and return it.
+
+    Every child is joined when the test ends, and killed if it has not
+    finished 10 seconds later, so a failing test cannot leave one behind.
+    The process objects are dropped then too: a semaphore pickled for a
+    child lives as long as the child's process object, and the leak check
+    that follows must see it gone.
+    """
+    started: list[Any] = []
+
+    def _start(target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        proc = ctx.Process(target=target, args=args, kwargs=kwargs, daemon=True)
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield _start
+    for proc in started:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(10)
+    started.clear()
 
 
 def shm_entries() -> set[str]:
