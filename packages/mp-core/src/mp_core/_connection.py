@@ -287,37 +287,6 @@ class _ConnectionBase:
         raise NotImplementedError
 
 
-_bytes_factory: Any = None
-
-
-def _uninitialized_bytes(size: int) -> Optional[tuple[bytes, memoryview]]:
-    """On CPython: a new, unshared bytes object of ``size`` and a writable view of it.
-
-    ``bytes(size)`` zero-fills fresh pages the kernel must first map in:
-    for big messages that costs a third of the bandwidth.  A bytes object
-    made with ``PyBytes_FromStringAndSize(NULL, size)`` is uninitialized,
-    and since nobody else holds it yet, filling it in place is safe (its
-    hash is not computed until someone asks for it).  ``None`` elsewhere.
-    """
-    global _bytes_factory
-    if _bytes_factory is None:
-        _bytes_factory = False
-        if sys.implementation.name == "cpython":
-            import ctypes  # deferred: only large messages need it
-            factory = ctypes.pythonapi.PyBytes_FromStringAndSize
-            factory.restype = ctypes.py_object
-            factory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-            # The payload starts where the empty bytes' terminating NUL is.
-            offset = sys.getsizeof(b"") - 1
-            _bytes_factory = (factory, ctypes.c_char, offset)
-    if not _bytes_factory:
-        return None
-    factory, c_char, offset = _bytes_factory
-    data = factory(None, size)
-    view = memoryview((c_char * size).from_address(id(data) + offset)).cast("B")
-    return data, view
-
-
 class Connection(_ConnectionBase):
     """A connection over a POSIX file descriptor: a socket or one end of a pipe.
 
@@ -379,15 +348,10 @@ class Connection(_ConnectionBase):
             if len(data) != size:
                 data = _read_rest(fd, data, size)
             return data
-        uninitialized = _uninitialized_bytes(size)
-        if uninitialized is not None:
-            data, view = uninitialized
-            with view:
-                self._read_into(view)
-            return data
-        # Elsewhere: the buffer of a BytesIO built from a bytes object of the
-        # right size is that very object, so filling it through getbuffer()
-        # and taking getvalue() yields bytes with no copy.
+        # The buffer of a BytesIO built from a bytes object of the right size
+        # is that very object: filling it through getbuffer() and taking
+        # getvalue() yields bytes with no copy (the big zeroed allocation is
+        # calloc'ed, so its pages cost nothing until written).
         holder = io.BytesIO(bytes(size))
         with holder.getbuffer() as view:
             self._read_into(view)
