@@ -69,6 +69,7 @@ def test_format_time(seconds: float, text: str) -> None:
 
 def test_format_rate_size_and_missing() -> None:
     assert report.format_rate(3 * 2**30) == "3072 MiB/s"
+    assert report.format_ops(1.234e6) == "1.23 M/s" and report.format_ops(456e3) == "456 k/s"
     assert report.format_size(512) == "512 B"
     assert report.format_size(3 * 2**10) == "3.00 KiB"
     assert report.format_value(None, report.TIME) == "n/a"
@@ -138,7 +139,8 @@ def test_section_summary_and_json() -> None:
 
 def test_registry_has_the_issue_sections_in_order() -> None:
     sections = all_sections()
-    assert list(sections) == ["start", "serialize", "import", "bandwidth", "latency"]
+    assert list(sections) == ["start", "serialize", "import", "bandwidth", "latency", "sync", "pool", "managers"]
+    assert {sections[name].issue for name in ("sync", "pool", "managers")} == {4, 5, 6}
     assert all(isinstance(s, Section) and s.title for s in sections.values())
     assert SECTION_MODULES[0] == "start"
 
@@ -219,3 +221,23 @@ def test_quick_serialize_run_without_upstream(tmp_path: Path) -> None:
         assert rows[label]["targets"][0]["verdict"] in ("PASS", "MISS")
     lam = rows["lambda x: x + 1"]["values"]
     assert lam["ours"] and lam["stdlib"] is None  # the stdlib cannot pickle a lambda
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_quick_sync_run_without_upstream(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--quick", "--only", "sync", "--no-upstream", "--json", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "## sync" in done.stdout
+    (section,) = json.loads(out.read_text())["sections"]
+    assert section["name"] == "sync"
+    rows = {row["label"]: row for table in section["tables"] for row in table["rows"]}
+    for label in ("acquire() + release()", "Queue", "SimpleQueue"):
+        values = rows[label]["values"]
+        assert values["ours"] and values["stdlib"] and "upstream" not in values, label
+        assert rows[label]["targets"][0]["verdict"] in ("PASS", "MISS"), label

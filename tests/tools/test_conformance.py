@@ -401,7 +401,7 @@ def test_child_settle_unrun_blames_the_setup_fixture():
 
 
 FAKE_TESTS = '''\
-import time, unittest
+import subprocess, sys, time, unittest
 
 class A(unittest.TestCase):
     def test_1_pass(self):
@@ -420,6 +420,7 @@ class A(unittest.TestCase):
     def test_6_xfail(self):
         self.fail()
     def test_7_hang(self):
+        subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", "import time; time.sleep(120)"])
         time.sleep(120)
     def test_8_after_hang(self):
         pass
@@ -458,7 +459,10 @@ def test_run_module_end_to_end_with_a_hang_and_a_resume(fake_site, tmp_path, mon
     assert run.launches == 2
     assert "class setup broke" in run.outcomes["fake_mod.B.test_b"].detail
     assert "i=2" in run.outcomes["fake_mod.A.test_5_subtest"].detail
-    assert "exceeded 2 s" in Path(run.log).read_text()
+    log = Path(run.log).read_text()
+    assert "exceeded 2 s" in log
+    assert "Fatal Python error: Aborted" in log  # the hung test's child said where it was
+    assert "in test_7_hang" in run.outcomes["fake_mod.A.test_7_hang"].detail
 
     broken = runner.run_module(fake, discover.TestModule("fork", "misc", "broken_mod"), "ours", opts,
                                known_plan=["broken_mod.C.t"])

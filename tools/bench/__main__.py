@@ -27,7 +27,7 @@ def parse_args(argv: Sequence[str] | None, section_names: Sequence[str]) -> argp
     parser = argparse.ArgumentParser(
         prog="python -m tools.bench",
         description="Benchmark ours against the stdlib multiprocessing and upstream multiprocess, side by side.")
-    parser.add_argument("--quick", action="store_true", help="fewer samples: under 45 s (default run: under 3 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer samples: about 1 min (default run: about 3.5 min)")
     parser.add_argument("--only", action="append", metavar="SECTION", default=[],
                         help=f"run only this section (repeatable or comma-separated): {', '.join(section_names)}")
     parser.add_argument("--upstream-python", metavar="PATH",

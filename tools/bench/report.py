@@ -20,6 +20,7 @@ IMPLEMENTATIONS = ("ours", "stdlib", "upstream")
 
 TIME = "time"      # seconds; lower is better
 RATE = "rate"      # bytes per second; higher is better
+OPS = "ops"        # operations (items, messages) per second; higher is better
 SIZE = "size"      # bytes
 PLAIN = "plain"    # a number shown as it is
 
@@ -49,6 +50,14 @@ def format_rate(bytes_per_second: float) -> str:
     return f"{_three_digits(bytes_per_second / 2**20)} MiB/s"
 
 
+def format_ops(per_second: float) -> str:
+    """Operations per second with three significant digits: ``1.23 M/s``, ``456 k/s``, ``12.0 /s``."""
+    for scale, unit in ((1e6, "M/s"), (1e3, "k/s")):
+        if per_second >= scale:
+            return f"{_three_digits(per_second / scale)} {unit}"
+    return f"{_three_digits(per_second)} /s"
+
+
 def format_size(nbytes: float) -> str:
     """A byte count in B, KiB or MiB."""
     for scale, unit in ((2**20, "MiB"), (2**10, "KiB")):
@@ -57,7 +66,7 @@ def format_size(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
-_FORMATTERS = {TIME: format_time, RATE: format_rate, SIZE: format_size, PLAIN: lambda v: f"{v:g}"}
+_FORMATTERS = {TIME: format_time, RATE: format_rate, OPS: format_ops, SIZE: format_size, PLAIN: lambda v: f"{v:g}"}
 
 
 def format_value(value: float | None, kind: str) -> str:
@@ -171,7 +180,7 @@ class Table:
 
     def render(self) -> str:
         """The table as aligned Markdown, preceded by its title."""
-        better = {TIME: "lower is better", RATE: "higher is better"}.get(self.kind)
+        better = {TIME: "lower is better", RATE: "higher is better", OPS: "higher is better"}.get(self.kind)
         lines = [f"**{self.title}**" + (f" ({better})" if better else ""), ""]
         grid = [self.header()] + [self.cells(row) for row in self.rows]
         widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]

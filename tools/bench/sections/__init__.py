@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runner import BenchContext
 
 #: Modules that provide sections, in the order their sections are run.
-SECTION_MODULES = ("start", "serialize", "importtime", "connection")
+SECTION_MODULES = ("start", "serialize", "importtime", "connection", "sync", "pool", "managers")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,36 @@
+"""Run CPython's own ``multiprocessing`` test suite against ``multiprocess``.
+
+From the repository root (nice: the suite is heavy)::
+
+    nice -n 10 python -m tools.conformance --baseline-only --json base.json   # the stdlib alone
+    nice -n 10 python -m tools.conformance --baseline-json base.json          # ours vs that baseline
+    nice -n 10 python -m tools.conformance --baseline                         # both, side by side
+    nice -n 10 python -m tools.conformance --only spawn --module processes -k TestQueue --list-failures
+
+How it works:
+
+* ``venv.py`` builds a throwaway venv (``--system-site-packages``, cached
+  under ``~/.cache/mp-conformance``) whose ``.pth`` puts this checkout's
+  ``packages/*/src`` on ``sys.path`` and imports the hook of ``hook.py``:
+  with ``MP_CONFORMANCE=1`` in the environment, ``multiprocessing`` and every
+  ``multiprocessing.X`` resolve to ``multiprocess`` / ``multiprocess.X``, in
+  the test process and in every interpreter it starts from the venv (spawned
+  and forkserver children, script_helper subprocesses).  Without the
+  variable the same venv runs the stdlib: the baseline.
+* ``discover.py`` finds the per-start-method test modules in whatever
+  layout the interpreter ships (package, single file, or only
+  ``_test_multiprocessing.py``, in which case it generates the wrappers), plus
+  ``test_multiprocessing_main_handling`` per start method.
+* ``runner.py`` runs each (start method, module, implementation) in its own
+  process group with ``child.py`` -- a unittest runner writing one JSON line
+  per test -- under a per-test watchdog (default 60 s) and a per-module limit
+  (default 900 s); a hung test is reported as timed out, its process group is
+  killed, and the module resumes after it.
+* ``results.py`` folds the records into outcomes and compares ours with the
+  stdlib test by test; ``report.py`` prints the tables; ``allowlist.toml``
+  lists the tests where dill deliberately changes stdlib-pickle behaviour.
+
+Exit status: 1 if any test fails with ours where the stdlib passes (any
+failure of ours when there is no baseline), or if any test of ours timed out;
+allow-listed failures do not count; 2 if the suite or the hook is unusable.
+"""

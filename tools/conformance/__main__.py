@@ -1,0 +1,5 @@
+import sys
+
+from tools.conformance.cli import main
+
+sys.exit(main())

@@ -1,0 +1,272 @@
+"""Command line of ``python -m tools.conformance`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import allowlist as allowlist_mod
+from .discover import METHODS, discover, select_modules
+from .report import format_categories, format_failures, method_rows, table
+from .results import ModuleRun, Verdict, add_counts, compare
+from .runner import RunOptions, run_module
+from .venv import DEFAULT_CACHE, REPO_ROOT, ensure_venv, install_support_files, preflight
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tools.conformance",
+        description="Run CPython's multiprocessing test suite against multiprocess (and the stdlib).")
+    p.add_argument("--only", action="append", choices=METHODS, metavar="METHOD",
+                   help="start method to run (repeatable; default: fork, spawn and forkserver)")
+    p.add_argument("--module", action="append", default=[], metavar="NAME",
+                   help="test module to run by its short name: processes, threads, manager, misc, "
+                        "main_handling (repeatable; default: all)")
+    p.add_argument("-k", dest="keywords", action="append", default=[], metavar="PATTERN",
+                   help="only tests whose id matches (unittest -k rules; repeatable)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--baseline", action="store_true", help="also run the stdlib, side by side")
+    g.add_argument("--baseline-only", action="store_true", help="run only the stdlib")
+    g.add_argument("--baseline-json", type=Path, action="append", metavar="FILE",
+                   help="compare with the stdlib results saved by earlier --json runs (repeatable)")
+    p.add_argument("--list-failures", action="store_true",
+                   help="print failing test ids with their key error lines")
+    p.add_argument("--lines", type=int, default=0, metavar="N",
+                   help="with --list-failures, also print the first N lines of each traceback")
+    p.add_argument("--categories", type=int, default=15, metavar="N",
+                   help="print the N largest groups of failures by error line (0: none)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write every outcome as JSON")
+    p.add_argument("--test-timeout", type=float, default=60.0, metavar="S", help="per-test limit (60)")
+    p.add_argument("--module-timeout", type=float, default=900.0, metavar="S", help="per-module limit (900)")
+    p.add_argument("--allowlist", type=Path, default=allowlist_mod.DEFAULT_PATH, metavar="FILE")
+    p.add_argument("--python", default=sys.executable, help="interpreter to test (default: this one)")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--out", type=Path, help="directory for logs and raw results (default: under --cache-dir)")
+    p.add_argument("--rebuild-venv", action="store_true")
+    p.add_argument("--setup-only", action="store_true", help="prepare the venv, check the hook, and stop")
+    p.add_argument("--stub", action="append", default=[], metavar="NAME=VALUE",
+                   help="diagnostic only: give ours a missing module attribute (e.g. "
+                        "multiprocessing.util.abstract_sockets_supported=True, a Python literal) to look past "
+                        "an error that stops the whole test module from importing; the report says so")
+    p.add_argument("--api-gaps", action="store_true",
+                   help="list the multiprocessing.* names the suite uses that ours lacks, and stop")
+    return p
+
+
+def _say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _progress(run: ModuleRun) -> str:
+    c = run.counts()
+    extra = ""
+    if run.import_error is not None:
+        extra = "  IMPORT ERROR: " + run.import_error.strip().splitlines()[-1][:150]
+    elif run.module_timed_out:
+        extra = "  MODULE TIME LIMIT"
+    if run.launches > 1:
+        extra += f"  ({run.launches} launches)"
+    return (f"[{run.method}/{run.name}] {run.impl:6s} {c['total']:4d} tests: {c['passed']} passed, "
+            f"{c['failed']} failed, {c['errors']} errors, {c['skipped']} skipped, {c['timeout']} timed out"
+            + (f", {c['not_run']} not run" if c["not_run"] else "") + f"  in {run.wall:.1f} s{extra}")
+
+
+def parse_stubs(items: Sequence[str]) -> Dict[str, object]:
+    """``["multiprocessing.util.x=True"]`` -> ``{"multiprocessing.util.x": True}``."""
+    import ast
+
+    stubs: Dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("multiprocessing.") or name.count(".") < 2:
+            raise SystemExit(f"--stub {item!r}: expected multiprocessing.MODULE.NAME=VALUE")
+        try:
+            stubs[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--stub {item!r}: VALUE must be a Python literal") from None
+    return stubs
+
+
+def restrict(run: ModuleRun, keywords: Sequence[str]) -> ModuleRun:
+    """*run* cut down to the tests that ``-k`` selects, as if it had been run with them."""
+    if not keywords:
+        return run
+    from .child import select
+
+    class _Id(str):
+        def id(self) -> str:
+            return str(self)
+
+    keep = {str(t) for t in select([_Id(i) for i in list(run.outcomes) + run.plan], keywords=keywords)}
+    run.outcomes = {k: o for k, o in run.outcomes.items() if k in keep}
+    run.plan = [i for i in run.plan if i in keep]
+    return run
+
+
+def load_baseline(path: Path) -> Dict[Tuple[str, str], ModuleRun]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    runs = [ModuleRun.from_json(r) for r in data.get("runs", []) if r.get("impl") == "stdlib"]
+    return {(r.method, r.name): r for r in runs}
+
+
+def print_api_gaps(venv) -> int:
+    from .gaps import gaps, scan, test_sources
+
+    sources = test_sources(venv)
+    found = gaps(scan(venv, "stdlib", sources), scan(venv, "ours", sources))
+    _say(f"\nmultiprocessing.* names used by {', '.join(p.name for p in sources)} "
+         f"that resolve in the stdlib but not in ours: {len(found)}")
+    for gap in found:
+        _say(f"  {gap['name']:60s} {gap['where']:32s} {gap['problem']}")
+    return 1 if found else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    methods = [m for m in METHODS if not args.only or m in args.only]
+    run_ours = not args.baseline_only
+    stubs = parse_stubs(args.stub)
+    run_stdlib = args.baseline or args.baseline_only
+    allow = allowlist_mod.load(args.allowlist)
+
+    venv = ensure_venv(args.python, args.cache_dir, REPO_ROOT, rebuild=args.rebuild_venv, log=_say)
+    layout = discover(venv.stdlib, methods)
+    if not layout.modules:
+        _say(f"no multiprocessing tests under {venv.stdlib}/test: install the interpreter's test suite "
+             "(Debian: libpython3.X-testsuite)")
+        return 2
+    install_support_files(venv.site, REPO_ROOT, layout.generated_sources)
+    try:
+        modules = select_modules(layout.modules, args.module)
+    except ValueError as exc:
+        _say(str(exc))
+        return 2
+
+    out = args.out or args.cache_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"python {venv.version} in venv {venv.path}")
+    _say(f"test layout: {layout.kind}; {len(modules)} module runs; logs and raw results in {out}")
+    _say(f"allow-list: {len(allow)} entries ({args.allowlist})")
+    if stubs:
+        _say(f"*** DIAGNOSTIC RUN: ours is given stand-ins for missing names: {stubs}; "
+             "these results are a preview, not conformance ***")
+
+    impls = (["stdlib"] if run_stdlib else []) + (["ours"] if run_ours else [])
+    for impl in (["stdlib", "ours"] if args.setup_only else impls):
+        pf = preflight(venv, impl, out)
+        _say(f"preflight {impl}: {json.dumps(pf)}")
+        if impl == "ours" and not pf.get("is_ours"):
+            _say("the import hook did not make multiprocessing resolve to multiprocess: stopping")
+            return 2
+        if impl == "stdlib" and pf.get("is_ours"):
+            _say("the stdlib run resolved multiprocessing to ours: stopping")
+            return 2
+    if args.setup_only:
+        return 0
+    if args.api_gaps:
+        return print_api_gaps(venv)
+
+    baseline: Dict[Tuple[str, str], ModuleRun] = {}
+    for path in args.baseline_json or ():
+        loaded = load_baseline(path)
+        wanted = {(tm.method, tm.name) for tm in modules}
+        baseline.update((key, restrict(run, args.keywords)) for key, run in loaded.items() if key in wanted)
+        _say(f"baseline: {len(loaded)} stdlib module runs from {path}")
+    ours: Dict[Tuple[str, str], ModuleRun] = {}
+    walls: Dict[Tuple[str, str], float] = {}
+    opts = RunOptions(test_timeout=args.test_timeout, module_timeout=args.module_timeout,
+                      keywords=tuple(args.keywords), out_dir=out, stubs=stubs)
+    t0 = time.monotonic()
+    for tm in modules:
+        key = (tm.method, tm.name)
+        if run_stdlib:
+            baseline[key] = run_module(venv, tm, "stdlib", opts)
+            walls[("stdlib", tm.method)] = walls.get(("stdlib", tm.method), 0.0) + baseline[key].wall
+            _say(_progress(baseline[key]))
+        if run_ours:
+            known = baseline[key].plan if key in baseline else None
+            ours[key] = run_module(venv, tm, "ours", opts, known_plan=known)
+            walls[("ours", tm.method)] = walls.get(("ours", tm.method), 0.0) + ours[key].wall
+            _say(_progress(ours[key]))
+    total_wall = time.monotonic() - t0
+
+    verdicts: Dict[Tuple[str, str], List[Verdict]] = {
+        key: compare(run, baseline.get(key), allow) for key, run in ours.items()}
+    all_verdicts = [v for vs in verdicts.values() for v in vs]
+    show_stdlib = bool(baseline)
+
+    _say()
+    Counts = Optional[Dict[str, int]]
+    totals: List[Tuple[str, Counts, Counts, Counts]] = []
+    for method in methods:
+        names = [tm.name for tm in modules if tm.method == method]
+        if not names:
+            continue
+        rows, tot = method_rows(method, names, baseline, ours, verdicts)
+        totals.append((method, *tot))
+        wall = "; ".join(f"{impl} {walls[(impl, method)]:.0f} s" for impl in ("stdlib", "ours")
+                         if (impl, method) in walls)
+        _say(f"== {method} ==  wall time: {wall or 'n/a'}")
+        _say(table(rows, show_stdlib, run_ours))
+        _say()
+    if len(totals) > 1:
+        grand: List[Counts] = [None, None, None]
+        for _, *parts in totals:
+            for i, part in enumerate(parts):
+                if part is not None:
+                    grand[i] = add_counts(grand[i] or {}, part)
+        _say("== all start methods ==")
+        _say(table(totals + [("total", grand[0], grand[1], grand[2])], show_stdlib, run_ours,
+                   label="start method"))
+        _say()
+    _say(f"total wall time: {total_wall:.0f} s")
+
+    regressions = [v for v in all_verdicts if v.kind == "regression"]
+    allowed = [v for v in all_verdicts if v.kind == "allowed"]
+    fixed = [v for v in all_verdicts if v.kind == "fixed"]
+    timeouts = [v for v in all_verdicts if v.outcome.status == "timeout"]
+    if run_ours and args.categories and regressions:
+        what = "failures of ours where the stdlib passes" if show_stdlib else "failures of ours"
+        _say(f"\ntop categories of {what}:")
+        _say(format_categories(all_verdicts, top=args.categories))
+    if allowed:
+        _say(f"\nallow-listed ({len(allowed)}):")
+        _say(format_failures(allowed, ("allowed",), lines=0))
+    if fixed:
+        _say(f"\npassing with ours where the stdlib fails or skips: {len(fixed)}")
+    if args.list_failures:
+        if run_ours:
+            _say(f"\nfailures of ours{' where the stdlib passes' if show_stdlib else ''} ({len(regressions)}):")
+            _say(format_failures(all_verdicts, ("regression",), lines=args.lines))
+        else:
+            stdlib_bad = [Verdict(o, None, "regression") for r in baseline.values() for o in r.outcomes.values()
+                          if o.status not in ("passed", "xfail", "skipped")]
+            _say(f"\nfailures of the stdlib ({len(stdlib_bad)}):")
+            _say(format_failures(stdlib_bad, ("regression",), lines=args.lines))
+
+    if args.json:
+        payload = {
+            "python": venv.version, "venv": str(venv.path), "layout": layout.kind, "out": str(out),
+            "argv": list(argv) if argv is not None else sys.argv[1:], "stubs": stubs,
+            "walls": {f"{i}/{m}": w for (i, m), w in walls.items()},
+            "runs": [r.to_json() for r in list(baseline.values()) + list(ours.values())],
+            "verdicts": [{"id": v.outcome.id, "method": k[0], "module": k[1], "kind": v.kind,
+                          "status": v.outcome.status, "stdlib": v.baseline, "reason": v.reason}
+                         for k, vs in verdicts.items() for v in vs if v.kind != "ok"],
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        _say(f"wrote {args.json}")
+
+    if not run_ours:
+        return 0
+    if stubs:
+        _say(f"\n*** DIAGNOSTIC RUN with stand-ins {stubs}: a preview, not conformance ***")
+    _say(f"\nresult: {len(regressions)} failures of ours"
+         + (" where the stdlib passes" if show_stdlib else "")
+         + f", {len(timeouts)} timeouts, {len(allowed)} allow-listed, {len(fixed)} fixed")
+    return 1 if regressions or timeouts else 0
