@@ -5,7 +5,7 @@ Run from the repository root::
     python -m tools.bench                      # every section (~3.5 min here on 2 busy cores)
     python -m tools.bench --quick              # fewer samples (~1 min here)
     python -m tools.bench --only serialize --only start --json out.json
-    python -m tools.bench --only sync,pool,managers   # issues 4-6 (~2 min; --quick: ~35 s)
+    python -m tools.bench --only sync,pool,managers   # issues 4-6 (~2.5 min; --quick: ~35 s)
     python -m tools.bench --no-upstream        # no network, no upstream venv
 
 Three implementations are compared in one run: ``ours`` (this repository,

@@ -2,11 +2,12 @@
 
 What is measured, in a fresh worker process per implementation, start
 method and round: a ``ctx.Pool(2)`` is started — timed until each of its
-workers has returned a result (``pool start``, reported apart), then warmed up untimed
-(a ``chunksize=1`` map that reaches both workers, and one small map of every
-case, so that lazy imports such as dill in the workers are paid before the
-clock) — and then each case's ``pool.map`` is timed on its own, several
-times (the payload map once), interleaved case by case; ``close()`` + ``join()`` is timed at the end.
+workers has returned a result (``pool start``, reported apart) — and
+warmed up untimed (a ``chunksize=1`` map, and one small map of every case,
+so that lazy imports such as dill in the workers are paid before the
+clock); then each case's ``pool.map`` is timed on its own, several times,
+interleaved case by case (the ~25 ms default-chunksize maps more often
+than the others); ``close()`` + ``join()`` is timed at the end.
 
 Cases (the functions live in ``tools.bench.targets``, which imports
 nothing, so spawned workers can import them cheaply):
@@ -57,6 +58,8 @@ QUICK_PAYLOADS = 1_000
 PAYLOAD_LEN = 12_500
 #: Upstream maps 1/N of the items in the cases where it is one to two orders of magnitude slower.
 UPSTREAM_SHARE = {"closure_chunk1": 10, "payload": 20}
+#: Ours and the stdlib repeat the (short) default-chunksize maps this many times more.
+DEFAULT_CHUNK_EXTRA = 3
 
 #: case → (function kind, item kind, chunksize); the number of items is chosen by the parent.
 CASES = {
@@ -130,12 +133,10 @@ def _wait_for_workers(pool: Any, timeout: float = 60.0) -> None:
         seen.update(pool.map(worker_pid, range(WORKERS), 1))
 
 
-def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: int,
-                 payload_repeats: int = 1) -> Dict[str, Any]:
+def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: Dict[str, int]) -> Dict[str, Any]:
     """Child side: pool start, rates of every case (items/s; payload: bytes/s), pool shutdown.
 
-    Tiny-task cases are timed ``repeats`` times, the payload case
-    ``payload_repeats`` times (it is by far the longest).
+    Each case is timed ``repeats[case]`` times, the cases interleaved.
 
     ``cases`` maps a case name (``CASES``) to its number of items.  A case
     that fails is recorded in ``errors`` and left out, not raised.
@@ -158,9 +159,9 @@ def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: int,
             else:
                 ready.append(case)
         payloads = _inputs("payload", cases["payload"]) if "payload" in ready else None
-        for repeat in range(max(repeats, payload_repeats)):
+        for repeat in range(max(repeats.values(), default=0)):
             for case in list(ready):
-                if repeat >= (payload_repeats if case == "payload" else repeats):
+                if repeat >= repeats.get(case, 1):
                     continue
                 n = cases[case]
                 try:
@@ -210,7 +211,10 @@ def _cases_for(impl: Implementation, method: str, quick: bool) -> Dict[str, int]
 def run(ctx: BenchContext) -> SectionResult:
     result = SectionResult("pool", f"Pool({WORKERS}).map: tiny tasks, closures, ~100 KB payloads")
     keys = ctx.runner.keys
-    # method → (rounds, tiny-task repeats per round); payloads (fork only) are the long part.
+    # method → (rounds, chunksize=1 repeats per round).  A map with the
+    # default chunksize takes ~25 ms, at the mercy of any other process on
+    # a busy machine: DEFAULT_CHUNK_EXTRA times as many samples.  Payloads
+    # (fork only) are the long part.
     methods = {"fork": (ctx.pick(3, 2), ctx.pick(2, 1)), "spawn": (ctx.pick(2, 1), ctx.pick(2, 1))}
     payload_repeats = ctx.pick(2, 1)
     labels = dict(LABELS, payload=payload_label(ctx.pick(PAYLOADS, QUICK_PAYLOADS)))
@@ -226,10 +230,14 @@ def run(ctx: BenchContext) -> SectionResult:
             if impl.key in failed:
                 continue
             cases = _cases_for(impl, method, ctx.quick)
+            extra = 1 if impl.key == "upstream" else DEFAULT_CHUNK_EXTRA  # the targets compare ours and stdlib
+            repeats_by_case = {case: repeats * extra if case.endswith("_default") else repeats for case in cases}
+            if "payload" in cases:
+                repeats_by_case["payload"] = payload_repeats
             items.setdefault(method, {})[impl.key] = cases
             try:
-                answer = ctx.runner.call(impl, "pool:pool", {"method": method, "cases": cases, "repeats": repeats,
-                                                             "payload_repeats": payload_repeats})
+                params = {"method": method, "cases": cases, "repeats": repeats_by_case}
+                answer = ctx.runner.call(impl, "pool:pool", params)
             except Exception as exc:
                 failed[impl.key] = short_error(str(exc))
                 ctx.log(f"  pool/{method}/{impl.key}: {failed[impl.key]}")
@@ -284,8 +292,9 @@ def run(ctx: BenchContext) -> SectionResult:
         result.notes.append("upstream maps fewer items where it is very slow (a throughput all the same): "
                             + "; ".join(f"{labels[case]}: 1/{UPSTREAM_SHARE[case]}" for case in sorted(scaled)))
     for method, (rounds, repeats) in methods.items():
-        result.notes.append(f"{method}: tiny tasks {rounds * repeats} samples per cell"
-                            + (f", payloads {rounds * payload_repeats}" if method == "fork" else "")
+        result.notes.append(f"{method}: {rounds * repeats * DEFAULT_CHUNK_EXTRA} samples per cell with the default "
+                            f"chunksize (upstream {rounds * repeats}), {rounds * repeats} with chunksize=1"
+                            + (f", {rounds * payload_repeats} of payloads" if method == "fork" else "")
                             + f", over {rounds} interleaved rounds (a fresh pool each); pool start/shutdown: "
                             f"{rounds} samples")
     result.data = {"samples": samples, "start": starts, "shutdown": shutdowns, "items": items,
