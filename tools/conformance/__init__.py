@@ -6,6 +6,8 @@ From the repository root (nice: the suite is heavy)::
     nice -n 10 python -m tools.conformance --baseline-json base.json          # ours vs that baseline
     nice -n 10 python -m tools.conformance --baseline                         # both, side by side
     nice -n 10 python -m tools.conformance --only spawn --module processes -k TestQueue --list-failures
+    python -m tools.conformance --api-gaps        # multiprocessing.* names the suite uses that ours lacks
+    python -m tools.conformance --setup-only      # build the venv and check the hook, here and in a spawned child
 
 How it works:
 
@@ -29,6 +31,13 @@ How it works:
 * ``results.py`` folds the records into outcomes and compares ours with the
   stdlib test by test; ``report.py`` prints the tables; ``allowlist.toml``
   lists the tests where dill deliberately changes stdlib-pickle behaviour.
+
+A timed-out test's process group gets SIGABRT first (the suite's processes
+run with ``-X faulthandler``, so each prints where it was stuck), then
+SIGKILL; resource trackers are spared so they can unlink what was leaked.
+``--stub multiprocessing.util.NAME=VALUE`` is a diagnostic aid only: it gives
+ours a missing attribute so that one gap that breaks the import of a whole
+test module can be looked past; such runs are labelled as previews.
 
 Exit status: 1 if any test fails with ours where the stdlib passes (any
 failure of ours when there is no baseline), or if any test of ours timed out;
