@@ -161,3 +161,21 @@ def test_dummy_connections():
     with pytest.raises(ConnectionRefusedError):
         dummy_connection.Client(listener.address)
     assert set(dummy_connection.__all__) == {"Client", "Listener", "Pipe"}
+
+
+@pytest.mark.timeout(30)
+def test_dummy_connection_poll_waits_without_deadlock():
+    import threading
+    import time
+
+    from mp_pool.dummy.connection import Pipe
+
+    a, b = Pipe()
+    assert b.poll(0.05) is False  # waits, then times out (used to deadlock)
+    timer = threading.Timer(0.1, a.send, args=("late",))
+    timer.start()
+    started = time.monotonic()
+    assert b.poll(10) is True
+    assert time.monotonic() - started < 5
+    assert b.recv() == "late"
+    timer.join()

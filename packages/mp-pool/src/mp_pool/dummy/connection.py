@@ -45,8 +45,9 @@ class Connection:
         if timeout is not None and timeout <= 0:
             return False
         with self._in.not_empty:
-            self._in.not_empty.wait_for(lambda: self._in.qsize() > 0, timeout)
-        return self._in.qsize() > 0
+            # qsize() takes the queue's mutex, which not_empty shares: inside
+            # the condition only the unlocked _qsize() may be used.
+            return self._in.not_empty.wait_for(lambda: self._in._qsize() > 0, timeout)
 
     def close(self) -> None:
         self.closed = True
