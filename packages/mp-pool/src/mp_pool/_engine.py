@@ -68,7 +68,14 @@ from ._errors import (
     describe_exit,
 )
 from ._framing import FrameReader
-from ._jobs import Job, Task, call_serialization_error, chunk_serialization_error, function_serialization_error
+from ._jobs import (
+    Job,
+    Task,
+    call_serialization_error,
+    chunk_serialization_error,
+    finish_submission,
+    function_serialization_error,
+)
 from ._sources import SingleSource, SizedSequenceSource, make_source
 from ._worker import run_worker
 
@@ -214,16 +221,8 @@ class ProcessEngine:
                 error = PoolTerminatedError("the pool was terminated")
             else:
                 self._inbox.append(job)
-        if error is not None:
-            job.source.stop()
-            job.result._abort(error, notify=False)
-            if isinstance(error, BrokenPoolError):
-                raise error
-            return
-        start_feeding = getattr(job.source, "start", None)
-        if start_feeding is not None:
-            start_feeding()
-        self._wake()
+        if finish_submission(job, error):
+            self._wake()
 
     def notify_source(self, job: Job) -> None:
         """A feeder has added chunks to ``job`` (or finished): have it looked at again."""

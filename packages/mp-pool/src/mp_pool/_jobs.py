@@ -15,6 +15,7 @@ from typing import Any, Optional
 from mp_core import reduction
 
 from . import _wire
+from ._errors import BrokenPoolError
 
 __all__ = ["Job", "Task", "describe_object", "function_serialization_error", "call_serialization_error",
            "chunk_serialization_error"]
@@ -66,6 +67,25 @@ class Task:
 
     def describe(self) -> str:
         return self.job.describe(self.id, self.index, self.start, self.span)
+
+
+def finish_submission(job: Job, error: Optional[BaseException]) -> bool:
+    """Complete a submission after the pool decided whether to accept ``job``.
+
+    A refused job (``error`` set) is stopped and its result fails at once;
+    a broken pool's error is raised in the submitting caller as well.
+    An accepted job starts feeding its input.  Returns whether it was accepted.
+    """
+    if error is not None:
+        job.source.stop()
+        job.result._abort(error, notify=False)
+        if isinstance(error, BrokenPoolError):
+            raise error
+        return False
+    start_feeding = getattr(job.source, "start", None)
+    if start_feeding is not None:
+        start_feeding()
+    return True
 
 
 def describe_object(obj: Any) -> str:

@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
 from ._errors import BrokenPoolError, PoolTerminatedError
-from ._jobs import Job
+from ._jobs import Job, finish_submission
 from ._sources import SingleSource, make_source
 
 __all__ = ["ThreadEngine"]
@@ -77,15 +77,7 @@ class ThreadEngine:
                 job.queued = True
                 self._queue.append(job)
                 self._cond.notify(self.size)
-        if error is not None:
-            job.source.stop()
-            job.result._abort(error, notify=False)
-            if isinstance(error, BrokenPoolError):
-                raise error
-            return
-        start_feeding = getattr(job.source, "start", None)
-        if start_feeding is not None:
-            start_feeding()
+        finish_submission(job, error)
 
     def _notify_source(self, job: Job) -> None:
         with self._cond:
