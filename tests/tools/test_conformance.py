@@ -487,9 +487,13 @@ def test_ensure_venv_writes_support_files_only_inside_the_venv(tmp_path):
 
 
 def test_group_members_and_kill_group_spare_the_tracker(tmp_path):
+    # Each child says it is running before the pids are printed: until it has
+    # exec'd, its /proc cmdline is still the parent's and is_tracker cannot tell.
     script = ("import subprocess, sys, time\n"
-              "a = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-              "b = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', 'resource_' + 'tracker'])\n"
+              "code = 'import time; print(1, flush=True); time.sleep(60)'\n"
+              "a = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE)\n"
+              "b = subprocess.Popen([sys.executable, '-c', code, 'resource_' + 'tracker'], stdout=subprocess.PIPE)\n"
+              "a.stdout.readline(); b.stdout.readline()\n"
               "print(a.pid, b.pid, flush=True)\n"
               "time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
