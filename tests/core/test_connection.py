@@ -354,6 +354,127 @@ def test_eof_in_the_middle_of_a_message(ctx, start):
     reader.close()
 
 
+@pytest.mark.parametrize("duplex", [True, False])
+def test_eof_in_the_middle_of_a_large_message(ctx, start, duplex):
+    # Above 64 KiB a socket is read with one recv(MSG_WAITALL), which comes
+    # back short at end of file: still an OSError, never a truncated message.
+    reader, writer = Pipe(duplex)
+    proc = start(write_raw, writer, struct.pack("!i", 1 << 20) + b"x" * 100_000)
+    writer.close()
+    with pytest.raises(OSError, match="end of file during message"):
+        reader.recv_bytes()
+    proc.join(30)
+    reader.close()
+
+
+def drip_large_message(conn, size, pieces):
+    """Write one framed message of ``size`` bytes in ``pieces`` writes with pauses between."""
+    import time
+
+    payload = bytes(range(256)) * (size // 256)
+    os.write(conn.fileno(), struct.pack("!i", size))
+    step = -(-size // pieces)
+    for start in range(0, size, step):
+        os.write(conn.fileno(), payload[start:start + step])
+        time.sleep(0.02)
+    conn.close()
+
+
+@pytest.mark.parametrize("duplex", [True, False])
+@pytest.mark.parametrize("into", [False, True])
+def test_a_large_message_arriving_in_pieces(ctx, start, duplex, into):
+    size = 512 * 1024
+    reader, writer = Pipe(duplex)
+    proc = start(drip_large_message, writer, size, 7)
+    writer.close()
+    expected = bytes(range(256)) * (size // 256)
+    if into:
+        buf = bytearray(size + 10)
+        assert reader.recv_bytes_into(buf, 10) == size
+        assert buf[10:] == expected
+    else:
+        assert reader.recv_bytes() == expected
+    proc.join(30)
+    assert proc.exitcode == 0
+    reader.close()
+
+
+def test_a_default_socket_timeout_leaves_the_descriptor_blocking(ctx, start):
+    # Wrapping the descriptor in a socket object while socket.setdefaulttimeout()
+    # is in force would switch it (shared with the child) to non-blocking.
+    import socket
+
+    reader, writer = Pipe()
+    payload = os.urandom(300_000)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5.0)
+    try:
+        proc = start(send_then_exit, writer, [payload, payload])
+        writer.close()
+        assert reader.recv_bytes() == payload
+        buf = bytearray(len(payload))
+        assert reader.recv_bytes_into(buf) == len(payload) and buf == payload
+        assert os.get_blocking(reader.fileno())
+    finally:
+        socket.setdefaulttimeout(previous)
+    proc.join(30)
+    assert proc.exitcode == 0
+    reader.close()
+
+
+def test_large_messages_start_aligned_in_a_write_of_their_own():
+    # The header of a message above 64 KiB is written on its own, so the
+    # payload starts at the beginning of the kernel's buffers.
+    reader, writer = Pipe(duplex=False)
+    sizes = []
+    real_write = os.write
+
+    def spy(fd, data):
+        sizes.append(len(data))
+        return real_write(fd, data)
+
+    try:
+        os.write = spy
+        writer.send_bytes(b"s" * 100)
+        writer.send_bytes(b"m" * 20_000)
+        os.write = real_write
+        assert reader.recv_bytes() == b"s" * 100
+        assert reader.recv_bytes() == b"m" * 20_000
+        sizes.clear()
+        t = threading.Thread(target=writer.send_bytes, args=(b"L" * 200_000,))
+        os.write = spy
+        t.start()
+        assert reader.recv_bytes() == b"L" * 200_000
+        t.join(30)
+    finally:
+        os.write = real_write
+        reader.close()
+        writer.close()
+    assert sizes[0] == 4 and sum(sizes[1:]) == 200_000
+
+
+def test_socket_pipes_get_larger_buffers():
+    import socket
+
+    from mp_core import _connection
+
+    a, b = Pipe()
+    try:
+        for conn in (a, b):
+            sock = socket.socket(fileno=conn.fileno())
+            try:
+                got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            finally:
+                sock.detach()
+            limit = int(open("/proc/sys/net/core/wmem_max").read()) if os.path.exists(
+                "/proc/sys/net/core/wmem_max") else 0
+            # Linux doubles the request (for bookkeeping) and caps it at wmem_max.
+            assert got >= min(_connection._SOCKET_BUFFER_SIZE, limit)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_malformed_header(ctx, start):
     reader, writer = Pipe()
     proc = start(write_raw, writer, struct.pack("!i", -5) + b"junk")

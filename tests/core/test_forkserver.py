@@ -144,3 +144,49 @@ def test_server_restarts_after_it_died():
     p.join(30)
     assert p.exitcode == 0
     assert forkserver._forkserver._pid != old_pid
+
+
+DEFAULT_TIMEOUT_PROGRAM = textwrap.dedent("""
+    import os, socket, sys
+    import mp_core
+    from mp_core import reduction
+
+    def child(conn, payload_size):
+        conn.send_bytes(b"p" * payload_size)
+        r, w = os.pipe()
+        os.write(w, b"through a passed descriptor")
+        os.close(w)
+        reduction.send_handle(conn, r, os.getppid())
+        os.close(r)
+        conn.send("done")
+        conn.close()
+
+    if __name__ == "__main__":
+        socket.setdefaulttimeout(float(sys.argv[2]))
+        ctx = mp_core.get_context(sys.argv[1])
+        ours, theirs = ctx.Pipe()
+        p = ctx.Process(target=child, args=(theirs, 3 << 20))
+        p.start()
+        theirs.close()
+        assert ours.recv_bytes() == b"p" * (3 << 20)
+        fd = reduction.recv_handle(ours)
+        assert os.read(fd, 100) == b"through a passed descriptor"
+        os.close(fd)
+        assert ours.recv() == "done"
+        assert os.get_blocking(ours.fileno())
+        p.join(30)
+        assert p.exitcode == 0, p.exitcode
+        print("ok")
+""")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_default_socket_timeout_does_not_leak_into_our_descriptors(tmp_path, method):
+    # socket.setdefaulttimeout() must not turn the fork server's sockets,
+    # a Pipe() or a passed descriptor's carrier non-blocking (they would fail
+    # with BlockingIOError, as CPython's TestTimeouts checks).
+    script = tmp_path / "prog.py"
+    script.write_text(DEFAULT_TIMEOUT_PROGRAM)
+    proc = subprocess.run([sys.executable, str(script), method, "30"], capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

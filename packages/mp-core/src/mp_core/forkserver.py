@@ -140,7 +140,7 @@ class ForkServer:
             "address": address,
             "prep": _server_preparation_data(self._preload_modules),
         }
-        with socket.socket(socket.AF_UNIX) as listener:
+        with util.new_blocking_socket(socket.AF_UNIX) as listener:
             listener.bind(address)
             os.chmod(address, 0o600)
             listener.listen()
@@ -207,7 +207,7 @@ class ForkServer:
 
     def _connect(self) -> socket.socket:
         assert self._address is not None and self._authkey is not None
-        client = socket.socket(socket.AF_UNIX)
+        client = util.new_blocking_socket(socket.AF_UNIX)
         import hmac
         try:
             client.connect(self._address)
@@ -276,7 +276,7 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     _forkserver._authkey = authkey
 
     pid_to_conn: dict[int, socket.socket] = {}
-    with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener, \
+    with util.socket_over_fd(listener_fd, socket.AF_UNIX) as listener, \
             selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
         selector.register(alive_r, selectors.EVENT_READ)

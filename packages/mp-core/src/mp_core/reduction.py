@@ -410,6 +410,12 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
         finally:
             _winapi.CloseHandle(source_process)
 
+    def _socket_over(conn: Any) -> socket.socket:
+        # A socket object over a copy of the connection's descriptor that
+        # leaves its (shared) blocking mode alone, whatever the default timeout.
+        from . import util
+        return util.socket_over_fd(os.dup(conn.fileno()), socket.AF_UNIX, socket.SOCK_STREAM)
+
     def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
         """Send ``handle`` over ``conn`` to the process ``destination_pid``."""
         dh = DupHandle(handle, _winapi.DUPLICATE_SAME_ACCESS, destination_pid)
@@ -484,14 +490,20 @@ else:
         except (ValueError, IndexError) as exc:
             raise RuntimeError("invalid data received") from exc
 
+    def _socket_over(conn: Any) -> socket.socket:
+        # A socket object over a copy of the connection's descriptor that
+        # leaves its (shared) blocking mode alone, whatever the default timeout.
+        from . import util
+        return util.socket_over_fd(os.dup(conn.fileno()), socket.AF_UNIX, socket.SOCK_STREAM)
+
     def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
         """Send the descriptor ``handle`` over the connection ``conn``."""
-        with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        with _socket_over(conn) as sock:
             sendfds(sock, [handle])
 
     def recv_handle(conn: Any) -> int:
         """Receive a descriptor sent with ``send_handle``; the caller owns it."""
-        with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        with _socket_over(conn) as sock:
             return recvfds(sock, 1)[0]
 
     def DupFd(fd: int) -> Any:

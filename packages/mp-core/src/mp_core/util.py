@@ -378,6 +378,36 @@ def close_fds(*fds: int) -> None:
             pass
 
 
+def socket_over_fd(fd: int, family: int = -1, kind: int = -1) -> Any:
+    """A ``socket.socket`` over the existing descriptor ``fd``, its blocking mode untouched.
+
+    A socket object made while ``socket.setdefaulttimeout()`` is in force
+    switches its descriptor to non-blocking mode, and that flag belongs to
+    the open file, which other processes and other connection objects share
+    (a fork-server client, a pipe end, a manager connection).  This puts the
+    mode back as it was and leaves the object without a timeout if the
+    descriptor blocks.  The caller owns the object: ``detach()`` it to keep
+    ``fd`` open, ``close()`` it to close ``fd``.
+    """
+    import socket
+
+    if socket.getdefaulttimeout() is None:
+        return socket.socket(family, kind, fileno=fd)
+    blocking = os.get_blocking(fd)
+    sock = socket.socket(family, kind, fileno=fd)
+    sock.settimeout(None if blocking else 0.0)
+    return sock
+
+
+def new_blocking_socket(family: int) -> Any:
+    """A new stream socket of ``family`` in blocking mode, whatever the default timeout."""
+    import socket
+
+    sock = socket.socket(family)
+    sock.settimeout(None)
+    return sock
+
+
 def _close_stdin() -> None:
     """Give a new child an empty stdin: reading the parent's would race it."""
     if sys.stdin is None:

@@ -407,7 +407,7 @@ class Server:
 def _wake_reader(conn: Any) -> None:
     """Make a thread blocked reading ``conn`` see end of file (closing the fd would race it)."""
     try:
-        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        sock = util.socket_over_fd(os.dup(conn.fileno()))
     except OSError:
         return
     try:

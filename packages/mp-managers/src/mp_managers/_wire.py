@@ -29,7 +29,7 @@ import socket
 import struct
 from typing import Any, Callable
 
-from mp_core import connection, reduction
+from mp_core import connection, reduction, util
 
 __all__ = ["MessageStream"]
 
@@ -80,7 +80,7 @@ def _send_without_delay(fd: int) -> None:
     acknowledgement of the release, about 40 ms.
     """
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        sock = util.socket_over_fd(os.dup(fd))
     except OSError:
         return
     try:
