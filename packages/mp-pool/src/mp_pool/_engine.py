@@ -560,7 +560,7 @@ class ProcessEngine:
                 continue
             observe = getattr(job.source, "observe", None)
             if observe is not None:
-                observe(span, len(task.frame))
+                observe(span, _wire.frame_size(task.frame))
             return task
         return None
 
@@ -575,8 +575,8 @@ class ProcessEngine:
         job = task.job
         if job.func_frame is not None and job.id not in worker.funcs:
             worker.funcs.add(job.id)
-            worker.outbox.append(job.func_frame)
-        worker.outbox.append(task.frame)
+            worker.outbox.extend(job.func_frame)
+        worker.outbox.extend(task.frame)
         worker.running.append(task)
         worker.sent += 1
         if self._maxtasks is not None and worker.sent >= self._maxtasks:
@@ -605,7 +605,7 @@ class ProcessEngine:
                     written -= size
                     outbox.popleft()
                 else:
-                    outbox[0] = head[written:]
+                    outbox[0] = memoryview(head)[written:]
                     written = 0
             if outbox:
                 break  # partly written: the pipe is full
@@ -702,7 +702,7 @@ class ProcessEngine:
                 if worker.tasks is not None:
                     if forget is None:
                         forget = _wire.task_frame(_wire.FORGET, 0, job.id)
-                    worker.outbox.append(forget)
+                    worker.outbox.extend(forget)
                     self._flush(worker)
 
     # ---------------------------------------------------------------- plumbing

@@ -34,7 +34,7 @@ class Job:
         self.func = func
         self.result = result
         self.source = source
-        self.func_frame: Optional[memoryview] = None
+        self.func_frame: Optional[list] = None
         self.outstanding = 0    # tasks cut from the source and not yet finished
         self.drained = False    # the source has been seen exhausted
         self.queued = False

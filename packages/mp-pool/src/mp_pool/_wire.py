@@ -1,7 +1,7 @@
 """What travels on a worker's two pipes: fixed binary headers, then a pickle.
 
 Every message is one frame of ``mp_core.connection``'s wire format (a size,
-then the payload), so a worker reads with ``Connection.recv_bytes``.  The
+then the payload), built as a list of buffers and written with ``writev``.  The
 payload starts with a small fixed header, read with ``struct`` before any
 unpickling: a body that fails to unpickle can still be blamed on the right
 task, and control messages cost no pickle at all.
@@ -25,6 +25,7 @@ Worker -> parent (``RESULT_HEAD``: task id, status, seconds spent)::
 from __future__ import annotations
 
 import io
+import os
 import struct
 from typing import Any, Optional
 
@@ -32,7 +33,8 @@ from mp_core import reduction
 
 __all__ = [
     "TASK_HEAD", "RESULT_HEAD", "CALL", "MAP", "STARMAP", "FUNC", "FORGET",
-    "OK", "ERROR", "READY", "INIT_FAILED", "NO_TASK", "task_frame", "result_payload",
+    "OK", "ERROR", "READY", "INIT_FAILED", "NO_TASK", "Frame", "task_frame", "result_frame", "frame_size",
+    "write_frame",
 ]
 
 TASK_HEAD = struct.Struct("!Bqq")
@@ -45,38 +47,128 @@ NO_TASK = -1
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!iQ")
 _MAX_SHORT = 0x7FFFFFFF
-# Room for the longest size header in front of the payload, so that a frame
-# is one contiguous buffer, written without joining header and payload.
+
+
+class Frame:
+    """One wire frame as the list of buffers that make it up, size header first.
+
+    The pickler writes into it as into a binary file; the blocks it hands
+    over are kept, not copied into one growing buffer (which would cost a
+    copy of every payload, and more as the buffer is reallocated), and go
+    out with one ``writev``.  ``Frame`` supports what
+    ``mp_core.reduction.Serializer.dump`` needs to fall back to dill after
+    a failed attempt: ``tell``, then ``seek`` back and ``truncate``.
+    """
+
+    __slots__ = ("parts", "size", "_cut")
+
+    def __init__(self, head: bytes) -> None:
+        self.parts: list[Any] = [head]
+        self.size = len(head)
+        self._cut: Optional[int] = None
+
+    # -- the binary-file interface the picklers use
+
+    def write(self, data: Any) -> int:
+        if type(data) is not bytes:
+            # A view of a caller's (possibly mutable) buffer: freeze it now,
+            # as the frame may be written out later.
+            data = bytes(data)
+        if self._cut is not None:
+            raise io.UnsupportedOperation("write after seek without truncate")
+        self.parts.append(data)
+        self.size += len(data)
+        return len(data)
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.size if self._cut is None else self._cut
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        if whence != 0 or not 0 <= position <= self.size:
+            raise io.UnsupportedOperation("Frame only seeks back to an absolute position")
+        self._cut = position
+        return position
+
+    def truncate(self, size: Optional[int] = None) -> int:
+        cut = self.tell() if size is None else size
+        parts = self.parts
+        while self.size > cut:
+            last = parts.pop()
+            self.size -= len(last)
+            if self.size < cut:
+                parts.append(last[:cut - self.size])
+                self.size = cut
+        self._cut = None
+        return cut
+
+    # -- finishing
+
+    def seal(self, room: int) -> list[Any]:
+        """Write the size header into the ``room`` bytes reserved in front; return the buffers."""
+        size = self.size - room
+        head = bytearray(self.parts[0])
+        if size <= _MAX_SHORT:
+            start = room - _SHORT.size
+            _SHORT.pack_into(head, start, size)
+            self.parts[0] = bytes(head[start:])
+        else:
+            _LONG.pack_into(head, 0, -1, size)
+            self.parts[0] = bytes(head)
+        return self.parts
+
+
+# Room for the longest size header in front of the payload.
 _ROOM = _LONG.size
 
 
 def task_frame(kind: int, task_id: int, job_id: int, body: Any = None, has_body: bool = False,
-               serializer: Optional[reduction.Serializer] = None) -> memoryview:
-    """A complete wire frame (size header included) for a parent -> worker message.
+               serializer: Optional[reduction.Serializer] = None) -> list[Any]:
+    """A complete wire frame for a parent -> worker message, as buffers to write in order.
 
     Serialization errors propagate to the caller with the object named by
     ``mp_core.reduction``.
     """
-    buf = io.BytesIO()
-    buf.write(bytes(_ROOM))
-    buf.write(TASK_HEAD.pack(kind, task_id, job_id))
+    frame = Frame(bytes(_ROOM) + TASK_HEAD.pack(kind, task_id, job_id))
     if has_body:
-        (serializer or reduction.get_serializer()).dump(body, buf)
-    view = buf.getbuffer()
-    size = len(view) - _ROOM
-    if size <= _MAX_SHORT:
-        start = _ROOM - _SHORT.size
-        _SHORT.pack_into(view, start, size)
-        return view[start:]
-    _LONG.pack_into(view, 0, -1, size)
-    return view
+        (serializer or reduction.get_serializer()).dump(body, frame)
+    return frame.seal(_ROOM)
 
 
-def result_payload(task_id: int, status: int, elapsed: float, body: Any = None, has_body: bool = True,
-                   serializer: Optional[reduction.Serializer] = None) -> memoryview:
-    """The payload of a worker -> parent message (``Connection.send_bytes`` adds the size)."""
-    buf = io.BytesIO()
-    buf.write(RESULT_HEAD.pack(task_id, status, elapsed))
+def result_frame(task_id: int, status: int, elapsed: float, body: Any = None, has_body: bool = True,
+                 serializer: Optional[reduction.Serializer] = None) -> list[Any]:
+    """A complete wire frame for a worker -> parent message, as buffers to write in order."""
+    frame = Frame(bytes(_ROOM) + RESULT_HEAD.pack(task_id, status, elapsed))
     if has_body:
-        (serializer or reduction.get_serializer()).dump(body, buf)
-    return buf.getbuffer()
+        (serializer or reduction.get_serializer()).dump(body, frame)
+    return frame.seal(_ROOM)
+
+
+def frame_size(parts: list[Any]) -> int:
+    """The number of bytes of a frame given as buffers."""
+    return sum(map(len, parts))
+
+
+def write_frame(fd: int, parts: list[Any]) -> None:
+    """Write every buffer of ``parts`` to the blocking descriptor ``fd``, in order."""
+    views = list(parts)
+    first = 0
+    while first < len(views):
+        if not len(views[first]):
+            first += 1
+            continue
+        batch = views[first:first + _IOV_MAX]
+        written = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
+        while written:
+            size = len(views[first])
+            if written >= size:
+                written -= size
+                first += 1
+            else:
+                views[first] = memoryview(views[first])[written:]
+                written = 0
+
+
+_IOV_MAX = 64

@@ -65,7 +65,10 @@ def run_worker(tasks: connection.Connection, results: connection.Connection,
                maxtasks: Optional[int], serializer: Optional[reduction.Serializer]) -> None:
     """The body of a pool worker process (the ``target`` of its ``Process``)."""
     _watch_parent()
-    send = results.send_bytes
+    results_fd = results.fileno()
+
+    def send(parts: list) -> None:
+        _wire.write_frame(results_fd, parts)
     if initializer is not None:
         try:
             initializer(*initargs)
@@ -73,7 +76,7 @@ def run_worker(tasks: connection.Connection, results: connection.Connection,
             _send_failure(send, _wire.NO_TASK, _wire.INIT_FAILED, exc, serializer)
             return
     try:
-        send(_wire.result_payload(_wire.NO_TASK, _wire.READY, 0.0, has_body=False))
+        send(_wire.result_frame(_wire.NO_TASK, _wire.READY, 0.0, has_body=False))
         _serve(tasks, send, maxtasks, serializer)
     except OSError:
         # The result pipe is broken: the parent is gone or has terminated us.
@@ -130,10 +133,10 @@ def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: 
 def _send_value(send: Callable[[Any], None], task_id: int, elapsed: float, value: Any,
                 serializer: Optional[reduction.Serializer]) -> None:
     try:
-        payload = _wire.result_payload(task_id, _wire.OK, elapsed, value, serializer=serializer)
+        payload = _wire.result_frame(task_id, _wire.OK, elapsed, value, serializer=serializer)
     except Exception as exc:
         culprit = _first_unserializable(value, serializer) if type(value) is list else value
-        payload = _wire.result_payload(task_id, _wire.ERROR, elapsed, (MaybeEncodingError(exc, culprit), None))
+        payload = _wire.result_frame(task_id, _wire.ERROR, elapsed, (MaybeEncodingError(exc, culprit), None))
     send(payload)
 
 
@@ -142,9 +145,9 @@ def _send_failure(send: Callable[[Any], None], task_id: int, status: int, exc: B
     if tb is None:
         tb = format_remote(exc)
     try:
-        payload = _wire.result_payload(task_id, status, 0.0, (exc, tb), serializer=serializer)
+        payload = _wire.result_frame(task_id, status, 0.0, (exc, tb), serializer=serializer)
     except Exception as encoding_error:
-        payload = _wire.result_payload(task_id, status, 0.0, (MaybeEncodingError(encoding_error, exc), tb))
+        payload = _wire.result_frame(task_id, status, 0.0, (MaybeEncodingError(encoding_error, exc), tb))
     send(payload)
 
 
