@@ -65,6 +65,27 @@ def test_a_forked_child_cannot_use_its_parents_pool(make_pool):
     assert pool.apply(helpers.square, (3,)) == 9
 
 
+def test_close_and_join_do_not_wait_for_a_child_forked_with_os_fork(make_pool):
+    # A child forked by the program itself (not a Process) inherits copies
+    # of the pool's task pipes; the workers must still stop on close().
+    pool = make_pool(2)
+    assert pool.map(square, range(10)) == [x * x for x in range(10)]
+    workers = [w.pid for w in pool._pool]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked child
+        time.sleep(60)
+        os._exit(0)
+    try:
+        started = time.monotonic()
+        pool.close()
+        pool.join()
+        assert time.monotonic() - started < 10
+        assert all(helpers.process_gone(w) for w in workers)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
 EXIT_WITHOUT_CLOSE = textwrap.dedent("""
     import sys
     import mp_core
@@ -138,3 +159,88 @@ def test_pools_started_by_a_pool_worker_are_refused_like_the_stdlib(make_pool):
 def _start_a_pool():
     inner = Pool(1)
     inner.terminate()
+
+
+class Counted:
+    """An object whose live instances are counted (weakly)."""
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_task_arguments_and_results_are_released_after_the_call(make_pool, kind):
+    # bpo-29861: neither the pool nor its threads keep the last tasks alive.
+    import gc
+    import weakref
+
+    from mp_pool import ThreadPool
+
+    if kind == "thread":
+        pool = ThreadPool(3)
+    else:
+        pool = make_pool(2)
+    try:
+        objs = [Counted() for _ in range(10)]
+        refs = [weakref.ref(o) for o in objs]
+        assert len(pool.map(helpers.identity, objs)) == 10
+        assert pool.apply(helpers.identity, (objs[0],)) is not None
+        del objs
+        deadline = time.monotonic() + 5
+        while any(r() is not None for r in refs) and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)
+        assert [r() for r in refs] == [None] * 10
+    finally:
+        if kind == "thread":
+            pool.terminate()
+            pool.join()
+
+
+def test_repopulate_pool_restores_the_full_number_of_workers(make_pool):
+    pool = make_pool(3, maxtasksperchild=2)
+    first = {w.pid for w in pool._pool}
+    assert [r.get(30) for r in [pool.apply_async(square, (i,)) for i in range(30)]] == [i * i for i in range(30)]
+    pool._repopulate_pool()
+    deadline = time.monotonic() + 10
+    while not (len(pool._pool) == 3 and all(w.is_alive() for w in pool._pool)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pool._pool) == 3 and all(w.is_alive() for w in pool._pool)
+    assert None not in {w.pid for w in pool._pool}
+    assert not first & {w.pid for w in pool._pool}  # every first worker retired
+    assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+
+
+class _FakeProcess:
+    """A process factory's product that starts three times, then fails (as in CPython's test)."""
+
+    budget = 3
+    made: list = []
+
+    def __init__(self, **kwds):
+        self.name = "Fake Process"
+        self.exitcode = None
+        self.state = None
+        _FakeProcess.made.append(self)
+
+    def start(self):
+        if _FakeProcess.budget <= 0:
+            raise OSError("Manually induced OSError")
+        _FakeProcess.budget -= 1
+        self.state = "started"
+
+    def terminate(self):
+        self.state = "stopping"
+
+    def join(self):
+        if self.state == "stopping":
+            self.state = "stopped"
+
+    def is_alive(self):
+        return self.state in ("started", "stopping")
+
+
+def test_a_worker_that_cannot_start_fails_the_pool_and_stops_the_others():
+    import unittest.mock
+
+    _FakeProcess.budget, _FakeProcess.made = 3, []
+    with pytest.raises(OSError, match="Manually induced OSError"):
+        Pool(5, context=unittest.mock.MagicMock(Process=_FakeProcess))
+    assert [p.state for p in _FakeProcess.made] == ["stopped"] * 3 + [None]

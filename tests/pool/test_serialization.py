@@ -134,6 +134,24 @@ def test_unpicklable_arguments_and_functions_fail_the_call_naming_them(make_pool
     assert not pool._cache
 
 
+class RefusesToPickle:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle")
+
+
+def test_an_error_raised_by_the_object_itself_reaches_the_caller_as_it_is(make_pool):
+    # As in the standard library (bpo-19425): the object's own exception,
+    # not a pickling error, with a note naming the item (Python 3.11+).
+    pool = make_pool(2)
+    with pytest.raises(RuntimeError, match="^cannot pickle") as info:
+        pool.map(helpers.square, [1, RefusesToPickle(), 3])
+    if sys.version_info >= (3, 11):
+        assert any("cannot send item 1 (RefusesToPickle object)" in note for note in info.value.__notes__)
+    with pytest.raises(RuntimeError, match="^cannot pickle"):
+        pool.apply(helpers.identity, (RefusesToPickle(),))
+    assert pool.map(helpers.square, range(3)) == [0, 1, 4]
+
+
 MAIN_PROGRAM = textwrap.dedent("""
     import functools, os, sys
     import mp_core

@@ -107,13 +107,15 @@ class _Worker:
 
     def __init__(self, process: Any, tasks: connection.Connection, results: connection.Connection) -> None:
         self.process = process
-        self.pid: int = process.pid
+        # Read defensively: a custom Process factory may hand back objects
+        # without them (a real Process always has both once started).
+        self.pid: Optional[int] = getattr(process, "pid", None)
         self.tasks: Optional[connection.Connection] = tasks
         self.task_fd = tasks.fileno()
         self.results = results
         self.result_fd = results.fileno()
         self.reader = FrameReader(self.result_fd)
-        self.sentinel: int = process.sentinel
+        self.sentinel: Optional[int] = getattr(process, "sentinel", None)
         self.outbox: deque[Any] = deque()   # frames (or their unwritten tails) to write
         self.writing = False                # registered for POLLOUT
         self.running: deque[Task] = deque()  # sent, not answered; the first is the one running
@@ -158,6 +160,7 @@ class ProcessEngine:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
+        self._repopulate = False
         self._register(self._wake_r, _WAKE, None)
         util.register_after_fork(self, ProcessEngine._after_fork_in_child)
         try:
@@ -227,6 +230,11 @@ class ProcessEngine:
     def notify_source(self, job: Job) -> None:
         """A feeder has added chunks to ``job`` (or finished): have it looked at again."""
         self._inbox.append(job)
+        self._wake()
+
+    def repopulate(self) -> None:
+        """Start workers until the pool has its full size again (as workers that exit are replaced anyway)."""
+        self._repopulate = True
         self._wake()
 
     def close(self) -> None:
@@ -319,6 +327,13 @@ class ProcessEngine:
         # Cleared before the inbox is read: a submitter that finds the flag
         # down after this point writes a new wake byte.
         self._wake_pending = False
+        if self._repopulate:
+            self._repopulate = False
+            while self._needs_workers():
+                try:
+                    self._start_worker()
+                except Exception as exc:
+                    self._break(BrokenPoolError(f"cannot start a replacement worker: {exc!r}"), exc)
         inbox = self._inbox
         while inbox:
             job = inbox.popleft()
@@ -362,7 +377,8 @@ class ProcessEngine:
         self._workers.append(worker)
         self.processes.append(process)
         self._register(worker.result_fd, _RESULTS, worker)
-        self._register(worker.sentinel, _SENTINEL, worker)
+        if worker.sentinel is not None:
+            self._register(worker.sentinel, _SENTINEL, worker)
         util.debug("added worker %s", process.name)
 
     def _on_exit(self, worker: _Worker) -> None:
@@ -437,9 +453,13 @@ class ProcessEngine:
             return False
         for worker in self._workers:
             if not worker.closing:
+                # An explicit STOP, then end of file once it is written: a
+                # child the program forked itself may hold a copy of the
+                # task pipe, and the worker would never see end of file.
                 worker.closing = True
-                if not worker.outbox:
-                    self._send_eof(worker)
+                if worker.tasks is not None:
+                    worker.outbox.extend(_stop_frame())
+                    self._flush(worker)
         return not self._workers
 
     def _send_eof(self, worker: _Worker) -> None:
@@ -455,7 +475,7 @@ class ProcessEngine:
             _signal(worker.process.terminate)
         deadline = time.monotonic() + TERMINATE_GRACE
         killed = False
-        pending = {worker.sentinel: worker for worker in workers}
+        pending = {worker.sentinel: worker for worker in workers if worker.sentinel is not None}
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -469,7 +489,9 @@ class ProcessEngine:
             for sentinel in connection.wait(list(pending), remaining):
                 pending.pop(sentinel)
         for worker in workers:
-            if worker.sentinel not in pending:
+            if worker.sentinel is None:
+                _signal(worker.process.join)  # nothing to wait on: trust its join()
+            elif worker.sentinel not in pending:
                 worker.process.join(KILL_WAIT)
             self._forget(worker)
 
@@ -729,6 +751,10 @@ class ProcessEngine:
         for conn in self._starting:
             conn.close()
         self._close_own_fds()
+
+
+def _stop_frame() -> list[Any]:
+    return _wire.task_frame(_wire.STOP, 0, 0)
 
 
 def _fresh(error: BrokenPoolError) -> BrokenPoolError:

@@ -95,11 +95,23 @@ def describe_object(obj: Any) -> str:
 
 
 def as_sending_error(message: str, exc: BaseException) -> BaseException:
-    """``message`` as an exception of the serializer's type (PicklingError, TypeError...)."""
-    kind = type(exc) if type(exc) in (pickle.PicklingError, TypeError, AttributeError) else pickle.PicklingError
-    error = kind(message)
-    error.__cause__ = exc
-    return error
+    """The error a submitter sees when something cannot be serialized, naming it.
+
+    The serializer's own errors (``PicklingError``, ``TypeError``,
+    ``AttributeError``) become a new exception of the same type carrying
+    ``message``.  Anything else was raised by the object itself (its
+    ``__reduce__``, say) and is what the standard library lets through: the
+    original exception, with ``message`` attached as a note where Python
+    supports notes (3.11+).
+    """
+    if type(exc) in (pickle.PicklingError, TypeError, AttributeError):
+        error = type(exc)(message)
+        error.__cause__ = exc
+        return error
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(message)
+    return exc
 
 
 def function_serialization_error(name: str, job_id: int, func: Any, exc: BaseException) -> BaseException:

@@ -52,6 +52,9 @@ class ThreadEngine:
             worker.start()
             self.processes.append(worker)
 
+    def repopulate(self) -> None:
+        """Nothing to do: worker threads never retire."""
+
     # ---------------------------------------------------------------- submission (any thread)
 
     def submit_call(self, result: Any, func: Any, args: Any, kwds: Any) -> None:
@@ -150,29 +153,36 @@ class ThreadEngine:
                         self._cond.notify_all()
                         return
                     self._cond.wait()
-            job, (index, start, items, error) = picked
-            if job.kind == _CALL:
-                span = 1
-                try:
-                    func, args, kwds = items
-                    value, ok = func(*args, **kwds), True
-                except Exception as exc:
-                    value, ok = exc, False
-            elif error is not None:
-                span, value, ok = 1, error, False
-            else:
-                span = len(items)
-                try:
-                    if job.kind == _MAP:
-                        value = list(map(job.func, items))
-                    else:
-                        value = [job.func(*args) for args in items]
-                    ok = True
-                except Exception as exc:
-                    value, ok = exc, False
-            del items
-            self._deliver(job, index, start, span, ok, value)
-            del value
+            # Run in a call of its own: nothing of the task (the job, its
+            # arguments, its result) stays referenced from this frame while
+            # the thread waits for the next one.
+            self._run(*picked)
+            picked = None
+
+    def _run(self, job: Job, chunk: tuple) -> None:
+        index, start, items, error = chunk
+        del chunk
+        if job.kind == _CALL:
+            span = 1
+            try:
+                func, args, kwds = items
+                value, ok = func(*args, **kwds), True
+            except Exception as exc:
+                value, ok = exc, False
+        elif error is not None:
+            span, value, ok = 1, error, False
+        else:
+            span = len(items)
+            try:
+                if job.kind == _MAP:
+                    value = list(map(job.func, items))
+                else:
+                    value = [job.func(*args) for args in items]
+                ok = True
+            except Exception as exc:
+                value, ok = exc, False
+        del items
+        self._deliver(job, index, start, span, ok, value)
 
     def _next_chunk(self) -> Optional[tuple[Job, tuple]]:
         queue = self._queue

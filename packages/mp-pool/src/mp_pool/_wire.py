@@ -13,6 +13,7 @@ Parent -> worker (``TASK_HEAD``: kind, task id, job id)::
     STARMAP  body = pickle of the chunk's argument tuples func: the job's FUNC
     FUNC     body = pickle of the job's function          sent once per job and worker
     FORGET   no body                                       drop the job's function
+    STOP     no body                                       exit (the pool is closing)
 
 Worker -> parent (``RESULT_HEAD``: task id, status, seconds spent)::
 
@@ -33,14 +34,14 @@ from mp_core import reduction
 
 __all__ = [
     "TASK_HEAD", "RESULT_HEAD", "CALL", "MAP", "STARMAP", "FUNC", "FORGET",
-    "OK", "ERROR", "READY", "INIT_FAILED", "NO_TASK", "Frame", "task_frame", "result_frame", "frame_size",
+    "STOP", "OK", "ERROR", "READY", "INIT_FAILED", "NO_TASK", "Frame", "task_frame", "result_frame", "frame_size",
     "write_frame",
 ]
 
 TASK_HEAD = struct.Struct("!Bqq")
 RESULT_HEAD = struct.Struct("!qBd")
 
-CALL, MAP, STARMAP, FUNC, FORGET = 1, 2, 3, 4, 5
+CALL, MAP, STARMAP, FUNC, FORGET, STOP = 1, 2, 3, 4, 5, 6
 OK, ERROR, READY, INIT_FAILED = 0, 1, 2, 3
 NO_TASK = -1
 

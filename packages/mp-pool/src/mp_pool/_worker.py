@@ -4,7 +4,10 @@ A worker owns two pipes: it reads tasks from one and writes results to the
 other, one result per task, in the order the tasks arrived (the parent
 relies on that order to know which task a dead worker was running).  It
 exits when its task pipe reaches end of file (the pool closed it, or the
-pool's owner is gone), after ``maxtasks`` tasks, or, from a watcher
+pool's owner is gone), when told to stop (the pool is closing: end of
+file alone is not enough, since a process forked by the program with
+``os.fork()`` may hold a copy of the pipe's write end), after ``maxtasks``
+tasks, or, from a watcher
 thread, as soon as the owning process dies, even in the middle of a task:
 its results would have nowhere to go.
 """
@@ -106,6 +109,8 @@ def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: 
         if kind == _wire.FORGET:
             funcs.pop(job_id, None)
             continue
+        if kind == _wire.STOP:
+            return
         started = clock()
         try:
             body = _loads(memoryview(data)[body_at:])

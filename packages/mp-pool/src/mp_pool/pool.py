@@ -226,6 +226,14 @@ class Pool:
 
     # ---------------------------------------------------------------- life cycle
 
+    def _repopulate_pool(self) -> None:
+        """Bring the pool back to its full number of workers (the standard library's hook).
+
+        Workers that exit are replaced on their own; this only asks for it
+        to happen now.
+        """
+        self._engine.repopulate()
+
     def close(self) -> None:
         """Accept no more work; workers exit once the submitted work is done."""
         util.debug("closing pool")
