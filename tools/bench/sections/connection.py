@@ -304,7 +304,10 @@ def _pooled_median(samples: Dict[str, Dict[str, List[float]]], case: str) -> flo
 def run_bandwidth(ctx: BenchContext) -> SectionResult:
     result = SectionResult("bandwidth", "send_bytes/recv_bytes bandwidth between two processes")
     keys = ctx.runner.keys
-    sizes = [(MiB, 64), (64 * MiB, 1)]
+    # 256 MiB per sample (about 50-100 ms): long enough that a sample averages
+    # over the scheduler placing sender and receiver on the same or on
+    # different cores, which moves a short sample by a third.
+    sizes = [(MiB, 256), (64 * MiB, 2)]
     modes = ("recv_bytes", "recv_bytes_into")
     raw_channels = ("raw_pipe", "raw_pipe_1m", "raw_socketpair")
     # Every worker also runs the raw loops, sample for sample between its
