@@ -459,7 +459,7 @@ class Event:
 
     def __repr__(self) -> str:
         state = "set" if self.is_set() else "unset"
-        return f"<{type(self).__name__} {state}>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {state}>"
 
 
 # ---------------------------------------------------------------- Barrier
