@@ -285,11 +285,15 @@ def test_pickling_outside_process_creation_raises_the_stdlib_error(ctx, factory)
         pickle.dumps(ctx.Barrier(2))
 
 
-def test_a_fork_context_lock_cannot_reach_a_spawned_child(start):
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_fork_context_lock_cannot_reach_a_child_of_another_method(method):
     lock = mp_core.get_context("fork").Lock()
-    proc = mp_core.get_context("spawn").Process(target=report_repr, args=(lock, None))
-    with pytest.raises(RuntimeError, match="created for the fork start method"):
+    proc = mp_core.get_context(method).Process(target=report_repr, args=(lock, None))
+    with pytest.raises(RuntimeError) as info:
         proc.start()
+    assert str(info.value) == (
+        f"A SemLock created in a fork context is being shared with a process in a {method} context, "
+        f"which is not supported: create the Lock from the same context as the Process (ctx.Lock())")
 
 
 def test_named_semaphores_exist_only_while_needed(start_method, ctx):
