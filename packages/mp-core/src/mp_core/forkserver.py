@@ -244,7 +244,8 @@ def _standard_output_fds() -> list[int]:
 
 
 def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
-    data: dict[str, Any] = {"sys_path": sys.path.copy(), "dir": os.getcwd()}
+    # sys.argv too: a main module may read it when imported.
+    data: dict[str, Any] = {"sys_path": sys.path.copy(), "sys_argv": sys.argv.copy(), "dir": os.getcwd()}
     if "__main__" in preload:
         data.update(spawn._main_module_origin(sys.modules["__main__"]))
     return data
@@ -307,12 +308,17 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
                     raise
     for conn in pid_to_conn.values():
         conn.close()
+    # What preloading made (a main module's global semaphore, say) is
+    # released as at any process's exit, so the tracker sees no leak.
+    util._exit_function()
     os._exit(0)
 
 
 def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
     if prep.get("sys_path") is not None:
         sys.path[:] = prep["sys_path"]
+    if prep.get("sys_argv") is not None:
+        sys.argv[:] = prep["sys_argv"]
     if prep.get("dir"):
         try:
             os.chdir(prep["dir"])
@@ -430,6 +436,12 @@ def _serve_one(fds: list[int], old_handlers: dict) -> int:
     from . import resource_tracker
     resource_tracker._resource_tracker._fd = tracker_fd
     _forkserver._inherited_fds = inherited
+    # The server's finalizers are the server's; its after-fork hooks are
+    # due now.  (Not in Process._bootstrap: by then the child has imported
+    # its main module and unpickled its process object, and the finalizers
+    # of what it made doing so are its own.)
+    util._finalizer_registry.clear()
+    util._run_after_forkers()
     parent_sentinel = os.dup(child_r)
     return spawn._main(child_r, parent_sentinel)
 
