@@ -222,8 +222,9 @@ def Client(address: Any, family: Optional[str] = None, authkey: Optional[bytes] 
     returned as soon as it is made.  With a key, raises
     ``AuthenticationError`` if the listener rejects it, cannot prove it holds
     it, or sends no handshake message within ``Client.handshake_timeout``
-    seconds (a listener without a key never sends its challenge).  Raises ``OSError`` if nothing
-    listens at ``address`` and ``TypeError`` for a non-bytes authkey.
+    seconds (a listener without a key never sends its challenge).  Raises
+    ``OSError`` if nothing listens at ``address`` and ``TypeError`` for a
+    non-bytes authkey.
     """
     family = family or address_type(address)
     _validate_family(family)
