@@ -163,9 +163,10 @@ class Queue:
         raises here (``TypeError``/``PicklingError``/...) and nothing is
         queued -- unless a subclass overrides ``_on_queue_feeder_error``:
         then that hook is called with the exception and ``obj``, and ``put``
-        returns without queueing anything.  If the queue is full, waits (``block``) up to ``timeout``
-        seconds for a free slot, then raises ``queue.Full``.  Raises
-        ``ValueError`` if the queue was closed in this process.
+        returns without queueing anything.  If the queue is full, waits
+        (``block``) up to ``timeout`` seconds for a free slot, then raises
+        ``queue.Full``.  Raises ``ValueError`` if the queue was closed in
+        this process.
         """
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
