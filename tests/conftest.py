@@ -80,8 +80,8 @@ def _long_lived_helper_pids() -> set[int]:
     pids = set()
     try:
         from mp_core import forkserver
-        if forkserver._forkserver._pid:
-            pids.add(forkserver._forkserver._pid)
+        if forkserver._forkserver._forkserver_pid:
+            pids.add(forkserver._forkserver._forkserver_pid)
     except ImportError:
         pass
     try:

@@ -111,6 +111,29 @@ def test_all_is_consistent_and_has_no_duplicates():
         assert hasattr(multiprocess, name), name
 
 
+def _module_files_of_the_package() -> list[str]:
+    import os
+    folder = os.path.dirname(multiprocess.__file__)
+    names = sorted(os.path.splitext(f)[0] for f in os.listdir(folder) if f.endswith(".py"))
+    return ["multiprocess" if n == "__init__" else f"multiprocess.{n}" for n in names]
+
+
+def test_every_module_file_has_an_all_that_holds():
+    # As the stdlib suite's _TestImportStar: `from multiprocess.X import *`
+    # works for every module file of the package, private ones included.
+    names = _module_files_of_the_package()
+    assert {"multiprocess", "multiprocess.__about__", "multiprocess.__main__", "multiprocess._aliases"} <= set(names)
+    for name in names:
+        if name == "multiprocess.popen_spawn_win32" and sys.platform != "win32":
+            continue
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), (list, tuple)), name
+        for attr in module.__all__:
+            assert hasattr(module, attr), f"{name}.__all__ names {attr!r}, which it lacks"
+    assert importlib.import_module("multiprocess.__about__").__all__ == ["__version__"]
+    assert importlib.import_module("multiprocess._aliases").__all__ == ["NestedAliasFinder", "install"]
+
+
 @pytest.mark.parametrize("submodule", sorted(_owners.SUBMODULES))
 def test_submodule_is_the_owning_module_object(submodule):
     owner_name, _dist = _owners.SUBMODULES[submodule]

@@ -41,7 +41,7 @@ def test_server_refuses_a_client_without_the_key():
     p.start()
     p.join()
     assert p.exitcode == 0
-    address = forkserver._forkserver._address
+    address = forkserver._forkserver._forkserver_address
     assert address is not None and os.path.exists(address)
     assert os.stat(address).st_mode & 0o077 == 0  # no access for group or others
     children_before = _server_children()
@@ -64,7 +64,7 @@ def test_server_refuses_a_client_without_the_key():
 def test_server_survives_a_client_that_sends_garbage_or_nothing():
     ctx = mp_core.get_context("forkserver")
     forkserver.ensure_running()
-    address = forkserver._forkserver._address
+    address = forkserver._forkserver._forkserver_address
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(address)
         client.sendall(os.urandom(1024))
@@ -77,7 +77,7 @@ def test_server_survives_a_client_that_sends_garbage_or_nothing():
 
 
 def _server_children() -> set[int]:
-    pid = forkserver._forkserver._pid
+    pid = forkserver._forkserver._forkserver_pid
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return {int(x) for x in f.read().split()}
@@ -115,7 +115,7 @@ def test_server_exits_when_its_program_is_killed():
         if __name__ == "__main__":
             mp.get_context("forkserver")
             forkserver.ensure_running()
-            print(forkserver._forkserver._pid, flush=True)
+            print(forkserver._forkserver._forkserver_pid, flush=True)
             time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
@@ -136,14 +136,14 @@ def test_server_exits_when_its_program_is_killed():
 def test_server_restarts_after_it_died():
     ctx = mp_core.get_context("forkserver")
     forkserver.ensure_running()
-    old_pid = forkserver._forkserver._pid
+    old_pid = forkserver._forkserver._forkserver_pid
     os.kill(old_pid, signal.SIGKILL)
     assert _pid_gone(old_pid, 10)
     p = ctx.Process(target=int)
     p.start()
     p.join(30)
     assert p.exitcode == 0
-    assert forkserver._forkserver._pid != old_pid
+    assert forkserver._forkserver._forkserver_pid != old_pid
 
 
 DEFAULT_TIMEOUT_PROGRAM = textwrap.dedent("""
@@ -190,3 +190,43 @@ def test_a_default_socket_timeout_does_not_leak_into_our_descriptors(tmp_path, m
     proc = subprocess.run([sys.executable, str(script), method, "30"], capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_server_state_uses_the_stdlib_attribute_names():
+    forkserver.ensure_running()
+    server = forkserver._forkserver
+    assert isinstance(server._forkserver_pid, int) and os.path.exists(f"/proc/{server._forkserver_pid}")
+    assert server._forkserver_address.startswith(mp_core.util.get_temp_dir())
+    assert isinstance(server._forkserver_authkey, bytes) and len(server._forkserver_authkey) == 32
+    assert os.fstat(server._forkserver_alive_fd)  # the open write end of the keep-alive pipe
+
+
+def sleep_then_set(event, delay):
+    time.sleep(delay)
+    event.set()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_children_outlive_a_signalled_server(signum):
+    # As the stdlib's check_forkserver_death: a child already started still
+    # finishes, and the next one is started (by a new server if needed).
+    ctx = mp_core.get_context("forkserver")
+    forkserver.ensure_running()
+    first = ctx.Event()
+    proc = ctx.Process(target=sleep_then_set, args=(first, 0.5))
+    proc.start()
+    pid = forkserver._forkserver._forkserver_pid
+    os.kill(pid, signum)
+    time.sleep(1.0)
+    second = ctx.Event()
+    proc2 = ctx.Process(target=sleep_then_set, args=(second, 0.0))
+    proc2.start()
+    proc2.join(30)
+    assert proc2.exitcode == 0 and second.is_set()
+    proc.join(30)
+    assert first.is_set()
+    assert proc.exitcode in (0, 255)  # 255: the server died before reporting the code
+    if signum == signal.SIGINT:  # ignored by the server
+        assert forkserver._forkserver._forkserver_pid == pid
+    else:
+        assert forkserver._forkserver._forkserver_pid != pid

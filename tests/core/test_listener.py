@@ -22,6 +22,7 @@ from mp_core.connection import Client, Listener
 pytestmark = pytest.mark.timeout(60)
 
 FAMILIES = ["AF_UNIX", "AF_INET"]
+KEY = b"listener test key"
 
 
 # ---------------------------------------------------------------- helpers
@@ -103,18 +104,33 @@ def good_client_works(listener, ctx, start, authkey=None):
 # ---------------------------------------------------------------- the good path
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_default_authkey_is_the_process_authkey(ctx, start, family):
+def test_no_authkey_means_no_authentication(ctx, start, family):
     with Listener(family=family) as listener:
+        assert listener._authkey is None
         assert connection.address_type(listener.address) == family
         good_client_works(listener, ctx, start, authkey=None)
         assert listener.last_accepted is not None
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_unauthenticated_client_returns_before_accept(family):
+    # Nothing is exchanged, so one thread can connect first and accept after
+    # (the standard library's test_issue16955).
+    with Listener(family=family) as listener:
+        with Client(listener.address) as client:
+            with listener.accept() as server:
+                server.send_bytes(b"hello")
+                assert client.poll(5)
+                assert client.recv_bytes() == b"hello"
+                client.send({"n": 1})
+                assert server.recv() == {"n": 1}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_explicit_key_and_wrong_key(ctx, start, family):
     with Listener(family=family, authkey=b"right key") as listener:
         good_client_works(listener, ctx, start, authkey=b"right key")
-        for wrong in (b"wrong key", b"", None):  # None: the process authkey, not this one
+        for wrong in (b"wrong key", b""):
             reader, writer = ctx.Pipe(duplex=False)
             proc = start(client_child, listener.address, wrong, writer)
             writer.close()
@@ -156,6 +172,90 @@ def test_client_and_listener_in_one_process_with_threads():
                 assert server.recv_bytes() == b"ping"
                 server.send([1, 2])
                 assert client.recv() == [1, 2]
+
+
+# ---------------------------------------------------------------- key on one side only
+
+def test_keyed_client_against_a_listener_without_a_key_that_speaks(monkeypatch):
+    with Listener(("127.0.0.1", 0)) as listener:
+        def serve():
+            with listener.accept() as conn:
+                conn.send("hello")
+                time.sleep(0.2)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        began = time.monotonic()
+        with pytest.raises(mp_core.AuthenticationError, match="expected a challenge.*no authkey"):
+            Client(listener.address, authkey=KEY)
+        assert time.monotonic() - began < 5
+        thread.join(30)
+
+
+def test_keyed_client_against_a_listener_without_a_key_that_waits(monkeypatch):
+    # Both sides wait for the other: the client's handshake limit ends it.
+    monkeypatch.setattr(Client, "handshake_timeout", 0.5)
+    with Listener(("127.0.0.1", 0)) as listener:
+        outcome = {}
+
+        def serve():
+            with listener.accept() as conn:
+                try:
+                    outcome["received"] = conn.recv()
+                except EOFError:
+                    outcome["received"] = "EOF"
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        began = time.monotonic()
+        with pytest.raises(mp_core.AuthenticationError,
+                           match=r"timed out after 0.5 seconds waiting for the peer's challenge"):
+            Client(listener.address, authkey=KEY)
+        assert time.monotonic() - began < 5
+        thread.join(30)
+        assert outcome == {"received": "EOF"}
+
+
+def test_client_without_a_key_against_a_keyed_listener():
+    with Listener(("127.0.0.1", 0), authkey=KEY) as listener:
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(pair=serve_one(listener)))
+        thread.start()
+        began = time.monotonic()
+        with Client(listener.address) as client:
+            # What the client sends is taken as its answer, and refused.
+            client.send("hello")
+            thread.join(30)
+            conn, error = result["pair"]
+            assert conn is None
+            assert isinstance(error, mp_core.AuthenticationError)
+            assert str(error) == "digest received was wrong"
+            # What it receives is the challenge, never unpickled as data.
+            with pytest.raises(mp_core.AuthenticationError, match="the listener requires an authkey"):
+                client.recv()
+        assert time.monotonic() - began < 5
+
+
+def test_library_listeners_stay_authenticated(sharer_address_and_key):
+    address, key = sharer_address_and_key
+    with pytest.raises(mp_core.AuthenticationError):
+        Client(address, authkey=b"not the key")
+    with Client(address) as client:  # no key: the server challenges anyway
+        client.send(("dummy",))
+        with pytest.raises(mp_core.AuthenticationError, match="requires an authkey"):
+            client.recv()
+    with Client(address, authkey=key):
+        pass
+
+
+@pytest.fixture
+def sharer_address_and_key():
+    """A running resource sharer: a library listener that always uses the process key."""
+    from mp_core import resource_sharer
+    a, b = socket.socketpair()
+    with a, b:
+        mp_core.reduction.dumps(a)  # registers with the sharer, starting it
+        yield resource_sharer._resource_sharer._address, mp_core.process.current_process().authkey
 
 
 # ---------------------------------------------------------------- hostile peers
@@ -218,7 +318,7 @@ def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start
                 time.sleep(0.1)
                 sock.close()
 
-    with Listener(family=family) as listener:
+    with Listener(family=family, authkey=KEY) as listener:
         for attack, message in attacks:
             thread = threading.Thread(target=run, args=(attack, listener.address))
             thread.start()
@@ -226,7 +326,7 @@ def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start
                 listener.accept()
             thread.join(30)
         assert not os.path.exists(marker)
-        good_client_works(listener, ctx, start)
+        good_client_works(listener, ctx, start, authkey=KEY)
     assert not os.path.exists(marker)
 
 
@@ -249,7 +349,7 @@ def test_a_pre_auth_flood_is_refused_without_reading_it(family, framed):
             except OSError:
                 pass  # the listener hung up on us, as it should
 
-    with Listener(family=family) as listener:
+    with Listener(family=family, authkey=KEY) as listener:
         thread = threading.Thread(target=flooder, args=(listener.address,))
         thread.start()
         began = time.monotonic()
@@ -262,7 +362,7 @@ def test_a_pre_auth_flood_is_refused_without_reading_it(family, framed):
         result = {}
         server = threading.Thread(target=lambda: result.update(pair=serve_one(listener)))
         server.start()
-        with Client(listener.address):
+        with Client(listener.address, authkey=KEY):
             server.join(30)
         conn, error = result["pair"]
         assert error is None
@@ -271,7 +371,7 @@ def test_a_pre_auth_flood_is_refused_without_reading_it(family, framed):
 
 def test_a_silent_client_times_out(monkeypatch):
     monkeypatch.setattr(Listener, "handshake_timeout", 0.3)
-    with Listener() as listener:
+    with Listener(authkey=KEY) as listener:
         with raw_socket(listener.address):
             began = time.monotonic()
             with pytest.raises(mp_core.AuthenticationError, match="timed out"):

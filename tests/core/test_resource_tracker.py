@@ -77,6 +77,43 @@ def test_a_reentrant_call_raises_instead_of_deadlocking():
     assert tracker._fd is None
 
 
+def test_tracked_types_are_the_stdlib_ones_plus_ours():
+    # Code written for the standard library (its own test suite among it)
+    # expects to create a resource of every type in _CLEANUP_FUNCS.
+    assert sorted(resource_tracker._CLEANUP_FUNCS) == ["noop", "semaphore", "shared_memory"]
+    assert sorted(resource_tracker._EXTRA_CLEANUP_FUNCS) == ["folder"]
+    assert resource_tracker._cleanup_func("folder") is resource_tracker._remove_folder
+    assert resource_tracker._cleanup_func("bogus") is None
+
+
+def test_an_extra_type_is_cleaned_up_too(tmp_path, capfd):
+    folder = tmp_path / "leaked-folder"
+    (folder / "inside").mkdir(parents=True)
+    tracker = ResourceTracker()
+    tracker.register(str(folder), "folder")
+    assert tracker._stop(timeout=30) == 0
+    assert not folder.exists()
+    assert f"There appear to be 1 leaked folder objects to clean up at shutdown: ['{folder}']" in capfd.readouterr().err
+
+
+def test_check_alive():
+    tracker = ResourceTracker()
+    assert tracker._check_alive() is False  # nothing started yet
+    tracker.ensure_running()
+    assert tracker._check_alive() is True
+    pid = tracker._pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _zombie_or_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tracker._check_alive() is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tracker.ensure_running()
+        assert tracker._check_alive() is True
+        assert tracker._stop(timeout=30) == 0
+
+
 # ---------------------------------------------------------------- one tracker
 
 def test_private_tracker_cleans_up_what_is_still_registered(capfd):
@@ -140,7 +177,7 @@ def report_tracker_use(conn):
     fd = resource_tracker.getfd()
     resource_tracker.register("/from-a-child", "noop")
     resource_tracker.unregister("/from-a-child", "noop")
-    conn.send((fd == tracker._fd, tracker._starter == os.getpid()))
+    conn.send((fd == tracker._fd, tracker._starter == os.getpid(), tracker._check_alive()))
     conn.close()
 
 
@@ -150,11 +187,11 @@ def test_children_of_every_start_method_share_the_parents_tracker(ctx, start):
     reader, writer = ctx.Pipe(duplex=False)
     proc = start(report_tracker_use, writer)
     writer.close()
-    same_fd, started_own = reader.recv()
+    same_fd, started_own, alive = reader.recv()
     reader.close()
     proc.join(30)
     assert proc.exitcode == 0
-    assert same_fd and not started_own
+    assert same_fd and not started_own and alive
     assert resource_tracker._resource_tracker._pid == pid
 
 

@@ -161,11 +161,11 @@ def test_condition_between_threads_too(ctx):
 
 def test_event_set_wakes_waiters_in_other_processes(ctx, start):
     event, results = ctx.Event(), ctx.SimpleQueue()
-    assert repr(event) == "<Event unset>"
+    assert repr(event) == f"<Event at {id(event):#x} unset>"  # the stdlib's form
     procs = [start(wait_for_event, event, 30, results) for _ in range(3)]
     time.sleep(0.1)
     event.set()
-    assert event.is_set() and repr(event) == "<Event set>"
+    assert event.is_set() and repr(event) == f"<Event at {id(event):#x} set>"
     assert [results.get() for _ in range(3)] == [True, True, True]
     for proc in procs:
         proc.join(30)

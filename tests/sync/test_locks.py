@@ -14,7 +14,7 @@ from mp_core import reduction
 from mp_sync import synchronize
 
 from ..conftest import shm_entries
-from .conftest import run_python
+from .conftest import run_python, run_script
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -285,11 +285,15 @@ def test_pickling_outside_process_creation_raises_the_stdlib_error(ctx, factory)
         pickle.dumps(ctx.Barrier(2))
 
 
-def test_a_fork_context_lock_cannot_reach_a_spawned_child(start):
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_fork_context_lock_cannot_reach_a_child_of_another_method(method):
     lock = mp_core.get_context("fork").Lock()
-    proc = mp_core.get_context("spawn").Process(target=report_repr, args=(lock, None))
-    with pytest.raises(RuntimeError, match="created for the fork start method"):
+    proc = mp_core.get_context(method).Process(target=report_repr, args=(lock, None))
+    with pytest.raises(RuntimeError) as info:
         proc.start()
+    assert str(info.value) == (
+        f"A SemLock created in a fork context is being shared with a process in a {method} context, "
+        f"which is not supported: create the Lock from the same context as the Process (ctx.Lock())")
 
 
 def test_named_semaphores_exist_only_while_needed(start_method, ctx):
@@ -343,3 +347,34 @@ def test_semaphores_of_a_killed_program_are_unlinked_by_the_tracker():
         time.sleep(0.05)
     assert shm_entries() - before == set()
     assert "leaked semaphore objects" in out.stderr
+
+
+GLOBAL_SEMAPHORE_PROGRAM = """
+    import os, sys
+    import mp_core
+
+    ctx = mp_core.get_context(sys.argv[1])
+    # Made again in a spawned child, which imports this module again.
+    global_resource = ctx.Semaphore()
+
+    def submain():
+        print("child", os.getpid(), flush=True)
+
+    if __name__ == "__main__":
+        p = ctx.Process(target=submain)
+        p.start()
+        p.join(60)
+        print("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_global_named_semaphore_in_main_does_not_leak_through_a_child(tmp_path, method):
+    # The child's copy is released at the child's exit: no leak warning from
+    # the resource tracker (the stdlib's gh-90549).  Under forkserver the
+    # server, which preloads the main module (seeing the program's argv),
+    # releases its own copy when it exits.
+    result = run_script(tmp_path / "global_semaphore.py", GLOBAL_SEMAPHORE_PROGRAM, method)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "exitcode 0"
+    assert result.stderr == ""

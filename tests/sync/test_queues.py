@@ -6,6 +6,7 @@ import gc
 import pickle
 import queue
 import time
+import weakref
 
 import pytest
 
@@ -201,6 +202,37 @@ def test_a_failed_write_reaches_the_hook_and_frees_the_slot(ctx):
     assert [kind for kind, _ in RecordingQueue.errors] == [OSError]
     assert pickle.loads(RecordingQueue.errors[0][1]) == "lost"
     assert q.qsize() == 0  # the slot came back: a bounded queue does not fill up with failures
+
+
+class ForgivingQueue(Queue):
+    """Overrides the hook, so serialization errors reach it instead of put's caller."""
+
+    def __init__(self, *args, **kwds):
+        super().__init__(*args, **kwds)
+        self.errors = []
+
+    def _on_queue_feeder_error(self, exc, obj):
+        self.errors.append((exc, obj))
+
+
+def test_an_overridden_hook_receives_serialization_errors_instead_of_put(ctx):
+    q = ForgivingQueue(1, ctx=ctx)
+    bad = Unpicklable()
+    assert q.put(bad) is None  # no exception
+    assert len(q.errors) == 1
+    exc, obj = q.errors[0]
+    assert obj is bad
+    assert isinstance(exc, TypeError) and "refuse to be pickled" in str(exc)
+    del exc, obj
+    q.errors.clear()  # the traceback's frames refer back to q
+    assert not q.full()  # nothing queued, no slot taken
+    q.put("fine", timeout=1)
+    assert q.get(timeout=30) == "fine"
+    assert q.empty()
+    # The feeder thread does not keep a queue with a plain-method hook alive.
+    ref = weakref.ref(q)
+    del q
+    assert ref() is None
 
 
 def test_a_dropped_queue_flushes_and_its_feeder_ends(ctx):

@@ -42,7 +42,7 @@ import time
 from typing import Any, Optional
 
 from . import reduction, util
-from .context import BufferTooShort
+from .context import AuthenticationError, BufferTooShort
 
 __all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE"]
 
@@ -56,6 +56,10 @@ _SMALL_MESSAGE = 16 * 1024
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
 _MAX_SHORT_SIZE = 0x7FFFFFFF
+
+# What a keyed listener sends first (``_handshake.CHALLENGE``; not imported
+# from there, which imports this module).
+_CHALLENGE = b"#CHALLENGE#"
 
 _MSG_WAITALL: Optional[int] = getattr(socket, "MSG_WAITALL", None)
 
@@ -258,11 +262,20 @@ class _ConnectionBase:
     def recv(self) -> Any:
         """Receive one message and return the object it carries.
 
-        Raises ``EOFError`` if the other end was closed and nothing is left.
+        Raises ``EOFError`` if the other end was closed and nothing is left,
+        and ``AuthenticationError`` if the message is an authentication
+        challenge (a client without an authkey talking to a listener with one).
         """
         self._check_closed()
         self._check_readable()
-        return reduction.loads(self._read_payload(self._read_header()))
+        payload = self._read_payload(self._read_header())
+        try:
+            return reduction.loads(payload)
+        except Exception:
+            if payload.startswith(_CHALLENGE):
+                raise AuthenticationError(
+                    "received an authentication challenge: the listener requires an authkey") from None
+            raise
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
         """Whether a message (or end of file) is ready to be read.

@@ -140,9 +140,12 @@ def answer_challenge(connection: Any, authkey: bytes, *, timeout: Optional[float
     ``timeout``) if a message does not arrive within ``timeout`` seconds.
     """
     _check_authkey(authkey)
-    message = _receive(connection, timeout, "the peer's challenge")
+    # A listener without an authkey never challenges: say so, since that
+    # mismatch is the likeliest reason for a missing or unexpected message.
+    message = _receive(connection, timeout, "the peer's challenge (a listener without an authkey sends none)")
     if not message.startswith(CHALLENGE):
-        raise AuthenticationError(f"protocol error: expected a challenge, got {_preview(message)}")
+        raise AuthenticationError(f"protocol error: expected a challenge, got {_preview(message)} "
+                                  f"(does the listener use no authkey?)")
     challenge = message[len(CHALLENGE):]
     name, payload = _split_digest_name(challenge)
     if name is None:

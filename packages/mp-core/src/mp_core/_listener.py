@@ -10,12 +10,18 @@ Addresses and families:
 * ``'AF_PIPE'`` (Windows named pipes, ``r'\\\\.\\pipe\\name'``) is recognised
   by ``address_type`` but not implemented yet.
 
-Every connection is authenticated in both directions before either side
-reads anything else (see ``_handshake``).  ``authkey=None`` means the
-current process's ``authkey``, which every process of one tree shares; two
-unrelated programs must agree on an explicit key.  (The standard library
-skips authentication for ``None``; authenticating by default keeps
-unpickling out of reach of any local process that finds the address.)
+With an ``authkey`` (bytes), every connection is authenticated in both
+directions before either side reads anything else (see ``_handshake``).
+``authkey=None`` means no authentication at all, as the standard library
+documents: ``Client`` returns as soon as the socket connects (before the
+listener even calls ``accept``) and ``accept`` returns the raw connection.
+The library's own users (managers, the resource sharer) always pass an
+explicit key.
+
+A mismatch never leaves a keyed side waiting forever: a keyed ``Client``
+waits at most ``Client.handshake_timeout`` seconds for each handshake
+message (a listener without a key never sends the challenge), and a keyed
+``Listener`` at most ``Listener.handshake_timeout`` for the answer.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import socket
 import sys
 from typing import Any, Callable, Optional
 
-from . import process, util
+from . import util
 from ._connection import Connection
 from ._handshake import answer_challenge, deliver_challenge
 
@@ -79,10 +85,8 @@ def _is_abstract(address: Any) -> bool:
     return isinstance(address, (str, bytes)) and address[:1] in ("\0", b"\0")
 
 
-def _resolve_authkey(authkey: Optional[bytes]) -> bytes:
-    if authkey is None:
-        return process.current_process().authkey
-    if not isinstance(authkey, bytes):
+def _check_authkey(authkey: Optional[bytes]) -> Optional[bytes]:
+    if authkey is not None and not isinstance(authkey, bytes):
         raise TypeError("authkey should be a byte string")
     return authkey
 
@@ -149,10 +153,10 @@ class Listener:
 
     ``family`` is inferred from ``address``; with neither, a fresh
     ``AF_UNIX`` path in this process's temp directory is used.  ``backlog``
-    is passed to ``listen()``.  ``authkey`` (``bytes``; ``None`` means
-    ``current_process().authkey``) authenticates every client in both
-    directions before ``accept`` returns.  Raises ``TypeError`` for a
-    non-bytes authkey.
+    is passed to ``listen()``.  ``authkey`` (``bytes``) authenticates every
+    client in both directions before ``accept`` returns; ``None`` (the
+    default) does no authentication.  Raises ``TypeError`` for a non-bytes
+    authkey.
     """
 
     #: Seconds ``accept`` waits for each handshake message (``None``: no limit).
@@ -163,7 +167,7 @@ class Listener:
         family = family or (address and address_type(address)) or default_family
         address = address or arbitrary_address(family)
         _validate_family(family)
-        self._authkey = _resolve_authkey(authkey)
+        self._authkey = _check_authkey(authkey)
         if family == "AF_PIPE":  # pragma: no cover
             raise NotImplementedError("Windows named pipes are not implemented yet")
         self._listener: Optional[SocketListener] = SocketListener(address, family, backlog)
@@ -178,6 +182,8 @@ class Listener:
         if self._listener is None:
             raise OSError("listener is closed")
         conn = self._listener.accept()
+        if self._authkey is None:
+            return conn
         try:
             deliver_challenge(conn, self._authkey, timeout=self.handshake_timeout)
             answer_challenge(conn, self._authkey, timeout=self.handshake_timeout)
@@ -210,25 +216,39 @@ class Listener:
 
 
 def Client(address: Any, family: Optional[str] = None, authkey: Optional[bytes] = None) -> Connection:
-    """Connect to the ``Listener`` at ``address`` and authenticate both ways.
+    """Connect to the ``Listener`` at ``address``; with ``authkey``, authenticate both ways.
 
-    ``authkey`` as for ``Listener``.  Raises ``AuthenticationError`` if the
-    listener rejects our key or cannot prove it holds it, ``OSError`` if
-    nothing listens at ``address``.
+    ``authkey=None`` (the default) does no authentication: the connection is
+    returned as soon as it is made.  With a key, raises
+    ``AuthenticationError`` if the listener rejects it, cannot prove it holds
+    it, or sends no handshake message within ``Client.handshake_timeout``
+    seconds (a listener without a key never sends its challenge).  Raises
+    ``OSError`` if nothing listens at ``address`` and ``TypeError`` for a
+    non-bytes authkey.
     """
     family = family or address_type(address)
     _validate_family(family)
-    authkey = _resolve_authkey(authkey)
+    authkey = _check_authkey(authkey)
     if family == "AF_PIPE":  # pragma: no cover
         raise NotImplementedError("Windows named pipes are not implemented yet")
     conn = SocketClient(address)
+    if authkey is None:
+        return conn
     try:
-        answer_challenge(conn, authkey)
-        deliver_challenge(conn, authkey)
+        answer_challenge(conn, authkey, timeout=Client.handshake_timeout)  # type: ignore[attr-defined]
+        deliver_challenge(conn, authkey, timeout=Client.handshake_timeout)  # type: ignore[attr-defined]
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+# Seconds a keyed Client waits for each handshake message (None: no limit),
+# the first one included: the challenge comes only once the listener accepts,
+# so a listener that accepts late must do so within this time.  Generous, since
+# a server may serve its clients one at a time; its point is that a listener
+# without a key (which never challenges) cannot make the client wait forever.
+Client.handshake_timeout = 60.0  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- wrappers

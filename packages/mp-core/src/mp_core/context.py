@@ -305,6 +305,13 @@ if sys.platform != "win32":
             from .popen_forkserver import Popen
             return Popen(process_obj)
 
+        @staticmethod
+        def _after_fork() -> None:
+            # What the child inherited from the fork server was reset right
+            # after the fork (forkserver._serve_one); finalizers registered
+            # since belong to the child, as in a spawned one.
+            pass
+
     class ForkContext(BaseContext):
         _name = "fork"
         Process = ForkProcess

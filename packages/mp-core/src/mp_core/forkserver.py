@@ -53,13 +53,20 @@ _FIXED_FDS = 4
 
 
 class ForkServer:
-    """The client side: starts the server once and asks it for children."""
+    """The client side: starts the server once and asks it for children.
+
+    The server's address, key, the write end of its keep-alive pipe and its
+    pid live in the attributes the standard library uses for them
+    (``_forkserver_address``, ``_forkserver_authkey``,
+    ``_forkserver_alive_fd``, ``_forkserver_pid``), which its tests and
+    some tools read.
+    """
 
     def __init__(self) -> None:
-        self._address: Optional[str] = None
-        self._authkey: Optional[bytes] = None
-        self._alive_w: Optional[int] = None
-        self._pid: Optional[int] = None
+        self._forkserver_address: Optional[str] = None
+        self._forkserver_authkey: Optional[bytes] = None
+        self._forkserver_alive_fd: Optional[int] = None
+        self._forkserver_pid: Optional[int] = None
         self._inherited_fds: Optional[list[int]] = None
         self._lock = threading.Lock()
         self._preload_modules: list[str] = ["__main__"]
@@ -69,10 +76,10 @@ class ForkServer:
         # A forked child may keep using its parent's server, but it neither
         # owns it (cannot reap it) nor keeps it alive.
         self._lock = threading.Lock()
-        if self._alive_w is not None:
-            util.close_fds(self._alive_w)
-            self._alive_w = None
-        self._pid = None
+        if self._forkserver_alive_fd is not None:
+            util.close_fds(self._forkserver_alive_fd)
+            self._forkserver_alive_fd = None
+        self._forkserver_pid = None
 
     def set_forkserver_preload(self, modules_names: Sequence[str]) -> None:
         """Set the modules the server imports before forking (applies to a new server)."""
@@ -90,31 +97,31 @@ class ForkServer:
             self._stop_unlocked()
 
     def _stop_unlocked(self) -> None:
-        if self._alive_w is not None:
-            os.close(self._alive_w)
-            self._alive_w = None
-        if self._pid is not None:
+        if self._forkserver_alive_fd is not None:
+            os.close(self._forkserver_alive_fd)
+            self._forkserver_alive_fd = None
+        if self._forkserver_pid is not None:
             try:
-                os.waitpid(self._pid, 0)
+                os.waitpid(self._forkserver_pid, 0)
             except ChildProcessError:
                 pass
-            self._pid = None
-        if self._address is not None:
+            self._forkserver_pid = None
+        if self._forkserver_address is not None:
             try:
-                os.unlink(self._address)
+                os.unlink(self._forkserver_address)
             except OSError:
                 pass
-        self._address = None
-        self._authkey = None
+        self._forkserver_address = None
+        self._forkserver_authkey = None
 
     def _server_alive(self) -> bool:
-        if self._address is None:
+        if self._forkserver_address is None:
             return False
-        if self._pid is None:
+        if self._forkserver_pid is None:
             # Inherited from a parent: usable as long as its socket is.
-            return os.path.exists(self._address)
+            return os.path.exists(self._forkserver_address)
         try:
-            pid, _status = os.waitpid(self._pid, os.WNOHANG)
+            pid, _status = os.waitpid(self._forkserver_pid, os.WNOHANG)
         except ChildProcessError:
             return False
         return pid == 0
@@ -126,7 +133,7 @@ class ForkServer:
             resource_tracker.ensure_running()
             if self._server_alive():
                 return
-            if self._pid is not None:
+            if self._forkserver_pid is not None:
                 util.sub_warning("fork server exited unexpectedly; starting a new one")
             self._stop_unlocked()
             self._start_server()
@@ -163,7 +170,8 @@ class ForkServer:
                 os.close(config_r)
         with open(config_w, "wb") as f:
             pickle.dump(config, f)
-        self._address, self._authkey, self._alive_w, self._pid = address, authkey, alive_w, pid
+        self._forkserver_address, self._forkserver_authkey = address, authkey
+        self._forkserver_alive_fd, self._forkserver_pid = alive_w, pid
         # At exit, after our children were joined (priority >= 0) but before
         # the resource tracker is told to finish (-50): the server holds the
         # tracker's pipe, so it must be gone first.
@@ -186,11 +194,11 @@ class ForkServer:
                 client = self._connect()
                 break
             except (ConnectionRefusedError, FileNotFoundError):
-                if attempt or self._pid is not None:
+                if attempt or self._forkserver_pid is not None:
                     raise
                 # The inherited server went away with its owner: start our own.
                 with self._lock:
-                    self._address = self._authkey = None
+                    self._forkserver_address = self._forkserver_authkey = None
         with client:
             child_r, parent_w = os.pipe()
             std_fds = _standard_output_fds()
@@ -206,13 +214,13 @@ class ForkServer:
             return client.detach(), parent_w
 
     def _connect(self) -> socket.socket:
-        assert self._address is not None and self._authkey is not None
+        assert self._forkserver_address is not None and self._forkserver_authkey is not None
         client = util.new_blocking_socket(socket.AF_UNIX)
         import hmac
         try:
-            client.connect(self._address)
+            client.connect(self._forkserver_address)
             challenge = _recv_exactly(client, _CHALLENGE_SIZE)
-            client.sendall(hmac.new(self._authkey, challenge, _DIGEST).digest())
+            client.sendall(hmac.new(self._forkserver_authkey, challenge, _DIGEST).digest())
         except BaseException:
             client.close()
             raise
@@ -236,7 +244,8 @@ def _standard_output_fds() -> list[int]:
 
 
 def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
-    data: dict[str, Any] = {"sys_path": sys.path.copy(), "dir": os.getcwd()}
+    # sys.argv too: a main module may read it when imported.
+    data: dict[str, Any] = {"sys_path": sys.path.copy(), "sys_argv": sys.argv.copy(), "dir": os.getcwd()}
     if "__main__" in preload:
         data.update(spawn._main_module_origin(sys.modules["__main__"]))
     return data
@@ -272,8 +281,8 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
 
     # Children of the server that start children of their own by forkserver
     # use this same server.
-    _forkserver._address = config["address"]
-    _forkserver._authkey = authkey
+    _forkserver._forkserver_address = config["address"]
+    _forkserver._forkserver_authkey = authkey
 
     pid_to_conn: dict[int, socket.socket] = {}
     with util.socket_over_fd(listener_fd, socket.AF_UNIX) as listener, \
@@ -299,12 +308,17 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
                     raise
     for conn in pid_to_conn.values():
         conn.close()
+    # What preloading made (a main module's global semaphore, say) is
+    # released as at any process's exit, so the tracker sees no leak.
+    util._exit_function()
     os._exit(0)
 
 
 def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
     if prep.get("sys_path") is not None:
         sys.path[:] = prep["sys_path"]
+    if prep.get("sys_argv") is not None:
+        sys.argv[:] = prep["sys_argv"]
     if prep.get("dir"):
         try:
             os.chdir(prep["dir"])
@@ -422,6 +436,12 @@ def _serve_one(fds: list[int], old_handlers: dict) -> int:
     from . import resource_tracker
     resource_tracker._resource_tracker._fd = tracker_fd
     _forkserver._inherited_fds = inherited
+    # The server's finalizers are the server's; its after-fork hooks are
+    # due now.  (Not in Process._bootstrap: by then the child has imported
+    # its main module and unpickled its process object, and the finalizers
+    # of what it made doing so are its own.)
+    util._finalizer_registry.clear()
+    util._run_after_forkers()
     parent_sentinel = os.dup(child_r)
     return spawn._main(child_r, parent_sentinel)
 

@@ -290,8 +290,10 @@ class BaseProcess:
             if threading._HAVE_THREAD_NATIVE_ID:  # type: ignore[attr-defined]
                 threading.main_thread()._set_native_id()  # type: ignore[attr-defined]
             try:
-                util._finalizer_registry.clear()
-                util._run_after_forkers()
+                # Forked children drop their parent's finalizers and run the
+                # after-fork hooks; a spawned child keeps its own (those of
+                # objects made while its main module was imported again).
+                self._after_fork()
             finally:
                 # The parent's process object lives on in the child only as a
                 # reference to release.

@@ -64,14 +64,25 @@ def cleanup_noop(name: str) -> None:
     """The cleanup of the ``'noop'`` resource type (for tests): nothing."""
 
 
-#: resource type -> how the tracker disposes of a leaked resource of that type
+#: resource type -> how the tracker disposes of a leaked resource of that type:
+#: the types the standard library tracks (code, its test suite among it,
+#: expects to be able to create a resource of every type listed here).
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "noop": cleanup_noop,
-    "folder": _remove_folder,
 }
 if os.name == "posix":
     _CLEANUP_FUNCS["semaphore"] = _unlink_semaphore
     _CLEANUP_FUNCS["shared_memory"] = _unlink_shared_memory
+
+#: Types of ours beyond the standard library's, tracked the same way.
+_EXTRA_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
+    "folder": _remove_folder,
+}
+
+
+def _cleanup_func(rtype: str) -> Optional[Callable[[str], None]]:
+    """How to dispose of a leaked resource of type ``rtype`` (``None``: unknown type)."""
+    return _CLEANUP_FUNCS.get(rtype) or _EXTRA_CLEANUP_FUNCS.get(rtype)
 
 
 class ReentrantCallError(RuntimeError):
@@ -150,16 +161,22 @@ class ResourceTracker:
 
     def _ensure_running_locked(self) -> None:
         if self._fd is not None:
-            if self._is_alive():
+            if self._check_alive():
                 return
             self._forget_dead_tracker()
             warnings.warn("resource_tracker: process died unexpectedly, relaunching. "
                           "Some resources might leak.", stacklevel=3)
         self._launch()
 
-    def _is_alive(self) -> bool:
-        # The tracker is the only reader of its pipe: a no-op line fails
-        # with EPIPE exactly when it is gone, whoever started it.
+    def _check_alive(self) -> bool:
+        """Whether the tracker this process talks to still runs.
+
+        The tracker is the only reader of its pipe: a no-op line fails with
+        EPIPE exactly when it is gone, whoever started it.  ``False`` if no
+        tracker was started or received.
+        """
+        if self._fd is None:
+            return False
         try:
             os.write(self._fd, b"PROBE:0:noop\n")  # type: ignore[arg-type]
         except OSError:
@@ -274,8 +291,9 @@ def _reap(pid: int, timeout: Optional[float]) -> Optional[int]:
 
 
 def _encode(command: str, name: str, rtype: str) -> bytes:
-    if rtype not in _CLEANUP_FUNCS:
-        raise ValueError(f"unknown resource type {rtype!r} (known: {', '.join(sorted(_CLEANUP_FUNCS))})")
+    if _cleanup_func(rtype) is None:
+        known = ", ".join(sorted([*_CLEANUP_FUNCS, *_EXTRA_CLEANUP_FUNCS]))
+        raise ValueError(f"unknown resource type {rtype!r} (known: {known})")
     if not isinstance(name, str) or any(ch in name for ch in ":\r\n\0"):
         raise ValueError(f"resource name {name!r} must be a string without ':', line breaks or NUL")
     message = f"{command}:{name}:{rtype}\n".encode("ascii")
@@ -310,7 +328,7 @@ def main(fd: int) -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
 
-    registered: dict[str, set[str]] = {rtype: set() for rtype in _CLEANUP_FUNCS}
+    registered: dict[str, set[str]] = {rtype: set() for rtype in [*_CLEANUP_FUNCS, *_EXTRA_CLEANUP_FUNCS]}
     try:
         with open(fd, "rb") as commands:
             for line in commands:
@@ -331,13 +349,14 @@ def main(fd: int) -> None:
 
 
 def _clean_up(registered: dict[str, set[str]]) -> None:
+    cleanups = {**_CLEANUP_FUNCS, **_EXTRA_CLEANUP_FUNCS}
     for rtype, names in registered.items():
         if not names:
             continue
         leaked = sorted(names)
         warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
                       f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
-        cleanup = _CLEANUP_FUNCS[rtype]
+        cleanup = cleanups[rtype]
         for name in leaked:
             try:
                 cleanup(name)

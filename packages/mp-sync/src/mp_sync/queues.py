@@ -161,13 +161,25 @@ class Queue:
 
         Serializes ``obj`` at once: an object that cannot be serialized
         raises here (``TypeError``/``PicklingError``/...) and nothing is
-        queued.  If the queue is full, waits (``block``) up to ``timeout``
-        seconds for a free slot, then raises ``queue.Full``.  Raises
-        ``ValueError`` if the queue was closed in this process.
+        queued -- unless a subclass overrides ``_on_queue_feeder_error``:
+        then that hook is called with the exception and ``obj``, and ``put``
+        returns without queueing anything.  If the queue is full, waits
+        (``block``) up to ``timeout`` seconds for a free slot, then raises
+        ``queue.Full``.  Raises ``ValueError`` if the queue was closed in
+        this process.
         """
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        payload = reduction.dumps(obj, serializer=self._serializer)
+        try:
+            payload = reduction.dumps(obj, serializer=self._serializer)
+        except Exception as exc:
+            # A subclass that overrides the hook expects serialization errors
+            # to reach it rather than its caller (as where the feeder thread
+            # serializes, in the standard library).
+            if type(self)._on_queue_feeder_error is Queue._on_queue_feeder_error:
+                raise
+            self._on_queue_feeder_error(exc, obj)
+            return
         if not self._sem.acquire(block, timeout):
             raise Full
         self._enqueue(payload)
@@ -189,7 +201,7 @@ class Queue:
             target=Queue._feed,
             args=(self._buffer, self._notempty, self._writer, self._wlock,
                   self._reader.close, self._writer.close, self._ignore_epipe,
-                  self._on_queue_feeder_error, self._sem),
+                  self._feeder_error_hook(), self._sem),
             name="QueueFeederThread",
             daemon=True,
         )
@@ -206,6 +218,20 @@ class Queue:
         # Collected or exiting: let the feeder flush and stop.
         self._close = util.Finalize(
             self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
+
+    def _feeder_error_hook(self) -> Callable[[BaseException, Any], None]:
+        """``_on_queue_feeder_error`` in a form the feeder thread can hold."""
+        hook = self._on_queue_feeder_error
+        if not isinstance(hook, types.MethodType):
+            return hook  # a staticmethod (as the default): no reference to the queue
+        # An override that is a plain method is bound to the queue; held by
+        # the feeder, it would keep the queue alive, and the feeder only
+        # stops once the queue is gone.
+        weak_hook = weakref.WeakMethod(hook)
+
+        def call_hook(exc: BaseException, obj: Any) -> None:
+            (weak_hook() or Queue._on_queue_feeder_error)(exc, obj)
+        return call_hook
 
     @staticmethod
     def _finalize_join(thread_ref: weakref.ref[threading.Thread]) -> None:
@@ -257,9 +283,12 @@ class Queue:
 
     @staticmethod
     def _on_queue_feeder_error(exc: BaseException, obj: Any) -> None:
-        """Called in the feeder thread when writing an item fails; override to handle.
+        """Called when an item cannot be delivered; override to handle.
 
-        ``obj`` is the item's serialized form.  The default prints the traceback.
+        In the feeder thread when writing fails (``obj`` is then the item's
+        serialized form).  When serializing fails in ``put``, it is called
+        there, with the item itself, only if a subclass overrides it (by
+        default ``put`` raises).  The default prints the traceback.
         """
         import traceback
         traceback.print_exception(type(exc), exc, exc.__traceback__)

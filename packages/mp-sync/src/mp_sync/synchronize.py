@@ -157,10 +157,13 @@ class SemLock:
             handle = popen.duplicate_for_child(semlock.handle)
         else:
             if self._is_fork_ctx:
+                # The wording's start is the standard library's, which code
+                # (its test suite among it) matches.
+                name = type(self).__name__
                 raise RuntimeError(
-                    f"{type(self).__name__} was created for the fork start method and cannot reach a "
-                    f"{getattr(popen, 'method', 'non-fork')} child: create it from the same context "
-                    f"as the Process (ctx.{type(self).__name__}())"
+                    f"A SemLock created in a fork context is being shared with a process in a "
+                    f"{getattr(popen, 'method', 'non-fork')} context, which is not supported: "
+                    f"create the {name} from the same context as the Process (ctx.{name}())"
                 )
             handle = semlock.handle
         _held_for_children.setdefault(popen, []).append(self)
@@ -459,7 +462,7 @@ class Event:
 
     def __repr__(self) -> str:
         state = "set" if self.is_set() else "unset"
-        return f"<{type(self).__name__} {state}>"
+        return f"<{type(self).__qualname__} at {id(self):#x} {state}>"
 
 
 # ---------------------------------------------------------------- Barrier

@@ -13,6 +13,8 @@ import sys
 
 import multiprocess as mp
 
+__all__ = ["main"]
+
 
 def main() -> int:
     print(f"multiprocess {mp.__version__} on Python {sys.version.split()[0]}")

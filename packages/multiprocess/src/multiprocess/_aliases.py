@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # typing (and importlib.abc) would cost ``import multiprocess
 
 from mp_core._owners import SUBMODULES
 
+__all__ = ["NestedAliasFinder", "install"]
+
 PREFIX = "multiprocess."
 
 
