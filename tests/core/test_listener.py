@@ -578,3 +578,23 @@ def test_legacy_md5_peers_are_refused():
                 child.kill()
                 child.communicate()
         assert out.strip() == "AuthenticationError", err
+
+
+def test_a_keyed_client_waits_for_a_listener_that_accepts_late():
+    # A server that serves one client at a time accepts the next one late;
+    # like the standard library's, a keyed Client waits for its challenge.
+    assert Client.handshake_timeout is None
+    with Listener(("127.0.0.1", 0), authkey=KEY) as listener:
+        got = {}
+
+        def connect():
+            with Client(listener.address, authkey=KEY) as conn:
+                got["reply"] = conn.recv()
+
+        thread = threading.Thread(target=connect)
+        thread.start()
+        time.sleep(1.5)
+        with listener.accept() as conn:
+            conn.send("late but fine")
+        thread.join(30)
+    assert got == {"reply": "late but fine"}

@@ -18,10 +18,12 @@ listener even calls ``accept``) and ``accept`` returns the raw connection.
 The library's own users (managers, the resource sharer) always pass an
 explicit key.
 
-A mismatch never leaves a keyed side waiting forever: a keyed ``Client``
-waits at most ``Client.handshake_timeout`` seconds for each handshake
-message (a listener without a key never sends the challenge), and a keyed
-``Listener`` at most ``Listener.handshake_timeout`` for the answer.
+A keyed ``Listener`` waits at most ``Listener.handshake_timeout`` seconds
+for each answer, so a client that never answers cannot block ``accept``.
+A keyed ``Client`` fails at once if the listener sends anything but a
+challenge (a listener without a key sending data); it waits for the
+challenge itself as long as the standard library does (no limit, since a
+server may accept late), unless ``Client.handshake_timeout`` is set.
 """
 
 from __future__ import annotations
@@ -221,8 +223,9 @@ def Client(address: Any, family: Optional[str] = None, authkey: Optional[bytes] 
     ``authkey=None`` (the default) does no authentication: the connection is
     returned as soon as it is made.  With a key, raises
     ``AuthenticationError`` if the listener rejects it, cannot prove it holds
-    it, or sends no handshake message within ``Client.handshake_timeout``
-    seconds (a listener without a key never sends its challenge).  Raises
+    it, sends something other than a challenge, or (when
+    ``Client.handshake_timeout`` is set) sends no handshake message within
+    that many seconds.  Raises
     ``OSError`` if nothing listens at ``address`` and ``TypeError`` for a
     non-bytes authkey.
     """
@@ -243,12 +246,14 @@ def Client(address: Any, family: Optional[str] = None, authkey: Optional[bytes] 
     return conn
 
 
-# Seconds a keyed Client waits for each handshake message (None: no limit),
-# the first one included: the challenge comes only once the listener accepts,
-# so a listener that accepts late must do so within this time.  Generous, since
-# a server may serve its clients one at a time; its point is that a listener
-# without a key (which never challenges) cannot make the client wait forever.
-Client.handshake_timeout = 60.0  # type: ignore[attr-defined]
+# Seconds a keyed Client waits for each handshake message; None (the
+# default) waits as long as it takes, as the standard library does.  The
+# first message comes only once the listener accepts, and a server that
+# serves its clients one at a time may accept a waiting client much later,
+# so no limit is imposed by default.  Set a number to bound the wait (a
+# listener without a key never challenges and would otherwise keep a keyed
+# client waiting until it sends something or closes).
+Client.handshake_timeout = None  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- wrappers
