@@ -476,6 +476,29 @@ def test_socket_pipes_get_larger_buffers():
         b.close()
 
 
+def test_write_buffers_writes_every_buffer_in_order_even_when_the_pipe_fills():
+    r, w = os.pipe()
+    parts = [b"a" * 10, b"", b"b" * 200_000, memoryview(b"c" * 70_000), array.array("i", range(1000))] + [b"d"] * 100
+    got = bytearray()
+
+    def drain():
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    t = threading.Thread(target=drain)
+    t.start()
+    try:
+        connection.write_buffers(w, parts)
+    finally:
+        os.close(w)
+        t.join(30)
+        os.close(r)
+    assert bytes(got) == b"".join(bytes(p) for p in parts)
+
+
 def test_malformed_header(ctx, start):
     reader, writer = Pipe()
     proc = start(write_raw, writer, struct.pack("!i", -5) + b"junk")

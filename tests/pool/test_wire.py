@@ -81,29 +81,6 @@ def test_a_frame_written_after_a_failed_first_attempt_is_whole():
     assert loaded["value"] == 42 and loaded["fn"](1) == 2
 
 
-def test_write_frame_writes_every_buffer_in_order_even_when_the_pipe_fills():
-    r, w = os.pipe()
-    parts = [b"a" * 10, b"", b"b" * 200_000, memoryview(b"c" * 70_000)] + [b"d"] * 100
-    got = bytearray()
-
-    def drain():
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                return
-            got.extend(chunk)
-
-    t = threading.Thread(target=drain)
-    t.start()
-    try:
-        _wire.write_frame(w, parts)
-    finally:
-        os.close(w)
-        t.join(30)
-        os.close(r)
-    assert bytes(got) == _joined(parts)
-
-
 def _frames_stream(sizes):
     frames = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
     stream = b"".join(struct.pack("!i", len(f)) + f for f in frames)

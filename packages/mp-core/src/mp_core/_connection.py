@@ -39,12 +39,12 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from . import reduction, util
 from .context import AuthenticationError, BufferTooShort
 
-__all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE"]
+__all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE", "write_buffers"]
 
 #: Kept for compatibility with code that reads it; framing does not use it.
 BUFSIZE = 8192
@@ -56,6 +56,9 @@ _SMALL_MESSAGE = 16 * 1024
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
 _MAX_SHORT_SIZE = 0x7FFFFFFF
+# The most buffers handed to one writev (POSIX guarantees at least 16;
+# Linux takes 1024).
+_IOV_MAX = 64
 
 # What a keyed listener sends first (``_handshake.CHALLENGE``; not imported
 # from there, which imports this module).
@@ -341,18 +344,18 @@ class Connection(_ConnectionBase):
             data = _SHORT_HEADER.pack(size) + view
             written = os.write(fd, data)
             if written != len(data):
-                _write_all(fd, [memoryview(data)[written:]])
+                write_buffers(fd, [memoryview(data)[written:]])
         else:
             header = _SHORT_HEADER.pack(size) if size <= _MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
             if size <= _SMALL_READ:
-                _write_all(fd, [header, view])
+                write_buffers(fd, [header, view])
             else:
                 # Its own write keeps the payload at the start of the kernel's
                 # socket/pipe buffers: behind a 4-byte header, every byte is
                 # copied in and out of the kernel misaligned, which costs up
                 # to a third of the bandwidth between two cores.
-                _write_all(fd, [header])
-                _write_all(fd, [view])
+                write_buffers(fd, [header])
+                write_buffers(fd, [view])
 
     # ------------------------------------------------------------ reading
 
@@ -421,18 +424,29 @@ class Connection(_ConnectionBase):
 
 # ---------------------------------------------------------------- fd helpers
 
-def _write_all(fd: int, parts: list) -> None:
-    """Write every byte of ``parts`` (bytes-like objects) to ``fd``, in order."""
-    views = [memoryview(p) for p in parts]
-    while views:
-        written = os.writev(fd, views) if len(views) > 1 else os.write(fd, views[0])
+def write_buffers(fd: int, buffers: Sequence[Any]) -> None:
+    """Write every byte of ``buffers`` (bytes-like objects) to the blocking ``fd``, in order.
+
+    One ``writev`` per round (at most ``_IOV_MAX`` buffers), so a message
+    made of several parts is never joined into one buffer first.  Used by
+    ``Connection`` and by ``mp_pool``'s workers, whose frames are lists of
+    the pickler's blocks.
+    """
+    views = [memoryview(b) for b in buffers]
+    first = 0
+    while first < len(views):
+        if not views[first].nbytes:
+            first += 1
+            continue
+        batch = views[first:first + _IOV_MAX]
+        written = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
         while written:
-            first = views[0]
-            if written >= first.nbytes:
-                written -= first.nbytes
-                views.pop(0)
+            size = views[first].nbytes
+            if written >= size:
+                written -= size
+                first += 1
             else:
-                views[0] = first[written:]
+                views[first] = views[first][written:]
                 written = 0
 
 

@@ -26,6 +26,7 @@ from ._connection import (  # noqa: F401
     _ConnectionBase,
     rebuild_connection,
     reduce_connection,
+    write_buffers,  # beyond the stdlib: writes a message given as several buffers
 )
 from ._handshake import (  # noqa: F401
     CHALLENGE,

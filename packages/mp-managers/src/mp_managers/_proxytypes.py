@@ -9,11 +9,11 @@ spelled out.
 from __future__ import annotations
 
 import array
-import time
 import types
 from typing import Any, Callable, Optional
 
 from mp_core import reduction
+from mp_sync import synchronize
 
 from ._proxy import BaseProxy, forwarding
 
@@ -128,19 +128,9 @@ class ConditionProxy(AcquirerProxy):
     def notify_all(self) -> None:
         return self._callmethod("notify_all")
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: Optional[float] = None) -> Any:
-        """Wait until ``predicate()`` is true (checked here, after each wake-up); return its last value."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        result = predicate()
-        while not result:
-            remaining = None
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-            self.wait(remaining)
-            result = predicate()
-        return result
+    # The predicate runs here, in the caller, after each remote wake-up:
+    # the same loop as the process-shared Condition, over this proxy's wait().
+    wait_for = synchronize.Condition.wait_for
 
 
 @forwarding

@@ -458,7 +458,7 @@ class ProcessEngine:
                 # task pipe, and the worker would never see end of file.
                 worker.closing = True
                 if worker.tasks is not None:
-                    worker.outbox.extend(_stop_frame())
+                    worker.outbox.extend(_wire.STOP_FRAME)
                     self._flush(worker)
         return not self._workers
 
@@ -751,10 +751,6 @@ class ProcessEngine:
         for conn in self._starting:
             conn.close()
         self._close_own_fds()
-
-
-def _stop_frame() -> list[Any]:
-    return _wire.task_frame(_wire.STOP, 0, 0)
 
 
 def _fresh(error: BrokenPoolError) -> BrokenPoolError:

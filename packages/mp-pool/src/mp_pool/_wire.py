@@ -1,7 +1,8 @@
 """What travels on a worker's two pipes: fixed binary headers, then a pickle.
 
 Every message is one frame of ``mp_core.connection``'s wire format (a size,
-then the payload), built as a list of buffers and written with ``writev``.  The
+then the payload), built as a list of buffers and written with ``writev``
+(``mp_core.connection.write_buffers``).  The
 payload starts with a small fixed header, read with ``struct`` before any
 unpickling: a body that fails to unpickle can still be blamed on the right
 task, and control messages cost no pickle at all.
@@ -26,7 +27,6 @@ Worker -> parent (``RESULT_HEAD``: task id, status, seconds spent)::
 from __future__ import annotations
 
 import io
-import os
 import struct
 from typing import Any, Optional
 
@@ -35,7 +35,7 @@ from mp_core import reduction
 __all__ = [
     "TASK_HEAD", "RESULT_HEAD", "CALL", "MAP", "STARMAP", "FUNC", "FORGET",
     "STOP", "OK", "ERROR", "READY", "INIT_FAILED", "NO_TASK", "Frame", "task_frame", "result_frame", "frame_size",
-    "write_frame",
+    "STOP_FRAME",
 ]
 
 TASK_HEAD = struct.Struct("!Bqq")
@@ -107,22 +107,12 @@ class Frame:
 
     # -- finishing
 
-    def seal(self, room: int) -> list[Any]:
-        """Write the size header into the ``room`` bytes reserved in front; return the buffers."""
-        size = self.size - room
-        head = bytearray(self.parts[0])
-        if size <= _MAX_SHORT:
-            start = room - _SHORT.size
-            _SHORT.pack_into(head, start, size)
-            self.parts[0] = bytes(head[start:])
-        else:
-            _LONG.pack_into(head, 0, -1, size)
-            self.parts[0] = bytes(head)
+    def seal(self) -> list[Any]:
+        """Put the size header (short or long form) in front; return the buffers."""
+        size = self.size
+        header = _SHORT.pack(size) if size <= _MAX_SHORT else _LONG.pack(-1, size)
+        self.parts[0] = header + self.parts[0]  # the small fixed head: a cheap join
         return self.parts
-
-
-# Room for the longest size header in front of the payload.
-_ROOM = _LONG.size
 
 
 def task_frame(kind: int, task_id: int, job_id: int, body: Any = None, has_body: bool = False,
@@ -132,19 +122,19 @@ def task_frame(kind: int, task_id: int, job_id: int, body: Any = None, has_body:
     Serialization errors propagate to the caller with the object named by
     ``mp_core.reduction``.
     """
-    frame = Frame(bytes(_ROOM) + TASK_HEAD.pack(kind, task_id, job_id))
+    frame = Frame(TASK_HEAD.pack(kind, task_id, job_id))
     if has_body:
         (serializer or reduction.get_serializer()).dump(body, frame)
-    return frame.seal(_ROOM)
+    return frame.seal()
 
 
 def result_frame(task_id: int, status: int, elapsed: float, body: Any = None, has_body: bool = True,
                  serializer: Optional[reduction.Serializer] = None) -> list[Any]:
     """A complete wire frame for a worker -> parent message, as buffers to write in order."""
-    frame = Frame(bytes(_ROOM) + RESULT_HEAD.pack(task_id, status, elapsed))
+    frame = Frame(RESULT_HEAD.pack(task_id, status, elapsed))
     if has_body:
         (serializer or reduction.get_serializer()).dump(body, frame)
-    return frame.seal(_ROOM)
+    return frame.seal()
 
 
 def frame_size(parts: list[Any]) -> int:
@@ -152,24 +142,5 @@ def frame_size(parts: list[Any]) -> int:
     return sum(map(len, parts))
 
 
-def write_frame(fd: int, parts: list[Any]) -> None:
-    """Write every buffer of ``parts`` to the blocking descriptor ``fd``, in order."""
-    views = list(parts)
-    first = 0
-    while first < len(views):
-        if not len(views[first]):
-            first += 1
-            continue
-        batch = views[first:first + _IOV_MAX]
-        written = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
-        while written:
-            size = len(views[first])
-            if written >= size:
-                written -= size
-                first += 1
-            else:
-                views[first] = memoryview(views[first])[written:]
-                written = 0
-
-
-_IOV_MAX = 64
+#: Tells a worker to exit; the same immutable buffers serve every worker.
+STOP_FRAME: list[Any] = task_frame(STOP, 0, 0)

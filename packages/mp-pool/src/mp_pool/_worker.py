@@ -71,7 +71,7 @@ def run_worker(tasks: connection.Connection, results: connection.Connection,
     results_fd = results.fileno()
 
     def send(parts: list) -> None:
-        _wire.write_frame(results_fd, parts)
+        connection.write_buffers(results_fd, parts)
     if initializer is not None:
         try:
             initializer(*initargs)
