@@ -20,6 +20,7 @@ from tools.bench.__main__ import parse_args
 from tools.bench.report import RATE, Row, SectionResult, Table, Target
 from tools.bench.sections import SECTION_MODULES, Section, all_sections, register
 from tools.bench.sections.importtime import parse_importtime
+from tools.bench.sections.pool import _serialization_floor, payload_base
 from tools.bench.sections.serialize import measure_roundtrip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -185,6 +186,14 @@ def test_roundtrip_measure_with_references_only() -> None:
     assert out["sizes"]["ints/pickle5"] > 100_000
     # C pickle cannot carry a lambda: recorded as an error, not raised.
     assert "lambda/pickle5" in out["errors"] and "lambda/pickle5" not in out["samples"]
+
+
+def test_serialization_floor_round_trips_the_payloads() -> None:
+    payloads = [list(payload_base()) for _ in range(3)]
+    assert _serialization_floor(payloads) > 0
+    assert payloads[0] == payload_base()  # the inputs are left as they were
+    with pytest.raises(AssertionError, match="round-trip"):
+        _serialization_floor([float("nan")])  # nan != nan: a result that differs is caught
 
 
 def test_worker_reports_errors_instead_of_raising() -> None:

@@ -23,7 +23,14 @@ nothing, so spawned workers can import them cheaply):
 * **payloads**: ``map(echo, 2,000 payloads)``, each a distinct list of
   12,500 ints around 2**40 (about 100 KB when pickled; the lists share
   their int objects on the sending side), echoed back.  Figures are
-  payload bytes (C pickle size, see the notes) echoed per second.
+  payload bytes (C pickle size, see the notes) echoed per second.  Right
+  after each timed payload map, the same child times the **serialization
+  floor**: C pickle ``dumps`` of every payload and ``loads`` of the result,
+  in one process, no pool.  That is the work the pool's parent cannot
+  avoid (it pickles the arguments and unpickles the results, under one
+  GIL), so ``floor/stdlib`` is the highest payload ratio any parent that
+  serializes with C pickle can reach on this machine, and ``ours/floor``
+  how close we come to it.
 
 Tiny-task figures are items per second.  Fork (the default start method on
 Linux up to 3.13) runs every case; spawn runs the tiny-task maps.  Where
@@ -123,6 +130,17 @@ def _run_case(pool: Any, case: str, n: int, data: List[Any] | None = None) -> fl
     return elapsed
 
 
+def _serialization_floor(data: List[Any]) -> float:
+    """Seconds to C-pickle every payload and unpickle it again in this process: a pool parent's minimum."""
+    dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.DEFAULT_PROTOCOL
+    started = time.perf_counter()
+    out = [loads(dumps(item, protocol)) for item in data]
+    elapsed = time.perf_counter() - started
+    if out[-1] != data[-1]:
+        raise AssertionError("the serialization floor did not round-trip the payloads")
+    return elapsed
+
+
 def _wait_for_workers(pool: Any, timeout: float = 60.0) -> None:
     """Return once every worker of ``pool`` has run a task (tiny maps until all their pids were seen)."""
     seen: set = set()
@@ -133,8 +151,13 @@ def _wait_for_workers(pool: Any, timeout: float = 60.0) -> None:
         seen.update(pool.map(worker_pid, range(WORKERS), 1))
 
 
-def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: Dict[str, int]) -> Dict[str, Any]:
+def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: Dict[str, int],
+                 floor: bool = False) -> Dict[str, Any]:
     """Child side: pool start, rates of every case (items/s; payload: bytes/s), pool shutdown.
+
+    With ``floor``, each payload sample is followed by one of the
+    serialization floor (``_serialization_floor``), stored as the case
+    ``payload_floor``.
 
     Each case is timed ``repeats[case]`` times, the cases interleaved.
 
@@ -177,6 +200,10 @@ def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: Dict[str
                 # moment after map() returned, and their deallocation (~0.1 s
                 # for the payloads) must not land in the next timing.
                 pool.map(add_one, range(WORKERS), 1)
+                if case == "payload" and floor:
+                    # Paired with the sample just taken: same process, same moment's load.
+                    rate = units / _serialization_floor(payloads)
+                    out["samples"].setdefault("payload_floor", []).append(rate)
         started = time.perf_counter()
         pool.close()
         pool.join()
@@ -236,7 +263,8 @@ def run(ctx: BenchContext) -> SectionResult:
                 repeats_by_case["payload"] = payload_repeats
             items.setdefault(method, {})[impl.key] = cases
             try:
-                params = {"method": method, "cases": cases, "repeats": repeats_by_case}
+                params = {"method": method, "cases": cases, "repeats": repeats_by_case,
+                          "floor": impl.key != "upstream"}
                 answer = ctx.runner.call(impl, "pool:pool", params)
             except Exception as exc:
                 failed[impl.key] = short_error(str(exc))
@@ -261,7 +289,12 @@ def run(ctx: BenchContext) -> SectionResult:
                            "closure: its column is its named-function figure, the baseline",
                            [(k, "stdlib (named fn)" if k == "stdlib" else k) for k in keys], kind=OPS,
                            name="closure")
-    payload = result.table("payloads echoed, bytes per second (median)", columns, kind=RATE, name="payload")
+    payload = result.table("payloads echoed, bytes per second (median); floor = C pickle dumps + loads of the "
+                           "same payloads in one process, no pool (ours' and the stdlib's children, pooled): "
+                           "the most a pool parent that serializes with C pickle can reach",
+                           columns + [("floor", "floor")], kind=RATE, name="payload",
+                           ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("floor", "stdlib"),
+                                   ("ours", "floor")])
     for method in methods:
         per_case = samples.get(method, {})
         for case in ("named_default", "named_chunk1"):
@@ -273,7 +306,10 @@ def run(ctx: BenchContext) -> SectionResult:
             medians, spreads = summarize_columns(cells)
             closure.add(f"{method}: {labels[case]}", medians, [Target("stdlib", 0.8, at_least=True)], spreads)
         if method == "fork":
-            medians, spreads = summarize_columns({k: per_case.get("payload", {}).get(k) for k in keys})
+            cells = {k: per_case.get("payload", {}).get(k) for k in keys}
+            floors = [x for k in keys for x in per_case.get("payload_floor", {}).get(k, [])]
+            cells["floor"] = floors or None
+            medians, spreads = summarize_columns(cells)
             payload.add(f"{method}: {labels['payload']}", medians, [Target("stdlib", 1.3, at_least=True)], spreads)
 
     lifecycle = result.table(f"pool lifecycle (median): start = Pool({WORKERS}) until every worker answered; "
