@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import threading
 import time
@@ -58,7 +59,11 @@ def test_empty_inputs_and_chunksize_zero_as_the_stdlib(make_pool):
     assert list(pool.imap_unordered(helpers.square, iter([]))) == []
     result = pool.map_async(helpers.square, [], callback=seen.append)
     assert result.get(10) == [] and result.successful()
-    assert seen == [[]]  # (the standard library skips the callback here)
+    # The documentation says the callback is applied when the result becomes
+    # ready; CPython's Pool skips it for an empty input (undocumented, and a
+    # program waiting for its callback then waits for ever).  We follow the
+    # documentation.
+    assert seen == [[]]
     # map with chunksize=0 sends nothing and returns [None] * len; imap refuses it.
     assert pool.map(helpers.square, [1, 2, 3], chunksize=0) == [None, None, None]
     with pytest.raises(ValueError, match="Chunksize must be 1\\+, not 0"):
@@ -91,6 +96,21 @@ def test_result_objects_api(make_pool):
     assert next(iterator) is None
     with pytest.raises(StopIteration):
         iterator.next(timeout=1)
+    unordered = pool.imap_unordered(helpers.sleep_then, [0.8])
+    with pytest.raises(TimeoutError):
+        unordered.next(timeout=0.01)
+    assert unordered.next(timeout=30) is None
+    with pytest.raises(StopIteration):
+        unordered.next(timeout=1)
+    mapped = pool.map_async(helpers.sleep_then, [0.8, 0.0], chunksize=1)
+    assert not mapped.ready()
+    with pytest.raises(ValueError, match="not ready"):
+        mapped.successful()
+    with pytest.raises(TimeoutError):
+        mapped.get(timeout=0.01)
+    mapped.wait(0.01)
+    assert not mapped.ready()
+    assert mapped.get(30) == [None, None] and mapped.successful()
     assert isinstance(iterator, pool_module.IMapIterator)
     assert isinstance(pool.map_async(helpers.square, [1]), pool_module.MapResult)
     assert pool_module.AsyncResult is pool_module.ApplyResult
@@ -208,6 +228,7 @@ def test_close_lets_work_finish_and_refuses_more(make_pool):
         lambda: pool.map(helpers.square, [1]),
         lambda: pool.map_async(helpers.square, [1]),
         lambda: pool.starmap(helpers.add, [(1, 2)]),
+        lambda: pool.starmap_async(helpers.add, [(1, 2)]),
         lambda: pool.imap(helpers.square, [1]),
         lambda: pool.imap_unordered(helpers.square, [1]),
     ):
@@ -233,6 +254,17 @@ def test_context_manager_exit_terminates(make_pool):
     with pytest.raises(ValueError, match="Pool not running"):
         pool.apply(helpers.square, (1,))
     pool.join()
+
+
+def test_the_default_size_is_the_cpu_count(ctx):
+    pool = Pool(context=ctx)
+    try:
+        expected = getattr(os, "process_cpu_count", os.cpu_count)() or 1  # as the stdlib of this Python
+        assert pool._processes == expected == len(pool._pool)
+        assert pool.map(helpers.square, range(4)) == [0, 1, 4, 9]
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def test_constructor_validates_its_arguments():

@@ -46,6 +46,10 @@ def test_lambdas_closures_and_partials_as_tasks_arguments_and_results(make_pool)
     assert returned(1) == 6
     adders = pool.map(helpers.return_lambda, range(3))
     assert [f(10) for f in adders] == [10, 11, 12]
+    # partials (and closures inside them) as arguments and results
+    partial = pool.apply(helpers.identity, (functools.partial(make_adder(2), 5),))
+    assert isinstance(partial, functools.partial) and partial() == 7
+    assert pool.starmap(lambda f, x: f(x), [(functools.partial(helpers.add, 1), 2)]) == [3]
     assert pool.apply_async(lambda: "no args").get(30) == "no args"
 
 
@@ -82,9 +86,12 @@ def test_a_maps_function_travels_once_per_call_and_once_per_worker(make_pool):
     assert CountingFunction.reductions == 1
     per_worker = {(pid, ident) for pid, ident, _ in results}
     assert len(per_worker) == len({pid for pid, _, _ in results})  # one copy per worker
-    CountingFunction.reductions = 0
-    assert len(list(pool.imap_unordered(CountingFunction(), iter(range(50))))) == 50
-    assert CountingFunction.reductions == 1
+    for run in (lambda f: pool.imap_unordered(f, iter(range(50))), lambda f: pool.imap(f, range(50), 1),
+                lambda f: pool.starmap(f, [(x,) for x in range(50)], 1)):
+        CountingFunction.reductions = 0
+        results = list(run(CountingFunction()))
+        assert sorted(x for _, _, x in results) == list(range(50))
+        assert CountingFunction.reductions == 1
 
 
 def test_exceptions_keep_their_type_and_carry_the_remote_traceback(make_pool):
@@ -100,6 +107,15 @@ def test_exceptions_keep_their_type_and_carry_the_remote_traceback(make_pool):
         result.get(30)
     assert errors == [excinfo.value]
     assert "<lambda>" in str(excinfo.value.__cause__)
+    iterator = pool.imap(functools.partial(helpers.fail_on, bad=2), range(4), 1)
+    assert [next(iterator), next(iterator)] == [0, 1]
+    with pytest.raises(KeyError, match="bad item 2") as excinfo:
+        next(iterator)
+    assert isinstance(excinfo.value.__cause__, RemoteTraceback) and "fail_on" in str(excinfo.value.__cause__)
+    assert next(iterator) == 3
+    with pytest.raises(TypeError) as excinfo:
+        pool.starmap(helpers.add, [(1, 2), (1, "x")])
+    assert isinstance(excinfo.value.__cause__, RemoteTraceback) and "in add" in str(excinfo.value.__cause__)
 
 
 def test_an_unpicklable_result_raises_maybeencodingerror_naming_it(make_pool):
@@ -109,6 +125,9 @@ def test_an_unpicklable_result_raises_maybeencodingerror_naming_it(make_pool):
     assert "generator" in excinfo.value.value and "Reason" in str(excinfo.value)
     with pytest.raises(MaybeEncodingError, match="Error sending result: '<generator object"):
         pool.map(helpers.return_unpicklable, range(6), chunksize=3)
+    iterator = pool.imap(helpers.return_unpicklable, range(2), 1)
+    with pytest.raises(MaybeEncodingError, match="Error sending result: '<generator object"):
+        next(iterator)
     assert pool.map(helpers.square, range(5)) == [0, 1, 4, 9, 16]
 
 
@@ -174,6 +193,9 @@ MAIN_PROGRAM = textwrap.dedent("""
     def read_init(_):
         return os.environ.get("POOL_TEST_INIT")
 
+    def call(f, x):
+        return f(x)
+
     if __name__ == "__main__":
         ctx = mp_core.get_context(sys.argv[1])
         with Pool(2, initializer=init, initargs=("ready",), context=ctx) as pool:
@@ -187,13 +209,19 @@ MAIN_PROGRAM = textwrap.dedent("""
             print("result", pool.apply(lambda: Box(6)).get())
             print("init", pool.map(read_init, [0, 1], chunksize=1))
             print("imap", list(pool.imap(lambda x: -x, iter([1, 2]))))
+            print("argument", pool.apply(call, (helper, 1)))
+            print("returned", pool.apply(lambda: helper)(2))
             pool.close()
             pool.join()
+        tag = "lambda-init"
+        with Pool(1, initializer=lambda: init(tag), context=ctx) as pool:
+            print("init-lambda", pool.apply(read_init, (0,)))
 """)
 
 MAIN_EXPECTED = [
     "lambda [22, 24]", "closure [4]", "function [15]", "partial 11", "class [7, 8]", "instance 4",
-    "result 6", "init ['ready', 'ready']", "imap [-1, -2]",
+    "result 6", "init ['ready', 'ready']", "imap [-1, -2]", "argument 11", "returned 12",
+    "init-lambda lambda-init",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -82,8 +83,12 @@ def test_initializer_close_join_and_context_manager(thread_pool):
     pool = thread_pool(2, initializer=seen.append, initargs=("init",))
     pending = pool.map_async(time.sleep, [0.05] * 4)
     pool.close()
-    with pytest.raises(ValueError, match="Pool not running"):
-        pool.apply(abs, (1,))
+    for submit in (lambda: pool.apply(abs, (1,)), lambda: pool.apply_async(abs, (1,)),
+                   lambda: pool.map(abs, [1]), lambda: pool.map_async(abs, [1]),
+                   lambda: pool.starmap(pow, [(2, 2)]), lambda: pool.starmap_async(pow, [(2, 2)]),
+                   lambda: pool.imap(abs, [1]), lambda: pool.imap_unordered(abs, [1])):
+        with pytest.raises(ValueError, match="Pool not running"):
+            submit()
     pool.join()
     assert pending.ready() and seen == ["init", "init"]
     with thread_pool(1) as pool:
@@ -95,6 +100,20 @@ def test_initializer_close_join_and_context_manager(thread_pool):
         queued.get(5)
     with pytest.raises(ValueError, match="Pool is still running"):
         thread_pool(1).join()
+
+
+def test_a_thread_pool_has_no_slots_and_warns_when_collected_running():
+    assert not hasattr(ThreadPool, "__slots__")
+    pool = ThreadPool(2)
+    pool._pathos_nodes = 2  # downstream code stores its own attributes
+    threads = list(pool._pool)
+    assert pool.map(abs, [-1, -2]) == [1, 2]
+    with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
+        del pool
+        gc.collect()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
 
 
 def test_a_failing_initializer_breaks_a_thread_pool(thread_pool):
