@@ -107,7 +107,8 @@ def test_preload_modules_are_imported_in_the_server():
     assert result.stdout.strip() == "['colorsys']"
 
 
-def test_server_exits_when_its_program_is_killed():
+@pytest.mark.parametrize("settled", [True, False], ids=["running", "starting"])
+def test_server_exits_when_its_program_is_killed(settled):
     program = textwrap.dedent("""
         import sys, time
         import mp_core as mp
@@ -115,17 +116,24 @@ def test_server_exits_when_its_program_is_killed():
         if __name__ == "__main__":
             mp.get_context("forkserver")
             forkserver.ensure_running()
-            print(forkserver._forkserver._forkserver_pid, flush=True)
+            print(forkserver._forkserver._forkserver_pid, forkserver._forkserver._forkserver_address, flush=True)
             time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
     try:
-        server_pid = int(proc.stdout.readline())
-        assert not _pid_gone(server_pid, 0.2)
+        pid_text, address = proc.stdout.readline().split()
+        server_pid = int(pid_text)
+        if settled:  # else killed at once: the server may still be starting up
+            assert not _pid_gone(server_pid, 0.2)
+        assert os.path.exists(address)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        # The server is now an orphan (not our child): it must leave by itself.
+        # The server is now an orphan (not our child): it must leave by itself,
+        # and take its socket and the dead program's (otherwise empty) temp
+        # directory with it: nobody else would remove them.
         assert _pid_gone(server_pid, 10), "fork server outlived its program"
+        assert not os.path.exists(address)
+        assert not os.path.exists(os.path.dirname(address))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -145,6 +145,7 @@ class ForkServer:
             "authkey": authkey,
             "preload": self._preload_modules,
             "address": address,
+            "owner": os.getpid(),
             "prep": _server_preparation_data(self._preload_modules),
         }
         with util.new_blocking_socket(socket.AF_UNIX) as listener:
@@ -267,6 +268,7 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     """Run the fork server (the program of its process)."""
     with open(config_fd, "rb") as f:
         config = pickle.load(f)
+    owner: int = config["owner"]
     authkey: bytes = config["authkey"]
     _preload(config["preload"], config["prep"])
     util._close_stdin()
@@ -308,10 +310,46 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
                     raise
     for conn in pid_to_conn.values():
         conn.close()
+    if _owner_gone(owner):
+        # The owner died without its exit handlers (SIGKILL, os._exit):
+        # nobody else will remove our socket and its directory.
+        _remove_orphaned_address(config["address"])
     # What preloading made (a main module's global semaphore, say) is
     # released as at any process's exit, so the tracker sees no leak.
     util._exit_function()
     os._exit(0)
+
+
+_PF_EXITING = 0x4  # Linux task flag: the process is in exit()
+
+
+def _owner_gone(owner: int) -> bool:
+    """Whether the process that started the server is dead or dying (not merely stopping the server)."""
+    if os.getppid() != owner:
+        return True  # we were handed to a reaper: the owner is gone
+    # The end of file on the keep-alive pipe can arrive before the kernel
+    # reparents us (a dying process closes its files first): ask /proc
+    # whether the owner is exiting.  Without /proc, assume it is alive.
+    try:
+        with open(f"/proc/{owner}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")
+    except OSError:
+        return False
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
+
+
+def _remove_orphaned_address(address: str) -> None:
+    """Unlink the server's socket file, and its directory if that is left empty (a dead owner's temp dir)."""
+    try:
+        os.unlink(address)
+    except OSError:
+        pass
+    try:
+        os.rmdir(os.path.dirname(address))  # fails, harmlessly, if anything else is in it
+    except OSError:
+        pass
 
 
 def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
