@@ -236,7 +236,7 @@ def test_client_without_a_key_against_a_keyed_listener():
         assert time.monotonic() - began < 5
 
 
-def test_library_listeners_stay_authenticated(sharer_address_and_key):
+def test_library_listeners_stay_authenticated(sharer_address_and_key, capfd):
     address, key = sharer_address_and_key
     with pytest.raises(mp_core.AuthenticationError):
         Client(address, authkey=b"not the key")
@@ -245,7 +245,15 @@ def test_library_listeners_stay_authenticated(sharer_address_and_key):
         with pytest.raises(mp_core.AuthenticationError, match="requires an authkey"):
             client.recv()
     with Client(address, authkey=key):
-        pass
+        pass  # a client that hangs up without a request
+    # The sharer serves one client at a time: once a real request has been
+    # answered, the hang-up before it has been dealt with, quietly.
+    c, d = socket.socketpair()
+    with c, d:
+        with mp_core.reduction.loads(mp_core.reduction.dumps(c)) as copy:
+            copy.sendall(b"ping")
+            assert d.recv(4) == b"ping"
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.fixture

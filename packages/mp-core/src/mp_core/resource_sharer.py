@@ -159,6 +159,10 @@ class _ResourceSharer:
                 # Some local process that does not hold our key; not a reason
                 # to stop serving the others.
                 util.info("resource sharer refused a client: %s", exc)
+            except EOFError:
+                # A client that hung up before asking (it died, or gave up):
+                # nothing was taken from the cache, nothing to report.
+                util.debug("resource sharer: a client hung up without a request")
             except Exception:
                 if listener._listener is None or util.is_exiting():
                     break
