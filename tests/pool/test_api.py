@@ -327,6 +327,21 @@ def test_the_attributes_and_names_downstream_code_relies_on(make_pool, start_met
         pickle.dumps(pool)
 
 
+def test_the_stdlib_modules_helpers_are_there_by_name():
+    # Code written against multiprocessing.pool imports these (custom pools, wrappers).
+    assert pool_module.mapstar((abs, [-1, -2])) == [1, 2]
+    assert pool_module.starmapstar((pow, [(2, 3), (3, 2)])) == [8, 9]
+    try:
+        raise KeyError("in the worker")
+    except KeyError as exc:
+        packed = pool_module.ExceptionWithTraceback(exc, exc.__traceback__)
+    unpacked = pickle.loads(pickle.dumps(packed))
+    assert type(unpacked) is KeyError and unpacked.args == ("in the worker",)
+    assert isinstance(unpacked.__cause__, pool_module.RemoteTraceback)
+    assert "test_the_stdlib_modules_helpers_are_there_by_name" in str(unpacked.__cause__)
+    assert pool_module.rebuild_exc(ValueError("x"), "tb text").__cause__.tb == "tb text"
+
+
 def test_the_context_factory_and_the_door(ctx):
     pool = ctx.Pool(2)
     try:

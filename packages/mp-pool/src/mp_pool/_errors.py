@@ -17,6 +17,7 @@ from mp_core.context import ProcessError
 __all__ = [
     "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "BrokenPoolError",
     "PoolTerminatedError", "describe_exit", "format_remote", "attach_remote_traceback",
+    "ExceptionWithTraceback", "rebuild_exc",
 ]
 
 
@@ -110,3 +111,24 @@ def attach_remote_traceback(exc: BaseException, tb: Optional[str]) -> BaseExcept
     if tb:
         exc.__cause__ = RemoteTraceback(tb)
     return exc
+
+
+def rebuild_exc(exc: BaseException, tb: Optional[str]) -> BaseException:
+    """The standard library's name for ``attach_remote_traceback`` (what ``ExceptionWithTraceback`` unpickles with)."""
+    return attach_remote_traceback(exc, tb)
+
+
+class ExceptionWithTraceback:
+    """An exception packed with its traceback as text, for sending to another process.
+
+    Kept for code written against the standard library's ``pool`` module:
+    unpickled, it is the exception itself, with the traceback attached as
+    its ``RemoteTraceback`` cause.
+    """
+
+    def __init__(self, exc: BaseException, tb: Any) -> None:
+        self.exc = exc
+        self.tb = "".join(traceback.format_exception(type(exc), exc, tb))
+
+    def __reduce__(self) -> tuple:
+        return rebuild_exc, (self.exc, self.tb)

@@ -24,6 +24,7 @@ workers is drawn in ``mp_pool._engine``; the worker side is
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -35,10 +36,12 @@ from mp_core.context import TimeoutError as TimeoutError
 from ._dummy_process import DummyProcess
 from ._engine import ProcessEngine
 from ._errors import BrokenPoolError as BrokenPoolError
+from ._errors import ExceptionWithTraceback as ExceptionWithTraceback
 from ._errors import MaybeEncodingError as MaybeEncodingError
 from ._errors import PoolTerminatedError as PoolTerminatedError
 from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import WorkerLostError as WorkerLostError
+from ._errors import rebuild_exc as rebuild_exc
 from ._results import ApplyResult as ApplyResult
 from ._results import AsyncResult as AsyncResult
 from ._results import IMapIterator as IMapIterator
@@ -56,6 +59,18 @@ CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
 
 _SEQUENCES = (list, tuple, range)
+
+
+def mapstar(args: tuple) -> list:
+    """``list(map(func, items))`` for ``args = (func, items)``: the standard library's chunk helper, kept by name."""
+    func, items = args
+    return list(map(func, items))
+
+
+def starmapstar(args: tuple) -> list:
+    """``list(starmap(func, argument_tuples))`` for ``args = (func, argument_tuples)``; as ``mapstar``."""
+    func, argument_tuples = args
+    return list(itertools.starmap(func, argument_tuples))
 
 
 def _default_processes() -> int:
