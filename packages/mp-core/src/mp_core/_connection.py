@@ -44,7 +44,8 @@ from typing import Any, Optional, Sequence
 from . import reduction, util
 from .context import AuthenticationError, BufferTooShort
 
-__all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE", "write_buffers"]
+__all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE", "write_buffers",
+           "message_header"]
 
 #: Kept for compatibility with code that reads it; framing does not use it.
 BUFSIZE = 8192
@@ -346,7 +347,7 @@ class Connection(_ConnectionBase):
             if written != len(data):
                 write_buffers(fd, [memoryview(data)[written:]])
         else:
-            header = _SHORT_HEADER.pack(size) if size <= _MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
+            header = message_header(size)
             if size <= _SMALL_READ:
                 write_buffers(fd, [header, view])
             else:
@@ -423,6 +424,11 @@ class Connection(_ConnectionBase):
 
 
 # ---------------------------------------------------------------- fd helpers
+
+def message_header(size: int) -> bytes:
+    """The size header in front of a message of ``size`` bytes: 4 bytes, or 12 above 2 GiB - 1."""
+    return _SHORT_HEADER.pack(size) if size <= _MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
+
 
 def write_buffers(fd: int, buffers: Sequence[Any]) -> None:
     """Write every byte of ``buffers`` (bytes-like objects) to the blocking ``fd``, in order.

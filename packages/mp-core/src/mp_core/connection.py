@@ -24,6 +24,7 @@ from ._connection import (  # noqa: F401
     Connection,
     Pipe,
     _ConnectionBase,
+    message_header,  # beyond the stdlib: the wire format's size header, for other writers of it
     rebuild_connection,
     reduce_connection,
     write_buffers,  # beyond the stdlib: writes a message given as several buffers

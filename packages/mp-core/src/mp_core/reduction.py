@@ -410,12 +410,6 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
         finally:
             _winapi.CloseHandle(source_process)
 
-    def _socket_over(conn: Any) -> socket.socket:
-        # A socket object over a copy of the connection's descriptor that
-        # leaves its (shared) blocking mode alone, whatever the default timeout.
-        from . import util
-        return util.socket_over_fd(os.dup(conn.fileno()), socket.AF_UNIX, socket.SOCK_STREAM)
-
     def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
         """Send ``handle`` over ``conn`` to the process ``destination_pid``."""
         dh = DupHandle(handle, _winapi.DUPLICATE_SAME_ACCESS, destination_pid)

@@ -329,11 +329,7 @@ class ProcessEngine:
         self._wake_pending = False
         if self._repopulate:
             self._repopulate = False
-            while self._needs_workers():
-                try:
-                    self._start_worker()
-                except Exception as exc:
-                    self._break(BrokenPoolError(f"cannot start a replacement worker: {exc!r}"), exc)
+            self._fill_up()
         inbox = self._inbox
         while inbox:
             job = inbox.popleft()
@@ -408,7 +404,11 @@ class ProcessEngine:
                 f"worker {worker.pid} {describe_exit(exitcode)} while running {task.describe()}",
                 pid=worker.pid, exitcode=exitcode, task=task.describe())
             self._finish(task, False, error)
-        if self._needs_workers():
+        self._fill_up()
+
+    def _fill_up(self) -> None:
+        """Start workers until the pool has its size again; break it if one cannot be started."""
+        while self._needs_workers():
             try:
                 self._start_worker()
             except Exception as exc:

@@ -30,7 +30,7 @@ import io
 import struct
 from typing import Any, Optional
 
-from mp_core import reduction
+from mp_core import connection, reduction
 
 __all__ = [
     "TASK_HEAD", "RESULT_HEAD", "CALL", "MAP", "STARMAP", "FUNC", "FORGET",
@@ -45,9 +45,6 @@ CALL, MAP, STARMAP, FUNC, FORGET, STOP = 1, 2, 3, 4, 5, 6
 OK, ERROR, READY, INIT_FAILED = 0, 1, 2, 3
 NO_TASK = -1
 
-_SHORT = struct.Struct("!i")
-_LONG = struct.Struct("!iQ")
-_MAX_SHORT = 0x7FFFFFFF
 
 
 class Frame:
@@ -109,9 +106,7 @@ class Frame:
 
     def seal(self) -> list[Any]:
         """Put the size header (short or long form) in front; return the buffers."""
-        size = self.size
-        header = _SHORT.pack(size) if size <= _MAX_SHORT else _LONG.pack(-1, size)
-        self.parts[0] = header + self.parts[0]  # the small fixed head: a cheap join
+        self.parts[0] = connection.message_header(self.size) + self.parts[0]  # the small fixed head: a cheap join
         return self.parts
 
 
