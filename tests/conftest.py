@@ -20,12 +20,16 @@ import mp_core
 
 START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp_core.get_all_start_methods()]
 
-# Named semaphores made by this test session (and its children, which inherit
-# the prefix) carry our pid, so that another program using the library at the
-# same time cannot make our leak check fail.
+# Named semaphores and shared-memory blocks made by this test session (and by
+# its children, which inherit the prefixes) carry our pid, so that another
+# program using /dev/shm at the same time (a second test run, a user's job)
+# cannot make our leak checks fail, and we never count its entries as ours.
 SEMAPHORE_PREFIX = f"/mp-t{os.getpid()}"
+SHARED_MEMORY_PREFIX = f"/psm_t{os.getpid()}_"
 mp_core.current_process()._config["semprefix"] = SEMAPHORE_PREFIX
-SHM_PREFIXES = ("psm_", f"sem{SEMAPHORE_PREFIX.replace('/', '.')}", "wnsm_")
+mp_core.current_process()._config["shmprefix"] = SHARED_MEMORY_PREFIX
+# The separators matter: run 123's "sem.mp-t123" is a prefix of run 1234's names.
+SHM_PREFIXES = (SHARED_MEMORY_PREFIX[1:], f"sem.{SEMAPHORE_PREFIX[1:]}-")
 
 
 @pytest.fixture(params=START_METHODS)
@@ -68,7 +72,12 @@ def start(ctx: mp_core.context.BaseContext) -> Iterator[Callable[..., Any]]:
 
 
 def shm_entries() -> set[str]:
-    """Our named semaphores and shared-memory segments currently in /dev/shm."""
+    """This session's named semaphores and shared-memory segments now in /dev/shm.
+
+    Only names under this session's prefixes count: a block or semaphore made
+    by an unrelated program (or a test's separate interpreter, which reports
+    its own names) is not ours to check.
+    """
     try:
         names = os.listdir("/dev/shm")
     except OSError:
@@ -146,7 +155,7 @@ def no_leaked_processes_or_segments() -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop the long-lived helpers; they must go quietly and leave nothing behind."""
+    """Stop the long-lived helpers; they must go quietly and leave nothing of ours in /dev/shm."""
     try:
         from mp_core import forkserver
         forkserver._forkserver._stop()
@@ -159,3 +168,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             stop()
     except ImportError:
         pass
+    deadline = time.monotonic() + 10
+    while shm_entries() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = shm_entries()
+    if left:
+        print(f"\nthe test session left /dev/shm entries: {sorted(left)}", flush=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +13,12 @@ import time
 
 import pytest
 
+import mp_core
 from mp_managers.managers import SharedMemoryManager
 from mp_managers.shared_memory import ShareableList, SharedMemory
+
+from ..conftest import SHARED_MEMORY_PREFIX
+from .conftest import run_python
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,7 +81,7 @@ def test_shared_memory_arguments_and_errors():
         SharedMemory()
     with pytest.raises(FileNotFoundError):
         SharedMemory("psm_does_not_exist")
-    name = f"psm_test_{os.getpid()}"
+    name = f"{SHARED_MEMORY_PREFIX[1:]}named"  # under this run's prefix: the leak check sees it
     block = SharedMemory(name, create=True, size=10)
     try:
         assert block.name == name
@@ -94,6 +99,43 @@ def test_shared_memory_arguments_and_errors():
     untracked = SharedMemory(create=True, size=8, track=False)
     untracked.close()
     untracked.unlink()
+
+
+def create_and_report_a_block(conn):
+    block = SharedMemory(create=True, size=8)
+    conn.send(block.name)
+    block.close()
+    block.unlink()
+
+
+def test_fresh_names_carry_the_programs_prefix_into_every_child(ctx, start):
+    # The test session sets _config["shmprefix"] (tests/conftest.py).
+    assert mp_core.current_process()._config["shmprefix"] == SHARED_MEMORY_PREFIX
+    pattern = re.escape(SHARED_MEMORY_PREFIX[1:]) + "[0-9a-f]{8}"
+    block = SharedMemory(create=True, size=8)
+    try:
+        assert re.fullmatch(pattern, block.name)
+    finally:
+        block.close()
+        block.unlink()
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = start(create_and_report_a_block, writer)
+    assert reader.poll(60)
+    assert re.fullmatch(pattern, reader.recv())
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_fresh_names_are_the_stdlibs_without_a_prefix():
+    out = run_python("-c", textwrap.dedent("""
+        from mp_managers.shared_memory import SharedMemory
+        block = SharedMemory(create=True, size=8)
+        print(block.name)
+        block.close()
+        block.unlink()
+    """))
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch("psm_[0-9a-f]{8}", out.stdout.strip())
 
 
 # ---------------------------------------------------------------- ShareableList

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import threading
 import time
@@ -332,20 +333,24 @@ def test_a_semaphore_passed_only_as_an_argument_outlives_its_creator(ctx):
 
 
 def test_semaphores_of_a_killed_program_are_unlinked_by_the_tracker():
-    before = shm_entries()
+    # The program names its own semaphores: entries of other programs in
+    # /dev/shm, made meanwhile, are none of this test's business.
     out = run_python("""
         import os, sys
         import mp_core
         ctx = mp_core.get_context("spawn")
-        locks = [ctx.Lock(), ctx.Semaphore(3), ctx.Condition()]
-        print(len(os.listdir("/dev/shm")), flush=True)
+        lock, semaphore, cond = ctx.Lock(), ctx.Semaphore(3), ctx.Condition()
+        every = [lock, semaphore, cond._lock, cond._sleeping_count, cond._woken_count, cond._wait_semaphore]
+        print(*("sem." + each._semlock.name.lstrip("/") for each in every), flush=True)
         os._exit(0)  # no finalizer runs: only the resource tracker can clean up
     """)
     assert out.returncode == 0, out.stderr
+    names = out.stdout.split()
+    assert len(names) == 6 and all(name.startswith("sem.mp-") for name in names)
     deadline = time.monotonic() + 20
-    while shm_entries() - before and time.monotonic() < deadline:
+    while any(os.path.exists("/dev/shm/" + name) for name in names) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert shm_entries() - before == set()
+    assert [name for name in names if os.path.exists("/dev/shm/" + name)] == []
     assert "leaked semaphore objects" in out.stderr
 
 

@@ -31,21 +31,32 @@ import sys
 import types
 from typing import Any, Iterable, Iterator, Optional
 
+from mp_core import process
+
 __all__ = ["SharedMemory", "ShareableList"]
 
 if sys.platform != "win32":
     import _posixshmem
 
 _USE_POSIX = os.name == "posix"
-# Names stay within 14 characters ("/psm_" + 8 hex digits): macOS's limit is 31.
+# Default names stay within 14 characters ("/psm_" + 8 hex digits): macOS's limit is 31.
 _SHM_NAME_PREFIX = "/psm_"
 _SHM_SAFE_NAME_LENGTH = 14
 _MODE = 0o600
 
 
 def _make_filename() -> str:
-    """A fresh random name for a new block (``FileExistsError`` on creation means: draw again)."""
-    return _SHM_NAME_PREFIX + os.urandom((_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2).hex()
+    """A fresh random name for a new block (``FileExistsError`` on creation means: draw again).
+
+    The prefix is the process's ``_config["shmprefix"]`` when set (children
+    inherit it, as they inherit ``semprefix``), else ``_SHM_NAME_PREFIX``.
+    """
+    prefix = process.current_process()._config.get("shmprefix") or _SHM_NAME_PREFIX
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    # os.urandom, not the random module: a forked child shares the parent's
+    # PRNG state and would draw the same names.
+    return prefix + os.urandom(4).hex()
 
 
 class SharedMemory:
@@ -58,6 +69,15 @@ class SharedMemory:
     unless someone unlinks it.  Raises ``ValueError`` for a negative size, a
     zero size with ``create``, or no name without ``create``;
     ``FileExistsError`` when creating under a name that is taken.
+
+    A fresh name is ``psm_`` and 8 random hex digits, as with the standard
+    library.  A program that must tell its own blocks from those of other
+    programs (a test suite's leak check) sets a prefix of its own, which its
+    child processes inherit, the way named semaphores use ``semprefix``::
+
+        mp_core.current_process()._config["shmprefix"] = f"/psm_{os.getpid()}_"
+
+    (keep prefix + 8 characters within the platform's name limit: 31 on macOS).
 
     ``close()`` unmaps the block from this process (every process should);
     ``unlink()`` destroys it (one process should, once).  Pickles by name:
