@@ -8,6 +8,8 @@ import pytest
 
 from mp_pool import Pool
 
+from . import helpers
+
 
 @pytest.fixture
 def make_pool(ctx: Any) -> Iterator[Callable[..., Pool]]:
@@ -24,3 +26,37 @@ def make_pool(ctx: Any) -> Iterator[Callable[..., Pool]]:
     for pool in pools:
         pool.terminate()
         pool.join()
+    # pytest keeps ``make`` (and so this list) until after the leak check:
+    # the pools and what they hold (initargs' semaphores) must go now.
+    pools.clear()
+
+
+class Gate:
+    """The test's side of ``helpers.gated``: know when tasks started, let them through one by one.
+
+    ``make_pool(n, **gate.pool_args)`` installs it in every worker.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.started = ctx.Semaphore(0)
+        self.gate = ctx.Semaphore(0)
+        self.pool_args = {"initializer": helpers.install_gate, "initargs": (self.started, self.gate)}
+
+    def wait_started(self, count: int = 1, timeout: float = 60) -> None:
+        """Return once ``count`` more gated tasks have started (fail after ``timeout`` seconds)."""
+        for done in range(count):
+            assert self.started.acquire(timeout=timeout), f"only {done} of {count} gated tasks started"
+
+    def open(self, count: int = 1) -> None:
+        """Let ``count`` gated tasks through."""
+        for _ in range(count):
+            self.gate.release()
+
+
+@pytest.fixture
+def gate(ctx: Any) -> Iterator[Gate]:
+    """A ``Gate`` made with the test's context; its semaphores are dropped when the test ends."""
+    made = Gate(ctx)
+    yield made
+    # (pytest holds the fixture's value until after the leak check.)
+    del made.started, made.gate, made.pool_args

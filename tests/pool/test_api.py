@@ -73,9 +73,11 @@ def test_empty_inputs_and_chunksize_zero_as_the_stdlib(make_pool):
     assert not pool._cache
 
 
-def test_result_objects_api(make_pool):
-    pool = make_pool(2)
-    slow = pool.apply_async(helpers.sleep_then, (1.0, "done"))
+def test_result_objects_api(make_pool, gate):
+    # Gated tasks cannot finish before the test opens the gate, however
+    # slowly the test itself runs.
+    pool = make_pool(2, **gate.pool_args)
+    slow = pool.apply_async(helpers.gated, ("done",))
     assert not slow.ready()
     with pytest.raises(ValueError, match="not ready"):
         slow.successful()
@@ -83,26 +85,29 @@ def test_result_objects_api(make_pool):
         slow.get(timeout=0.01)
     slow.wait(0.01)
     assert not slow.ready()
+    gate.open()
     assert slow.get(30) == "done" and slow.ready() and slow.successful()
     failing = pool.apply_async(helpers.raise_value_error, ("nope",))
     failing.wait(30)
     assert failing.ready() and not failing.successful()
     with pytest.raises(ValueError, match="nope"):
         failing.get()
-    iterator = pool.imap(helpers.sleep_then, [0.8, 0.0])
+    iterator = pool.imap(helpers.gated, [None, None])
     with pytest.raises(TimeoutError):
         iterator.next(timeout=0.01)
+    gate.open(2)
     assert iterator.next(timeout=30) is None
     assert next(iterator) is None
     with pytest.raises(StopIteration):
         iterator.next(timeout=1)
-    unordered = pool.imap_unordered(helpers.sleep_then, [0.8])
+    unordered = pool.imap_unordered(helpers.gated, [None])
     with pytest.raises(TimeoutError):
         unordered.next(timeout=0.01)
+    gate.open()
     assert unordered.next(timeout=30) is None
     with pytest.raises(StopIteration):
         unordered.next(timeout=1)
-    mapped = pool.map_async(helpers.sleep_then, [0.8, 0.0], chunksize=1)
+    mapped = pool.map_async(helpers.gated, [None, None], chunksize=1)
     assert not mapped.ready()
     with pytest.raises(ValueError, match="not ready"):
         mapped.successful()
@@ -110,6 +115,7 @@ def test_result_objects_api(make_pool):
         mapped.get(timeout=0.01)
     mapped.wait(0.01)
     assert not mapped.ready()
+    gate.open(2)
     assert mapped.get(30) == [None, None] and mapped.successful()
     assert isinstance(iterator, pool_module.IMapIterator)
     assert isinstance(pool.map_async(helpers.square, [1]), pool_module.MapResult)
@@ -199,9 +205,9 @@ def test_a_failing_callback_is_reported_and_the_pool_goes_on(make_pool, capfd):
     assert "callback broke" in capfd.readouterr().err
 
 
-def test_waiting_inside_a_callback_is_an_error_not_a_deadlock(make_pool):
-    pool = make_pool(2)
-    other = pool.apply_async(helpers.sleep_then, (2.0, 1))
+def test_waiting_inside_a_callback_is_an_error_not_a_deadlock(make_pool, gate):
+    pool = make_pool(2, **gate.pool_args)
+    other = pool.apply_async(helpers.gated, (1,))  # not ready until the gate opens
     caught = []
 
     def callback(value):
@@ -212,11 +218,14 @@ def test_waiting_inside_a_callback_is_an_error_not_a_deadlock(make_pool):
 
     pool.apply_async(helpers.square, (2,), callback=callback).get(30)
     assert caught and "callback" in str(caught[0])
+    gate.open()
+    assert other.get(30) == 1
 
 
-def test_close_lets_work_finish_and_refuses_more(make_pool):
-    pool = make_pool(2)
-    pending = pool.map_async(helpers.sleep_then, [0.2] * 4)
+def test_close_lets_work_finish_and_refuses_more(make_pool, gate):
+    pool = make_pool(2, **gate.pool_args)
+    pending = pool.map_async(helpers.gated, [None] * 4, chunksize=1)
+    gate.wait_started(2)  # both workers are busy with it
     iterator = pool.imap(helpers.square, range(5))
     with pytest.raises(ValueError, match="Pool is still running"):
         pool.join()
@@ -234,6 +243,8 @@ def test_close_lets_work_finish_and_refuses_more(make_pool):
     ):
         with pytest.raises(ValueError, match="Pool not running"):
             submit()
+    assert not pending.ready()
+    gate.open(4)
     pool.join()
     assert pending.get(0) == [None] * 4
     assert list(iterator) == [x * x for x in range(5)]
@@ -296,8 +307,8 @@ def test_a_running_pool_collected_warns_and_stops_its_workers(ctx):
         gc.collect()
 
 
-def test_the_attributes_and_names_downstream_code_relies_on(make_pool, start_method):
-    pool = make_pool(3)
+def test_the_attributes_and_names_downstream_code_relies_on(make_pool, start_method, gate):
+    pool = make_pool(3, **gate.pool_args)
     assert not hasattr(Pool, "__slots__")
     pool._pathos_nodes = 3  # pathos stores its own attributes on the pool
     assert pool._state == pool_module.RUN == "RUN"
@@ -313,8 +324,9 @@ def test_the_attributes_and_names_downstream_code_relies_on(make_pool, start_met
     identities = pool.map(helpers.worker_identity, range(30), chunksize=1)
     assert {pid for _, _, pid in identities} <= {w.pid for w in pool._pool}
     assert all(daemon for _, daemon, _ in identities)
-    pending = pool.apply_async(helpers.sleep_then, (0.5,))
+    pending = pool.apply_async(helpers.gated)
     assert pending._job in pool._cache
+    gate.open()
     pending.get(30)
     assert pending._job not in pool._cache
     for name in ("ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator", "Pool",

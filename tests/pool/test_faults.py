@@ -25,20 +25,26 @@ def assert_lost(excinfo, *fragments):
         assert fragment in message, message
 
 
+# Losing a worker fails its task at once (it takes ~0.1 s here, measured by
+# ``python -m tools.promptness``); the tests allow a loaded machine 10 s and
+# still fail if the loss is only noticed by a time-out or at shutdown.
+PROMPT = 10.0
+
+
 def assert_replaced(pool, lost_pid, size):
     """The pool is back to ``size`` workers, none of them the one that died."""
     assert len(pool._pool) == size and lost_pid not in {w.pid for w in pool._pool}
 
 
 @pytest.mark.parametrize("how", ["kill", "exit"])
-def test_a_worker_dying_mid_task_fails_that_task_within_a_second_and_the_pool_goes_on(make_pool, how):
+def test_a_worker_dying_mid_task_fails_that_task_promptly_and_the_pool_goes_on(make_pool, how):
     pool = make_pool(2)
     pool.map(helpers.square, range(4))  # workers are up
     before = {w.pid for w in pool._pool}
     started = time.monotonic()
     with pytest.raises(WorkerLostError) as excinfo:
         pool.apply(helpers.die_on, (1, 1, how))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < PROMPT
     assert isinstance(excinfo.value, ProcessError)
     if how == "kill":
         assert_lost(excinfo, "died with SIGKILL while running task", "apply job", "die_on")
@@ -58,7 +64,7 @@ def test_a_worker_dying_inside_a_map_raises_from_map_and_the_next_map_works(make
     started = time.monotonic()
     with pytest.raises(WorkerLostError) as excinfo:
         pool.starmap(helpers.die_on, [(x, 7, how) for x in range(20)], chunksize=2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < PROMPT
     expected = "died with SIGKILL" if how == "kill" else "exited with code 5"
     assert_lost(excinfo, expected, "starmap job", "chunk 3: items 6-7", "die_on")
     assert pool.map(helpers.square, range(50)) == [x * x for x in range(50)]
@@ -105,7 +111,7 @@ def test_a_segfaulting_task(make_pool):
     started = time.monotonic()
     with pytest.raises(WorkerLostError) as excinfo:
         pool.apply(helpers.segfault)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < PROMPT
     assert_lost(excinfo, "died with SIGSEGV", "segfault")
     assert excinfo.value.exitcode == -signal.SIGSEGV
     assert pool.apply(helpers.square, (5,)) == 25
@@ -116,7 +122,7 @@ def test_a_worker_killed_while_idle_is_replaced(make_pool):
     pool = make_pool(2)
     victim = pool._pool[0]
     os.kill(victim.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while victim.pid in {w.pid for w in pool._pool} and time.monotonic() < deadline:
         time.sleep(0.02)
     assert victim.pid not in {w.pid for w in pool._pool}
@@ -139,15 +145,15 @@ def test_maxtasksperchild_with_chunks_loses_and_duplicates_nothing(make_pool):
     assert sorted(pool.imap_unordered(helpers.identity, range(100), chunksize=3)) == list(range(100))
 
 
-def test_terminate_during_a_long_map_is_prompt(make_pool):
-    pool = make_pool(2)
-    pending = pool.map_async(helpers.sleep_then, [30] * 6)
-    iterator = pool.imap(helpers.sleep_then, [30] * 4)
-    time.sleep(0.3)
+def test_terminate_during_a_long_map_is_prompt(make_pool, gate):
+    pool = make_pool(2, **gate.pool_args)
+    pending = pool.map_async(helpers.gated, [None] * 6)
+    iterator = pool.imap(helpers.gated, [None] * 4)
+    gate.wait_started(2)  # both workers are in a task that waits 90 s for a gate nobody opens
     workers = list(pool._pool)
     started = time.monotonic()
     pool.terminate()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30
     assert all(not w.is_alive() for w in workers)
     with pytest.raises(PoolTerminatedError):
         pending.get(1)
@@ -182,12 +188,15 @@ OWNER = textwrap.dedent("""
     import mp_core
     from mp_core import forkserver, resource_tracker
     from mp_pool import Pool
-    from tests.pool.helpers import sleep_then
+    from tests.pool.helpers import gated, install_gate
 
     if __name__ == "__main__":
-        pool = Pool(2, context=mp_core.get_context(sys.argv[1]))
-        result = pool.map_async(sleep_then, [60] * 8, chunksize=1)
-        time.sleep(0.5)
+        ctx = mp_core.get_context(sys.argv[1])
+        started, gate = ctx.Semaphore(0), ctx.Semaphore(0)
+        pool = Pool(2, context=ctx, initializer=install_gate, initargs=(started, gate))
+        result = pool.map_async(gated, range(8), chunksize=1)
+        for _ in range(2):  # both workers are busy
+            assert started.acquire(timeout=60), "the workers did not start their tasks"
         print(" ".join(str(w.pid) for w in pool._pool), flush=True)
         # The helpers this process started, when it has any: they must not
         # outlive it either.
@@ -212,7 +221,7 @@ def test_workers_exit_when_the_pools_owner_is_killed(start_method, tmp_path):
         assert not any(helpers.process_gone(pid) for pid in everyone)
         owner.kill()
         owner.wait(10)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while not all(helpers.process_gone(pid) for pid in everyone) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(helpers.process_gone(pid) for pid in everyone), [
