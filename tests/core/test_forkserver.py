@@ -225,7 +225,12 @@ def test_children_outlive_a_signalled_server(signum):
     proc.start()
     pid = forkserver._forkserver._forkserver_pid
     os.kill(pid, signum)
-    time.sleep(1.0)
+    if signum == signal.SIGKILL:
+        assert _pid_gone(pid, 30)
+    else:
+        # Not a synchronization: a window in which a server that did not
+        # ignore SIGINT would die (a loaded machine only narrows it).
+        time.sleep(0.5)
     second = ctx.Event()
     proc2 = ctx.Process(target=sleep_then_set, args=(second, 0.0))
     proc2.start()

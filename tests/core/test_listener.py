@@ -178,18 +178,23 @@ def test_client_and_listener_in_one_process_with_threads():
 
 def test_keyed_client_against_a_listener_without_a_key_that_speaks(monkeypatch):
     with Listener(("127.0.0.1", 0)) as listener:
+        refused = threading.Event()
+
         def serve():
             with listener.accept() as conn:
                 conn.send("hello")
-                time.sleep(0.2)
+                refused.wait(30)  # hang up only once the client has answered
 
         thread = threading.Thread(target=serve)
         thread.start()
         began = time.monotonic()
-        with pytest.raises(mp_core.AuthenticationError, match="expected a challenge.*no authkey"):
-            Client(listener.address, authkey=KEY)
-        assert time.monotonic() - began < 5
-        thread.join(30)
+        try:
+            with pytest.raises(mp_core.AuthenticationError, match="expected a challenge.*no authkey"):
+                Client(listener.address, authkey=KEY)
+            assert time.monotonic() - began < 5
+        finally:
+            refused.set()
+            thread.join(30)
 
 
 def test_keyed_client_against_a_listener_without_a_key_that_waits(monkeypatch):
@@ -297,11 +302,16 @@ def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start
     def says_nothing_and_leaves(sock):
         pass
 
+    # An attacker hangs up only once the listener has refused it: hanging up
+    # with the challenge unread could reset the connection before the
+    # listener reads what was sent (a different error).
+    refused = threading.Event()
+
     def unauthenticated_client(sock):
         # What a "Client" without a key would do: send its object straight away.
         conn = connection.Connection(sock.detach())
         conn.send(CreatesFile(marker))
-        time.sleep(0.1)
+        refused.wait(30)
         conn.close()
 
     attacks = [
@@ -320,19 +330,21 @@ def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start
         except OSError:
             pass  # the listener may hang up first
         finally:
-            if attack is says_nothing_and_leaves:
-                sock.close()
-            else:
-                time.sleep(0.1)
-                sock.close()
+            if attack is not says_nothing_and_leaves:
+                refused.wait(30)
+            sock.close()
 
     with Listener(family=family, authkey=KEY) as listener:
         for attack, message in attacks:
+            refused.clear()
             thread = threading.Thread(target=run, args=(attack, listener.address))
             thread.start()
-            with pytest.raises(mp_core.AuthenticationError, match=message):
-                listener.accept()
-            thread.join(30)
+            try:
+                with pytest.raises(mp_core.AuthenticationError, match=message):
+                    listener.accept()
+            finally:
+                refused.set()
+                thread.join(30)
         assert not os.path.exists(marker)
         good_client_works(listener, ctx, start, authkey=KEY)
     assert not os.path.exists(marker)
@@ -387,7 +399,7 @@ def test_a_silent_client_times_out(monkeypatch):
             assert time.monotonic() - began < 5
 
 
-def rogue_server(listener_sock, script):
+def rogue_server(listener_sock, script, refused):
     conn, _ = listener_sock.accept()
     with conn:
         for step in script:
@@ -398,7 +410,10 @@ def rogue_server(listener_sock, script):
                     return
             else:
                 conn.sendall(step)
-        time.sleep(0.2)
+        if script:
+            # Hang up once the client has refused us, not before: what it sent
+            # and we left unread would reset the connection under its last read.
+            refused.wait(30)
 
 
 @pytest.mark.parametrize("script_name", ["pickle_instead_of_challenge", "pickle_instead_of_welcome",
@@ -416,11 +431,15 @@ def test_client_never_unpickles_from_an_unauthenticated_server(tmp_path, script_
     with socket.socket(socket.AF_INET) as listener_sock:
         listener_sock.bind(("127.0.0.1", 0))
         listener_sock.listen(1)
-        thread = threading.Thread(target=rogue_server, args=(listener_sock, scripts[script_name]))
+        refused = threading.Event()
+        thread = threading.Thread(target=rogue_server, args=(listener_sock, scripts[script_name], refused))
         thread.start()
-        with pytest.raises(mp_core.AuthenticationError):
-            Client(listener_sock.getsockname(), authkey=b"key")
-        thread.join(30)
+        try:
+            with pytest.raises(mp_core.AuthenticationError):
+                Client(listener_sock.getsockname(), authkey=b"key")
+        finally:
+            refused.set()
+            thread.join(30)
     assert not os.path.exists(marker)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 
@@ -20,8 +21,33 @@ SCENARIO = os.path.join(os.path.dirname(__file__), "_owner_scenario.py")
 LOST_CONNECTION = ("EOFError", "ConnectionResetError", "BrokenPipeError")
 
 
-def wait_on_queue(queue, conn):
+def waiting_for_a_reply(thread_id):
+    """Whether that thread is in a proxy call, its request sent, waiting for the manager's reply."""
+    frame = sys._current_frames().get(thread_id)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    if "_roundtrip" not in names:
+        return False
+    inner = names[:names.index("_roundtrip")]
+    # (Not the handshake of a new connection: _open_channel reads too.)
+    return "recv_bytes" in inner and "_open_channel" not in inner
+
+
+def report_when_waiting(thread_id, conn, timeout=60):
+    """Send "waiting" once that thread waits for a manager's reply (a handshake, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while not waiting_for_a_reply(thread_id):
+        if time.monotonic() > deadline:
+            conn.send("never waited")
+            return
+        time.sleep(0.01)
     conn.send("waiting")
+
+
+def wait_on_queue(queue, conn):
+    threading.Thread(target=report_when_waiting, args=(threading.get_ident(), conn), daemon=True).start()
     try:
         queue.get()
         conn.send("got an item?")
@@ -52,12 +78,15 @@ def test_manager_killed_mid_session(manager, children):
     errors = []
     thread = threading.Thread(target=lambda: errors.append(_error_of(queue.get)))
     thread.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while not waiting_for_a_reply(thread.ident) and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert waiting_for_a_reply(thread.ident), "the thread never got to wait on the manager"
     m._process.kill()
-    thread.join(10)
+    thread.join(30)
     assert not thread.is_alive(), "a call blocked in the dead manager never returned"
     assert errors[0] in LOST_CONNECTION, errors
-    assert reader.poll(10), "the child blocked in the dead manager never returned"
+    assert reader.poll(30), "the child blocked in the dead manager never returned"
     assert reader.recv() in LOST_CONNECTION
     assert children.join() == [0]
     for call in (lambda: d.__setitem__("b", 2), lambda: d["a"], m.list):
@@ -65,7 +94,7 @@ def test_manager_killed_mid_session(manager, children):
             call()
     started = time.monotonic()
     m.shutdown()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30
 
 
 def test_owner_sigkilled_server_exits_and_unlinks_shared_memory(start_method):

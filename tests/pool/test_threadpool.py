@@ -94,10 +94,13 @@ def test_initializer_close_join_and_context_manager(thread_pool):
     with thread_pool(1) as pool:
         assert pool.apply(abs, (-1,)) == 1
         blocker = threading.Event()
-        pool.apply_async(blocker.wait, (0.2,))
+        pool.apply_async(blocker.wait, (60,))  # the only thread is busy until the test sets it
         queued = pool.apply_async(abs, (-2,))
-    with pytest.raises(PoolTerminatedError):
-        queued.get(5)
+    try:
+        with pytest.raises(PoolTerminatedError):
+            queued.get(5)
+    finally:
+        blocker.set()
     with pytest.raises(ValueError, match="Pool is still running"):
         thread_pool(1).join()
 

@@ -30,7 +30,9 @@ def bump(cond, counter, times):
             cond.notify_all()
 
 
-def wait_for_event(event, timeout, results):
+def wait_for_event(event, timeout, results, ready=None):
+    if ready is not None:
+        ready.release()
     results.put(event.wait(timeout))
 
 
@@ -162,8 +164,12 @@ def test_condition_between_threads_too(ctx):
 def test_event_set_wakes_waiters_in_other_processes(ctx, start):
     event, results = ctx.Event(), ctx.SimpleQueue()
     assert repr(event) == f"<Event at {id(event):#x} unset>"  # the stdlib's form
-    procs = [start(wait_for_event, event, 30, results) for _ in range(3)]
-    time.sleep(0.1)
+    ready = ctx.Semaphore(0)
+    procs = [start(wait_for_event, event, 30, results, ready) for _ in range(3)]
+    for _ in range(3):
+        assert ready.acquire(timeout=60)
+    # Each child is about to wait (or waiting) for 30 s: none can answer before the set.
+    assert results.empty()
     event.set()
     assert event.is_set() and repr(event) == f"<Event at {id(event):#x} set>"
     assert [results.get() for _ in range(3)] == [True, True, True]

@@ -26,6 +26,14 @@ def produce(q, tag, count):
         q.put((tag, i))
 
 
+def produce_and_count(q, tag, count, done):
+    """``produce``, counting each put that returned in ``done`` (a shared int)."""
+    for i in range(count):
+        q.put((tag, i))
+        with done.get_lock():
+            done.value += 1
+
+
 def consume_until_none(q, results):
     """Get until ``None``; then report everything received, in order."""
     got = []
@@ -343,14 +351,16 @@ def test_many_producers_and_consumers_keep_each_producers_order(ctx, start):
 
 
 def test_bounded_queue_blocks_a_producer_in_another_process(ctx, start):
-    q = ctx.Queue(3)
-    proc = start(produce, q, "p", 20)
-    deadline = time.monotonic() + 30
-    while not q.full() and time.monotonic() < deadline:
+    q, done = ctx.Queue(3), ctx.Value("i", 0)
+    proc = start(produce_and_count, q, "p", 20, done)
+    deadline = time.monotonic() + 60
+    while done.value < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert q.full() and q.qsize() == 3
-    time.sleep(0.1)
-    assert proc.is_alive()  # blocked in put
+    # Not a synchronization: a window in which an unbounded queue would
+    # let the producer's fourth put return (a loaded machine only narrows it).
+    time.sleep(0.2)
+    assert done.value == 3 and proc.is_alive()  # blocked in its fourth put
     assert [q.get(timeout=30) for _ in range(20)] == [("p", i) for i in range(20)]
     proc.join(30)
     assert proc.exitcode == 0
