@@ -1,0 +1,31 @@
+"""Functions the soak's child processes run: kept in a module that imports nothing heavy.
+
+A spawned pool worker or queue consumer imports this module by name, so it
+costs that child nothing beyond the library under test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: A queue consumer's signal that a round is complete: it answers with its count.
+ROUND_END = "round-end"
+
+
+def add_one(x: int) -> int:
+    """The tiny task."""
+    return x + 1
+
+
+def consume(messages: Any, acks: Any) -> None:
+    """Count the messages of ``messages``; at ``ROUND_END`` put the count on ``acks``; stop at ``None``."""
+    count = 0
+    while True:
+        item = messages.get()
+        if item is None:
+            return
+        if item == ROUND_END:
+            acks.put(count)
+            count = 0
+        else:
+            count += 1
