@@ -25,7 +25,7 @@ def assert_lost(excinfo, *fragments):
         assert fragment in message, message
 
 
-# Losing a worker fails its task at once (it takes ~0.1 s here, measured by
+# Losing a worker fails its task at once (a few milliseconds here, measured by
 # ``python -m tools.promptness``); the tests allow a loaded machine 10 s and
 # still fail if the loss is only noticed by a time-out or at shutdown.
 PROMPT = 10.0
