@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-#: A queue consumer's signal that a round is complete: it answers with its count.
-ROUND_END = "round-end"
+#: A queue consumer's signal that a batch is complete: it answers with its count.
+BATCH_END = "batch-end"
 
 
 def add_one(x: int) -> int:
@@ -18,13 +18,13 @@ def add_one(x: int) -> int:
 
 
 def consume(messages: Any, acks: Any) -> None:
-    """Count the messages of ``messages``; at ``ROUND_END`` put the count on ``acks``; stop at ``None``."""
+    """Count the messages of ``messages``; at ``BATCH_END`` put the count on ``acks``; stop at ``None``."""
     count = 0
     while True:
         item = messages.get()
         if item is None:
             return
-        if item == ROUND_END:
+        if item == BATCH_END:
             acks.put(count)
             count = 0
         else:

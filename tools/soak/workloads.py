@@ -71,18 +71,29 @@ def _queue_setup(ctx: Any, kind: str) -> Dict[str, Any]:
     return {"messages": messages, "acks": acks, "consumer": consumer, "reader": acks._reader}
 
 
+#: Messages put before waiting for the consumer to have them all.  Without
+#: it the parent's backlog (Queue's buffer before its feeder thread) grows as
+#: far as the race between producer and feeder takes it, and the heap it
+#: peaked at stays fragmented: measured here, batches of 10,000 let RSS
+#: climb by steps of ~1 MiB over 15 million messages (0.13 byte a message:
+#: no object leaks), batches of 1,000 or 10 keep it flat.
+BATCH = 1_000
+
+
 def _queue_round(state: Dict[str, Any], n: int) -> None:
     put = state["messages"].put
-    for i in range(n):
-        put(i)
-    put(tasks.ROUND_END)
-    # SimpleQueue.get has no timeout: wait on its pipe, so a dead consumer fails the soak.
-    if not state["reader"].poll(ANSWER_TIMEOUT):
-        raise AssertionError(f"the consumer did not answer within {ANSWER_TIMEOUT:.0f} s "
-                             f"(alive: {state['consumer'].is_alive()})")
-    count = state["acks"].get()
-    if count != n:
-        raise AssertionError(f"the consumer received {count} of {n} messages")
+    for start in range(0, n, BATCH):
+        batch = min(BATCH, n - start)
+        for i in range(batch):
+            put(i)
+        put(tasks.BATCH_END)
+        # SimpleQueue.get has no timeout: wait on its pipe, so a dead consumer fails the soak.
+        if not state["reader"].poll(ANSWER_TIMEOUT):
+            raise AssertionError(f"the consumer did not answer within {ANSWER_TIMEOUT:.0f} s "
+                                 f"(alive: {state['consumer'].is_alive()})")
+        count = state["acks"].get()
+        if count != batch:
+            raise AssertionError(f"the consumer received {count} of {batch} messages")
 
 
 def _queue_teardown(state: Dict[str, Any]) -> None:
