@@ -131,7 +131,7 @@ def no_leaked_processes_or_segments() -> Iterator[None]:
     for proc in leftovers:
         proc.kill()
         proc.join(10)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         helpers = _long_lived_helper_pids()
         stray = {pid: state for pid, state in direct_children().items() if pid not in helpers}
@@ -148,7 +148,7 @@ def no_leaked_processes_or_segments() -> Iterator[None]:
     assert not leftovers, f"the test left running processes: {leftovers}"
     assert not stray, f"the test left child processes (pid: state): {stray}"
     leaked = shm_entries() - shm_before
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while leaked and time.monotonic() < deadline:
         # A semaphore that only a reference cycle keeps (an exception's
         # traceback holding a frame...) is unlinked when the cycle is collected.
