@@ -35,12 +35,18 @@ def add_to_file_counter(lock, path, times):
                 f.write(str(value + 1))
 
 
-def log_visits(sem, path, visits):
-    """Enter ``sem`` ``visits`` times, logging entry and exit to ``path`` (one append each)."""
-    for _ in range(visits):
+def log_visits(sem, path, visits, meet=None):
+    """Enter ``sem`` ``visits`` times, logging entry and exit to ``path`` (one append each).
+
+    With ``meet`` (a ``Barrier``), the first visit waits inside for the
+    barrier's other parties: they must be inside at the same time.
+    """
+    for visit in range(visits):
         with sem:
             with open(path, "a") as f:
                 f.write("+\n")
+            if meet is not None and visit == 0:
+                meet.wait(60)
             time.sleep(0.01)
             with open(path, "a") as f:
                 f.write("-\n")
@@ -219,7 +225,11 @@ def test_semaphore_counts_and_limits_concurrency(ctx, start, tmp_path):
     sem = ctx.Semaphore(2)
     assert repr(sem) == "<Semaphore(value=2)>"
     path = tmp_path / "visits"
-    procs = [start(log_visits, sem, str(path), 3) for _ in range(4)]
+    # Children meet in pairs inside the semaphore on their first visit: a
+    # semaphore that let one in at a time would break the barrier.  (Without
+    # it, a loaded machine can run the children one after the other.)
+    meet = ctx.Barrier(2)
+    procs = [start(log_visits, sem, str(path), 3, meet) for _ in range(4)]
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
