@@ -36,17 +36,17 @@ def sleep_then(seconds, value=None):
 # initializer (semaphores reach pool workers only by inheritance, never in a
 # task): a gated task tells the test that it started, then waits to be let
 # through, so "the workers are busy" is a handshake, not a sleep.
-_gate = None
+_semaphores = None
 
 
 def install_gate(started, gate):
-    global _gate
-    _gate = (started, gate)
+    global _semaphores
+    _semaphores = (started, gate)
 
 
 def gated(value=None):
     """Release ``started``, wait until the test releases ``gate`` (90 s at most), return ``value``."""
-    started, gate = _gate
+    started, gate = _semaphores
     started.release()
     if not gate.acquire(timeout=90):
         raise TimeoutError("the test never opened the gate")
