@@ -439,25 +439,53 @@ def _flush_std_streams() -> None:
 def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> int:
     """Start ``path`` with ``args`` in a new process that inherits ``passfds``.
 
-    Only the listed descriptors (and stdin/stdout/stderr) reach the child:
-    every descriptor Python creates is close-on-exec, and ``posix_spawn``'s
-    ``dup2(fd, fd)`` file action clears that flag for exactly the ones listed.
+    Only the listed descriptors and stdin/stdout/stderr reach the child, as
+    with ``subprocess``'s ``close_fds=True``: every other descriptor is
+    closed in the child, including those the program made inheritable (a
+    pipe a shell or ``make`` handed down, one passed with ``pass_fds``), so
+    that a reader waiting for end of file on such a pipe is not kept waiting
+    by our helpers (spawned children, the fork server, the resource tracker).
     Returns the child's pid; reaping it is the caller's job.
     """
     fds = sorted(set(passfds))
-    if hasattr(os, "posix_spawn") and sys.platform.startswith("linux"):
-        actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds]
+    inheritable = _inheritable_fds() if hasattr(os, "posix_spawn") and sys.platform.startswith("linux") else None
+    if inheritable is not None:
+        # Descriptors Python makes are close-on-exec already; the file
+        # actions close the inheritable others in the child, and
+        # ``dup2(fd, fd)`` clears the flag on exactly the ones passed.
+        keep = {0, 1, 2, *fds}
+        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable if fd not in keep]
+        actions.extend((os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds)
         return os.posix_spawn(path, list(args), os.environ, file_actions=actions)
     return _fork_exec(path, args, fds)
 
 
+def _inheritable_fds() -> Optional[list[int]]:
+    """The descriptors of this process that an ``exec`` would keep open (from /proc; ``None`` without it)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    found = []
+    for name in names:
+        fd = int(name)
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:
+            pass  # the directory's own descriptor, closed by now (or another thread's)
+    return found
+
+
 def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
-    # Portable fallback: make the descriptors inheritable only in the child,
+    # Portable fallback: close everything but the standard streams and the
+    # descriptors passed, and make those inheritable only in the child,
     # between fork and exec, so no other thread's child can pick them up.
     args = list(args)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child until exec
         try:
+            close_all_fds_except([0, 1, 2, *fds])
             for fd in fds:
                 os.set_inheritable(fd, True)
             os.execv(path, args)
