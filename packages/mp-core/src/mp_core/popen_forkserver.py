@@ -22,6 +22,9 @@ from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
+# Seconds the fork server gets to close a child's socket after its exit code.
+_CLOSE_GRACE = 1.0
+
 
 class _DupFd:
     """A descriptor passed to the child with the request; ``ind`` is its position."""
@@ -77,4 +80,6 @@ class Popen(popen_fork.Popen):
             except (OSError, EOFError):
                 # The server died before it could tell us: the status is lost.
                 self.returncode = 255
+            # The server closes the socket right after sending the code.
+            self._settle_sentinel(grace=_CLOSE_GRACE)
         return self.returncode
