@@ -61,4 +61,4 @@ def test_a_sentinel_stays_usable_until_close(ctx):
     assert wait([sentinel], timeout=0) == [sentinel]
     proc.close()
     with pytest.raises(ValueError):
-        proc.sentinel
+        _ = proc.sentinel
