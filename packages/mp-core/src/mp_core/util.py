@@ -25,7 +25,7 @@ from . import process
 
 __all__ = [
     "sub_debug", "debug", "info", "sub_warning", "get_logger", "log_to_stderr",
-    "get_temp_dir", "register_after_fork", "is_exiting", "Finalize",
+    "get_temp_dir", "is_private_temp_dir", "register_after_fork", "is_exiting", "Finalize",
     "ForkAwareThreadLock", "ForkAwareLocal", "close_all_fds_except",
     "SUBDEBUG", "SUBWARNING",
 ]
@@ -108,15 +108,19 @@ def log_to_stderr(level: Optional[int | str] = None) -> logging.Logger:
 def get_temp_dir() -> str:
     """Return a private temporary directory for this process, created lazily.
 
-    The directory (mode 0700) holds Unix socket addresses and similar
-    rendezvous files; it is removed when the process exits.
+    The directory (mode 0700, named ``pymp-*`` in the temp root) holds Unix
+    socket addresses and similar rendezvous files; it is removed when the
+    process exits, and by the resource tracker once every process of the
+    tree is gone if this one dies without its exit handlers (SIGKILL,
+    ``os._exit``).
     """
     tempdir = process.current_process()._config.get("tempdir")
     if tempdir is None:
         import shutil
         import tempfile
-        tempdir = tempfile.mkdtemp(prefix="pymp-")
+        tempdir = tempfile.mkdtemp(prefix=_TEMP_DIR_PREFIX)
         info("created temp directory %s", tempdir)
+        _track_temp_dir(tempdir)
         # The finalizer's priority keeps the directory until the last
         # listener that lives in it has been closed.
         Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
@@ -125,10 +129,65 @@ def get_temp_dir() -> str:
 
 
 def _remove_temp_dir(rmtree: Callable[..., None], tempdir: str) -> None:
+    _untrack_temp_dir(tempdir)
     rmtree(tempdir, ignore_errors=True)
     current = process.current_process()
     if current is not None and current._config.get("tempdir") == tempdir:
         current._config["tempdir"] = None
+
+
+_TEMP_DIR_PREFIX = "pymp-"
+# What tempfile.mkdtemp() appends to the prefix: 8 characters of this set.
+_TEMP_DIR_SUFFIX = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def is_private_temp_dir(path: str, existing: bool = True) -> bool:
+    """Whether ``path`` can be a private temp dir that ``get_temp_dir()`` makes.
+
+    True only for an absolute, normalized path of a ``pymp-XXXXXXXX``
+    entry directly in this process's temp root (``tempfile.gettempdir()``),
+    that is a directory of our user, not a symbolic link (with
+    ``existing=False``, the path alone is judged).  The resource tracker
+    removes no other directory, wherever it lies, whoever asks.
+    """
+    if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path:
+        return False
+    parent, name = os.path.split(path)
+    suffix = name[len(_TEMP_DIR_PREFIX):]
+    if not name.startswith(_TEMP_DIR_PREFIX) or len(suffix) != 8 or not _TEMP_DIR_SUFFIX.issuperset(suffix):
+        return False
+    import stat
+    import tempfile
+    root = tempfile.gettempdir()
+    if parent not in (root, os.path.realpath(root)):
+        return False
+    if not existing:
+        return True
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def _track_temp_dir(tempdir: str) -> None:
+    """Have the resource tracker remove ``tempdir`` should we die without our exit handlers."""
+    if not is_private_temp_dir(tempdir):
+        return  # a temp root the tracker would not accept (tempfile.tempdir changed, say)
+    from . import resource_tracker
+    try:
+        resource_tracker.register(tempdir, "folder")
+    except Exception as exc:  # the directory works without it; only a crash would leave it behind
+        info("temp directory %s not tracked: %s", tempdir, exc)
+
+
+def _untrack_temp_dir(tempdir: str) -> None:
+    """Tell a tracker that still runs that ``tempdir`` is being removed (never starts one)."""
+    try:
+        from . import resource_tracker
+        resource_tracker._resource_tracker._unregister_if_running(tempdir, "folder")
+    except Exception:  # at exit, or a reentrant call: the tracker copes with a folder already gone
+        pass
 
 
 # ---------------------------------------------------------------- after fork
