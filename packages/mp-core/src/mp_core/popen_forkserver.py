@@ -22,9 +22,6 @@ from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
-# Seconds the fork server gets to close a child's socket after its exit code.
-_CLOSE_GRACE = 1.0
-
 
 class _DupFd:
     """A descriptor passed to the child with the request; ``ind`` is its position."""
@@ -43,6 +40,8 @@ class Popen(popen_fork.Popen):
 
     method = "forkserver"
     DupFd = _DupFd
+    # The server closes a child's socket right after sending its exit code.
+    _sentinel_grace = 1.0
 
     def __init__(self, process_obj: Any) -> None:
         self._fds: list[int] = []
@@ -69,17 +68,13 @@ class Popen(popen_fork.Popen):
         with open(data_w, "wb", closefd=False) as to_child:
             to_child.write(buf.getbuffer())
 
-    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
-        if self.returncode is None:
-            from .connection import wait
-            timeout = 0 if flag == os.WNOHANG else None
-            if not wait([self.sentinel], timeout):
-                return None
-            try:
-                self.returncode = forkserver.read_signed(self.sentinel)
-            except (OSError, EOFError):
-                # The server died before it could tell us: the status is lost.
-                self.returncode = 255
-            # The server closes the socket right after sending the code.
-            self._settle_sentinel(grace=_CLOSE_GRACE)
-        return self.returncode
+    def _collect(self, flag: int) -> Optional[int]:
+        from .connection import wait
+        timeout = 0 if flag == os.WNOHANG else None
+        if not wait([self.sentinel], timeout):
+            return None
+        try:
+            return forkserver.read_signed(self.sentinel)
+        except (OSError, EOFError):
+            # The server died before it could tell us: the status is lost.
+            return 255
