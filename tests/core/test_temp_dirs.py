@@ -137,6 +137,16 @@ def test_the_tracker_refuses_folders_other_than_private_temp_dirs(tmp_path, monk
     assert "leaked folder" not in err
 
 
+def test_remove_private_temp_dir_removes_only_those(tmp_path):
+    private = tempfile.mkdtemp(prefix="pymp-")
+    (open(os.path.join(private, "listener-x"), "w")).close()
+    assert util.remove_private_temp_dir(private) is True
+    assert not os.path.exists(private)
+    (tmp_path / "inside").mkdir()
+    assert util.remove_private_temp_dir(str(tmp_path)) is False
+    assert (tmp_path / "inside").is_dir()
+
+
 def test_register_refuses_other_folders_at_once(tmp_path):
     tracker = ResourceTracker()
     for name in (str(tmp_path), "pymp-abcdefgh", tempfile.gettempdir()):

@@ -25,7 +25,7 @@ from . import process
 
 __all__ = [
     "sub_debug", "debug", "info", "sub_warning", "get_logger", "log_to_stderr",
-    "get_temp_dir", "is_private_temp_dir", "register_after_fork", "is_exiting", "Finalize",
+    "get_temp_dir", "is_private_temp_dir", "remove_private_temp_dir", "register_after_fork", "is_exiting", "Finalize",
     "ForkAwareThreadLock", "ForkAwareLocal", "close_all_fds_except",
     "SUBDEBUG", "SUBWARNING",
 ]
@@ -168,6 +168,22 @@ def is_private_temp_dir(path: str, existing: bool = True) -> bool:
     except OSError:
         return False
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def remove_private_temp_dir(path: str) -> bool:
+    """Remove ``path`` if it is a private temp dir (``is_private_temp_dir``), and untrack it.
+
+    For a process that outlives another of the tree whose temp dir it knows
+    (a manager's owner, after its server was killed): the directory goes now
+    rather than when the whole tree has ended.  Returns whether it was
+    removed; any other path is left alone.
+    """
+    if not is_private_temp_dir(path):
+        return False
+    import shutil
+    _untrack_temp_dir(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
 
 
 def _track_temp_dir(tempdir: str) -> None:
