@@ -149,6 +149,8 @@ def test_the_parent_reads_any_answer_to_a_clear_end(answer, ready_first):
             if intact:
                 assert value == 49  # (a flipped byte in the pickle may change the value: no checksum)
         assert memory.grown_mib() < MEMORY_BOUND_MIB
+        # Whatever the stream, the pool's manager thread lives on until told to stop.
+        assert pool._engine.thread.is_alive(), "the pool's manager thread died"
     finally:
         terminator = threading.Thread(target=pool.terminate, daemon=True)
         terminator.start()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from mp_pool import BrokenPoolError, WorkerLostError, _wire
+from mp_pool import BrokenPoolError, MaybeEncodingError, WorkerLostError, _wire
 
 from .helpers import square
 
@@ -28,17 +28,18 @@ def rss_mib() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
 
 
-def write_to_result_pipe(data: bytes, status_for_own_task: int = -1) -> str:
+def write_to_result_pipe(data: bytes, status_for_own_task: int = -1, elapsed: float = 0.0) -> str:
     """A task that writes ``data`` to its worker's result pipe, then returns normally.
 
-    With ``status_for_own_task``, ``data`` is a result frame for the task
-    itself, with that status.
+    With ``status_for_own_task`` (or ``elapsed``), ``data`` is a result
+    frame for the task itself, with that status (and run time).
     """
     frame = sys._getframe()
     while frame.f_code.co_name != "_serve":
         frame = frame.f_back
     if status_for_own_task != -1:
-        data = struct.pack("!i", 17) + result_head(frame.f_locals["task_id"], status_for_own_task)
+        head = _wire.RESULT_HEAD.pack(frame.f_locals["task_id"], status_for_own_task, elapsed)
+        data = struct.pack("!i", len(head)) + head
     while frame.f_code.co_name != "run_worker":
         frame = frame.f_back
     os.write(frame.f_locals["results_fd"], data)
@@ -58,6 +59,8 @@ GARBAGE = {
     "a frame shorter than a result head": (struct.pack("!i", 3) + b"abc", "shorter than its 17-byte head"),
     "a result for another task": (struct.pack("!i", 17) + result_head(987654, _wire.OK), "task id 987654"),
     "an unknown status": (9, "unknown status 9 for task"),
+    "a run time that is not a number": ("nan", "an impossible run time nan for task"),
+    "a negative run time": ("-1", "an impossible run time -1.0 for task"),
     "text": (b"hello, world\n", "a result for task id"),
 }
 
@@ -68,7 +71,12 @@ def test_garbage_on_a_result_pipe_breaks_the_pool_naming_the_worker(make_pool, g
     pool = make_pool(1)
     worker_pid = pool.apply(os.getpid)
     before = rss_mib()
-    args = (b"", data) if isinstance(data, int) else (data,)
+    if isinstance(data, int):
+        args = (b"", data)
+    elif isinstance(data, str):  # a run time, in an otherwise valid frame of the task
+        args = (b"", _wire.OK, float(data))
+    else:
+        args = (data,)
     result = pool.apply_async(write_to_result_pipe, args)
     with pytest.raises(BrokenPoolError) as caught:
         result.get(timeout=60)
@@ -80,6 +88,28 @@ def test_garbage_on_a_result_pipe_breaks_the_pool_naming_the_worker(make_pool, g
         pool.apply(square, (3,))
     pool.terminate()
     pool.join()
+
+
+def test_an_error_frame_whose_body_is_no_exception_is_an_encoding_error(make_pool):
+    # Before: the manager thread died on "'int' object has no attribute '__cause__'".
+    pool = make_pool(1)
+    result = pool.apply_async(write_error_frame_for_own_task, ((1, 2),))
+    with pytest.raises(MaybeEncodingError, match=r"expected \(exception, traceback text\), got \(int, int\)"):
+        result.get(timeout=60)
+    assert pool._engine.thread.is_alive() and pool._engine.broken is None
+
+
+def write_error_frame_for_own_task(body) -> str:
+    """Answer for ourselves with an ERROR frame carrying ``body``; the real answer then comes for no task."""
+    frame = sys._getframe()
+    while frame.f_code.co_name != "_serve":
+        frame = frame.f_back
+    task_id = frame.f_locals["task_id"]
+    while frame.f_code.co_name != "run_worker":
+        frame = frame.f_back
+    parts = _wire.result_frame(task_id, _wire.ERROR, 0.0, body)
+    os.write(frame.f_locals["results_fd"], b"".join(bytes(p) for p in parts))
+    os._exit(0)  # no second answer: the worker goes, and is replaced
 
 
 def test_a_valid_frame_written_by_a_task_is_caught_too(make_pool):

@@ -47,6 +47,7 @@ another worker idles.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import select
 import sys
@@ -709,6 +710,8 @@ class ProcessEngine:
             return f"a result for task id {task_id} where {expected} was due"
         if status not in (_wire.OK, _wire.ERROR):
             return f"unknown status {status} for task {task_id}"
+        if not 0.0 <= _elapsed < math.inf:  # NaN fails both
+            return f"an impossible run time {_elapsed!r} for task {task_id}"
         return None
 
     def _corrupt(self, worker: _Worker, problem: str) -> None:
@@ -828,6 +831,9 @@ def _signal(send: Callable[[], None]) -> None:
 def _load_exception(body: memoryview, what: str) -> BaseException:
     try:
         exc, tb = reduction.loads(body)
+        if not isinstance(exc, BaseException) or not (tb is None or isinstance(tb, str)):
+            raise TypeError(f"expected (exception, traceback text), got ({type(exc).__name__}, "
+                            f"{type(tb).__name__})")
     except Exception as load_error:
         return MaybeEncodingError(load_error, f"<the exception raised by {what}>")
     return attach_remote_traceback(exc, tb)
