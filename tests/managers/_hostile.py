@@ -17,7 +17,7 @@ class TightServer(Server):
 
     max_pending_handshakes = 4
     handshake_timeout = 60.0
-    eviction_age = 0.2
+    eviction_age = 0.5
 
 
 class TightManager(SyncManager):
@@ -35,12 +35,18 @@ class ShortDeadlineManager(SyncManager):
 
 
 def limit_descriptors(headroom: int) -> None:
-    """Server initializer: allow ``headroom`` descriptors above the highest one open now."""
+    """Server initializer: leave the process ``headroom`` descriptors it may still open."""
     import resource
 
-    highest = max(int(name) for name in os.listdir("/proc/self/fd"))
+    used = {int(name) for name in os.listdir("/proc/self/fd")}
+    limit = 0
+    free = 0
+    while free < headroom:
+        if limit not in used:
+            free += 1
+        limit += 1
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1 + headroom, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
 def free_descriptors(pid: int) -> int:

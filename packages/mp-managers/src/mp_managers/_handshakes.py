@@ -14,9 +14,11 @@ what one may hold is bounded::
 * a handshake must be complete ``timeout`` seconds after the accept,
   however its peer trickles bytes;
 * when the table is full (or descriptors run out), the oldest handshake
-  that has run ``eviction_age`` seconds makes room for the next peer: an
-  honest client answers in milliseconds, so stalled peers cannot keep one
-  out for the whole ``timeout``.
+  that has run ``eviction_age`` seconds and waits on its peer makes room
+  for the next peer: an honest client answers in milliseconds, so stalled
+  peers cannot keep one out for the whole ``timeout``.  (One whose peer's
+  bytes are still unread is slow because of this server, not its peer,
+  and stays.)
 
 Eviction shuts the socket down rather than closing it: the handshake
 thread owns the descriptor and closes it, so its number is never reused
@@ -74,18 +76,17 @@ class PendingHandshakes:
         """Block until a handshake may be admitted; ``False`` once closed.
 
         While the table is full, waits for a handshake to finish, evicting
-        the oldest one as soon as it has run ``eviction_age`` seconds.
+        one that waits on its peer as soon as it has run ``eviction_age``
+        seconds.
         """
         with self._changed:
             while not self._closed:
                 self._expire_locked()
                 if len(self._entries) < self.limit:
                     return True
-                oldest = min(self._entries.items(), key=lambda item: item[1].started)
-                age_limit = self.eviction_age if self.timeout is None else min(self.eviction_age, self.timeout)
-                wait = oldest[1].started + age_limit - time.monotonic()
-                if wait <= 0:
-                    self._evict_locked(oldest[0], "to make room for a newer peer")
+                key, wait = self._evictable_locked()
+                if key is not None:
+                    self._evict_locked(key, "to make room for a newer peer")
                     continue
                 self._changed.wait(wait)
             return False
@@ -129,12 +130,13 @@ class PendingHandshakes:
             self._expire_locked()
 
     def evict_oldest(self) -> bool:
-        """Evict the oldest handshake if it has run ``eviction_age`` seconds (descriptors ran out)."""
+        """Evict the oldest handshake that waits on its peer, if it has run ``eviction_age`` seconds.
+
+        For when descriptors ran out; ``False`` if none may go yet.
+        """
         with self._changed:
-            if not self._entries:
-                return False
-            key, entry = min(self._entries.items(), key=lambda item: item[1].started)
-            if time.monotonic() - entry.started < self.eviction_age:
+            key, _wait = self._evictable_locked()
+            if key is None:
                 return False
             self._evict_locked(key, "to free a descriptor")
             return True
@@ -157,12 +159,51 @@ class PendingHandshakes:
             if entry.started <= limit:
                 self._evict_locked(key, f"no complete handshake within {self.timeout:g} seconds")
 
+    def _evictable_locked(self) -> tuple[Optional[int], float]:
+        """The oldest handshake that may be evicted now, else ``None`` and how long to wait for one.
+
+        Only a handshake old enough and waiting on its peer may go: one
+        with bytes from its peer still unread is being slowed down by this
+        server (its thread has not run yet), not by the peer.
+        """
+        age_limit = self.eviction_age if self.timeout is None else min(self.eviction_age, self.timeout)
+        now = time.monotonic()
+        wait = age_limit
+        for key, entry in sorted(self._entries.items(), key=lambda item: item[1].started):
+            ripe_in = entry.started + age_limit - now
+            if ripe_in > 0:
+                wait = min(wait, ripe_in)
+                break
+            if not _has_unread_bytes(entry.conn):
+                return key, 0.0
+            wait = min(wait, _RECHECK)
+        return None, wait
+
     def _evict_locked(self, key: int, reason: str) -> None:
         entry = self._entries.pop(key)
         self.evicted += 1
         self._changed.notify_all()
         util.info("manager dropped an unauthenticated connection (%s)", reason)
         _shut_down(entry.conn)
+
+
+# How soon to look again at a handshake that was not evicted because its
+# thread has yet to read what its peer sent.
+_RECHECK = 0.05
+
+
+def _has_unread_bytes(conn: Any) -> bool:
+    """Whether bytes from the peer of ``conn`` wait to be read (end of file counts as none)."""
+    try:
+        sock = util.socket_over_fd(conn.fileno())
+    except (OSError, ValueError):
+        return False
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing to read (EAGAIN), or the socket failed
+        return False
+    finally:
+        sock.detach()
 
 
 def _shut_down(conn: Any) -> None:

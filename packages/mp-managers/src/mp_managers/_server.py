@@ -135,6 +135,9 @@ class Server:
         process instead; code after this call runs here).
         """
         _local_servers[self.address] = self
+        # The handshake's hashes, imported now: the first client must not
+        # wait for OpenSSL to load (and look like a stalled peer meanwhile).
+        import hmac  # noqa: F401
         # Written to when stopping, to wake the accepter.
         self._wake_r, self._wake_w = os.pipe()
         threading.Thread(target=self._accept_loop, name="manager-accepter", daemon=True).start()
