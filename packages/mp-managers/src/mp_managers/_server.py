@@ -119,6 +119,8 @@ class Server:
         self._connections: set[Any] = set()
         self._connections_lock = threading.Lock()
         self._watch_parent = False
+        #: Whether the server stopped because the process that started it died.
+        self.owner_gone = False
         timeout = self.handshake_timeout
         self._pending = PendingHandshakes(self.max_pending_handshakes,
                                           connection.Listener.handshake_timeout if timeout is None else timeout,
@@ -194,6 +196,7 @@ class Server:
         if parent is None:
             return
         parent.join()
+        self.owner_gone = True
         self.stop("the process that started this manager has exited")
 
     def _accept_loop(self) -> None:
