@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 from mp_core import util
 
-__all__ = ["PendingHandshakes"]
+__all__ = ["PendingHandshakes", "shut_down_socket"]
 
 
 class _Entry:
@@ -184,7 +184,7 @@ class PendingHandshakes:
         self.evicted += 1
         self._changed.notify_all()
         util.info("manager dropped an unauthenticated connection (%s)", reason)
-        _shut_down(entry.conn)
+        shut_down_socket(entry.conn)
 
 
 # How soon to look again at a handshake that was not evicted because its
@@ -206,8 +206,14 @@ def _has_unread_bytes(conn: Any) -> bool:
         sock.detach()
 
 
-def _shut_down(conn: Any) -> None:
-    """End both directions of ``conn``'s socket, leaving its descriptor open (and no new one made)."""
+def shut_down_socket(conn: Any) -> None:
+    """End both directions of ``conn``'s socket, leaving its descriptor open.
+
+    A thread blocked reading ``conn`` sees end of file; its owner still
+    closes the descriptor (closing it here would race the reader, and the
+    number could be reused under it).  Needs no new descriptor, so it works
+    when they have run out.
+    """
     try:
         sock = util.socket_over_fd(conn.fileno())
     except (OSError, ValueError):

@@ -25,15 +25,13 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import socket
-import sys
 import threading
 from typing import Any, Optional
 
 from mp_core import connection, process, util
 from mp_core.context import AuthenticationError
 
-from ._handshakes import PendingHandshakes
+from ._handshakes import PendingHandshakes, shut_down_socket
 from ._protocol import (
     RELEASE,
     REPLY_ERROR,
@@ -515,20 +513,5 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__name__} {text}"
 
 
-def _wake_reader(conn: Any) -> None:
-    """Make a thread blocked reading ``conn`` see end of file (closing the fd would race it)."""
-    try:
-        sock = util.socket_over_fd(os.dup(conn.fileno()))
-    except OSError:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
-
-
-if sys.platform == "win32":  # pragma: no cover - designed in, not tested here
-    def _wake_reader(conn: Any) -> None:  # noqa: F811
-        pass
+# Wakes a thread blocked reading ``conn``; needs no descriptor (they may have run out).
+_wake_reader = shut_down_socket
