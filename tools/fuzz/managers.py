@@ -225,7 +225,7 @@ def _preauth(draw: Any) -> tuple:
         data = "pickle"
     else:
         data = b""
-    stall = draw(st.sampled_from([False] * 24 + [True]))
+    stall = draw(st.sampled_from([False] * 99 + [True]))
     return ("preauth", (read_challenge, data, stall))
 
 
@@ -455,7 +455,7 @@ class Harness:
             raise CaseFailure(f"the server process died (exit code {self.manager._process.exitcode})")
         total = sum(self.counts.values())
         if total % 64 == 0:
-            fresh = connection.Client(self.manager.address, authkey=bytes(self.manager._authkey))
+            fresh = self._client()
             try:
                 if self._roundtrip(fresh, [_DUMMY]) != [(0, None)]:
                     raise CaseFailure("a fresh client was not served")
@@ -532,7 +532,13 @@ class Harness:
     # ------------------------------------------------------------ plumbing
 
     def _reconnect(self) -> None:
-        self.conn = connection.Client(self.manager.address, authkey=bytes(self.manager._authkey))
+        self.conn = self._client()
+
+    def _client(self) -> Any:
+        try:
+            return connection.Client(self.manager.address, authkey=bytes(self.manager._authkey))
+        except mp_core.AuthenticationError as exc:
+            raise CaseFailure(f"a client holding the key was refused: {exc}") from exc
 
     def _roundtrip(self, conn: Any, payloads: list, expected: Optional[int] = None) -> list:
         for payload in payloads:
