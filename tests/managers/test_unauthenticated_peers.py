@@ -191,3 +191,58 @@ def test_out_of_descriptors_stalled_handshakes_make_room_for_a_client(ctx):
         finally:
             for sock in stalled:
                 sock.close()
+
+
+# ---------------------------------------------------------------- the table of pending handshakes
+
+@contextlib.contextmanager
+def socket_pairs(count):
+    from mp_core.connection import Connection
+
+    pairs = [socket.socketpair() for _ in range(count)]
+    conns = [Connection(ours.detach()) for ours, _theirs in pairs]
+    try:
+        yield conns, [theirs for _ours, theirs in pairs]
+    finally:
+        for conn in conns:
+            conn.close()
+        for _ours, theirs in pairs:
+            theirs.close()
+
+
+def peer_sees_eof(peer):
+    peer.settimeout(10)
+    return peer.recv(1) == b""
+
+
+def test_pending_handshakes_evict_the_oldest_that_waits_on_its_peer():
+    from mp_managers._handshakes import PendingHandshakes
+
+    table = PendingHandshakes(limit=2, timeout=None, eviction_age=0.0)
+    with socket_pairs(3) as (conns, peers):
+        keys = [table.admit(conn) for conn in conns[:2]]
+        peers[0].sendall(b"x")  # the server has yet to read this peer's bytes: it is not the one stalling
+        assert table.make_room()
+        assert peer_sees_eof(peers[1])
+        assert table.finish(keys[1]) is False  # evicted: its thread drops the connection
+        assert table.finish(keys[0]) is True
+        assert len(table) == 0
+        assert table.evicted == 1
+
+
+def test_pending_handshakes_expire_at_the_deadline_and_close_everything_on_stop():
+    from mp_managers._handshakes import PendingHandshakes
+
+    table = PendingHandshakes(limit=8, timeout=0.0, eviction_age=10.0)
+    with socket_pairs(3) as (conns, peers):
+        first = table.admit(conns[0])
+        assert table.next_deadline() == 0.0
+        table.expire()
+        assert peer_sees_eof(peers[0]) and table.remaining(first) == 0.0 and not table.finish(first)
+        table.timeout = None
+        second = table.admit(conns[1])
+        table.close()
+        assert peer_sees_eof(peers[1]) and not table.finish(second)
+        late = table.admit(conns[2])  # accepted just as the server stopped
+        assert peer_sees_eof(peers[2]) and not table.finish(late)
+        assert table.make_room() is False

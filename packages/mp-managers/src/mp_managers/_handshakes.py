@@ -96,6 +96,8 @@ class PendingHandshakes:
         with self._changed:
             key = id(conn)
             self._entries[key] = _Entry(conn, time.monotonic())
+            if self._closed:  # the server stopped since make_room(): no handshake to run
+                self._evict_locked(key, "the server is stopping")
             return key
 
     def remaining(self, key: int) -> Optional[float]:
