@@ -362,7 +362,7 @@ def test_a_block_that_cannot_be_sized_is_not_left_behind():
     with pytest.raises(OSError) as info:
         SharedMemory(create=True, size=2**62)
     assert "psm_" in str(info.value), "the error should name the block"
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="'size' must be an integer, not float"):
         SharedMemory(create=True, size=1.5)
     assert shm_entries() == before
 

@@ -95,6 +95,11 @@ class SharedMemory:
 
     def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0, *,
                  track: bool = True) -> None:
+        try:
+            size = operator.index(size)
+        except TypeError:
+            # (Python 3.9's ftruncate() would take 1.5 for 1.)
+            raise TypeError(f"'size' must be an integer, not {type(size).__name__}") from None
         if size < 0:
             raise ValueError("'size' must be a positive integer")
         if create and size == 0:
