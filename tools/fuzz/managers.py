@@ -28,8 +28,11 @@ Properties checked after every case:
 * the server's resident memory stays within ``MEMORY_BOUND`` of what it
   used after warming up, and its thread count stays bounded.
 
-``python -m tools.fuzz --only managers`` runs it; ``tests/managers/test_fuzz.py``
-runs a bounded profile in CI.
+``tests/fuzz/test_fuzz_managers.py`` runs it under the hypothesis profile
+of ``tests/fuzz`` (``ci``: a few hundred derandomized cases per start
+method; ``long``: 100,000 cases in all, through ``python -m tools.fuzz
+--profile long --only managers``); ``python -m tools.fuzz.managers`` runs
+it alone and prints what the server did (replies by kind, memory, threads).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import socket
 import struct
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from hypothesis import strategies as st
 
@@ -684,11 +687,45 @@ def _safe_recv(conn: Any) -> Any:
         return exc
 
 
-def main(cases_total: int, start_methods: list[str], seed: Optional[int]) -> list[dict[str, Any]]:
-    """The ``python -m tools.fuzz`` entry: ``cases_total`` cases split across ``start_methods``."""
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m tools.fuzz.managers [--cases N] [--start-method M]... [--seed N] [--json FILE]``.
+
+    Runs ``N`` cases (default 100,000) split across the start methods and
+    prints what the server did; exits 1 if a property failed (hypothesis
+    prints the minimal failing batch and a blob to reproduce it).
+    """
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m tools.fuzz.managers", description=main.__doc__)
+    parser.add_argument("--cases", type=int, default=100_000, help="cases in all (default 100,000)")
+    parser.add_argument("--start-method", action="append", default=[], dest="start_methods",
+                        help="the server's start method (repeatable; default fork, spawn and forkserver)")
+    parser.add_argument("--seed", type=int, help="hypothesis seed, to replay a run")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    args = parser.parse_args(argv)
+    start_methods = args.start_methods or ["fork", "spawn", "forkserver"]
     figures = []
+    started = time.monotonic()
     for start_method in start_methods:
         with Harness(start_method) as harness:
-            run(harness, -(-cases_total // len(start_methods)), seed=seed)
+            try:
+                run(harness, -(-args.cases // len(start_methods)), seed=args.seed)
+            except Exception as exc:  # hypothesis re-raises the shrunk failure (or a group of them)
+                import traceback
+
+                traceback.print_exc()
+                print(f"managers ({start_method}): FAILED after {harness.figures()['cases']} cases: "
+                      f"{type(exc).__name__}: {exc}", flush=True)
+                return 1
             figures.append(harness.figures())
-    return figures
+            print(json.dumps(figures[-1]), flush=True)
+    print(f"managers: passed, {sum(run['cases'] for run in figures)} cases in {time.monotonic() - started:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
