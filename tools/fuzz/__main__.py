@@ -1,7 +1,7 @@
 """Command line: ``python -m tools.fuzz [--profile ci|long] [--only PROTOCOL] [--examples N]``.
 
 Runs the hypothesis fuzzers of ``tests/fuzz`` (the connection framing, the
-handshake both ways, the pool's frames both ways) with the chosen profile
+handshake both ways, the pool's frames both ways, a manager server) with the chosen profile
 (``long``: 100,000 examples per fuzzer unless ``--examples`` says otherwise)
 and prints, per fuzzer, the examples run, the failures found and the time.
 Exits non-zero if any fuzzer failed; the failing example is in the output
@@ -24,6 +24,7 @@ PROTOCOLS = {
     "connection": "tests/fuzz/test_fuzz_connection.py",
     "handshake": "tests/fuzz/test_fuzz_handshake.py",
     "pool": "tests/fuzz/test_fuzz_pool.py",
+    "managers": "tests/fuzz/test_fuzz_managers.py",
 }
 
 _TEST = re.compile(r"^(tests/fuzz/\S+::\S+):$")
