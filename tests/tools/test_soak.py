@@ -6,14 +6,14 @@ that it keeps working, and its checks are shown to catch a leak.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from tools.soak import probes, runner
+from tools.soak import probes
 from tools.soak.__main__ import COLUMNS, format_workload, parse_args
 from tools.soak.workloads import BY_NAME, WORKLOADS, Workload
 
@@ -53,68 +53,24 @@ def test_a_table_row():
 
 
 def test_probes_see_descriptors_threads_and_files(tmp_path):
-    fds = probes.open_fds()
-    r, w = os.pipe()
-    try:
-        assert probes.open_fds() == fds + 2
-    finally:
-        os.close(r)
-        os.close(w)
-    stop = threading.Event()
-    thread = threading.Thread(target=stop.wait)
-    threads = probes.thread_count()
-    thread.start()
-    assert probes.thread_count() == threads + 1
-    stop.set()
-    thread.join()
+    counts = measure_scenario("probes", tmp_path)
+    assert counts == {"fds": 2, "threads": 1, "rss_over_1_mib": True}
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_text("x")
     assert probes.files_under(str(tmp_path)) == {"d", os.path.join("d", "f")}
-    assert probes.rss_bytes() > 1 << 20
 
 
-class Leaky:
-    """A workload that leaks two descriptors per operation, a thread and 2 MiB per round, and keeps them."""
-
-    def __init__(self):
-        self.kept = []
-        self.pipes = []
-        self.threads = []
-        self.stop = threading.Event()
-
-    def setup(self, ctx):
-        return self
-
-    def run(self, state, n):
-        for _ in range(n):
-            self.pipes.append(os.pipe())
-        thread = threading.Thread(target=self.stop.wait)
-        thread.start()
-        self.threads.append(thread)
-        self.kept.append(b"x" * (2 << 20))
-
-    def teardown(self, state):
-        os.close(self.pipes[0][0])  # the rest stay open: a teardown that leaks
-
-    def cleanup(self):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-        for r, w in self.pipes[1:]:
-            os.close(r)
-            os.close(w)
-        os.close(self.pipes[0][1])
+def measure_scenario(name, tmp_path):
+    """The row of one of ``_soak_scenarios``' workloads, measured in a fresh interpreter."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("_soak_scenarios.py")), name, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
-def test_measure_reports_every_broken_bound(tmp_path, monkeypatch):
-    leaky = Leaky()
-    workload = Workload("leaky", 20, 10, leaky.setup, leaky.run, leaky.teardown, "")
-    monkeypatch.setattr(runner, "SETTLE_SECONDS", 0.5)
-    try:
-        row = runner.measure(workload, None, quick=False, rss_bound=5.0, prefixes=["nothing-"],
-                             tmp_root=str(tmp_path))
-    finally:
-        leaky.cleanup()
+def test_measure_reports_every_broken_bound(tmp_path):
+    row = measure_scenario("leaky", tmp_path)
     assert row["ops"] == 20
     before, start, end, after = row["fds"]
     # Two warm-up rounds of 2 operations (one thread each), then 10 rounds of 2.
@@ -133,6 +89,12 @@ def test_measure_reports_every_broken_bound(tmp_path, monkeypatch):
     assert row["leftovers"] == []
 
 
+def test_measure_reports_what_a_teardown_leaves_behind(tmp_path):
+    row = measure_scenario("leaves_things", tmp_path)
+    assert row["leftovers"] == [f"child {row['child_pid']}", f"/dev/shm/{row['prefix']}segment", "$TMPDIR/left.txt"]
+    assert row["broken"] == ["left behind: " + ", ".join(row["leftovers"])]
+
+
 def test_a_quick_run_passes_and_prints_its_table():
     done = subprocess.run([sys.executable, "-m", "tools.soak", "--quick", "--rss-bound", "50"], capture_output=True,
                           text=True, timeout=240, cwd=REPO_ROOT)
@@ -142,27 +104,3 @@ def test_a_quick_run_passes_and_prints_its_table():
     rows = [line.split()[0] for line in lines[header + 1:header + 1 + len(WORKLOADS)]]
     assert rows == [w.name for w in WORKLOADS]
     assert lines[-1] == "soak: every bound held"
-
-
-def test_measure_reports_what_a_teardown_leaves_behind(tmp_path, monkeypatch):
-    prefix = f"soak-test-{os.getpid()}-"
-    made = {}
-
-    def teardown(state):
-        (tmp_path / "left.txt").write_text("x")
-        with open(f"/dev/shm/{prefix}segment", "w"):
-            pass
-        made["child"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-
-    workload = Workload("leaves", 4, 2, lambda ctx: None, lambda state, n: None, teardown, "")
-    monkeypatch.setattr(runner, "SETTLE_SECONDS", 0.5)
-    try:
-        row = runner.measure(workload, None, quick=False, rss_bound=5.0, prefixes=[prefix], tmp_root=str(tmp_path))
-    finally:
-        if "child" in made:
-            made["child"].kill()
-            made["child"].wait()
-        if os.path.exists(f"/dev/shm/{prefix}segment"):
-            os.unlink(f"/dev/shm/{prefix}segment")
-    assert row["leftovers"] == [f"child {made['child'].pid}", f"/dev/shm/{prefix}segment", "$TMPDIR/left.txt"]
-    assert row["broken"] == ["left behind: " + ", ".join(row["leftovers"])]
