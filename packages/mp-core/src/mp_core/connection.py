@@ -28,6 +28,7 @@ from ._connection import (  # noqa: F401
     rebuild_connection,
     reduce_connection,
     write_buffers,  # beyond the stdlib: writes a message given as several buffers
+    write_message,  # beyond the stdlib: writes one framed message to a descriptor
 )
 from ._handshake import (  # noqa: F401
     CHALLENGE,

@@ -20,6 +20,8 @@ import struct
 from collections import deque
 from typing import Any, Union
 
+from mp_core import _io
+
 __all__ = ["FrameReader"]
 
 READ_SIZE = 256 * 1024
@@ -78,7 +80,7 @@ class FrameReader:
         partial = self._partial
         if partial is not None:
             wanted = len(partial) - self._got
-            count = os.readv(self.fd, [memoryview(partial)[self._got:]])
+            count = _io.readinto(self.fd, memoryview(partial)[self._got:])
             if not count:
                 self.eof = True
                 return False
