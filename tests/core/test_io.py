@@ -220,6 +220,36 @@ def test_readinto_fills_the_view_in_place_and_reports_end_of_file(vector_io):
             os.close(w)
 
 
+def test_readinto_fills_a_slice_of_the_byte_view_of_an_array(vector_io):
+    # PyPy's FileIO.readinto and socket.recv_into refuse such a view (a slice
+    # of a cast memoryview) as a writable buffer.
+    r, w = os.pipe()
+    try:
+        ints = array.array("i", [0] * 4)
+        os.write(w, array.array("i", [7, 8]).tobytes())
+        assert _io.readinto(r, memoryview(ints).cast("B")[ints.itemsize:3 * ints.itemsize]) == 2 * ints.itemsize
+        assert list(ints) == [0, 7, 8, 0]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("duplex", [False, True], ids=["os-pipe", "socketpair"])
+def test_a_large_message_lands_in_the_middle_of_an_array(vector_io, duplex):
+    reader, writer = Pipe(duplex)
+    values = array.array("d", range(100_000))
+    sending = threading.Thread(target=writer.send_bytes, args=(values,))
+    sending.start()
+    try:
+        target = array.array("d", [-1.0] * 100_002)
+        assert reader.recv_bytes_into(target, target.itemsize) == len(values) * values.itemsize
+        assert target[0] == -1.0 and target[-1] == -1.0 and target[1:-1] == values
+    finally:
+        sending.join(30)
+        reader.close()
+        writer.close()
+
+
 # ---------------------------------------------------------------- end to end
 
 SIZES = [0, 10, 20_000, 70_000, 3_000_000]

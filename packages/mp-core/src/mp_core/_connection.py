@@ -467,6 +467,10 @@ def _recv_into_waitall(fd: int, view: memoryview) -> int:
     sock = util.socket_over_fd(fd)
     try:
         return sock.recv_into(view, view.nbytes, _MSG_WAITALL)
+    except TypeError:
+        # PyPy refuses a slice of a cast memoryview (the byte view of an
+        # array) here: mp_core._io.readinto knows how to fill it.
+        return 0
     finally:
         sock.detach()
 

@@ -25,6 +25,7 @@ test can watch the writes.
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import os
@@ -145,9 +146,16 @@ def _readinto_readv(fd: int, view: memoryview) -> int:
 
 def _readinto_file(fd: int, view: memoryview) -> int:
     with io.FileIO(fd, "rb", closefd=False) as file:
-        count = file.readinto(view)
+        try:
+            count = file.readinto(view)
+        except TypeError:
+            # PyPy refuses a slice of a cast memoryview (the byte view of an
+            # array) as a writable buffer: read, then copy into it.
+            data = os.read(fd, len(view))
+            view[:len(data)] = data
+            return len(data)
     if count is None:  # FileIO's answer for "would block"; os.readv raises instead
-        raise BlockingIOError(11, "read would block")
+        raise BlockingIOError(errno.EAGAIN, "read would block")
     return count
 
 
