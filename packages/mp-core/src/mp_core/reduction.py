@@ -332,6 +332,11 @@ class _PlainForkingPickler(pickle.Pickler):
         dispatch = {kind: save for kind, save in pickle._Pickler.dispatch.items()  # type: ignore[attr-defined]
                     if getattr(save, "__module__", None) == "pickle"}
 
+        def __init__(self, *args: Any, **kwds: Any) -> None:
+            # The stdlib ForkingPickler's signature; on CPython the C
+            # pickler's __init__ (no Python-level call per message) has none.
+            super().__init__(*args, **kwds)
+
     def reducer_override(self, obj: Any) -> Any:
         reducer = _extra_reducers.get(type(obj))
         if reducer is not None:
