@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import threading
@@ -14,7 +13,7 @@ import mp_core
 from mp_core import reduction
 from mp_sync import synchronize
 
-from ..conftest import shm_entries
+from ..conftest import collect_garbage, shm_entries
 from .conftest import run_python, run_script
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,18 +34,12 @@ def add_to_file_counter(lock, path, times):
                 f.write(str(value + 1))
 
 
-def log_visits(sem, path, visits, meet=None):
-    """Enter ``sem`` ``visits`` times, logging entry and exit to ``path`` (one append each).
-
-    With ``meet`` (a ``Barrier``), the first visit waits inside for the
-    barrier's other parties: they must be inside at the same time.
-    """
-    for visit in range(visits):
+def log_visits(sem, path, visits):
+    """Enter ``sem`` ``visits`` times, logging entry and exit to ``path`` (one append each)."""
+    for _ in range(visits):
         with sem:
             with open(path, "a") as f:
                 f.write("+\n")
-            if meet is not None and visit == 0:
-                meet.wait(60)
             time.sleep(0.01)
             with open(path, "a") as f:
                 f.write("-\n")
@@ -225,11 +218,7 @@ def test_semaphore_counts_and_limits_concurrency(ctx, start, tmp_path):
     sem = ctx.Semaphore(2)
     assert repr(sem) == "<Semaphore(value=2)>"
     path = tmp_path / "visits"
-    # Children meet in pairs inside the semaphore on their first visit: a
-    # semaphore that let one in at a time would break the barrier.  (Without
-    # it, a loaded machine can run the children one after the other.)
-    meet = ctx.Barrier(2)
-    procs = [start(log_visits, sem, str(path), 3, meet) for _ in range(4)]
+    procs = [start(log_visits, sem, str(path), 3) for _ in range(4)]
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
@@ -238,7 +227,21 @@ def test_semaphore_counts_and_limits_concurrency(ctx, start, tmp_path):
         inside += 1 if line == "+" else -1
         peak = max(peak, inside)
     assert inside == 0
-    assert peak == 2  # never more than the semaphore's value, and it was reached
+    assert peak <= 2  # never more than the semaphore's value
+    assert sem.get_value() == 2
+    # ...and that many are admitted at once (without relying on the visits
+    # above overlapping in time: slow starts, on PyPy say, keep them apart).
+    done = ctx.Event()
+    held = [ctx.Event() for _ in range(2)]
+    holders = [start(hold_until_told, sem, event, done) for event in held]
+    try:
+        assert all(event.wait(60) for event in held)
+        assert sem.get_value() == 0 and sem.acquire(False) is False
+    finally:
+        done.set()
+    for proc in holders:
+        proc.join(60)
+        assert proc.exitcode == 0
     assert sem.get_value() == 2
 
 
@@ -321,12 +324,12 @@ def test_named_semaphores_exist_only_while_needed(start_method, ctx):
     assert left.recv() is True
     proc.join(30)
     del lock
-    gc.collect()
+    collect_garbage()
     if start_method != "fork":
         # Still linked: a child it was sent to may be about to open it.
         assert len(shm_entries() - before) == 1
     del proc
-    gc.collect()
+    collect_garbage()
     assert shm_entries() - before == set()
 
 
@@ -336,7 +339,7 @@ def test_a_semaphore_passed_only_as_an_argument_outlives_its_creator(ctx):
     left, right = ctx.Pipe()
     proc = ctx.Process(target=acquire_and_report, args=(ctx.Lock(), right))
     proc.start()
-    gc.collect()
+    collect_garbage()
     assert left.poll(30) and left.recv() is True
     proc.join(30)
     assert proc.exitcode == 0
