@@ -368,7 +368,7 @@ class Connection(_ConnectionBase):
             if data is not None:
                 return data
         try:
-            buffer = PayloadBuffer(size)  # zeroed by calloc: no page is touched before it is written
+            buffer = PayloadBuffer(size)  # committed page by page as it is written
         except BadMessageLength as exc:
             self._bad_message_length(str(exc))
         self._read_into(buffer.view)
