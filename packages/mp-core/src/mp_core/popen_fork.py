@@ -68,6 +68,9 @@ class Popen:
                 if self.wait(timeout=0.1) is None:
                     raise
 
+    def interrupt(self) -> None:
+        self._send_signal(signal.SIGINT)
+
     def terminate(self) -> None:
         self._send_signal(signal.SIGTERM)
 
