@@ -23,6 +23,11 @@ before the processes it watches are gone; it exits when the last one is.
 Protocol: ASCII lines ``COMMAND:name:rtype``.  Names may not contain ``:``
 or line breaks.  ``track=False`` (as in ``SharedMemory``) simply means the
 caller does not register.
+
+The tracker's exit code says what it found (Python 3.13's, which its tests
+and the starter's ``_exitcode`` read): 0 nothing was left registered, 1 it
+cleaned up leaked resources, 2 a leaked resource could not be cleaned up,
+3 a client sent a malformed message (and nothing leaked).
 """
 
 from __future__ import annotations
@@ -64,9 +69,14 @@ def cleanup_noop(name: str) -> None:
     """The cleanup of the ``'noop'`` resource type (for tests): nothing."""
 
 
+def _cleanup_dummy(name: str) -> None:
+    """The ``'dummy'`` type of Python 3.13's tests: a leak that is counted (exit code 1), never announced."""
+
+
 #: resource type -> how the tracker disposes of a leaked resource of that type:
-#: the types the standard library tracks (code, its test suite among it,
-#: expects to be able to create a resource of every type listed here).
+#: the types the running interpreter's standard library lists (code, its
+#: test suite among it, expects to create a resource of every type listed
+#: here but the test artefacts 'noop' and, from 3.13, 'dummy').
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "noop": cleanup_noop,
 }
@@ -78,6 +88,9 @@ if os.name == "posix":
 _EXTRA_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "folder": _remove_folder,
 }
+# 'dummy' works on every version; the stdlib lists it from 3.13 on.
+(_CLEANUP_FUNCS if sys.version_info >= (3, 13) else _EXTRA_CLEANUP_FUNCS)["dummy"] = _cleanup_dummy
+_SILENT_LEAKS = frozenset({"dummy"})
 
 
 def _cleanup_func(rtype: str) -> Optional[Callable[[str], None]]:
@@ -100,6 +113,8 @@ class ResourceTracker:
     ``_fd`` is the write end of the tracker's pipe (``None`` until started
     or received from a parent); ``_pid`` is the tracker's pid, known only
     to the process that started it (``_starter``), which alone reaps it.
+    ``_exitcode`` is the exit code of the last tracker ``_stop`` reaped
+    (``None`` before, while one runs, or if it was not ours to reap).
     """
 
     def __init__(self) -> None:
@@ -108,6 +123,7 @@ class ResourceTracker:
         self._fd: Optional[int] = None
         self._pid: Optional[int] = None
         self._starter: Optional[int] = None
+        self._exitcode: Optional[int] = None
         self._exit_hook: Optional[util.Finalize] = None
 
     # ------------------------------------------------------------ locking
@@ -220,6 +236,7 @@ class ResourceTracker:
         finally:
             os.close(read_fd)
         self._fd, self._pid, self._starter = write_fd, pid, os.getpid()
+        self._exitcode = None
         if self._exit_hook is None or not self._exit_hook.still_active():
             # Runs after children were joined at exit; lets the tracker finish
             # (and be reaped) while we are still here to see its warnings.
@@ -250,9 +267,10 @@ class ResourceTracker:
         """Close our end and, if we started the tracker, wait for it to exit.
 
         The tracker exits (cleaning up what is still registered) once every
-        holder of the descriptor has closed it.  Returns its exit status, or
-        ``None`` if we are not its starter or it did not exit within
-        ``timeout`` seconds (it then lives on and is no longer ours to reap).
+        holder of the descriptor has closed it.  Returns its exit code (see
+        the module docstring), also kept in ``_exitcode``, or ``None`` if we
+        are not its starter or it did not exit within ``timeout`` seconds (it
+        then lives on and is no longer ours to reap).
         """
         self._enter()
         try:
@@ -263,7 +281,8 @@ class ResourceTracker:
                 util.close_fds(fd)
             if pid is None or starter != os.getpid():
                 return None
-            return _reap(pid, timeout)
+            self._exitcode = _reap(pid, timeout)
+            return self._exitcode
         finally:
             self._leave()
 
@@ -329,6 +348,7 @@ def main(fd: int) -> None:
     os.close(devnull)
 
     registered: dict[str, set[str]] = {rtype: set() for rtype in [*_CLEANUP_FUNCS, *_EXTRA_CLEANUP_FUNCS]}
+    malformed = False
     try:
         with open(fd, "rb") as commands:
             for line in commands:
@@ -343,22 +363,30 @@ def main(fd: int) -> None:
                         names.discard(name)
                 except Exception as exc:
                     # A bad line is a bug in some client; the others still count on us.
+                    malformed = True
                     print(f"resource_tracker: ignoring malformed message {line!r}: {exc}", file=sys.stderr)
     finally:
-        _clean_up(registered)
+        exitcode = _clean_up(registered) or (3 if malformed else 0)
+    sys.exit(exitcode)
 
 
-def _clean_up(registered: dict[str, set[str]]) -> None:
+def _clean_up(registered: dict[str, set[str]]) -> int:
+    """Dispose of what is still registered; 0 nothing was, 1 all was cleaned up, 2 some could not be."""
     cleanups = {**_CLEANUP_FUNCS, **_EXTRA_CLEANUP_FUNCS}
+    outcome = 0
     for rtype, names in registered.items():
         if not names:
             continue
+        outcome = max(outcome, 1)
         leaked = sorted(names)
-        warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
-                      f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
+        if rtype not in _SILENT_LEAKS:
+            warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
+                          f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
         cleanup = cleanups[rtype]
         for name in leaked:
             try:
                 cleanup(name)
             except Exception as exc:
+                outcome = 2
                 warnings.warn(f"resource_tracker: {name!r}: {exc}", UserWarning, stacklevel=1)
+    return outcome
