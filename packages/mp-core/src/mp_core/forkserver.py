@@ -498,6 +498,8 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
     if pid == 0:
         code = 1
         try:
+            # The server's exit handlers (its preloaded modules') are not the child's.
+            util._forget_inherited_atexit()
             for closable in closables:
                 closable.close()
             other_conns = [c.fileno() for c in pid_to_conn.values()]
@@ -508,8 +510,10 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
             import traceback
             traceback.print_exc()
         finally:
-            util._flush_std_streams()
-            os._exit(code)
+            try:
+                util._run_child_atexit()
+            finally:
+                os._exit(code)
     util.close_fds(*fds)
     try:
         conn.sendall(SIGNED_STRUCT.pack(pid))

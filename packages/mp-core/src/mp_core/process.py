@@ -314,8 +314,9 @@ class BaseProcess:
                 self.run()
                 exitcode = 0
             finally:
-                # Forked children leave through os._exit, so atexit never runs
-                # in them: flush queues, run finalizers and reap children here.
+                # Flush queues, run finalizers and reap children now, before
+                # the threads are joined below (a forked child leaves through
+                # os._exit: only the atexit handlers registered in it run, after this).
                 util._exit_function()
         except SystemExit as exc:
             exitcode = _exitcode_from_system_exit(exc)
