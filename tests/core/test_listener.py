@@ -587,6 +587,19 @@ def test_handshake_failures_against_fake_connections_as_cpythons_tests_drive_the
         connection.answer_challenge(ChallengesThenBogus(), b"abc")
 
 
+@pytest.mark.parametrize("digest", ["sha384", "sha3_256"])
+def test_deliver_challenge_with_another_digest(digest):
+    # The stdlib's digest_name parameter (3.12+): the answerer follows the challenge's digest.
+    ours, theirs = connection.Pipe()
+    with ours, theirs:
+        thread = threading.Thread(target=connection.answer_challenge, args=(theirs, b"k"))
+        thread.start()
+        connection.deliver_challenge(ours, b"k", digest)
+        thread.join(10)
+        with pytest.raises(ValueError, match="digest_name='md5' unsupported"):
+            connection.deliver_challenge(ours, b"k", "md5")
+
+
 def test_xml_listener_and_client():
     with connection.XmlListener(("127.0.0.1", 0), authkey=b"k") as listener:
         result = {}

@@ -134,22 +134,22 @@ STDLIB_TRACEBACK = "#TRACEBACK"
 STDLIB_UNSERIALIZABLE = "#UNSERIALIZABLE"
 
 
-def convert_to_error(kind: Any, value: Any) -> BaseException:
-    """The exception a client raises for an error reply (``kind``, ``value``).
+def convert_to_error(kind: Any, result: Any) -> BaseException:
+    """The exception a client raises for an error reply (``kind``, ``result``).
 
     ``kind`` is one of our ``REPLY_*`` codes or one of the standard
-    library's reply kinds (``'#ERROR'``: ``value`` is the exception;
+    library's reply kinds (``'#ERROR'``: ``result`` is the exception;
     ``'#TRACEBACK'``/``'#UNSERIALIZABLE'``: a text, raised as
     ``RemoteError``).  Anything else gives a ``ValueError`` naming it.
     """
     if kind == STDLIB_ERROR:
-        return value if isinstance(value, BaseException) else RemoteError(f"{value!r}\n")
+        return result if isinstance(result, BaseException) else RemoteError(f"{result!r}\n")
     if kind in (STDLIB_TRACEBACK, STDLIB_UNSERIALIZABLE):
-        if not isinstance(value, str):
-            return TypeError(f"reply of kind {kind!r} carries {type(value).__name__} {value!r}, not a text")
-        return RemoteError(value if kind == STDLIB_TRACEBACK else f"Unserializable message: {value}\n")
+        if not isinstance(result, str):
+            return TypeError(f"reply of kind {kind!r} carries {type(result).__name__} {result!r}, not a text")
+        return RemoteError(result if kind == STDLIB_TRACEBACK else f"Unserializable message: {result}\n")
     if kind == REPLY_ERROR:
-        payload, text = value
+        payload, text = result
         try:
             exc = connection._ForkingPickler.loads(payload)
         except Exception:
@@ -159,7 +159,7 @@ def convert_to_error(kind: Any, value: Any) -> BaseException:
             return exc
         return RemoteError(text)
     if kind == REPLY_FAILURE:
-        return RemoteError(value)
+        return RemoteError(result)
     return ValueError(f"unrecognized reply kind {kind!r} from the manager")
 
 
