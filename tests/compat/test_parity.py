@@ -95,6 +95,11 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
         "Server.on_stop": (None, "a hook run once when the server stops (SharedMemoryServer unlinks there)"),
         "SharedMemoryServer.stop": (None, "as Server"),
         "SharedMemoryServer.on_stop": (None, "as Server"),
+        "Server.handshake_timeout": (None, "an unauthenticated connection is dropped after this long"),
+        "Server.max_pending_handshakes": (None, "the bound on connections still authenticating"),
+        "Server.eviction_age": (None, "a waiting handshake this old makes room for a newer peer"),
+        **{f"SharedMemoryServer.{name}": (None, "as Server")
+           for name in ("handshake_timeout", "max_pending_handshakes", "eviction_age")},
     },
     "popen_fork": {"Popen.interrupt": ((3, 14), "Process.interrupt() sends SIGINT through its Popen")},
     "popen_forkserver": {"Popen.interrupt": ((3, 14), "as popen_fork")},
@@ -120,6 +125,10 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
         "dumps": (None, "serialize with the layer's settings (the stdlib has ForkingPickler.dumps only)"),
         "loads": (None, "the inverse of dumps"),
         "ForkingPickler.reducer_override": (None, "hands to dill what pickle cannot carry (DESIGN.md)"),
+    },
+    "util": {
+        "is_private_temp_dir": (None, "whether a path is a temp dir of the library's (the tracker checks)"),
+        "remove_private_temp_dir": (None, "removes another process's temp dir of the tree, checked"),
     },
     "shared_memory": {
         "SharedMemory(track)": ((3, 13), "SharedMemory(track=...)"),
