@@ -16,6 +16,8 @@ import pytest
 
 from mp_core.connection import BadMessageLength, FrameReader, PayloadBuffer, Pipe
 
+from ..conftest import collect_garbage
+
 pytestmark = pytest.mark.timeout(60)
 
 LONG = struct.pack("!i", -1)
@@ -84,6 +86,35 @@ def test_payload_buffer_is_filled_in_place_and_taken_without_a_copy():
     assert data == b"hello" and type(data) is bytes
     with pytest.raises(BadMessageLength, match="a message of 4611686018427387904 bytes"):
         PayloadBuffer(2 ** 62)
+
+
+def test_a_payload_buffer_commits_memory_only_as_it_is_written():
+    before = rss_mib()
+    buffer = PayloadBuffer(4 * GiB)
+    buffer.view[:1 << 20] = b"x" * (1 << 20)
+    grown = rss_mib() - before
+    del buffer
+    assert grown < 64, f"{grown} MiB committed for a 4 GiB buffer holding 1 MiB"
+
+
+def test_a_payload_buffer_dropped_in_a_reference_cycle_is_collected_silently():
+    class Owner:
+        pass
+
+    reported = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = reported.append
+    try:
+        for _ in range(5):
+            owner = Owner()
+            owner.buffer = PayloadBuffer(1 << 20)
+            owner.buffer.view[:3] = b"abc"
+            owner.self = owner
+            del owner
+        collect_garbage()
+    finally:
+        sys.unraisablehook = hook
+    assert [(r.exc_type, str(r.exc_value)) for r in reported] == []
 
 
 # ---------------------------------------------------------------- FrameReader

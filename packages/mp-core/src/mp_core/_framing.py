@@ -20,8 +20,8 @@ A corrupt stream is an error, never a hang or a flood of memory:
 * a header with any negative size but the long marker -1, or a long size
   beyond what one buffer can hold, stops the reader with
   ``BadMessageLength`` (``error``), after the frames before it;
-* the buffer of a cut frame is allocated zeroed by the system
-  (``PayloadBuffer``): pages are committed as bytes arrive, so a bare
+* the buffer of a cut frame is committed by the system page by page as
+  it is written (``PayloadBuffer``), so a bare
   header announcing gigabytes costs nothing until they come, and a size
   that cannot be allocated at all is a ``BadMessageLength``;
 * the owner can look at the first bytes of a frame still being completed
@@ -32,11 +32,14 @@ A corrupt stream is an error, never a hang or a flood of memory:
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import struct
 import sys
 from collections import deque
 from typing import Any, Optional, Union
+
+from . import _io
 
 __all__ = ["FrameReader", "PayloadBuffer", "BadMessageLength", "READ_SIZE", "MAX_MESSAGE_SIZE"]
 
@@ -57,33 +60,71 @@ class BadMessageLength(OSError):
     """
 
 
+class _ExportingBytesIO(io.BytesIO):
+    """A BytesIO whose ``close`` tolerates a view still exported.
+
+    A ``PayloadBuffer`` dropped before it was filled (a stream cut short,
+    an exception whose traceback forms a reference cycle) can reach the
+    garbage collector together with its view; the IOBase finalizer then
+    calls ``close()``, which would fail with ``BufferError`` and be
+    reported as an unraisable exception.  The memory is freed either way
+    once the view is cleared.
+    """
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except BufferError:
+            pass
+
+
+#: CPython builds ``bytes(n)`` with ``calloc``: untouched pages of a big
+#: buffer are never committed.  Other interpreters (PyPy) zero-fill it,
+#: committing every page at once; there an anonymous mapping, committed page
+#: by page as it is written, holds the payload instead.
+_LAZY_BYTES = sys.implementation.name == "cpython"
+
+
 class PayloadBuffer:
     """A buffer for one message of ``size`` bytes, filled in place through ``view``.
 
-    Its memory comes zeroed from the system (``calloc``), so a page is
-    committed only when a byte is written to it; ``take()`` returns the
-    filled buffer as ``bytes`` without a copy.  Raises ``BadMessageLength``
-    for a size that cannot be allocated (too big for this machine).
+    Its memory is committed only as bytes are written to it (``calloc`` on
+    CPython, an anonymous ``mmap`` elsewhere), so a header announcing
+    gigabytes costs nothing until they arrive; ``take()`` returns the filled
+    buffer as ``bytes`` (without a copy on CPython).  Raises
+    ``BadMessageLength`` for a size that cannot be allocated (too big for
+    this machine).
     """
 
     __slots__ = ("_holder", "view")
 
     def __init__(self, size: int) -> None:
+        holder: Union[_ExportingBytesIO, mmap.mmap, None] = None
         try:
-            # The buffer of a BytesIO built from a bytes object of the right
-            # size is that very object: getbuffer() writes into it and
-            # getvalue() hands it back without a copy.
-            self._holder = io.BytesIO(bytes(size))
-        except (MemoryError, OverflowError) as exc:
+            if _LAZY_BYTES or not size:
+                # The buffer of a BytesIO built from a bytes object of the
+                # right size is that very object: getbuffer() writes into it
+                # and getvalue() hands it back without a copy.
+                holder = _ExportingBytesIO(bytes(size))
+                self.view = holder.getbuffer()
+            else:
+                holder = mmap.mmap(-1, size)
+                self.view = memoryview(holder)
+        except (MemoryError, OverflowError, OSError, ValueError) as exc:
             raise BadMessageLength(
                 f"a message of {size} bytes was announced, which cannot be allocated "
                 f"({type(exc).__name__})") from None
-        self.view = self._holder.getbuffer()
+        self._holder = holder
 
     def take(self) -> bytes:
         """The message; the buffer is not usable afterwards."""
         self.view.release()
-        return self._holder.getvalue()
+        holder = self._holder
+        if isinstance(holder, mmap.mmap):
+            data = holder[:]
+            holder.close()
+            return data
+        return holder.getvalue()
 
 
 def _bad_header(size: int) -> BadMessageLength:
@@ -158,7 +199,7 @@ class FrameReader:
         partial = self._partial
         if partial is not None:
             wanted = len(partial.view) - self._got
-            count = os.readv(self.fd, [partial.view[self._got:]])
+            count = _io.readinto(self.fd, partial.view[self._got:])
             if not count:
                 self.eof = True
                 return False
