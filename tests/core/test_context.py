@@ -47,6 +47,29 @@ def test_default_method_follows_the_interpreter():
     assert expected == multiprocessing.get_context().get_start_method()
 
 
+def test_the_default_start_method_is_the_running_stdlibs():
+    # Compared in a fresh interpreter, where neither library's default has
+    # been fixed by anything else: fork on Linux up to 3.13, forkserver from
+    # 3.14, spawn on macOS and Windows -- whatever this Python's stdlib says.
+    out = run_python("""
+        import json, multiprocessing, multiprocess
+        print(json.dumps({
+            "stdlib": multiprocessing.get_start_method(),
+            "ours": multiprocess.get_start_method(),
+            "stdlib_all": multiprocessing.get_all_start_methods(),
+            "ours_all": multiprocess.get_all_start_methods(),
+        }))
+    """)
+    assert out.returncode == 0, out.stderr
+    import json
+    seen = json.loads(out.stdout)
+    assert seen["ours"] == seen["stdlib"]
+    assert seen["ours_all"][0] == seen["stdlib"]  # the default first (3.14's rule, on every version)
+    assert sorted(seen["ours_all"]) == sorted(seen["stdlib_all"])
+    if sys.version_info >= (3, 14):
+        assert seen["ours_all"] == seen["stdlib_all"]
+
+
 def test_set_start_method_once_then_runtime_error():
     out = run_python("""
         import mp_core

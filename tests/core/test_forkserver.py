@@ -245,3 +245,113 @@ def test_children_outlive_a_signalled_server(signum):
         assert forkserver._forkserver._forkserver_pid == pid
     else:
         assert forkserver._forkserver._forkserver_pid != pid
+
+
+# ---------------------------------------------------------------- set_forkserver_preload(on_error=...)
+
+PRELOAD_PROGRAM = textwrap.dedent("""
+    import sys
+    import mp_core as mp
+
+    def send_value(conn, value):
+        conn.send(value)
+
+    if __name__ == "__main__":
+        on_error, *modules = sys.argv[1:]
+        kwargs = {} if on_error == "default" else {"on_error": on_error}
+        mp.set_forkserver_preload(modules, **kwargs)
+        ctx = mp.get_context("forkserver")
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=send_value, args=(w, 42))
+        try:
+            p.start()
+        except (EOFError, ConnectionError) as exc:
+            print("start failed:", type(exc).__name__, "|", getattr(exc, "__notes__", ["(no note)"])[0])
+            sys.exit(0)
+        w.close()
+        print("child sent", r.recv(), "exit code", (p.join(30), p.exitcode)[1])
+""")
+
+
+def run_preload_program(on_error, *modules, warning_filter=None):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    flags = ["-W", warning_filter] if warning_filter else []
+    result = subprocess.run([sys.executable, *flags, "-c", PRELOAD_PROGRAM, on_error, *modules],
+                            capture_output=True, text=True, timeout=90, cwd=root)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip(), result.stderr
+
+
+@pytest.mark.parametrize("on_error", ["default", "ignore"])
+def test_preload_failures_are_ignored_by_default(on_error):
+    out, err = run_preload_program(on_error, "colorsys", "nonexistent_module_xyz",
+                                   warning_filter="always::ImportWarning")
+    assert out == "child sent 42 exit code 0"
+    assert "nonexistent_module_xyz" not in err
+
+
+def test_preload_failures_warn_with_on_error_warn():
+    # Python 3.15: the server emits an ImportWarning, which (as every
+    # ImportWarning) shows only where the warning filters let it through.
+    out, err = run_preload_program("warn", "nonexistent_module_xyz", warning_filter="always::ImportWarning")
+    assert out == "child sent 42 exit code 0"
+    assert "ImportWarning: Failed to preload module 'nonexistent_module_xyz': No module named" in err
+    out, err = run_preload_program("warn", "nonexistent_module_xyz")
+    assert out == "child sent 42 exit code 0"
+    assert "nonexistent_module_xyz" not in err  # ignored by the default filters
+
+
+def test_preload_failures_end_the_server_with_on_error_fail():
+    out, err = run_preload_program("fail", "colorsys", "nonexistent_module_xyz")
+    kind, _, note = out.partition(" | ")
+    assert kind in ("start failed: EOFError", "start failed: ConnectionRefusedError",
+                    "start failed: ConnectionResetError", "start failed: BrokenPipeError"), out
+    assert note.startswith("Forkserver process may have crashed")
+    assert "ModuleNotFoundError: No module named 'nonexistent_module_xyz'" in err  # the server's traceback
+    out, err = run_preload_program("fail", "colorsys", "os")
+    assert out == "child sent 42 exit code 0"
+
+
+HANDLE_PRELOAD_PROGRAM = textwrap.dedent("""
+    import sys, warnings
+    from mp_core import forkserver
+    path, on_error = sys.argv[1:]
+    warnings.simplefilter("always")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            forkserver._handle_preload(["__main__", "os"], main_path=path, on_error=on_error)
+    except Exception as exc:
+        print("raised", type(exc).__name__, exc)
+    else:
+        print("warned", [(w.category.__name__, str(w.message)) for w in caught])
+""")
+
+
+@pytest.mark.parametrize("on_error, expected", [
+    ("ignore", "warned []"),
+    ("warn", "warned [('ImportWarning', \"Failed to preload __main__ from '{path}': the main module fails\")]"),
+    ("fail", "raised RuntimeError the main module fails"),
+])
+def test_a_main_module_that_fails_to_preload_follows_on_error_too(tmp_path, on_error, expected):
+    # Any exception of the main script counts, not only ImportError.
+    script = tmp_path / "failing_main.py"
+    script.write_text("raise RuntimeError('the main module fails')\n")
+    result = subprocess.run([sys.executable, "-c", HANDLE_PRELOAD_PROGRAM, str(script), on_error],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected.format(path=script)
+
+
+def test_set_forkserver_preload_checks_its_arguments_on_every_context():
+    for target in (mp_core, *(mp_core.get_context(m) for m in ("fork", "spawn", "forkserver"))):
+        with pytest.raises(ValueError, match="on_error must be 'ignore', 'warn', or 'fail'"):
+            target.set_forkserver_preload(["os"], on_error="invalid")
+        with pytest.raises(TypeError, match="module_names must be a list of strings"):
+            target.set_forkserver_preload([1, 2, 3])
+    saved = (forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error)
+    try:
+        mp_core.get_context("spawn").set_forkserver_preload(["os"], on_error="warn")
+        assert (forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error) == (
+            ["os"], "warn")
+    finally:
+        forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error = saved

@@ -529,6 +529,96 @@ def test_challenge_functions_over_a_pipe():
         assert len(errors) == 1
 
 
+@pytest.mark.parametrize("digest", [None, "md5", "sha256", "sha384"])
+def test_private_create_response_and_verify_challenge_as_the_stdlibs(digest):
+    # CPython 3.12+ tests drive the handshake through these private names.
+    prefix = b"" if digest is None else b"{" + digest.encode() + b"}"
+    message = prefix + b"is-twenty-bytes-long"
+    response = connection._create_response(b"key", message)
+    assert response.startswith(prefix)
+    connection._verify_challenge(b"key", message, response)
+    with pytest.raises(mp_core.AuthenticationError, match="digest received was wrong"):
+        connection._verify_challenge(b"other key", message, response)
+    assert connection._get_digest_name_and_payload(message) == (digest or "", message[len(prefix):])
+    try:
+        import multiprocessing.connection as stdlib  # the comparison only
+    except ImportError:  # pragma: no cover
+        return
+    if hasattr(stdlib, "_create_response"):
+        assert stdlib._create_response(b"key", message) == response
+        stdlib._verify_challenge(b"key", message, response)
+
+
+def test_private_handshake_helpers_refuse_malformed_messages():
+    for bad in (b"no prefix, and not of a legacy length", b"{blake2b}" + bytes(20), b"{sha256" + bytes(30)):
+        with pytest.raises(mp_core.AuthenticationError, match="unsupported"):
+            connection._create_response(b"key", bad)
+    message = b"{sha256}" + bytes(40)
+    truncated = connection._create_response(b"key", message)[:-1]
+    with pytest.raises(mp_core.AuthenticationError, match="of 32 bytes, got 31"):
+        connection._verify_challenge(b"key", message, truncated)
+    assert (connection._CHALLENGE, connection._WELCOME, connection._FAILURE) == (
+        connection.CHALLENGE, connection.WELCOME, connection.FAILURE)
+
+
+def test_a_peer_speaking_through_the_private_helpers_authenticates_with_us():
+    # Both directions of the handshake, with the test as the peer.
+    ours, theirs = connection.Pipe()
+    with ours, theirs:
+        thread = threading.Thread(target=connection.deliver_challenge, args=(ours, b"k"))
+        thread.start()
+        message = theirs.recv_bytes(256)
+        assert message.startswith(connection._CHALLENGE)
+        theirs.send_bytes(connection._create_response(b"k", message[len(connection._CHALLENGE):]))
+        assert theirs.recv_bytes(256) == connection._WELCOME
+        thread.join(10)
+
+        challenge = b"{sha256}" + os.urandom(40)
+        answers = []
+        thread = threading.Thread(target=lambda: answers.append(connection.answer_challenge(ours, b"k")))
+        thread.start()
+        theirs.send_bytes(connection._CHALLENGE + challenge)
+        connection._verify_challenge(b"k", challenge, theirs.recv_bytes(256))
+        theirs.send_bytes(connection._WELCOME)
+        thread.join(10)
+        assert answers == [None]
+
+
+def test_handshake_failures_against_fake_connections_as_cpythons_tests_drive_them():
+    class AnswersBogus:
+        def recv_bytes(self, size=None):
+            return b"something bogus"
+
+        def send_bytes(self, data):
+            pass
+
+    class ChallengesThenBogus(AnswersBogus):
+        def __init__(self):
+            self.count = 0
+
+        def recv_bytes(self, size=None):
+            self.count += 1
+            return connection._CHALLENGE if self.count == 1 else b"something bogus"
+
+    with pytest.raises(mp_core.AuthenticationError):
+        connection.deliver_challenge(AnswersBogus(), b"abc")
+    with pytest.raises(mp_core.AuthenticationError):
+        connection.answer_challenge(ChallengesThenBogus(), b"abc")
+
+
+@pytest.mark.parametrize("digest", ["sha384", "sha3_256"])
+def test_deliver_challenge_with_another_digest(digest):
+    # The stdlib's digest_name parameter (3.12+): the answerer follows the challenge's digest.
+    ours, theirs = connection.Pipe()
+    with ours, theirs:
+        thread = threading.Thread(target=connection.answer_challenge, args=(theirs, b"k"))
+        thread.start()
+        connection.deliver_challenge(ours, b"k", digest)
+        thread.join(10)
+        with pytest.raises(ValueError, match="digest_name='md5' unsupported"):
+            connection.deliver_challenge(ours, b"k", "md5")
+
+
 def test_xml_listener_and_client():
     with connection.XmlListener(("127.0.0.1", 0), authkey=b"k") as listener:
         result = {}

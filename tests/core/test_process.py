@@ -31,6 +31,19 @@ def sleep_forever():
         time.sleep(1)
 
 
+def signal_ready_then_sleep(conn):
+    conn.send("ready")
+    sleep_forever()
+
+
+def report_keyboard_interrupt(conn):
+    try:
+        conn.send("ready")
+        sleep_forever()
+    except KeyboardInterrupt:
+        conn.send("KeyboardInterrupt")
+
+
 def report_identity(conn, extra_kw=None):
     current = mp_core.current_process()
     parent = mp_core.parent_process()
@@ -156,6 +169,37 @@ def test_terminate_and_kill_give_negative_signal(ctx, how, sig):
     p.join(30)
     assert p.exitcode == -sig
     assert f"exitcode=-{sig.name}" in repr(p)
+
+
+def test_interrupt_raises_keyboard_interrupt_in_the_child_which_exits_with_1(ctx, capfd):
+    # Python 3.14's Process.interrupt(), on every version: SIGINT, which the
+    # child's default handler turns into KeyboardInterrupt (exit code 1 and a
+    # traceback, as any uncaught exception), not a death by signal.
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=signal_ready_then_sleep, args=(w,), name="interruptible")
+    p.start()
+    assert r.recv() == "ready"  # the child runs its target: its handlers are in place
+    p.interrupt()
+    p.join(30)
+    assert p.exitcode == 1
+    err = capfd.readouterr().err
+    assert "Process interruptible:" in err
+    assert "KeyboardInterrupt" in err
+    p.interrupt()  # after the child's end: nothing to do, no error
+    p.close()
+    with pytest.raises(ValueError, match="process object is closed"):
+        p.interrupt()
+
+
+def test_interrupt_can_be_handled_by_the_child(ctx):
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=report_keyboard_interrupt, args=(w,))
+    p.start()
+    assert r.recv() == "ready"
+    p.interrupt()
+    assert r.poll(30) and r.recv() == "KeyboardInterrupt"
+    p.join(30)
+    assert p.exitcode == 0
 
 
 def test_join_with_timeout_returns_while_running(ctx):

@@ -82,8 +82,13 @@ def test_a_reentrant_call_raises_instead_of_deadlocking():
 def test_tracked_types_are_the_stdlib_ones_plus_ours():
     # Code written for the standard library (its own test suite among it)
     # expects to create a resource of every type in _CLEANUP_FUNCS.
-    assert sorted(resource_tracker._CLEANUP_FUNCS) == ["noop", "semaphore", "shared_memory"]
-    assert sorted(resource_tracker._EXTRA_CLEANUP_FUNCS) == ["folder"]
+    import multiprocessing.resource_tracker as stdlib  # the comparison only
+    assert sorted(resource_tracker._CLEANUP_FUNCS) == sorted(stdlib._CLEANUP_FUNCS)
+    assert sorted(resource_tracker._CLEANUP_FUNCS) == (
+        ["dummy", "noop", "semaphore", "shared_memory"] if sys.version_info >= (3, 13)
+        else ["noop", "semaphore", "shared_memory"])
+    assert sorted(resource_tracker._EXTRA_CLEANUP_FUNCS) == (
+        ["folder"] if sys.version_info >= (3, 13) else ["dummy", "folder"])
     assert resource_tracker._cleanup_func("folder") is resource_tracker._remove_folder
     assert resource_tracker._cleanup_func("bogus") is None
 
@@ -94,7 +99,8 @@ def test_an_extra_type_is_cleaned_up_too(capfd):
     (folder / "inside").mkdir()
     tracker = ResourceTracker()
     tracker.register(str(folder), "folder")
-    assert tracker._stop(timeout=30) == 0
+    # The library's own temp dir: removed, and not a leak of the program's.
+    assert tracker._stop(timeout=30) == 0 == tracker._exitcode
     assert not folder.exists()
     assert "resource_tracker" not in capfd.readouterr().err
 
@@ -131,7 +137,7 @@ def test_private_tracker_cleans_up_what_is_still_registered(capfd):
         pid = tracker._pid
         assert tracker.getfd() == tracker._fd and tracker._pid == pid  # idempotent
         assert os.path.exists(shm_path(segment))
-        assert tracker._stop(timeout=30) == 0
+        assert tracker._stop(timeout=30) == 1
         assert tracker._fd is None and _zombie_or_gone(pid)
         assert not os.path.exists(shm_path(segment))
     finally:
@@ -146,8 +152,55 @@ def test_nothing_registered_means_no_warning(capfd):
     tracker = ResourceTracker()
     tracker.register("/x", "noop")
     tracker.unregister("/x", "noop")
-    assert tracker._stop(timeout=30) == 0
+    assert tracker._stop(timeout=30) == 0 == tracker._exitcode
     assert "resource_tracker" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_the_exit_code_says_whether_resources_leaked(cleanup, capfd):
+    # Python 3.13's _exitcode: None until a stopped tracker is reaped, then
+    # 0 (nothing left registered) or 1 (leaks cleaned up); 'dummy' leaks
+    # are counted but not announced.
+    tracker = ResourceTracker()
+    tracker.ensure_running()
+    assert tracker._check_alive() and tracker._exitcode is None
+    tracker.register("somename", "dummy")
+    if cleanup:
+        tracker.unregister("somename", "dummy")
+    assert tracker._check_alive() and tracker._exitcode is None
+    returned = tracker._stop()
+    assert returned == tracker._exitcode == (0 if cleanup else 1)
+    assert "resource_tracker" not in capfd.readouterr().err
+    tracker.ensure_running()  # a new tracker: nothing known of its exit yet
+    assert tracker._exitcode is None
+    assert tracker._stop(timeout=30) == 0
+
+
+def test_exit_codes_for_failed_cleanups_and_malformed_messages(capfd):
+    tracker = ResourceTracker()
+    tracker.register(unique("never-created"), "shared_memory")  # unlinking it will fail
+    assert tracker._stop(timeout=30) == 2
+    assert "No such file or directory" in capfd.readouterr().err
+    tracker.ensure_running()
+    os.write(tracker._fd, b"BOGUS:x:noop\n")
+    assert tracker._stop(timeout=30) == 3
+    assert "malformed message" in capfd.readouterr().err
+    tracker.ensure_running()
+    os.write(tracker._fd, b"BOGUS:x:noop\n")
+    tracker.register("/leaked", "noop")
+    assert tracker._stop(timeout=30) == 1  # a leak matters more than a bad line
+    capfd.readouterr()
+
+
+def test_a_tracker_not_ours_to_reap_leaves_the_exit_code_unknown(ctx, start):
+    tracker = resource_tracker._resource_tracker
+    tracker.ensure_running()
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = start(stop_the_inherited_tracker, writer)
+    assert reader.recv() == (None, None)
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert tracker._check_alive()  # the child only dropped its own copy
 
 
 def test_a_dead_tracker_is_restarted_with_a_warning():
@@ -172,7 +225,14 @@ def test_a_dead_tracker_is_restarted_with_a_warning():
     assert tracker._pid not in (first, second)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert tracker._stop(timeout=30) == 0
+        assert tracker._stop(timeout=30) == 1  # the new tracker had it: left registered, a leak
+
+
+def stop_the_inherited_tracker(conn):
+    tracker = resource_tracker._resource_tracker
+    tracker.getfd()
+    conn.send((tracker._stop(timeout=5), tracker._exitcode))
+    conn.close()
 
 
 def report_tracker_use(conn):

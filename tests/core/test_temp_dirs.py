@@ -121,7 +121,9 @@ def test_the_tracker_refuses_folders_other_than_private_temp_dirs(tmp_path, monk
                    os.path.join(os.path.dirname(private), ".", os.path.basename(private) + "x")]
         for name in hostile:
             os.write(tracker.getfd(), f"REGISTER:{name}:folder\n".encode())
-        assert tracker._stop(timeout=30) == 0
+        # Exit code 2 (Python 3.13's meaning): something registered could not
+        # be cleaned up -- the link, refused when its turn to go came.
+        assert tracker._stop(timeout=30) == 2
     finally:
         os.unlink(link)
         shutil.rmtree(private, ignore_errors=True)

@@ -123,3 +123,12 @@ def test_wait_rejects_closed_connections():
     writer.close()
     with pytest.raises(OSError, match="handle is closed"):
         wait([reader], timeout=0)
+
+
+def test_wait_on_nothing_waits_out_the_timeout_and_returns_an_empty_list():
+    # Python 3.15 specifies this on every platform (it failed, or spun, on Windows).
+    began = time.monotonic()
+    assert wait([], timeout=0.3) == []
+    assert time.monotonic() - began >= 0.29
+    assert wait(iter(()), timeout=0) == []
+    assert wait((obj for obj in ()), timeout=-1) == []

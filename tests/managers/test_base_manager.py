@@ -276,3 +276,47 @@ def test_use_before_start_or_after_shutdown(ctx):
     m.shutdown()
     with pytest.raises(AssertionError, match="shut down"):
         m.Foo()
+
+
+class _ScriptedConnection:
+    """A connection that answers every request with ``make_reply()``."""
+
+    def __init__(self, make_reply):
+        self.make_reply = make_reply
+        self.sent = []
+
+    def send(self, obj):
+        self.sent.append(obj)
+
+    def recv(self):
+        return self.make_reply()
+
+
+def test_dispatch_understands_the_standard_librarys_reply_kinds():
+    import gc
+    import queue
+    import weakref
+
+    assert dispatch(_ScriptedConnection(lambda: ("#RETURN", 42)), None, "get") == 42
+    conn = _ScriptedConnection(lambda: ("#ERROR", queue.Empty("nothing")))
+    # As CPython 3.13's test: the exception raised must not survive in a
+    # reference cycle through dispatch's frame (the collector is off).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            dispatch(conn, 7, "get_nowait", (1,), {"a": 2})
+        except queue.Empty as exc:
+            ref = weakref.ref(exc)
+            assert exc.args == ("nothing",)
+        assert ref() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert conn.sent == [(7, "get_nowait", (1,), {"a": 2})]
+    with pytest.raises(RemoteError, match="remote traceback text"):
+        dispatch(_ScriptedConnection(lambda: ("#TRACEBACK", "remote traceback text")), None, "x")
+    with pytest.raises(RemoteError, match="Unserializable message: what"):
+        dispatch(_ScriptedConnection(lambda: ("#UNSERIALIZABLE", "what")), None, "x")
+    with pytest.raises(ValueError, match="unrecognized reply kind '#BOGUS'"):
+        dispatch(_ScriptedConnection(lambda: ("#BOGUS", None)), None, "x")

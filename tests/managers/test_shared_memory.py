@@ -209,6 +209,10 @@ def test_shareable_list_layout_is_the_standard_librarys():
         theirs = ShareableList(name=peer.stdout.readline().strip())
         assert list(theirs) == [1, 2.0, "three", b"four", None, True]
         theirs.shm.close()
+        # Attaching registered it with our tracker (as the stdlib does);
+        # its owner, another program, unlinks it.
+        from mp_core import resource_tracker
+        resource_tracker.unregister(theirs.shm._name, "shared_memory")
         peer.stdin.write("done\n")
         peer.stdin.flush()
         assert peer.wait(30) == 0
@@ -303,6 +307,113 @@ def test_shared_memory_manager_before_start():
         smm.SharedMemory(size=9)
     with pytest.raises(ValueError):
         smm.ShareableList([1])
+
+
+# ---------------------------------------------------------------- track (Python 3.13's parameter)
+
+ATTACHER = """
+import sys
+from mp_managers.shared_memory import SharedMemory
+block = SharedMemory(create=False, name=sys.argv[1], track=sys.argv[2] == "track")
+block.close()
+"""
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_an_unrelated_program_attaching_with_track_decides_whether_its_tracker_unlinks(track):
+    # As CPython 3.13's tests: a program that attaches with track=True gets a
+    # tracker of its own, which unlinks the block (and says so) when the
+    # program ends; with track=False the block survives it, silently.
+    from mp_core import resource_tracker
+
+    block = SharedMemory(create=True, size=16)
+    try:
+        result = subprocess.run([sys.executable, "-c", ATTACHER, block.name, "track" if track else "no"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        if track:
+            assert "resource_tracker: There appear to be 1 leaked shared_memory objects" in result.stderr
+            assert not exists(block.name)
+        else:
+            assert "resource_tracker" not in result.stderr
+            assert exists(block.name)
+            SharedMemory(block.name).close()  # still there to attach to
+    finally:
+        try:
+            block.unlink()
+        except FileNotFoundError:
+            resource_tracker.unregister(block._name, "shared_memory")  # the other program's tracker did it
+        block.close()
+
+
+def test_track_false_never_talks_to_the_tracker_and_unlink_still_works(monkeypatch):
+    from mp_core import resource_tracker
+
+    calls = []
+    monkeypatch.setattr(resource_tracker, "register", lambda *args: calls.append(("register", *args)))
+    monkeypatch.setattr(resource_tracker, "unregister", lambda *args: calls.append(("unregister", *args)))
+    untracked = SharedMemory(create=True, size=8, track=False)
+    attached = SharedMemory(untracked.name, track=False)
+    attached.close()
+    untracked.close()
+    untracked.unlink()
+    assert not exists(untracked.name)
+    assert calls == []  # neither registered nor unregistered
+    tracked = SharedMemory(create=True, size=8)
+    attached = SharedMemory(tracked.name)
+    attached.close()
+    tracked.close()
+    tracked.unlink()
+    assert calls == [("register", tracked._name, "shared_memory")] * 2 + [
+        ("unregister", tracked._name, "shared_memory")]
+
+
+UNTRACKED_CREATOR = """
+import sys
+from mp_managers.shared_memory import SharedMemory
+tracked = SharedMemory(create=True, size=8)
+untracked = SharedMemory(create=True, size=8, track=False)
+print(tracked.name, untracked.name, flush=True)
+"""
+
+
+def test_a_program_that_exits_without_unlinking_loses_only_its_tracked_blocks():
+    result = subprocess.run([sys.executable, "-c", UNTRACKED_CREATOR], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    tracked, untracked = result.stdout.split()
+    try:
+        assert not exists(tracked)  # its tracker cleaned up after it
+        assert exists(untracked)  # nobody was told about this one
+        assert "1 leaked shared_memory objects" in result.stderr and untracked not in result.stderr
+    finally:
+        block = SharedMemory(untracked, track=False)
+        block.close()
+        block.unlink()
+
+
+def attach_and_report(name, conn):
+    block = SharedMemory(name)
+    conn.send(bytes(block.buf[:4]))
+    block.close()
+    conn.close()
+
+
+def test_children_attaching_share_the_programs_tracker(ctx):
+    # A child of any start method registers with the program's own tracker
+    # (a tracker of its own would unlink the block when the child exits);
+    # the parent's unlink unregisters it for everyone.
+    block = SharedMemory(create=True, size=8)
+    block.buf[:4] = b"abcd"
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=attach_and_report, args=(block.name, writer))
+    proc.start()
+    assert reader.recv() == b"abcd"
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert exists(block.name)  # the child's exit did not unlink it
+    block.close()
+    block.unlink()
 
 
 # ---------------------------------------------------------------- a block handed over by a child

@@ -278,6 +278,28 @@ def test_the_default_size_is_the_cpu_count(ctx):
         pool.join()
 
 
+def test_the_default_size_follows_process_cpu_count_where_python_has_it(ctx, monkeypatch):
+    # Python 3.13 sizes a pool by os.process_cpu_count() (the CPUs this
+    # process may run on), older ones by os.cpu_count(): so do we.
+    monkeypatch.setattr(os, "cpu_count", lambda: 5)
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 2, raising=False)
+    pool = Pool(context=ctx)
+    try:
+        assert pool._processes == 2 == len(pool._pool)
+        assert pool.map(abs, [-1, -2, 3]) == [1, 2, 3]
+    finally:
+        pool.terminate()
+        pool.join()
+    monkeypatch.delattr(os, "process_cpu_count")
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one worker
+    pool = Pool(context=ctx)
+    try:
+        assert pool._processes == 1 == len(pool._pool)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def test_constructor_validates_its_arguments():
     with pytest.raises(ValueError, match="Number of processes must be at least 1"):
         Pool(0)

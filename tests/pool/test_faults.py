@@ -46,6 +46,7 @@ def test_a_worker_dying_mid_task_fails_that_task_promptly_and_the_pool_goes_on(m
         pool.apply(helpers.die_on, (1, 1, how))
     assert time.monotonic() - started < PROMPT
     assert isinstance(excinfo.value, ProcessError)
+    assert isinstance(excinfo.value, RuntimeError)  # as BrokenProcessPool is
     if how == "kill":
         assert_lost(excinfo, "died with SIGKILL while running task", "apply job", "die_on")
         assert excinfo.value.exitcode == -signal.SIGKILL
@@ -116,6 +117,25 @@ def test_a_segfaulting_task(make_pool):
     assert excinfo.value.exitcode == -signal.SIGSEGV
     assert pool.apply(helpers.square, (5,)) == 25
     assert_replaced(pool, excinfo.value.pid, 1)
+
+
+def test_a_lost_worker_is_caught_by_except_runtime_error_and_survives_pickling(make_pool):
+    # Frameworks wrap worker crashes with ``except RuntimeError`` (as they
+    # would around concurrent.futures' BrokenProcessPool).
+    import pickle
+
+    pool = make_pool(1)
+    try:
+        pool.apply(helpers.die_on, (1, 1, "exit"))
+    except RuntimeError as exc:
+        caught = exc
+    else:  # pragma: no cover - the assertion below says what went wrong
+        caught = None
+    assert type(caught) is WorkerLostError and isinstance(caught, ProcessError)
+    assert WorkerLostError.__mro__[1:3] == (ProcessError, RuntimeError)
+    copy = pickle.loads(pickle.dumps(caught))
+    assert (type(copy), copy.args, copy.pid, copy.exitcode, copy.task) == (
+        WorkerLostError, caught.args, caught.pid, 5, caught.task)
 
 
 def test_a_worker_killed_while_idle_is_replaced(make_pool):

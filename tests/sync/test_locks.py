@@ -51,6 +51,15 @@ def hold_until_told(lock, held, done):
         done.wait(30)
 
 
+def hold_all_until_told(obj, times, held, done):
+    for _ in range(times):
+        obj.acquire()
+    held.set()
+    done.wait(30)
+    for _ in range(times):
+        obj.release()
+
+
 def try_release(lock, conn):
     try:
         lock.release()
@@ -143,6 +152,32 @@ def test_lock_repr_in_a_child_holding_it(ctx, start):
         proc = start(report_repr, lock, right)
         assert left.recv() == "<Lock(owner=SomeOtherProcess)>"
     proc.join(30)
+
+
+@pytest.mark.parametrize("factory", ["Lock", "RLock", "Semaphore", "BoundedSemaphore"])
+def test_locked_reports_whether_acquire_would_fail_here_and_from_another_process(ctx, start, factory):
+    # Python 3.14's locked(), on every version: true exactly when a
+    # non-blocking acquire would fail; a semaphore of value 2 is locked only
+    # once both are taken.
+    args = (2,) if "Semaphore" in factory else ()
+    value = args[0] if args else 1
+    obj = getattr(ctx, factory)(*args)
+    assert obj.locked() is False
+    for _ in range(value):
+        assert obj.acquire(False)
+    assert obj.locked() is True
+    for _ in range(value):
+        obj.release()
+    assert obj.locked() is False
+    held, done = ctx.Event(), ctx.Event()
+    proc = start(hold_all_until_told, obj, value, held, done)
+    assert held.wait(30)
+    assert obj.locked() is True
+    assert obj.acquire(False) is False
+    done.set()
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert obj.locked() is False
 
 
 # ---------------------------------------------------------------- RLock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import queue
 import time
@@ -141,6 +142,29 @@ def test_closed_queue_refuses_put_and_get(ctx):
     fresh.join_thread()
     with pytest.raises(ValueError, match="is closed"):
         fresh.put_nowait(1)
+
+
+@pytest.mark.parametrize("kind", ["Queue", "JoinableQueue"])
+def test_a_queue_closed_before_its_first_use_still_answers_empty(ctx, kind):
+    # As every standard library version (and CPython's later 3.12/3.13
+    # tests) expect: close() only takes effect once the queue was used.
+    unused = getattr(ctx, kind)()
+    unused.close()
+    unused.join_thread()
+    assert unused.empty() is True
+    reader_fd = unused._reader.fileno()
+    os.fstat(reader_fd)  # still open while the queue lives
+    del unused
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(reader_fd)  # released with the queue
+
+    used = getattr(ctx, kind)()
+    used.put("foo")
+    used.close()
+    used.join_thread()
+    with pytest.raises(OSError, match="is closed"):
+        used.empty()
 
 
 def test_an_unserializable_object_raises_in_put_and_the_queue_still_works(ctx):

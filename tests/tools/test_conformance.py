@@ -371,6 +371,17 @@ def test_venv_key_follows_the_pyproject_files(tmp_path):
 
 # ----------------------------------------------------------- the child runner
 
+def test_the_child_runner_restores_sigint_that_a_background_launch_ignored():
+    program = (f"import signal, sys; sys.path.insert(0, {str(venv.REPO_ROOT)!r})\n"
+               "from tools.conformance.child import restore_interrupts\n"
+               "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, end=' ')\n"
+               "restore_interrupts()\n"
+               "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert out.stdout.strip() == "True True", out.stderr
+
+
 
 class _T:
     def __init__(self, tid):

@@ -12,7 +12,9 @@ From the repository root (nice: the suite is heavy)::
 How it works:
 
 * ``venv.py`` builds a throwaway venv (``--system-site-packages``, cached
-  under ``~/.cache/mp-conformance``) whose ``.pth`` puts this checkout's
+  under ``~/.cache/mp-conformance``, the distributions' third-party
+  requirements installed into it by its own pip -- any interpreter will do,
+  ``--python ~/.pyenv/versions/3.X.Y/bin/python``) whose ``.pth`` puts this checkout's
   ``packages/*/src`` on ``sys.path`` and imports the hook of ``hook.py``:
   with ``MP_CONFORMANCE=1`` in the environment, ``multiprocessing`` and every
   ``multiprocessing.X`` resolve to ``multiprocess`` / ``multiprocess.X``, in
@@ -25,9 +27,10 @@ How it works:
   ``test_multiprocessing_main_handling`` per start method.
 * ``runner.py`` runs each (start method, module, implementation) in its own
   process group with ``child.py`` -- a unittest runner writing one JSON line
-  per test -- under a per-test watchdog (default 60 s) and a per-module limit
-  (default 900 s); a hung test is reported as timed out, its process group is
-  killed, and the module resumes after it.
+  per test, with SIGINT raising KeyboardInterrupt even when the run was
+  started in the background -- under a per-test watchdog (default 60 s) and
+  a per-module limit (default 900 s); a hung test is reported as timed out,
+  its process group is killed, and the module resumes after it.
 * ``results.py`` folds the records into outcomes and compares ours with the
   stdlib test by test; ``report.py`` prints the tables; ``allowlist.toml``
   lists the tests where dill deliberately changes stdlib-pickle behaviour.

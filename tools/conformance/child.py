@@ -366,10 +366,24 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def restore_interrupts():
+    """Let SIGINT raise KeyboardInterrupt, as in an interactive shell.
+
+    A program started in the background by a non-interactive shell (``cmd &``)
+    inherits SIGINT ignored, and children inherit that in turn; the suite's
+    tests that interrupt a process (SharedMemoryServer ignores SIGINT,
+    Condition.wait interrupted...) would then fail for the stdlib and ours
+    alike, however the run was meant.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     emit = Emitter(args.results)
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    restore_interrupts()
     try:
         module = importlib.import_module(args.module)
         tests = list(flatten(unittest.defaultTestLoader.loadTestsFromModule(module)))

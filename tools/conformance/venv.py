@@ -1,9 +1,11 @@
 """The throwaway venv the suite runs in, and what we put into it.
 
-``python -m venv --system-site-packages`` (so ``dill`` and the interpreter's
-other packages are there without a download), cached under
-``~/.cache/mp-conformance/venv-<key>``, the key hashing the interpreter and
-every ``packages/*/pyproject.toml``.  Into its site-packages go:
+``python -m venv --system-site-packages`` (the interpreter's own packages
+stay visible), cached under ``~/.cache/mp-conformance/venv-<key>``, the key
+hashing the interpreter and every ``packages/*/pyproject.toml``.  The
+distributions' third-party requirements (``dill``) are installed into it
+with its own pip, from whatever index pip is configured with: a bare pyenv
+interpreter has none of them.  Into its site-packages go:
 
 * ``_mp_conformance.pth``: our ``packages/*/src`` directories (before the
   system site-packages, so this checkout wins over any other install), then
@@ -33,7 +35,7 @@ from typing import Dict, List, Mapping, Optional
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mp-conformance"
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"  # 2: the third-party requirements are installed into the venv
 ENV_VAR = "MP_CONFORMANCE"
 
 
@@ -80,8 +82,13 @@ def ensure_venv(python: str = sys.executable, cache: Path = DEFAULT_CACHE, repo:
             shutil.rmtree(path)
         log(f"creating venv {path} (from {python})")
         path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([python, "-m", "venv", "--system-site-packages", "--without-pip", str(path)],
+        subprocess.run([python, "-m", "venv", "--system-site-packages", str(path)],
                        check=True, env=clean_env(None))
+        requirements = third_party_requirements(repo)
+        if requirements:
+            log(f"installing {', '.join(requirements)} into it")
+            subprocess.run([str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements],
+                           check=True, env=clean_env(None))
         marker.write_text(python + "\n")
     vpy = path / "bin" / "python"
     info = _query(vpy)
@@ -91,6 +98,30 @@ def ensure_venv(python: str = sys.executable, cache: Path = DEFAULT_CACHE, repo:
                            "write support files there")
     install_support_files(venv.site, repo)
     return venv
+
+
+def third_party_requirements(repo: Path = REPO_ROOT) -> List[str]:
+    """The requirements of ``packages/*`` that are not the monorepo's own distributions, sorted."""
+    try:
+        from tools.toml_compat import load_toml
+    except ImportError:  # pragma: no cover - run from inside tools/
+        from toml_compat import load_toml  # type: ignore[no-redef]
+    own, requirements = set(), set()
+    for pyproject in sorted((repo / "packages").glob("*/pyproject.toml")):
+        project = load_toml(pyproject).get("project", {})
+        own.add(_canonical(project.get("name", "")))
+        requirements.update(project.get("dependencies", []))
+    return sorted(req for req in requirements if _canonical(_requirement_name(req)) not in own)
+
+
+def _requirement_name(requirement: str) -> str:
+    import re
+    return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]
+
+
+def _canonical(name: str) -> str:
+    import re
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -152,22 +152,28 @@ def _preview(message: bytes) -> str:
     return repr(message[:24]) + ("..." if len(message) > 24 else "")
 
 
-def deliver_challenge(connection: Any, authkey: bytes, *, timeout: Optional[float] = None) -> None:
+def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = _DIGEST, *,
+                      timeout: Optional[float] = None) -> None:
     """Challenge the peer to prove it holds ``authkey``.
 
-    Sends a random challenge, checks the HMAC-SHA256 answer, and sends
+    Sends a random challenge, checks the HMAC answer (with ``digest_name``,
+    SHA-256 by default, as the standard library's 3.12+ parameter), and sends
     ``WELCOME`` or ``FAILURE``.  Raises ``AuthenticationError`` if the answer
     is wrong, malformed, too long, legacy MD5, missing (the peer closed), or
-    (with ``timeout``) does not arrive within ``timeout`` seconds.
+    (with ``timeout``) does not arrive within ``timeout`` seconds, and
+    ``ValueError`` for a digest other than SHA-256, SHA-384, SHA3-256 or
+    SHA3-384.
     """
     _check_authkey(authkey)
-    prefix = b"{" + _DIGEST.encode("ascii") + b"}"
+    if digest_name not in _ANSWERABLE_DIGESTS:
+        raise ValueError(f"digest_name={digest_name!r} unsupported (use one of {sorted(_ANSWERABLE_DIGESTS)})")
+    prefix = b"{" + digest_name.encode("ascii") + b"}"
     challenge = prefix + os.urandom(MESSAGE_LENGTH)
     _send(connection, CHALLENGE + challenge)
     response = _receive(connection, timeout, "the answer to our challenge")
     import hmac
 
-    expected = prefix + _hmac(authkey, challenge, _DIGEST)
+    expected = prefix + _hmac(authkey, challenge, digest_name)
     if hmac.compare_digest(response, expected):
         _send(connection, WELCOME)
         return

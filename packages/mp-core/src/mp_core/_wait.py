@@ -23,10 +23,20 @@ def wait(object_list: Iterable[Any], timeout: Optional[float] = None) -> list[An
     other end has closed (a process sentinel becomes ready when its process
     exits).  Ready objects are returned in the order of ``object_list``.
     Waits at most ``timeout`` seconds (``None``: without limit; ``0`` or
-    less: not at all) and returns ``[]`` on timeout.  Signals do not cut the
+    less: not at all) and returns ``[]`` on timeout; with no objects at
+    all it just waits out the timeout and returns ``[]``.  Signals do not cut the
     wait short unless their handler raises.
     """
     objects = list(object_list)
+    if not objects:
+        # Nothing can become ready: the wait is the timeout (as Python 3.15
+        # specifies for every platform; select() refuses an empty set on
+        # Windows).  time.sleep resumes after a signal with the time left.
+        if timeout is None:
+            while True:
+                time.sleep(3600)
+        time.sleep(max(timeout, 0.0))
+        return []
     by_fd: dict[int, list[Any]] = {}
     for obj in objects:
         by_fd.setdefault(_fileno(obj), []).append(obj)

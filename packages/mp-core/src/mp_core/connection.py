@@ -9,6 +9,9 @@ private modules, each with one job::
                   channels with one reader (pool workers, manager streams)
     _handshake    deliver_challenge / answer_challenge: mutual HMAC-SHA256
                   authentication before anything else is read
+    _challenge_response
+                  the standard library's private primitives of that handshake
+                  (_create_response, _verify_challenge...), by name
     _listener     Listener / Client (AF_UNIX, AF_INET), addresses, XML wrappers
     _wait         wait() over connections, sockets and process sentinels
 
@@ -20,6 +23,22 @@ from __future__ import annotations
 
 # The stdlib module's namespace, re-exported (its __all__ is just four names).
 from . import reduction
+
+# The standard library's private handshake primitives (3.12+), which its
+# tests and protocol peers call by these names.
+from ._challenge_response import (  # noqa: F401
+    _ALLOWED_DIGESTS,
+    _CHALLENGE,
+    _FAILURE,
+    _LEGACY_LENGTHS,
+    _MAX_DIGEST_LEN,
+    _MD5_DIGEST_LEN,
+    _MD5ONLY_MESSAGE_LENGTH,
+    _WELCOME,
+    _create_response,
+    _get_digest_name_and_payload,
+    _verify_challenge,
+)
 from ._connection import (  # noqa: F401
     BUFSIZE,
     BadMessageLength,

@@ -172,10 +172,15 @@ class BaseContext:
         from .spawn import set_executable
         set_executable(executable)
 
-    def set_forkserver_preload(self, module_names: Sequence[str]) -> None:
-        """Modules the fork server imports once, before forking any child."""
+    def set_forkserver_preload(self, module_names: Sequence[str], *, on_error: str = "ignore") -> None:
+        """Modules the fork server imports once, before forking any child.
+
+        ``on_error`` (``'ignore'``, ``'warn'`` or ``'fail'``, Python 3.15's
+        parameter): what a module that fails to import does; see
+        ``mp_core.forkserver.ForkServer.set_forkserver_preload``.
+        """
         from .forkserver import set_forkserver_preload
-        set_forkserver_preload(module_names)
+        set_forkserver_preload(module_names, on_error=on_error)
 
     def get_context(self, method: Optional[str] = None) -> "BaseContext":
         """Return the context of ``method`` (this context when ``None``)."""

@@ -50,6 +50,10 @@ _DIGEST = "sha256"
 _HANDSHAKE_TIMEOUT = 5.0
 # Every request carries: the child's data pipe, the resource tracker, stdout, stderr.
 _FIXED_FDS = 4
+#: What set_forkserver_preload(on_error=...) accepts (Python 3.15's parameter).
+_ON_ERROR_CHOICES = ("ignore", "warn", "fail")
+_CRASH_NOTE = ("Forkserver process may have crashed: see its output on stderr "
+               "(set_forkserver_preload(..., on_error='fail') makes a failed preload end it)")
 
 
 class ForkServer:
@@ -70,6 +74,7 @@ class ForkServer:
         self._inherited_fds: Optional[list[int]] = None
         self._lock = threading.Lock()
         self._preload_modules: list[str] = ["__main__"]
+        self._preload_on_error = "ignore"
         util.register_after_fork(self, ForkServer._after_fork)
 
     def _after_fork(self) -> None:
@@ -81,11 +86,26 @@ class ForkServer:
             self._forkserver_alive_fd = None
         self._forkserver_pid = None
 
-    def set_forkserver_preload(self, modules_names: Sequence[str]) -> None:
-        """Set the modules the server imports before forking (applies to a new server)."""
+    def set_forkserver_preload(self, modules_names: Sequence[str], *, on_error: str = "ignore") -> None:
+        """Set the modules the server imports before forking (applies to a server started later).
+
+        ``on_error`` (Python 3.15's parameter) says what a module that fails
+        to import (``ImportError``; for ``'__main__'``, any exception) does:
+        ``'ignore'`` (the default) skips it silently; ``'warn'`` makes the
+        server emit an ``ImportWarning`` naming it (shown where the server's
+        warning filters let it through: ``-W always::ImportWarning``); and
+        ``'fail'`` makes the server exit with the traceback on its stderr, so
+        that starting a process then raises ``EOFError`` or a
+        ``ConnectionError`` whose note says the server may have crashed.
+        Raises ``TypeError`` for names that are not strings and
+        ``ValueError`` for another ``on_error``.
+        """
         if not all(type(name) is str for name in modules_names):
             raise TypeError("module_names must be a list of strings")
+        if on_error not in _ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be 'ignore', 'warn', or 'fail', not {on_error!r}")
         self._preload_modules = list(modules_names)
+        self._preload_on_error = on_error
 
     def get_inherited_fds(self) -> Optional[list[int]]:
         """In a child of the server: the descriptors its parent passed along."""
@@ -144,6 +164,7 @@ class ForkServer:
         config = {
             "authkey": authkey,
             "preload": self._preload_modules,
+            "on_error": self._preload_on_error,
             "address": address,
             "owner": os.getpid(),
             "prep": _server_preparation_data(self._preload_modules),
@@ -194,20 +215,26 @@ class ForkServer:
             try:
                 client = self._connect()
                 break
-            except (ConnectionRefusedError, FileNotFoundError):
+            except (ConnectionRefusedError, FileNotFoundError) as exc:
                 if attempt or self._forkserver_pid is not None:
+                    _add_note(exc, _CRASH_NOTE)
                     raise
                 # The inherited server went away with its owner: start our own.
                 with self._lock:
                     self._forkserver_address = self._forkserver_authkey = None
+            except (EOFError, ConnectionError) as exc:
+                _add_note(exc, _CRASH_NOTE)
+                raise
         with client:
             child_r, parent_w = os.pipe()
             std_fds = _standard_output_fds()
             try:
                 all_fds = [child_r, resource_tracker.getfd(), *std_fds, *fds]
                 reduction.sendfds(client, all_fds)
-            except BaseException:
+            except BaseException as exc:
                 os.close(parent_w)
+                if isinstance(exc, (EOFError, ConnectionError)):
+                    _add_note(exc, _CRASH_NOTE)
                 raise
             finally:
                 os.close(child_r)
@@ -226,6 +253,15 @@ class ForkServer:
             client.close()
             raise
         return client
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """Add ``note`` to ``exc`` (``add_note`` where Python has it, 3.11+; the same ``__notes__`` list before)."""
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
 def _standard_output_fds() -> list[int]:
@@ -270,7 +306,9 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
         config = pickle.load(f)
     owner: int = config["owner"]
     authkey: bytes = config["authkey"]
-    _preload(config["preload"], config["prep"])
+    # With on_error='fail' a failed preload raises out of here: the server
+    # ends, its traceback on stderr, before it ever serves.
+    _preload(config["preload"], config["prep"], config.get("on_error", "ignore"))
     util._close_stdin()
 
     # SIGCHLD only needs to wake the loop up; reaping happens in the loop.
@@ -352,7 +390,33 @@ def _remove_orphaned_address(address: str) -> None:
         pass
 
 
-def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
+def _handle_preload(preload: Sequence[str], main_path: Optional[str] = None, sys_path: Optional[list[str]] = None,
+                    on_error: str = "ignore") -> None:
+    """Import ``preload`` as the server does (the standard library's helper, by name and signature).
+
+    ``'__main__'`` in ``preload`` with a ``main_path`` imports that script as
+    the main module.  ``on_error`` as for ``set_forkserver_preload``: here
+    ``'warn'`` warns in the caller and ``'fail'`` raises the error.
+    """
+    prep: dict[str, Any] = {}
+    if sys_path is not None:
+        prep["sys_path"] = sys_path
+    if main_path is not None:
+        prep["init_main_from_path"] = main_path
+    _preload(preload, prep, on_error)
+
+
+def _preload_failed(on_error: str, what: str, exc: BaseException) -> None:
+    """Act on a failed preload (called from the ``except`` clause, so that ``'fail'`` re-raises it)."""
+    if on_error == "fail":
+        raise  # noqa: PLE0704 - re-raises the exception being handled
+    if on_error == "warn":
+        import warnings
+        # Under -W error this is an error, as every warning is.
+        warnings.warn(f"Failed to preload {what}: {exc}", ImportWarning, stacklevel=3)
+
+
+def _preload(modules: Sequence[str], prep: dict[str, Any], on_error: str = "ignore") -> None:
     if prep.get("sys_path") is not None:
         sys.path[:] = prep["sys_path"]
     if prep.get("sys_argv") is not None:
@@ -370,9 +434,10 @@ def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
         process.current_process()._inheriting = True  # type: ignore[attr-defined]
         try:
             spawn.prepare(main_origin)
-        except Exception:
-            import traceback
-            traceback.print_exc()
+        except Exception as exc:
+            # Running a script can raise anything, not only ImportError.
+            origin = next(iter(main_origin.values()))
+            _preload_failed(on_error, f"__main__ from {origin!r}", exc)
         finally:
             del process.current_process()._inheriting  # type: ignore[attr-defined]
     for name in modules:
@@ -380,8 +445,8 @@ def _preload(modules: Sequence[str], prep: dict[str, Any]) -> None:
             continue
         try:
             __import__(name)
-        except ImportError:
-            pass
+        except ImportError as exc:
+            _preload_failed(on_error, f"module {name!r}", exc)
 
 
 def _drain(fd: int) -> None:
@@ -433,6 +498,8 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
     if pid == 0:
         code = 1
         try:
+            # The server's exit handlers (its preloaded modules') are not the child's.
+            util._forget_inherited_atexit()
             for closable in closables:
                 closable.close()
             other_conns = [c.fileno() for c in pid_to_conn.values()]
@@ -443,8 +510,10 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
             import traceback
             traceback.print_exc()
         finally:
-            util._flush_std_streams()
-            os._exit(code)
+            try:
+                util._run_child_atexit()
+            finally:
+                os._exit(code)
     util.close_fds(*fds)
     try:
         conn.sendall(SIGNED_STRUCT.pack(pid))

@@ -124,6 +124,9 @@ class Popen:
                 if self.wait(timeout=0.1) is None:
                     raise
 
+    def interrupt(self) -> None:
+        self._send_signal(signal.SIGINT)
+
     def terminate(self) -> None:
         self._send_signal(signal.SIGTERM)
 
@@ -137,11 +140,15 @@ class Popen:
         if self.pid == 0:  # the child
             code = 1
             try:
+                util._forget_inherited_atexit()
                 os.close(parent_r)
                 os.close(parent_w)
                 code = process_obj._bootstrap(parent_sentinel=child_r)
             finally:
-                os._exit(code)
+                try:
+                    util._run_child_atexit()
+                finally:
+                    os._exit(code)
         os.close(child_w)
         os.close(child_r)
         self._parent_only_fds = (parent_r, parent_w)

@@ -86,6 +86,8 @@ if sys.platform == "win32":  # pragma: no cover - exercised only on Windows
                     raise
 
         kill = terminate
+        # No SIGINT reaches a process without a console of its own.
+        interrupt = terminate
 
         def close(self) -> None:
             self.finalizer()

@@ -145,6 +145,17 @@ class BaseProcess:
         del self._target, self._args, self._kwargs
         _children.add(self)
 
+    def interrupt(self) -> None:
+        """Interrupt the child: SIGINT on POSIX (Python 3.14's API, on every version).
+
+        Unless the child handles SIGINT itself, ``KeyboardInterrupt`` is
+        raised in its main thread, its traceback is printed and it exits
+        with ``exitcode`` 1.  (Windows has no SIGINT for another process:
+        there this terminates the child, as ``terminate()``.)
+        """
+        self._check_closed()
+        self._popen.interrupt()
+
     def terminate(self) -> None:
         """Ask the child to stop (SIGTERM on POSIX)."""
         self._check_closed()
@@ -310,8 +321,9 @@ class BaseProcess:
                 self.run()
                 exitcode = 0
             finally:
-                # Forked children leave through os._exit, so atexit never runs
-                # in them: flush queues, run finalizers and reap children here.
+                # Flush queues, run finalizers and reap children now, before
+                # the threads are joined below (a forked child leaves through
+                # os._exit: only the atexit handlers registered in it run, after this).
                 util._exit_function()
         except SystemExit as exc:
             exitcode = _exitcode_from_system_exit(exc)

@@ -36,6 +36,11 @@ nothing in the temp root.  Only such directories are accepted, by absolute
 path (``util.is_private_temp_dir``, checked again just before removal):
 any process holding the pipe may send any line, and no other directory,
 wherever it lies, may be removed on its say.
+
+The tracker's exit code says what it found (Python 3.13's, which its tests
+and the starter's ``_exitcode`` read): 0 nothing was left registered (temp
+dirs aside), 1 it cleaned up leaked resources, 2 a leaked resource could not
+be cleaned up, 3 a client sent a malformed message (and nothing leaked).
 """
 
 from __future__ import annotations
@@ -77,18 +82,26 @@ def _remove_folder(name: str) -> None:
     shutil.rmtree(name)
 
 
-# Types cleaned up without a leak warning: what they name is the library's
-# own business (a temp dir left by a killed process), not the program's leak.
-_QUIET_TYPES = frozenset({"folder"})
+# Types cleaned up without a leak warning: what 'folder' names is the
+# library's own business (a temp dir left by a killed process), not the
+# program's leak, and does not count as one in the exit code either; a
+# 'dummy' leak (Python 3.13's tests) counts, unannounced.
+_HOUSEKEEPING_TYPES = frozenset({"folder"})
+_QUIET_TYPES = _HOUSEKEEPING_TYPES | {"dummy"}
 
 
 def cleanup_noop(name: str) -> None:
     """The cleanup of the ``'noop'`` resource type (for tests): nothing."""
 
 
+def _cleanup_dummy(name: str) -> None:
+    """The ``'dummy'`` type of Python 3.13's tests: a leak that is counted (exit code 1), never announced."""
+
+
 #: resource type -> how the tracker disposes of a leaked resource of that type:
-#: the types the standard library tracks (code, its test suite among it,
-#: expects to be able to create a resource of every type listed here).
+#: the types the running interpreter's standard library lists (code, its
+#: test suite among it, expects to create a resource of every type listed
+#: here but the test artefacts 'noop' and, from 3.13, 'dummy').
 _CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "noop": cleanup_noop,
 }
@@ -100,6 +113,8 @@ if os.name == "posix":
 _EXTRA_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "folder": _remove_folder,
 }
+# 'dummy' works on every version; the stdlib lists it from 3.13 on.
+(_CLEANUP_FUNCS if sys.version_info >= (3, 13) else _EXTRA_CLEANUP_FUNCS)["dummy"] = _cleanup_dummy
 
 
 def _cleanup_func(rtype: str) -> Optional[Callable[[str], None]]:
@@ -122,6 +137,8 @@ class ResourceTracker:
     ``_fd`` is the write end of the tracker's pipe (``None`` until started
     or received from a parent); ``_pid`` is the tracker's pid, known only
     to the process that started it (``_starter``), which alone reaps it.
+    ``_exitcode`` is the exit code of the last tracker ``_stop`` reaped
+    (``None`` before, while one runs, or if it was not ours to reap).
     """
 
     def __init__(self) -> None:
@@ -130,6 +147,7 @@ class ResourceTracker:
         self._fd: Optional[int] = None
         self._pid: Optional[int] = None
         self._starter: Optional[int] = None
+        self._exitcode: Optional[int] = None
         self._exit_hook: Optional[util.Finalize] = None
         self._lingers = False  # the tracker waits for our parent too: never wait for it at exit
 
@@ -257,6 +275,7 @@ class ResourceTracker:
         finally:
             os.close(read_fd)
         self._fd, self._pid, self._starter = write_fd, pid, os.getpid()
+        self._exitcode = None
         self._lingers = linger_pid is not None
         if self._exit_hook is None or not self._exit_hook.still_active():
             # Runs after children were joined at exit; lets the tracker finish
@@ -288,9 +307,10 @@ class ResourceTracker:
         """Close our end and, if we started the tracker, wait for it to exit.
 
         The tracker exits (cleaning up what is still registered) once every
-        holder of the descriptor has closed it.  Returns its exit status, or
-        ``None`` if we are not its starter or it did not exit within
-        ``timeout`` seconds (it then lives on and is no longer ours to reap).
+        holder of the descriptor has closed it.  Returns its exit code (see
+        the module docstring), also kept in ``_exitcode``, or ``None`` if we
+        are not its starter or it did not exit within ``timeout`` seconds (it
+        then lives on and is no longer ours to reap).
         """
         self._enter()
         try:
@@ -301,7 +321,8 @@ class ResourceTracker:
                 util.close_fds(fd)
             if pid is None or starter != os.getpid():
                 return None
-            return _reap(pid, timeout)
+            self._exitcode = _reap(pid, timeout)
+            return self._exitcode
         finally:
             self._leave()
 
@@ -432,6 +453,7 @@ def main(fd: int, linger_pid: Optional[int] = None) -> None:
     os.close(devnull)
 
     registered: dict[str, set[str]] = {rtype: set() for rtype in [*_CLEANUP_FUNCS, *_EXTRA_CLEANUP_FUNCS]}
+    malformed = False
     try:
         with open(fd, "rb") as commands:
             for line in commands:
@@ -449,20 +471,26 @@ def main(fd: int, linger_pid: Optional[int] = None) -> None:
                         names.discard(name)
                 except Exception as exc:
                     # A bad line is a bug in some client; the others still count on us.
+                    malformed = True
                     print(f"resource_tracker: ignoring malformed message {line!r}: {exc}", file=sys.stderr)
         if linger_pid is not None and any(registered.values()):
             # What a child registered and did not clean up may have been
             # handed to its parent: it lives as long as the parent does.
             _wait_for_exit(linger_pid)
     finally:
-        _clean_up(registered)
+        exitcode = _clean_up(registered) or (3 if malformed else 0)
+    sys.exit(exitcode)
 
 
-def _clean_up(registered: dict[str, set[str]]) -> None:
+def _clean_up(registered: dict[str, set[str]]) -> int:
+    """Dispose of what is still registered; 0 nothing was, 1 all was cleaned up, 2 some could not be."""
     cleanups = {**_CLEANUP_FUNCS, **_EXTRA_CLEANUP_FUNCS}
+    outcome = 0
     for rtype, names in registered.items():
         if not names:
             continue
+        if rtype not in _HOUSEKEEPING_TYPES:
+            outcome = max(outcome, 1)
         leaked = sorted(names)
         if rtype not in _QUIET_TYPES:
             warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
@@ -472,4 +500,6 @@ def _clean_up(registered: dict[str, set[str]]) -> None:
             try:
                 cleanup(name)
             except Exception as exc:
+                outcome = 2
                 warnings.warn(f"resource_tracker: {name!r}: {exc}", UserWarning, stacklevel=1)
+    return outcome

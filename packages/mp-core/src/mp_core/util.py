@@ -397,6 +397,27 @@ def _exit_function(
 atexit.register(_exit_function)
 
 
+def _forget_inherited_atexit() -> None:
+    """In a child just forked (fork or forkserver): the parent's ``atexit`` handlers are not its own.
+
+    As Python 3.13 does: the inherited handlers are dropped, ours is
+    registered again, and whatever the child registers from now on runs
+    when it ends (``_run_child_atexit``).
+    """
+    atexit._clear()  # type: ignore[attr-defined]
+    atexit.register(_exit_function)
+
+
+def _run_child_atexit() -> None:
+    """Just before a forked child's ``os._exit``: run the ``atexit`` handlers it registered.
+
+    A handler that raises is reported on stderr and the others still run;
+    the exit code stays the child's.
+    """
+    atexit._run_exitfuncs()  # type: ignore[attr-defined]
+    _flush_std_streams()
+
+
 # ---------------------------------------------------------------- fork-aware helpers
 
 class ForkAwareThreadLock:

@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "AcquirerProxy": "managers", "ArrayProxy": "managers", "BarrierProxy": "managers",
     "BaseListProxy": "managers", "ConditionProxy": "managers", "DictProxy": "managers",
     "EventProxy": "managers", "IteratorProxy": "managers", "ListProxy": "managers",
-    "NamespaceProxy": "managers", "PoolProxy": "managers", "ValueProxy": "managers",
+    "NamespaceProxy": "managers", "PoolProxy": "managers", "SetProxy": "managers", "ValueProxy": "managers",
     # shared ctypes (multiprocess.sharedctypes)
     "RawValue": "sharedctypes", "RawArray": "sharedctypes", "Value": "sharedctypes",
     "Array": "sharedctypes", "copy": "sharedctypes", "synchronized": "sharedctypes",
@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # what static tools see is what runtime gives
         Namespace,
         NamespaceProxy,
         PoolProxy,
+        SetProxy,
         ValueProxy,
     )
     from ._server import Server  # noqa: F401

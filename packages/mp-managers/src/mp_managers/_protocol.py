@@ -27,6 +27,7 @@ __all__ = [
     "State", "Token", "RemoteError", "RemoteTraceback", "UnexposedMethodError", "ManagerStateError",
     "dispatch", "convert_to_error", "public_methods", "all_methods", "listener_client", "connect",
     "REPLY_RETURN", "REPLY_ERROR", "REPLY_PROXY", "REPLY_FAILURE", "RELEASE",
+    "STDLIB_RETURN", "STDLIB_ERROR", "STDLIB_TRACEBACK", "STDLIB_UNSERIALIZABLE",
 ]
 
 #: The call returned; value is the result.
@@ -124,10 +125,31 @@ def format_remote(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def convert_to_error(kind: int, value: Any) -> BaseException:
-    """The exception a client raises for an error reply (``kind``, ``value``)."""
+#: The standard library's reply kinds, by name (what its servers send and
+#: what code written against its ``dispatch`` hands back): ``#ERROR`` carries
+#: the exception itself, ``#TRACEBACK`` and ``#UNSERIALIZABLE`` a text.
+STDLIB_RETURN = "#RETURN"
+STDLIB_ERROR = "#ERROR"
+STDLIB_TRACEBACK = "#TRACEBACK"
+STDLIB_UNSERIALIZABLE = "#UNSERIALIZABLE"
+
+
+def convert_to_error(kind: Any, result: Any) -> BaseException:
+    """The exception a client raises for an error reply (``kind``, ``result``).
+
+    ``kind`` is one of our ``REPLY_*`` codes or one of the standard
+    library's reply kinds (``'#ERROR'``: ``result`` is the exception;
+    ``'#TRACEBACK'``/``'#UNSERIALIZABLE'``: a text, raised as
+    ``RemoteError``).  Anything else gives a ``ValueError`` naming it.
+    """
+    if kind == STDLIB_ERROR:
+        return result if isinstance(result, BaseException) else RemoteError(f"{result!r}\n")
+    if kind in (STDLIB_TRACEBACK, STDLIB_UNSERIALIZABLE):
+        if not isinstance(result, str):
+            return TypeError(f"reply of kind {kind!r} carries {type(result).__name__} {result!r}, not a text")
+        return RemoteError(result if kind == STDLIB_TRACEBACK else f"Unserializable message: {result}\n")
     if kind == REPLY_ERROR:
-        payload, text = value
+        payload, text = result
         try:
             exc = connection._ForkingPickler.loads(payload)
         except Exception:
@@ -137,7 +159,7 @@ def convert_to_error(kind: int, value: Any) -> BaseException:
             return exc
         return RemoteError(text)
     if kind == REPLY_FAILURE:
-        return RemoteError(value)
+        return RemoteError(result)
     return ValueError(f"unrecognized reply kind {kind!r} from the manager")
 
 
@@ -183,14 +205,23 @@ def loads_for(serializer: str) -> Callable[[bytes], Any]:
 
 
 def dispatch(c: Any, id: Any, methodname: str, args: tuple = (), kwds: Optional[dict] = None) -> Any:
-    """Send one request on the connection ``c`` and return the result (or raise its error)."""
+    """Send one request on the connection ``c`` and return the result (or raise its error).
+
+    Replies of the standard library's kinds are understood too (see
+    ``convert_to_error``).  The raised exception keeps no reference to this
+    call's frame locals, so that it does not live on in a reference cycle
+    (what CPython's tests check with the garbage collector off).
+    """
     c.send((id, methodname, args, kwds or {}))
     kind, result = c.recv()
-    if kind == REPLY_RETURN:
+    if kind in (REPLY_RETURN, REPLY_PROXY, STDLIB_RETURN):
         return result
-    if kind == REPLY_PROXY:
-        return result
-    raise convert_to_error(kind, result)
+    try:
+        raise convert_to_error(kind, result)
+    finally:
+        # For '#ERROR' the result *is* the exception: held by this frame,
+        # which its traceback holds, it would make a cycle.
+        del result
 
 
 def hashable_address(address: Any) -> Any:

@@ -9,6 +9,8 @@ spelled out.
 from __future__ import annotations
 
 import array
+import collections.abc
+import threading
 import types
 from typing import Any, Callable, Optional
 
@@ -18,9 +20,10 @@ from mp_sync import synchronize
 from ._proxy import BaseProxy, forwarding
 
 __all__ = [
-    "Namespace", "Value", "Array", "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy",
-    "BarrierProxy", "NamespaceProxy", "ValueProxy", "BaseListProxy", "ListProxy", "DictProxy",
-    "ArrayProxy", "BasePoolProxy", "PoolProxy", "register_view_reducers",
+    "Namespace", "Value", "Array", "ServerRLock", "ServerSemaphore", "ServerBoundedSemaphore",
+    "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy", "BarrierProxy", "NamespaceProxy",
+    "ValueProxy", "BaseListProxy", "ListProxy", "DictProxy", "SetProxy", "ArrayProxy", "BasePoolProxy",
+    "PoolProxy", "register_view_reducers",
 ]
 
 
@@ -62,6 +65,40 @@ def Array(typecode: str, sequence: Any, lock: Any = True) -> array.array:
     return array.array(typecode, sequence)
 
 
+# The locks the server holds answer locked() (Python 3.14's API, which
+# AcquirerProxy forwards) on every version.  threading.Lock always has it.
+_NativeRLock = type(threading.RLock())
+if hasattr(_NativeRLock, "locked"):  # Python >= 3.14
+    ServerRLock: Callable[[], Any] = threading.RLock
+else:
+
+    class ServerRLock(_NativeRLock):  # type: ignore[no-redef, valid-type, misc]
+        """``threading.RLock`` with Python 3.14's ``locked()``: whether any thread holds it."""
+
+        def locked(self) -> bool:
+            # Before 3.14 the C lock shows its state only in its repr
+            # ("<locked _thread.RLock object ...>", on PyPy too); probing with
+            # acquire(False) instead would make other threads' attempts fail.
+            return repr(self).startswith("<locked")
+
+
+class ServerSemaphore(threading.Semaphore):
+    """``threading.Semaphore`` with ``locked()``: whether an ``acquire(False)`` would fail.
+
+    As the process-shared ``Semaphore.locked()`` of ``multiprocess``.
+    """
+
+    def locked(self) -> bool:
+        with self._cond:  # type: ignore[attr-defined]
+            return self._value == 0  # type: ignore[attr-defined]
+
+
+class ServerBoundedSemaphore(threading.BoundedSemaphore):
+    """``threading.BoundedSemaphore`` with ``locked()``, as ``ServerSemaphore``."""
+
+    locked = ServerSemaphore.locked
+
+
 def _as_list(obj: Any) -> tuple:
     return list, (list(obj),)
 
@@ -98,7 +135,7 @@ class IteratorProxy(BaseProxy):
 class AcquirerProxy(BaseProxy):
     """Proxy for a lock or semaphore; usable in a ``with`` statement."""
 
-    _exposed_: tuple[str, ...] = ("acquire", "release")
+    _exposed_: tuple[str, ...] = ("acquire", "release", "locked")
 
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         args = (blocking,) if timeout is None else (blocking, timeout)
@@ -106,6 +143,10 @@ class AcquirerProxy(BaseProxy):
 
     def release(self) -> None:
         return self._callmethod("release")
+
+    def locked(self) -> bool:
+        """Whether the lock is held (a semaphore: whether its value is zero); Python 3.14's API."""
+        return self._callmethod("locked")
 
     def __enter__(self) -> bool:
         return self._callmethod("acquire")
@@ -206,11 +247,14 @@ class ValueProxy(BaseProxy):
 
 @forwarding
 class BaseListProxy(BaseProxy):
-    """Proxy for a list: the list methods, forwarded."""
+    """Proxy for a list: the list methods, forwarded (``clear`` and ``copy`` as in Python 3.14).
 
-    _exposed_ = ("__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__",
-                 "__reversed__", "__rmul__", "__setitem__", "append", "count", "extend", "index",
-                 "insert", "pop", "remove", "reverse", "sort", "__imul__")
+    ``copy()`` and ``a + b`` return plain lists.
+    """
+
+    _exposed_ = ("__add__", "__contains__", "__delitem__", "__getitem__", "__imul__", "__len__", "__mul__",
+                 "__reversed__", "__rmul__", "__setitem__", "append", "clear", "copy", "count", "extend",
+                 "index", "insert", "pop", "remove", "reverse", "sort")
 
 
 class ListProxy(BaseListProxy):
@@ -229,14 +273,72 @@ class ListProxy(BaseListProxy):
 
 @forwarding
 class DictProxy(BaseProxy):
-    """Proxy for a dict; iterating it iterates the dict in the server."""
+    """Proxy for a dict; iterating it iterates the dict in the server.
 
-    _exposed_ = ("__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__",
-                 "clear", "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update",
-                 "values")
+    As in Python 3.14: ``d | other`` and ``other | d`` return plain dicts,
+    ``d |= other`` updates the dict in the server, ``reversed(d)`` iterates
+    over a snapshot of its keys, last first, and ``d.fromkeys(keys, value)``
+    has the semantics of the class method ``dict.fromkeys``: it returns a new
+    plain dict and leaves the shared one alone.
+    """
+
+    _exposed_ = ("__contains__", "__delitem__", "__getitem__", "__ior__", "__iter__", "__len__", "__or__",
+                 "__reversed__", "__ror__", "__setitem__", "clear", "copy", "fromkeys", "get", "items", "keys",
+                 "pop", "popitem", "setdefault", "update", "values")
     _method_to_typeid_ = {"__iter__": "Iterator"}
 
+    def __ior__(self, value: Any) -> DictProxy:
+        self._callmethod("__ior__", (value,))
+        return self
+
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
+
+
+@forwarding
+class _BaseSetProxy(BaseProxy):
+    """Proxy for a set: the set methods and operators, forwarded (Python 3.14's ``SetProxy``).
+
+    Operators and methods that make a new set (``s | t``, ``t - s``,
+    ``s.union(t)``, ``s.copy()``...) return plain sets; comparisons
+    (``s < t``...) compare with the set in the server; iterating goes over
+    a snapshot.
+    """
+
+    _exposed_ = ("__and__", "__class_getitem__", "__contains__", "__ge__", "__gt__", "__iand__", "__ior__",
+                 "__isub__", "__iter__", "__ixor__", "__le__", "__len__", "__lt__", "__or__", "__rand__",
+                 "__ror__", "__rsub__", "__rxor__", "__sub__", "__xor__", "add", "clear", "copy",
+                 "difference", "difference_update", "discard", "intersection", "intersection_update",
+                 "isdisjoint", "issubset", "issuperset", "pop", "remove", "symmetric_difference",
+                 "symmetric_difference_update", "union", "update")
+
+    # A generic alias of the proxy type, never a call to the server.
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
+
+
+class SetProxy(_BaseSetProxy):
+    """Proxy for a set; the augmented assignments (``|=``, ``&=``, ``-=``, ``^=``) change it in the server."""
+
+    def __ior__(self, value: Any) -> SetProxy:
+        self._callmethod("__ior__", (value,))
+        return self
+
+    def __iand__(self, value: Any) -> SetProxy:
+        self._callmethod("__iand__", (value,))
+        return self
+
+    def __ixor__(self, value: Any) -> SetProxy:
+        self._callmethod("__ixor__", (value,))
+        return self
+
+    def __isub__(self, value: Any) -> SetProxy:
+        self._callmethod("__isub__", (value,))
+        return self
+
+
+# As the types they stand for (Python 3.14): isinstance(proxy, MutableMapping)...
+collections.abc.MutableSequence.register(BaseListProxy)
+collections.abc.MutableMapping.register(DictProxy)
+collections.abc.MutableSet.register(_BaseSetProxy)
 
 
 @forwarding

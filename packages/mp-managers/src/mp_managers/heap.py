@@ -27,7 +27,7 @@ import mmap
 import os
 import sys
 import threading
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from mp_core import reduction, util
 from mp_core.context import assert_spawning
@@ -133,14 +133,16 @@ class Heap:
     #: An empty arena larger than this is unmapped even when it is the newest.
     _DISCARD_FREE_SPACE_LARGER_THAN = 4 * 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, size: Optional[int] = None) -> None:
+        # ``size``: the first arena's size (the standard library's parameter;
+        # default 256 KiB); each later arena doubles it, up to a limit.
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._arena_by_serial: dict[int, Arena] = {}
         self._in_use: dict[int, set[tuple[int, int]]] = {}  # arena serial -> allocated (start, stop)
         self._n_mallocs = self._n_frees = 0
         self._newest = -1
-        self._next_size = _FIRST_ARENA
+        self._next_size = _FIRST_ARENA if size is None else _round_up(max(size, 1), mmap.PAGESIZE)
         # Free space, three ways: sorted by size for best fit, and by either
         # end for merging with a neighbour that is freed later.
         self._by_size: list[tuple[int, int, int]] = []  # (size, serial, start)

@@ -52,6 +52,10 @@ from ._proxytypes import ListProxy as ListProxy
 from ._proxytypes import Namespace as Namespace
 from ._proxytypes import NamespaceProxy as NamespaceProxy
 from ._proxytypes import PoolProxy as PoolProxy
+from ._proxytypes import ServerBoundedSemaphore as _ServerBoundedSemaphore
+from ._proxytypes import ServerRLock as _ServerRLock
+from ._proxytypes import ServerSemaphore as _ServerSemaphore
+from ._proxytypes import SetProxy as SetProxy
 from ._proxytypes import Value as Value
 from ._proxytypes import ValueProxy as ValueProxy
 from ._server import Server as Server
@@ -67,7 +71,7 @@ HAS_SHMEM = True
 class SyncManager(BaseManager):
     """The manager behind ``multiprocess.Manager()``.
 
-    Shares ``dict``, ``list``, ``Namespace``, ``Value``, ``Array``,
+    Shares ``dict``, ``list``, ``set`` (Python 3.14's), ``Namespace``, ``Value``, ``Array``,
     ``Queue``/``JoinableQueue`` (``queue.Queue`` objects in the server),
     ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``, ``Condition``,
     ``Event``, ``Barrier`` (``threading`` objects in the server) and, when
@@ -86,15 +90,17 @@ SyncManager.register("Queue", queue.Queue)
 SyncManager.register("JoinableQueue", queue.Queue)
 SyncManager.register("Event", threading.Event, EventProxy)
 SyncManager.register("Lock", threading.Lock, AcquirerProxy)
-SyncManager.register("RLock", threading.RLock, AcquirerProxy)
-SyncManager.register("Semaphore", threading.Semaphore, AcquirerProxy)
-SyncManager.register("BoundedSemaphore", threading.BoundedSemaphore, AcquirerProxy)
+# Lock, RLock and the semaphores answer AcquirerProxy.locked() on every version.
+SyncManager.register("RLock", _ServerRLock, AcquirerProxy)
+SyncManager.register("Semaphore", _ServerSemaphore, AcquirerProxy)
+SyncManager.register("BoundedSemaphore", _ServerBoundedSemaphore, AcquirerProxy)
 SyncManager.register("Condition", threading.Condition, ConditionProxy)
 SyncManager.register("Barrier", threading.Barrier, BarrierProxy)
 if importlib.util.find_spec("mp_pool") is not None:
     SyncManager.register("Pool", _pool, PoolProxy)
 SyncManager.register("list", list, ListProxy)
 SyncManager.register("dict", dict, DictProxy)
+SyncManager.register("set", set, SetProxy)
 SyncManager.register("Value", Value, ValueProxy)
 SyncManager.register("Array", Array, ArrayProxy)
 SyncManager.register("Namespace", Namespace, NamespaceProxy)

@@ -3,9 +3,12 @@
 A ``SharedMemory`` is a POSIX shared-memory segment (``/dev/shm/psm_*`` on
 Linux) mapped into this process.  Any process that knows its name can
 attach to it; it exists until someone calls ``unlink()``.  A segment this
-process *creates* is registered with the resource tracker (unless
-``track=False``), which unlinks it if every process of the program dies
-without doing so, killed or not.
+process creates or attaches to is registered with the resource tracker
+(unless ``track=False``), which unlinks it if every process of the program
+dies without doing so, killed or not.  The processes of one program share
+one tracker; an unrelated program that attaches has its own, which unlinks
+the segment when that program ends -- such a program passes
+``track=False`` (Python 3.13's parameter, on every version).
 
 ``ShareableList`` keeps a fixed-length list of ``int``, ``float``, ``bool``,
 ``str``, ``bytes`` and ``None`` in one segment, in the standard library's
@@ -84,11 +87,18 @@ class SharedMemory:
 
     ``SharedMemory(create=True, size=n)`` creates a block of ``n`` bytes
     under a fresh name; ``SharedMemory(name)`` attaches to an existing one
-    (``FileNotFoundError`` if there is none).  ``track=False`` keeps a
-    created block out of the resource tracker: it then survives the program
-    unless someone unlinks it.  Raises ``ValueError`` for a negative size, a
-    zero size with ``create``, or no name without ``create``;
+    (``FileNotFoundError`` if there is none).  Raises ``ValueError`` for a
+    negative size, a zero size with ``create``, no name without ``create``,
+    or, with ``create`` and ``track``, a name the resource tracker cannot
+    take; ``TypeError`` for a size that is not an integer;
     ``FileExistsError`` when creating under a name that is taken.
+
+    ``track`` (as in Python 3.13): when true (the default) the block, created
+    or attached to, is registered with this program's resource tracker, which
+    unlinks it if the program ends without doing so.  When false the tracker
+    never hears of it: nothing unlinks it at exit, and ``unlink()`` does not
+    unregister it -- for a program that uses a block whose life another
+    program manages.
 
     A fresh name is ``psm_`` and 8 random hex digits, as with the standard
     library.  A program that must tell its own blocks from those of other
@@ -100,8 +110,8 @@ class SharedMemory:
     (keep prefix + 8 characters within the platform's name limit: 31 on macOS).
 
     ``close()`` unmaps the block from this process (every process should);
-    ``unlink()`` destroys it (one process should, once).  Pickles by name:
-    the receiver attaches.
+    ``unlink()`` destroys it (one process should, once) and, when tracked,
+    unregisters it.  Pickles by name: the receiver attaches (tracked).
     """
 
     # Class-level defaults, so that close() and __del__ work on an instance
@@ -154,7 +164,10 @@ class SharedMemory:
             self._mmap = mmap.mmap(self._fd, size)
             self._size = size
             self._buf = memoryview(self._mmap)
-            if create and track:
+            # Created or attached to, a tracked block is registered (Python
+            # 3.13's track); a block another program named so that the tracker
+            # cannot take it is only attached to.
+            if track and (create or _is_trackable(self._name)):
                 from mp_core import resource_tracker
                 resource_tracker.register(self._name, "shared_memory")
         except BaseException as exc:

@@ -56,12 +56,16 @@ class MaybeEncodingError(Exception):
         return f"<{type(self).__name__}: {self}>"
 
 
-class WorkerLostError(ProcessError):
+class WorkerLostError(ProcessError, RuntimeError):
     """The worker running a task died (signal, ``os._exit``, crash) before reporting.
 
     ``pid`` and ``exitcode`` describe the worker (``exitcode`` is negative
     for a signal, as ``Process.exitcode``); ``task`` names the task it held.
     The pool replaces the worker and goes on with the other tasks.
+
+    Also a ``RuntimeError``, as ``concurrent.futures``' ``BrokenProcessPool``
+    is: code that guards a pool with ``except RuntimeError`` (frameworks
+    that wrap worker crashes in their own ``RuntimeError``) still catches it.
     """
 
     def __init__(self, message: str, pid: Optional[int] = None, exitcode: Optional[int] = None,

@@ -352,17 +352,16 @@ class Queue:
 
         Buffered items are still flushed to the pipe by the feeder thread,
         which then closes this process's ends of it.  Later ``put``/``get``
-        raise ``ValueError``.
+        raise ``ValueError``.  A queue this process never put to has no
+        feeder: closing it only marks it closed (``empty()`` still answers,
+        as in every version of the standard library), and its pipe ends go
+        when the queue is collected.
         """
         self._closed = True
         close = self._close
         if close is not None:
             self._close = None
             close()
-        elif self._thread is None:
-            # No feeder, so nothing to flush: the pipe ends can go now.
-            self._reader.close()
-            self._writer.close()
 
     def join_thread(self) -> None:
         """Wait for the feeder thread to flush and exit; only after ``close()``.

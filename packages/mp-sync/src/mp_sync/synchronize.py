@@ -143,6 +143,16 @@ class SemLock:
     __enter__ = property(operator.attrgetter("_enter"))
     __exit__ = property(operator.attrgetter("_exit"))
 
+    def locked(self) -> bool:
+        """Whether an ``acquire(False)`` would fail right now (Python 3.14's API, on every version).
+
+        For a ``Lock`` or ``RLock``: whether some thread of some process
+        holds it.  For a semaphore: whether its value is zero.  The answer
+        may be stale by the time it is used; it is for diagnostics and
+        tests, not for deciding whether to acquire.
+        """
+        return self._semlock._is_zero()
+
     @staticmethod
     def _after_fork(obj: SemLock) -> None:
         # A forked child shares the semaphore, not the parent's bookkeeping:
@@ -237,10 +247,6 @@ class Lock(SemLock):
     def __init__(self, *, ctx: Optional[BaseContext] = None) -> None:
         super().__init__(SEMAPHORE, 1, 1, ctx=ctx)
 
-    def locked(self) -> bool:
-        """Whether some thread of some process holds the lock."""
-        return self._semlock._is_zero()
-
     def __repr__(self) -> str:
         semlock = self._semlock
         try:
@@ -267,10 +273,6 @@ class RLock(SemLock):
 
     def __init__(self, *, ctx: Optional[BaseContext] = None) -> None:
         super().__init__(RECURSIVE_MUTEX, 1, 1, ctx=ctx)
-
-    def locked(self) -> bool:
-        """Whether some thread of some process holds the lock."""
-        return self._semlock._is_zero()
 
     def __repr__(self) -> str:
         semlock = self._semlock
