@@ -56,7 +56,9 @@ import traceback
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from mp_core import connection, reduction, util
+from mp_core import connection, context, reduction, util
+from mp_core._forksafe_threads import ForkSafeThread
+from mp_core._zygote import Zygote, ZygoteLost
 
 from . import _wire
 from ._errors import (
@@ -132,13 +134,20 @@ class ProcessEngine:
 
     def __init__(self, *, process_factory: Callable[..., Any], processes: int,
                  initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
-                 maxtasksperchild: Optional[int], serializer: Optional[reduction.Serializer]) -> None:
+                 maxtasksperchild: Optional[int], serializer: Optional[reduction.Serializer],
+                 zygote: bool = False) -> None:
         self._factory = process_factory
         self.size = processes
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._maxtasks = maxtasksperchild
         self._serializer = serializer
+        # Forked first, while this pool has neither threads nor pipes: the
+        # workers that use the fork start method are forked from it (see
+        # mp_core._zygote), never from the manager thread.
+        self._zygote: Optional[Zygote] = None
+        if zygote and not util.process.current_process()._config.get("daemon"):
+            self._zygote = Zygote(self._build_in_zygote)
         self.processes: list[Any] = []          # the pool's ``_pool``: live worker processes
         self.broken: Optional[BrokenPoolError] = None
         self._workers: list[_Worker] = []
@@ -156,22 +165,29 @@ class ProcessEngine:
         self._terminating = False
         self._stopped = False
         self._starting: tuple[connection.Connection, ...] = ()
-        self._wake_r, self._wake_w = os.pipe()
+        try:
+            self._wake_r, self._wake_w = os.pipe()
+        except BaseException:
+            self._close_zygote()
+            raise
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._repopulate = False
         self._register(self._wake_r, _WAKE, None)
         util.register_after_fork(self, ProcessEngine._after_fork_in_child)
+        # The manager thread steps aside whenever this process forks (a
+        # worker of another pool, a Process, the program's own os.fork()).
+        self.thread = ForkSafeThread(self._run, name="PoolManager", wake=self._wake)
         try:
             for _ in range(processes):
                 self._start_worker()
+            self.thread.start()
         except BaseException:
             self._kill_workers()
             self._close_own_fds()
+            self._close_zygote()
             raise
-        self.thread = threading.Thread(target=self._run, name="PoolManager", daemon=True)
-        self.thread.start()
 
     # ================================================================ any thread
 
@@ -246,7 +262,7 @@ class ProcessEngine:
         """Stop the workers now; pending results fail with ``PoolTerminatedError``."""
         self._terminating = True
         self._wake()
-        if threading.current_thread() is not self.thread:
+        if not self.thread.is_current():
             self.thread.join()
 
     def join(self) -> None:
@@ -256,7 +272,7 @@ class ProcessEngine:
             process.join()
 
     def delivers_in_current_thread(self) -> bool:
-        return threading.current_thread() is self.thread
+        return self.thread.is_current()
 
     def _wake(self) -> None:
         if self._wake_pending:
@@ -269,10 +285,12 @@ class ProcessEngine:
 
     # ================================================================ manager thread
 
-    def _run(self) -> None:
+    def _run(self) -> bool:
+        """The manager thread's body; true when it steps aside for a fork (it is run again after)."""
         reason: BaseException = PoolTerminatedError("the pool was terminated")
         try:
-            self._loop()
+            if self._loop():
+                return True
             if self.broken is not None:
                 reason = self.broken
         except BaseException as exc:  # noqa: BLE001 - callers must never be left waiting
@@ -280,8 +298,13 @@ class ProcessEngine:
             traceback.print_exc()
             reason = BrokenPoolError(f"the pool's manager thread failed: {exc!r}")
             reason.__cause__ = exc
-        finally:
+        self._shut_down(reason)
+        return False
+
+    def _shut_down(self, reason: BaseException) -> None:
+        try:
             self._kill_workers()
+        finally:
             with self._lock:
                 self._stopped = True
                 leftovers = list(self._inbox)
@@ -291,15 +314,20 @@ class ProcessEngine:
                 job.result._abort(reason, notify=False)
             self._active.clear()
             self._close_own_fds()
+            self._close_zygote()
 
-    def _loop(self) -> None:
+    def _loop(self) -> bool:
+        """Serve until the pool is done (false) or the process is about to fork (true)."""
         poll = self._poller.poll
         fds = self._fds
+        thread = self.thread
         while True:
             if self._terminating:
-                return
+                return False
             if self._closing and self._close_workers():
-                return
+                return False
+            if thread.pausing:
+                return True
             exited: list[Any] = []
             for fd, event in poll():
                 kind, worker = fds.get(fd, (None, None))
@@ -358,7 +386,7 @@ class ProcessEngine:
                 tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
             process.name = process.name.replace("Process", "PoolWorker")
             process.daemon = True
-            process.start()
+            self._start_process(process, tasks_r, results_w)
         except BaseException:
             tasks_w.close()
             results_r.close()
@@ -376,6 +404,39 @@ class ProcessEngine:
         if worker.sentinel is not None:
             self._register(worker.sentinel, _SENTINEL, worker)
         util.debug("added worker %s", process.name)
+
+    def _start_process(self, process: Any, tasks_r: connection.Connection,
+                       results_w: connection.Connection) -> None:
+        zygote = self._zygote
+        if zygote is None or not context._forks_when_started(process):
+            process.start()
+            return
+        process._Popen = zygote.popen_for(
+            [tasks_r.fileno(), results_w.fileno()], (process.name, process._identity))
+        try:
+            process.start()
+        except ZygoteLost as exc:
+            # Killed (the OOM killer picks big processes): fork from here,
+            # as without a zygote, rather than lose the pool.
+            util.sub_warning("pool workers are forked directly from now on: %s", exc)
+            self._close_zygote()
+            del process._Popen
+            process.start()
+
+    def _build_in_zygote(self, fds: list[int], info: tuple[str, tuple]) -> tuple[Any, tuple]:
+        """In the zygote: the worker process object for a request of ``_start_process``."""
+        tasks_r = connection.Connection(fds[0], writable=False)
+        results_w = connection.Connection(fds[1], readable=False)
+        process = self._factory(target=run_worker, args=(
+            tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
+        process.name, process._identity = info
+        process.daemon = True
+        return process, (tasks_r, results_w)
+
+    def _close_zygote(self) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.close()
 
     def _on_exit(self, worker: _Worker) -> None:
         """A worker's sentinel fired: collect its last results, settle its tasks, replace it."""

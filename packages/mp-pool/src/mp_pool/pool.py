@@ -132,7 +132,8 @@ class Pool:
         return ProcessEngine(
             process_factory=lambda *args, **kwds: factory(ctx, *args, **kwds),
             processes=self._processes, initializer=self._initializer, initargs=self._initargs,
-            maxtasksperchild=self._maxtasksperchild, serializer=self._serializer)
+            maxtasksperchild=self._maxtasksperchild, serializer=self._serializer,
+            zygote=self._ctx.get_start_method() == "fork")
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
         if getattr(self, "_state", None) == RUN and getattr(self, "_creator_pid", None) == os.getpid():
