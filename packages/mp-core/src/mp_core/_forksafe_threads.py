@@ -19,6 +19,8 @@ So each of them steps aside around every fork, through ``os.register_at_fork``::
     fork()
     after, in the parent: start a new ─> ``body()`` is called again and
             thread for each one paused        carries on where it stopped
+            (our own forks, through ``fork()``: once os.fork() has
+            returned, as 3.13+ counts threads after the at-fork hooks)
     after, in the child: forget them (they do not exist there; their
             owners reset themselves with their after-fork hooks)
 
@@ -38,7 +40,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Callable, Optional
 
-__all__ = ["ForkSafeThread", "PAUSE_WAIT", "BLOCKED_GRACE"]
+__all__ = ["ForkSafeThread", "fork", "PAUSE_WAIT", "BLOCKED_GRACE"]
 
 #: Seconds a fork waits, at most, for the threads to step aside.
 PAUSE_WAIT = 1.0
@@ -152,11 +154,16 @@ class ForkSafeThread:
                         continue
                     finished = not paused
                     self._state = _FINISHED if finished else _PAUSED
+                    if finished:
+                        # What the body holds (a queue's semaphores, say)
+                        # goes with it, as a finished Thread drops its target.
+                        self._body = self._wake = None  # type: ignore[assignment]
                     self._changed.notify_all()
                     return
         except BaseException:
             with self._changed:
                 self._state = _FINISHED
+                self._body = self._wake = None  # type: ignore[assignment]
                 self._changed.notify_all()
             raise
         finally:
@@ -241,7 +248,7 @@ def _wait_os_thread_gone(thread: threading.Thread, deadline: float) -> None:
 # ---------------------------------------------------------------- the fork hooks
 
 _live: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
-_paused: list[ForkSafeThread] = []
+_local = threading.local()
 # Threads whose body has finished: the next fork waits until the kernel has
 # released them too (they may still count for a moment after they end).
 _exiting: list[threading.Thread] = []
@@ -268,36 +275,60 @@ def _before_fork() -> None:
             _wait_os_thread_gone(thread, deadline)
     for thread in asked:
         thread._wait_until_gone(deadline)
-    _paused.extend(asked)
+    # Per forking thread: two threads forking at once each restart their own.
+    _local.paused = getattr(_local, "paused", []) + asked
+
+
+def _resume_paused() -> None:
+    asked = getattr(_local, "paused", None)
+    if asked:
+        _local.paused = []
+        for thread in asked:
+            thread._resume()
 
 
 def _after_fork_in_parent() -> None:
-    if not _paused:
-        return
-    asked = list(_paused)
-    del _paused[:]
-    for thread in asked:
-        thread._resume()
+    if not getattr(_local, "deferred", False):
+        _resume_paused()
 
 
 def _after_fork_in_child() -> None:
-    del _paused[:]
+    _local.paused = []
+    _local.deferred = False
     del _exiting[:]
     for thread in list(_live):
         thread._forget_in_child()
     _live.clear()
 
 
-def pause_threads_for_fork() -> None:
-    """Have every running ``ForkSafeThread`` step aside (the ``before`` fork hook)."""
-    _before_fork()
-
-
-def resume_threads_after_fork() -> None:
-    """Restart the threads ``pause_threads_for_fork`` paused (the parent's ``after`` fork hook)."""
-    _after_fork_in_parent()
-
-
-if hasattr(os, "register_at_fork"):
+_HOOKED = hasattr(os, "register_at_fork")
+if _HOOKED:
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                         after_in_child=_after_fork_in_child)
+                        after_in_child=_after_fork_in_child)
+
+
+def fork() -> int:
+    """``os.fork()`` for this library's own forks: no ``ForkSafeThread`` is alive while it runs.
+
+    The threads paused for it are restarted once ``os.fork()`` has
+    returned, not in the parent's at-fork hook: CPython 3.13+ counts the
+    threads for its warning after those hooks have run.  (A program's own
+    ``os.fork()`` gets the hooks: our threads are stopped across it, but
+    on 3.13+ they are running again when the count is taken.)
+    """
+    _local.deferred = True
+    try:
+        if not _HOOKED:
+            _before_fork()
+        pid = os.fork()
+    except BaseException:
+        _local.deferred = False
+        _resume_paused()
+        raise
+    _local.deferred = False
+    if pid == 0:
+        if not _HOOKED:
+            _after_fork_in_child()
+        return 0
+    _resume_paused()
+    return pid

@@ -23,8 +23,9 @@ one thread whenever it is asked::
       ...                                         alive while sentinel_r is open)
                                               SIGCHLD: waitpid
       <────────────────────── its exit code
-    close() ── end of file ─────────────────> children left: SIGTERM, SIGKILL;
-    waitpid(zygote)                           reaped; exits
+    close() ── end of file ─────────────────> children left get a moment to
+    waitpid(zygote)                           exit, then SIGTERM, SIGKILL;
+                                              reaped; exits
 
 Each child's pid and exit code travel on a socket of its own, as with the
 fork server (``forkserver``, whose status reporting this reuses), so the
@@ -41,13 +42,13 @@ from __future__ import annotations
 import errno
 import os
 import pickle
-import selectors
 import signal
 import socket
 import threading
 import time
 
-from . import forkserver, popen_forkserver, process, reduction, util
+from . import process, reduction, util
+from ._forksafe_threads import fork
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -57,12 +58,13 @@ __all__ = ["Zygote", "ZygoteLost"]
 
 #: Descriptors a request may carry besides the status socket and the sentinel.
 MAX_CHILD_FDS = 16
-#: Seconds the zygote's children get to exit on SIGTERM once its owner has gone, then SIGKILL.
+#: Seconds the zygote's children get to exit once its owner has closed it (or died), then SIGTERM,
+#: and as long again before SIGKILL.
 CHILD_GRACE = 1.0
 #: Seconds the zygote waits for its children to be reaped after SIGKILL before it exits anyway.
 KILL_WAIT = 5.0
 #: Seconds the owner waits for the zygote to exit when closing it, before SIGKILL.
-EXIT_WAIT = CHILD_GRACE + KILL_WAIT + 2.0
+EXIT_WAIT = 2 * CHILD_GRACE + KILL_WAIT + 2.0
 
 _FAILED = -1  # sent instead of a pid: the zygote could not start the child; a message follows
 
@@ -92,7 +94,7 @@ class Zygote:
         owner = os.getpid()
         util._flush_std_streams()
         try:
-            pid = os.fork()
+            pid = fork()  # our threads step aside (see _forksafe_threads)
         except BaseException:
             control.close()
             remote.close()
@@ -134,16 +136,21 @@ class Zygote:
         what ``build`` gets in the zygote.  ``start()`` raises
         ``ZygoteLost`` if the zygote is gone.
         """
-        def make_popen(process_obj: Any) -> Popen:
+        def make_popen(process_obj: Any) -> Any:
+            from .popen_zygote import Popen
             return Popen(process_obj, self, fds, info)
         return make_popen
 
-    def close(self) -> None:
-        """Tell the zygote to exit (its children left are stopped) and reap it."""
+    def shut(self) -> None:
+        """Tell the zygote to exit, without waiting: once its children have exited (or been stopped)."""
         with self._lock:
             control, self._control = self._control, None
         if control is not None:
             control.close()
+
+    def close(self) -> None:
+        """Tell the zygote to exit (``shut``) and reap it."""
+        self.shut()
         pid, self.pid = self.pid, None
         exit_r, self._exit_r = self._exit_r, -1
         if pid is None:
@@ -173,6 +180,8 @@ class Zygote:
         """Ask for a child; return ``(status fd, parent keep-alive fd, pid)``."""
         if len(fds) > MAX_CHILD_FDS:
             raise ValueError(f"a zygote child can be given at most {MAX_CHILD_FDS} descriptors, not {len(fds)}")
+        from . import forkserver
+
         payload = pickle.dumps(info)
         with self._lock:
             control = self._control
@@ -208,28 +217,9 @@ class Zygote:
             control.close()
 
 
-class Popen(popen_forkserver.Popen):
-    """A child forked by a zygote: its pid and exit code arrive on its status socket (the sentinel)."""
-
-    method = "fork"
-
-    def __init__(self, process_obj: Any, zygote: Zygote, fds: Sequence[int], info: Any) -> None:
-        self._zygote = zygote
-        self._child_fds = list(fds)
-        self._info = info
-        super().__init__(process_obj)
-
-    def duplicate_for_child(self, fd: int) -> int:
-        return fd  # nothing is pickled: the child is built in the zygote
-
-    def _launch(self, process_obj: Any) -> None:
-        self.sentinel, keep_w, self.pid = self._zygote._request(self._child_fds, self._info)
-        # keep_w stays open while we live: the child's parent sentinel.
-        self._parent_only_fds = (self.sentinel, keep_w)
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel, keep_w))
-
-
 def _read_message(sock: socket.socket) -> str:
+    from . import forkserver
+
     try:
         size = forkserver.read_signed(sock.fileno())
         return forkserver._recv_exactly(sock, size).decode("utf-8", "replace")
@@ -242,6 +232,10 @@ def _read_message(sock: socket.socket) -> str:
 def _serve(control: socket.socket, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]], owner: int,
            exit_w: int) -> int:
     """The zygote's life: serve requests until its owner hangs up, then stop its children."""
+    import selectors
+
+    from . import forkserver
+
     _become_forked_child()
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
@@ -291,6 +285,8 @@ def _become_forked_child() -> None:
 
 
 def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
+    from . import forkserver
+
     fds = reduction.recvfds(control, MAX_CHILD_FDS + 2)
     try:
         if len(fds) < 2:
@@ -306,6 +302,8 @@ def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
 def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]],
                  owner: int, children: dict[int, socket.socket], control: socket.socket, zygote_fds: list[int],
                  old_handlers: dict, old_wakeup: int) -> None:
+    from . import forkserver
+
     status = util.socket_over_fd(fds[0], socket.AF_UNIX, socket.SOCK_STREAM)
     sentinel_r, child_fds = fds[1], fds[2:]
     owned: Sequence[Any] = ()
@@ -351,6 +349,8 @@ def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tu
 
 
 def _refuse(status: socket.socket, exc: BaseException) -> None:
+    from . import forkserver
+
     message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
     try:
         status.sendall(forkserver.SIGNED_STRUCT.pack(_FAILED) + forkserver.SIGNED_STRUCT.pack(len(message))
@@ -361,12 +361,18 @@ def _refuse(status: socket.socket, exc: BaseException) -> None:
 
 
 def _stop_children(children: dict[int, socket.socket], sig_r: int) -> None:
-    """The owner has gone or closed us: SIGTERM what is left, SIGKILL it after a grace period, reap."""
-    for sig, wait_for in ((signal.SIGTERM, CHILD_GRACE), (signal.SIGKILL, KILL_WAIT)):
+    """The owner has gone or closed us: let what is left exit, then SIGTERM it, then SIGKILL it; reap."""
+    import selectors
+
+    from . import forkserver
+
+    # Children exit on their own once their owner closes their work (or
+    # dies): they get a moment before the signals.
+    for sig, wait_for in ((None, CHILD_GRACE), (signal.SIGTERM, CHILD_GRACE), (signal.SIGKILL, KILL_WAIT)):
         forkserver._report_exited_children(children)
         if not children:
             return
-        for pid in children:
+        for pid in children if sig is not None else ():
             try:
                 os.kill(pid, sig)
             except OSError:

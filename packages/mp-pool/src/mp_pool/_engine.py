@@ -143,9 +143,12 @@ class ProcessEngine:
         self._maxtasks = maxtasksperchild
         self._serializer = serializer
         # Forked first, while this pool has neither threads nor pipes: the
-        # workers that use the fork start method are forked from it (see
-        # mp_core._zygote), never from the manager thread.
+        # workers that replace others under the fork start method are forked
+        # from it (see mp_core._zygote), never from the manager thread.  The
+        # first ones are forked from here, as the zygote was: it holds what
+        # they hold, and starting them costs no round trips.
         self._zygote: Optional[Zygote] = None
+        self._retired_zygote: Optional[Zygote] = None
         if zygote and not util.process.current_process()._config.get("daemon"):
             self._zygote = Zygote(self._build_in_zygote)
         self.processes: list[Any] = []          # the pool's ``_pool``: live worker processes
@@ -181,7 +184,7 @@ class ProcessEngine:
         self.thread = ForkSafeThread(self._run, name="PoolManager", wake=self._wake)
         try:
             for _ in range(processes):
-                self._start_worker()
+                self._start_worker(from_zygote=False)
             self.thread.start()
         except BaseException:
             self._kill_workers()
@@ -375,7 +378,7 @@ class ProcessEngine:
 
     # ---------------------------------------------------------------- workers
 
-    def _start_worker(self) -> None:
+    def _start_worker(self, from_zygote: bool = True) -> None:
         tasks_r, tasks_w = connection.Pipe(duplex=False)
         results_r, results_w = connection.Pipe(duplex=False)
         # A worker forked from this process closes these in itself (see
@@ -386,7 +389,7 @@ class ProcessEngine:
                 tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
             process.name = process.name.replace("Process", "PoolWorker")
             process.daemon = True
-            self._start_process(process, tasks_r, results_w)
+            self._start_process(process, tasks_r, results_w, from_zygote)
         except BaseException:
             tasks_w.close()
             results_r.close()
@@ -406,9 +409,9 @@ class ProcessEngine:
         util.debug("added worker %s", process.name)
 
     def _start_process(self, process: Any, tasks_r: connection.Connection,
-                       results_w: connection.Connection) -> None:
+                       results_w: connection.Connection, from_zygote: bool) -> None:
         zygote = self._zygote
-        if zygote is None or not context._forks_when_started(process):
+        if not from_zygote or zygote is None or not context._forks_when_started(process):
             process.start()
             return
         process._Popen = zygote.popen_for(
@@ -437,6 +440,16 @@ class ProcessEngine:
         zygote, self._zygote = self._zygote, None
         if zygote is not None:
             zygote.close()
+        elif self._retired_zygote is not None:
+            self._retired_zygote.close()
+            self._retired_zygote = None
+
+    def _retire_zygote(self) -> None:
+        """No worker will be needed any more: let the zygote exit now (it is reaped at shutdown)."""
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.shut()
+            self._retired_zygote = zygote
 
     def _on_exit(self, worker: _Worker) -> None:
         """A worker's sentinel fired: collect its last results, settle its tasks, replace it."""
@@ -512,6 +525,7 @@ class ProcessEngine:
         """While closing: once no work is left, send every worker end of file; true when all are gone."""
         if self._active or self._requeued or self._inbox:
             return False
+        self._retire_zygote()
         for worker in self._workers:
             if not worker.closing:
                 # An explicit STOP, then end of file once it is written: a

@@ -39,6 +39,7 @@ from queue import Empty, Full
 from typing import Any, Callable, Optional
 
 from mp_core import reduction, util
+from mp_core._forksafe_threads import ForkSafeThread
 from mp_core.connection import Pipe
 from mp_core.context import BaseContext, assert_spawning
 
@@ -98,6 +99,11 @@ def _send_batch(writer: Any, batch: list) -> None:
         data = data[os.write(fd, data):]
 
 
+def _notify(condition: threading.Condition) -> None:
+    with condition:
+        condition.notify()
+
+
 class Queue:
     """A multi-producer, multi-consumer FIFO queue between processes (``queue.Queue``).
 
@@ -145,7 +151,7 @@ class Queue:
         # it has the parent's feeder thread or its buffered items.
         self._notempty = threading.Condition(threading.Lock())
         self._buffer: collections.deque = collections.deque()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[ForkSafeThread] = None
         self._jointhread: Optional[util.Finalize] = None
         self._joincancelled = False
         self._closed = False
@@ -197,14 +203,16 @@ class Queue:
 
     def _start_thread(self) -> None:
         util.debug("Queue._start_thread()")
-        self._thread = threading.Thread(
-            target=Queue._feed,
-            args=(self._buffer, self._notempty, self._writer, self._wlock,
-                  self._reader.close, self._writer.close, self._ignore_epipe,
-                  self._feeder_error_hook(), self._sem),
-            name="QueueFeederThread",
-            daemon=True,
-        )
+        # The feeder steps aside whenever this process forks (see
+        # mp_core._forksafe_threads), leaving what it has not written in
+        # the buffer; it holds no reference to the queue.
+        args = (self._buffer, self._notempty, self._writer, self._wlock,
+                self._reader.close, self._writer.close, self._ignore_epipe,
+                self._feeder_error_hook(), self._sem)
+        notempty = self._notempty
+        feeder = ForkSafeThread(lambda: Queue._feed(*args, feeder), name="QueueFeederThread",
+                                wake=lambda: _notify(notempty))
+        self._thread = feeder
         try:
             self._thread.start()
         except BaseException:
@@ -234,7 +242,7 @@ class Queue:
         return call_hook
 
     @staticmethod
-    def _finalize_join(thread_ref: weakref.ref[threading.Thread]) -> None:
+    def _finalize_join(thread_ref: weakref.ref[ForkSafeThread]) -> None:
         thread = thread_ref()
         if thread is not None:
             util.debug("joining queue thread")
@@ -250,15 +258,27 @@ class Queue:
     def _feed(buffer: collections.deque, notempty: threading.Condition, writer: Any,
               writelock: Optional[Lock], reader_close: Callable[[], None], writer_close: Callable[[], None],
               ignore_epipe: bool, onerror: Callable[[BaseException, Any], None],
-              queue_sem: BoundedSemaphore) -> None:
-        """The feeder thread: write buffered payloads to the pipe until the sentinel."""
+              queue_sem: BoundedSemaphore, thread: ForkSafeThread) -> bool:
+        """The feeder thread: write buffered payloads to the pipe until the sentinel.
+
+        Returns true, leaving the rest in the buffer, to step aside for a
+        fork (``thread.pausing``); it is then called again.
+        """
         while True:
             with notempty:
                 while not buffer:
+                    if thread.pausing:
+                        return True
                     notempty.wait()
             while buffer:
+                if thread.pausing:
+                    return True
                 batch, stop = _take_batch(buffer)
                 if batch:
+                    # A full pipe can hold the write for as long as nobody
+                    # reads (the reader may be the child about to be forked):
+                    # a fork does not wait for it then.
+                    thread.blocked = True
                     try:
                         if writelock is None:
                             _send_batch(writer, batch)
@@ -267,19 +287,21 @@ class Queue:
                                 _send_batch(writer, batch)
                     except Exception as exc:
                         if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
-                            return
+                            return False
                         if util.is_exiting():
                             util.info("error in queue thread: %s", exc)
-                            return
+                            return False
                         for payload in batch:
                             # The item never reached the pipe: give its slot back.
                             queue_sem.release()
                             onerror(exc, payload)
+                    finally:
+                        thread.blocked = False
                 if stop:
                     util.debug("feeder thread got sentinel -- exiting")
                     reader_close()
                     writer_close()
-                    return
+                    return False
 
     @staticmethod
     def _on_queue_feeder_error(exc: BaseException, obj: Any) -> None:
