@@ -192,3 +192,21 @@ def test_sigkill_of_the_owner_leaves_no_zygote_and_no_worker():
     assert outcome["left"] == [], outcome
     # The zygote, orphaned, was reaped by the subreaper; its children, by the zygote.
     assert outcome["report"]["zygote"] in outcome["reaped"], outcome
+
+
+def test_results_and_callbacks_flow_while_the_process_forks(make_pool, start):
+    from mp_core import _forksafe_threads
+
+    pool = make_pool(2)
+    delivered = []
+    result = pool.map_async(helpers.square, range(2000), chunksize=1, callback=delivered.append)
+    children = [start(helpers.square, 3) for _ in range(4)]  # under fork the manager steps aside each time
+    for _ in range(20):  # and as often again, at once
+        _forksafe_threads._before_fork()
+        _forksafe_threads._resume_paused()
+    assert result.get(60) == [x * x for x in range(2000)]
+    assert delivered == [result.get()]
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    assert pool.apply(helpers.square, (7,)) == 49
