@@ -28,7 +28,7 @@ one thread whenever it is asked::
                                               reaped; exits
 
 Each child's pid and exit code travel on a socket of its own, as with the
-fork server (``forkserver``, whose status reporting this reuses), so the
+fork server (the wire and the reaping are ``_child_status``'s), so the
 owner's process object is an ordinary ``Process`` with a
 ``popen_forkserver``-style ``Popen``: ``pid``, ``sentinel``, ``exitcode``,
 ``join``, ``terminate``, ``kill`` and ``active_children()`` work as for
@@ -42,12 +42,14 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import select
 import signal
 import socket
 import threading
 import time
 
 from . import process, reduction, util
+from ._child_status import SIGNED_STRUCT, drain, read_signed, recv_exactly, report_exited_children
 from ._forksafe_threads import fork
 
 TYPE_CHECKING = False
@@ -180,8 +182,6 @@ class Zygote:
         """Ask for a child; return ``(status fd, parent keep-alive fd, pid)``."""
         if len(fds) > MAX_CHILD_FDS:
             raise ValueError(f"a zygote child can be given at most {MAX_CHILD_FDS} descriptors, not {len(fds)}")
-        from . import forkserver
-
         payload = pickle.dumps(info)
         with self._lock:
             control = self._control
@@ -193,11 +193,11 @@ class Zygote:
             try:
                 try:
                     reduction.sendfds(control, [remote_status.fileno(), child_r, *fds])
-                    control.sendall(forkserver.SIGNED_STRUCT.pack(len(payload)) + payload)
+                    control.sendall(SIGNED_STRUCT.pack(len(payload)) + payload)
                 finally:
                     remote_status.close()
                     os.close(child_r)
-                pid = forkserver.read_signed(status.fileno())
+                pid = read_signed(status.fileno())
             except (OSError, EOFError, RuntimeError) as exc:
                 status.close()
                 os.close(keep_w)
@@ -218,11 +218,9 @@ class Zygote:
 
 
 def _read_message(sock: socket.socket) -> str:
-    from . import forkserver
-
     try:
-        size = forkserver.read_signed(sock.fileno())
-        return forkserver._recv_exactly(sock, size).decode("utf-8", "replace")
+        size = read_signed(sock.fileno())
+        return recv_exactly(sock, size).decode("utf-8", "replace")
     except (OSError, EOFError):
         return "(no reason given)"
 
@@ -232,10 +230,6 @@ def _read_message(sock: socket.socket) -> str:
 def _serve(control: socket.socket, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]], owner: int,
            exit_w: int) -> int:
     """The zygote's life: serve requests until its owner hangs up, then stop its children."""
-    import selectors
-
-    from . import forkserver
-
     _become_forked_child()
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
@@ -247,20 +241,21 @@ def _serve(control: socket.socket, build: Callable[[list[int], Any], tuple[Any, 
     old_wakeup = signal.set_wakeup_fd(sig_w)
     children: dict[int, socket.socket] = {}
     zygote_fds = [sig_r, sig_w, exit_w]
-    with selectors.DefaultSelector() as selector:
-        selector.register(control, selectors.EVENT_READ)
-        selector.register(sig_r, selectors.EVENT_READ)
-        while True:
-            ready = {key.fileobj for key, _ in selector.select()}
-            if sig_r in ready:
-                forkserver._drain(sig_r)
-                forkserver._report_exited_children(children)
-            if control in ready:
-                try:
-                    fds, info = _receive_request(control)
-                except (OSError, EOFError, RuntimeError, AssertionError, pickle.UnpicklingError):
-                    break  # end of file: the owner closed us or died
-                _start_child(fds, info, build, owner, children, control, zygote_fds, old_handlers, old_wakeup)
+    poller = select.poll()
+    control_fd = control.fileno()
+    poller.register(control_fd, select.POLLIN)
+    poller.register(sig_r, select.POLLIN)
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if sig_r in ready:
+            drain(sig_r)
+            report_exited_children(children)
+        if control_fd in ready:
+            try:
+                fds, info = _receive_request(control)
+            except (OSError, EOFError, RuntimeError, AssertionError, pickle.UnpicklingError):
+                break  # end of file: the owner closed us or died
+            _start_child(fds, info, build, owner, children, control, zygote_fds, old_handlers, old_wakeup)
     control.close()
     _stop_children(children, sig_r)
     util._exit_function()  # what the after-fork hooks made here (proxies' references) is released
@@ -285,14 +280,12 @@ def _become_forked_child() -> None:
 
 
 def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
-    from . import forkserver
-
     fds = reduction.recvfds(control, MAX_CHILD_FDS + 2)
     try:
         if len(fds) < 2:
             raise RuntimeError(f"a request carries at least 2 descriptors, not {len(fds)}")
-        size = forkserver.read_signed(control.fileno())
-        info = pickle.loads(forkserver._recv_exactly(control, size))
+        size = read_signed(control.fileno())
+        info = pickle.loads(recv_exactly(control, size))
     except BaseException:
         util.close_fds(*fds)
         raise
@@ -302,8 +295,6 @@ def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
 def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]],
                  owner: int, children: dict[int, socket.socket], control: socket.socket, zygote_fds: list[int],
                  old_handlers: dict, old_wakeup: int) -> None:
-    from . import forkserver
-
     status = util.socket_over_fd(fds[0], socket.AF_UNIX, socket.SOCK_STREAM)
     sentinel_r, child_fds = fds[1], fds[2:]
     owned: Sequence[Any] = ()
@@ -342,18 +333,16 @@ def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tu
     os.close(sentinel_r)
     del process_obj
     try:
-        status.sendall(forkserver.SIGNED_STRUCT.pack(pid))
+        status.sendall(SIGNED_STRUCT.pack(pid))
     except OSError:
         pass  # the owner gave up on it; it is reaped all the same
     children[pid] = status
 
 
 def _refuse(status: socket.socket, exc: BaseException) -> None:
-    from . import forkserver
-
     message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
     try:
-        status.sendall(forkserver.SIGNED_STRUCT.pack(_FAILED) + forkserver.SIGNED_STRUCT.pack(len(message))
+        status.sendall(SIGNED_STRUCT.pack(_FAILED) + SIGNED_STRUCT.pack(len(message))
                        + message)
     except OSError:
         pass
@@ -362,14 +351,10 @@ def _refuse(status: socket.socket, exc: BaseException) -> None:
 
 def _stop_children(children: dict[int, socket.socket], sig_r: int) -> None:
     """The owner has gone or closed us: let what is left exit, then SIGTERM it, then SIGKILL it; reap."""
-    import selectors
-
-    from . import forkserver
-
     # Children exit on their own once their owner closes their work (or
     # dies): they get a moment before the signals.
     for sig, wait_for in ((None, CHILD_GRACE), (signal.SIGTERM, CHILD_GRACE), (signal.SIGKILL, KILL_WAIT)):
-        forkserver._report_exited_children(children)
+        report_exited_children(children)
         if not children:
             return
         for pid in children if sig is not None else ():
@@ -378,14 +363,14 @@ def _stop_children(children: dict[int, socket.socket], sig_r: int) -> None:
             except OSError:
                 pass
         deadline = time.monotonic() + wait_for
-        with selectors.DefaultSelector() as selector:
-            selector.register(sig_r, selectors.EVENT_READ)
-            while children:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                selector.select(min(remaining, 0.1))
-                forkserver._drain(sig_r)
-                forkserver._report_exited_children(children)
+        poller = select.poll()
+        poller.register(sig_r, select.POLLIN)
+        while children:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            poller.poll(1000 * min(remaining, 0.1))
+            drain(sig_r)
+            report_exited_children(children)
     for conn in children.values():
         conn.close()  # stuck in the kernel: left to init, which reaps it once it dies
