@@ -117,3 +117,18 @@ def process_gone(pid):
 def worker_identity(_=None):
     proc = mp_core.current_process()
     return proc.name, proc.daemon, os.getpid()
+
+
+_gate = []
+
+
+def keep_gate(event):
+    """Initializer: remember ``event`` for ``square_after_gate``."""
+    _gate[:] = [event]
+
+
+def square_after_gate(x):
+    """``x * x`` once the gate given to ``keep_gate`` is open (at most 60 s)."""
+    if not _gate[0].wait(60):
+        raise TimeoutError("the gate never opened")
+    return x * x

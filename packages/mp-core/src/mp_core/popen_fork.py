@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
@@ -28,6 +29,10 @@ class Popen:
     def __init__(self, process_obj: Any) -> None:
         util._flush_std_streams()
         self.returncode: Optional[int] = None
+        # Held while collecting the exit status: with two threads waiting
+        # (join() in one, the pool's manager in another), the one that did
+        # not collect it must see it published, never "still running".
+        self._collecting = threading.Lock()
         self.finalizer: Optional[util.Finalize] = None
         self._parent_only_fds: tuple[int, ...] = ()
         self._launch(process_obj)
@@ -36,17 +41,33 @@ class Popen:
         return fd
 
     def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
-        """The child's exit code, or ``None`` while it runs (``flag=0`` waits)."""
+        """The child's exit code, or ``None`` while it runs (``flag=0`` waits).
+
+        Safe from several threads: a waiting call (``flag=0``) returns the
+        exit code even when another thread collects it; a non-waiting one
+        returns ``None`` while another thread is collecting it.
+        """
         if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, flag)
-            except OSError:
-                # Reaped elsewhere (a SIGCHLD handler of the application, say):
-                # the status is lost, as with the standard library.
+            if not self._collecting.acquire(flag != os.WNOHANG):
                 return None
-            if pid == self.pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+            try:
+                if self.returncode is None:
+                    self.returncode = self._collect(flag)
+            finally:
+                self._collecting.release()
         return self.returncode
+
+    def _collect(self, flag: int) -> Optional[int]:
+        """Read the exit status (under ``_collecting``); ``None`` if the child still runs."""
+        try:
+            pid, status = os.waitpid(self.pid, flag)
+        except OSError:
+            # Reaped elsewhere (a SIGCHLD handler of the application, say):
+            # the status is lost, as with the standard library.
+            return None
+        if pid == self.pid:
+            return os.waitstatus_to_exitcode(status)
+        return None
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         """Wait up to ``timeout`` seconds for the child; return its exit code or ``None``."""

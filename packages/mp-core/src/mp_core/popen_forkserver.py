@@ -66,15 +66,13 @@ class Popen(popen_fork.Popen):
         with open(data_w, "wb", closefd=False) as to_child:
             to_child.write(buf.getbuffer())
 
-    def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
-        if self.returncode is None:
-            from .connection import wait
-            timeout = 0 if flag == os.WNOHANG else None
-            if not wait([self.sentinel], timeout):
-                return None
-            try:
-                self.returncode = forkserver.read_signed(self.sentinel)
-            except (OSError, EOFError):
-                # The server died before it could tell us: the status is lost.
-                self.returncode = 255
-        return self.returncode
+    def _collect(self, flag: int) -> Optional[int]:
+        from .connection import wait
+        timeout = 0 if flag == os.WNOHANG else None
+        if not wait([self.sentinel], timeout):
+            return None
+        try:
+            return forkserver.read_signed(self.sentinel)
+        except (OSError, EOFError):
+            # The server died before it could tell us: the status is lost.
+            return 255

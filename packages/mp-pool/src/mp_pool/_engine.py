@@ -53,6 +53,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -168,6 +169,7 @@ class ProcessEngine:
         self._terminating = False
         self._stopped = False
         self._starting: tuple[connection.Connection, ...] = ()
+        self._feeders: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
         try:
             self._wake_r, self._wake_w = os.pipe()
         except BaseException:
@@ -232,6 +234,9 @@ class ProcessEngine:
             return
         job.source = make_source(iterable, chunksize, lambda: self.notify_source(job),
                                  limit=2 * MAX_DEPTH * self.size, name=f"PoolFeeder-{job.id}")
+        feeder = getattr(job.source, "thread", None)
+        if feeder is not None:
+            self._feeders.add(feeder)
         self._submit(job)
 
     def _submit(self, job: Job) -> None:
@@ -262,17 +267,35 @@ class ProcessEngine:
         self._wake()
 
     def terminate(self) -> None:
-        """Stop the workers now; pending results fail with ``PoolTerminatedError``."""
+        """Stop the workers now; pending results fail with ``PoolTerminatedError``.
+
+        Waits for the manager thread to finish, except when called from a
+        thread of this engine (a callback, the pool's finalizer run by the
+        manager or a feeder thread): that thread may be the one the wait
+        would be for, so the manager is only told to stop.
+        """
         self._terminating = True
         self._wake()
-        if not self.thread.is_current():
+        if not self.owns_current_thread():
             self.thread.join()
 
     def join(self) -> None:
         """Wait until the manager thread (and with it every worker) has finished."""
+        if self.owns_current_thread():
+            raise RuntimeError("cannot join a pool from one of its own threads (a callback, or an object "
+                               "collected while results were delivered): that thread is the one that "
+                               "stops the workers")
         self.thread.join()
         for process in self.processes:
             process.join()
+
+    def owns_current_thread(self) -> bool:
+        """Whether the running thread is this engine's manager thread or one of its input feeders."""
+        # (ForkSafeThreads: the thread under each changes when the process forks.)
+        thread = getattr(self, "thread", None)
+        if thread is not None and thread.is_current():
+            return True
+        return any(feeder.is_current() for feeder in list(self._feeders))
 
     def delivers_in_current_thread(self) -> bool:
         return self.thread.is_current()

@@ -17,6 +17,7 @@ single result-handler thread of the standard library.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -25,6 +26,14 @@ from ._jobs import Job, finish_submission
 from ._sources import SingleSource, make_source
 
 __all__ = ["ThreadEngine"]
+
+
+def _in_background(stop: Callable[[], None], fallback: Callable[[], None]) -> None:
+    """Run ``stop`` in a new daemon thread; ``fallback`` if none can be started (interpreter shutdown)."""
+    try:
+        threading.Thread(target=stop, name="PoolTerminator", daemon=True).start()
+    except RuntimeError:
+        fallback()
 
 _CALL, _MAP, _STARMAP = "call", "map", "starmap"
 
@@ -46,6 +55,7 @@ class ThreadEngine:
         self._active: dict[int, Job] = {}
         self._closing = False
         self._terminating = False
+        self._feeders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         for _ in range(processes):
             worker = process_factory(target=self._work)
             worker.daemon = True
@@ -65,6 +75,9 @@ class ThreadEngine:
         job = Job(_STARMAP if star else _MAP, name, func, result, None)
         job.source = make_source(iterable, chunksize, lambda: self._notify_source(job),
                                  limit=4 * self.size, name=f"PoolFeeder-{job.id}")
+        feeder = getattr(job.source, "thread", None)
+        if feeder is not None:
+            self._feeders.add(feeder)
         self._submit(job)
 
     def _submit(self, job: Job) -> None:
@@ -97,17 +110,38 @@ class ThreadEngine:
             self._cond.notify_all()
 
     def terminate(self) -> None:
+        """Stop the workers; pending results fail with ``PoolTerminatedError``.
+
+        From a thread of this engine (a callback, the pool's finalizer run
+        by a worker or a feeder), which may hold the locks that stopping
+        needs and that the other workers wait for, the stop is handed to a
+        thread of its own and this call returns at once.
+        """
+        if self.owns_current_thread():
+            _in_background(self.terminate, self._request_stop)
+            return
         self._stop(PoolTerminatedError("the pool was terminated"), notify=False)
-        current = threading.current_thread()
         for worker in self.processes:
-            if worker is not current and worker.ident is not None:
+            if worker.ident is not None:
                 worker.join()
 
     def join(self) -> None:
-        current = threading.current_thread()
+        """Wait for every worker thread to finish (from outside the pool's own threads)."""
+        if self.owns_current_thread():
+            raise RuntimeError("cannot join a pool from one of its own threads (a callback, or an object "
+                               "collected in a worker): the workers may be waiting for this very thread")
         for worker in self.processes:
-            if worker is not current:
-                worker.join()
+            worker.join()
+
+    def owns_current_thread(self) -> bool:
+        """Whether the running thread is one of this engine's workers or input feeders."""
+        current = threading.current_thread()
+        return any(worker is current for worker in self.processes) or current in self._feeders
+
+    def _request_stop(self) -> None:
+        # Only when no thread can be started (interpreter shutdown): the
+        # workers see the flag the next time they look for work.
+        self._terminating = True
 
     def delivers_in_current_thread(self) -> bool:
         return getattr(self._local, "delivering", False)
