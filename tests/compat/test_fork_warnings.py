@@ -84,6 +84,18 @@ PROGRAMS = {
         assert "child" in got and [x for x in got if x != "child"] == list(range(100)), got
         print("queue", len(got), child.exitcode)
     """,
+    "more put than the pipe holds, then the reader is forked": """
+        def drain(q, count, results):
+            results.put(sum(len(q.get(timeout=30)) for _ in range(count)))
+        q, results = ctx.Queue(), ctx.Queue()
+        for _ in range(8):
+            q.put(b"x" * (256 << 10))  # the feeder is stuck writing until the child reads
+        child = ctx.Process(target=drain, args=(q, 8, results))
+        child.start()
+        assert results.get(timeout=60) == 8 * (256 << 10)
+        child.join()
+        print("drained", child.exitcode)
+    """,
     "a pool, then a queue and a process": """
         with ctx.Pool(2) as pool:
             q = ctx.Queue()

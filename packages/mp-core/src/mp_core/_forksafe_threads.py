@@ -24,9 +24,11 @@ So each of them steps aside around every fork, through ``os.register_at_fork``::
     after, in the child: forget them (they do not exist there; their
             owners reset themselves with their after-fork hooks)
 
-A thread that does not stop in time (stuck in user code, or in a write to
-a full pipe: it says so with ``blocked``) is left running and the fork
-goes ahead: the fork must never wait on something only the child would do.
+A thread that does not stop in time (stuck in user code, or in a blocking
+write to a full pipe: it says so with ``blocked``) is left running and the
+fork goes ahead: the fork must never wait on something only the child
+would do.  A thread waiting in ``poll()`` can poll ``fork_requested_fd()``
+as well, to step aside even there (a queue's feeder does, on Linux).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Callable, Optional
 
-__all__ = ["ForkSafeThread", "fork", "PAUSE_WAIT", "BLOCKED_GRACE"]
+__all__ = ["ForkSafeThread", "fork", "fork_requested_fd", "PAUSE_WAIT", "BLOCKED_GRACE"]
 
 #: Seconds a fork waits, at most, for the threads to step aside.
 PAUSE_WAIT = 1.0
@@ -249,6 +251,40 @@ def _wait_os_thread_gone(thread: threading.Thread, deadline: float) -> None:
 
 _live: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
 _local = threading.local()
+# A pipe that holds a byte while a fork waits for the threads to step
+# aside: a thread blocked in poll() on a descriptor (a write to a full
+# pipe) polls this one too.  Made on first use; each process has its own.
+_fork_signal: list[int] = []
+_fork_signal_lock = threading.Lock()
+
+
+def fork_requested_fd() -> int:
+    """A descriptor that is readable while a fork waits for this process's fork-safe threads.
+
+    For a body blocked in ``poll()`` (writing to a full pipe, say): it
+    polls this descriptor too, and looks at ``pausing`` when it is ready.
+    """
+    with _fork_signal_lock:
+        if not _fork_signal:
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            os.set_blocking(write_end, False)
+            _fork_signal[:] = [read_end, write_end]
+        return _fork_signal[0]
+
+
+def _signal_fork(requested: bool) -> None:
+    if not _fork_signal:
+        return
+    read_end, write_end = _fork_signal
+    try:
+        if requested:
+            os.write(write_end, b"\0")
+        else:
+            while os.read(read_end, 64):
+                pass
+    except OSError:
+        pass  # full (already signalled) or empty (nothing to clear)
 # Threads whose body has finished: the next fork waits until the kernel has
 # released them too (they may still count for a moment after they end).
 _exiting: list[threading.Thread] = []
@@ -265,6 +301,8 @@ def _before_fork() -> None:
     if not (_live or _exiting):
         return
     asked = [thread for thread in list(_live) if thread._ask_to_pause()]
+    if asked:
+        _signal_fork(True)
     deadline = time.monotonic() + PAUSE_WAIT
     ended = list(_exiting)
     del _exiting[:len(ended)]
@@ -283,6 +321,7 @@ def _resume_paused() -> None:
     asked = getattr(_local, "paused", None)
     if asked:
         _local.paused = []
+        _signal_fork(False)
         for thread in asked:
             thread._resume()
 
@@ -295,6 +334,15 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _local.paused = []
     _local.deferred = False
+    if _fork_signal:
+        for fd in _fork_signal:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        del _fork_signal[:]
+    global _fork_signal_lock
+    _fork_signal_lock = threading.Lock()
     del _exiting[:]
     for thread in list(_live):
         thread._forget_in_child()

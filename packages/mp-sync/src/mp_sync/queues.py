@@ -43,6 +43,7 @@ from mp_core._forksafe_threads import ForkSafeThread
 from mp_core.connection import Pipe
 from mp_core.context import BaseContext, assert_spawning
 
+from ._feed_writer import FeedState, private_nonblocking_end, write_out
 from .synchronize import SEM_VALUE_MAX, BoundedSemaphore, Condition, Lock, Semaphore, _resolve
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
@@ -148,7 +149,12 @@ class Queue:
 
     def _reset(self) -> None:
         # The per-process half of the queue: a forked child must not believe
-        # it has the parent's feeder thread or its buffered items.
+        # it has the parent's feeder thread or its buffered items (nor keep
+        # its descriptor for the pipe, nor the write lock it may hold).
+        inherited = getattr(self, "_feed_state", None)
+        if inherited is not None:
+            inherited.close()
+        self._feed_state = FeedState()
         self._notempty = threading.Condition(threading.Lock())
         self._buffer: collections.deque = collections.deque()
         self._thread: Optional[ForkSafeThread] = None
@@ -209,8 +215,8 @@ class Queue:
         args = (self._buffer, self._notempty, self._writer, self._wlock,
                 self._reader.close, self._writer.close, self._ignore_epipe,
                 self._feeder_error_hook(), self._sem)
-        notempty = self._notempty
-        feeder = ForkSafeThread(lambda: Queue._feed(*args, feeder), name="QueueFeederThread",
+        notempty, state = self._notempty, self._feed_state
+        feeder = ForkSafeThread(lambda: Queue._feed(*args, feeder, state), name="QueueFeederThread",
                                 wake=lambda: _notify(notempty))
         self._thread = feeder
         try:
@@ -258,50 +264,86 @@ class Queue:
     def _feed(buffer: collections.deque, notempty: threading.Condition, writer: Any,
               writelock: Optional[Lock], reader_close: Callable[[], None], writer_close: Callable[[], None],
               ignore_epipe: bool, onerror: Callable[[BaseException, Any], None],
-              queue_sem: BoundedSemaphore, thread: ForkSafeThread) -> bool:
+              queue_sem: BoundedSemaphore, thread: ForkSafeThread, state: FeedState) -> bool:
         """The feeder thread: write buffered payloads to the pipe until the sentinel.
 
-        Returns true, leaving the rest in the buffer, to step aside for a
-        fork (``thread.pausing``); it is then called again.
+        Returns true to step aside for a fork (``thread.pausing``), leaving
+        the rest in the buffer, or in ``state`` with the write lock held
+        when it stops in the middle of a batch (see ``_feed_writer``); it is
+        then called again.
         """
-        while True:
-            with notempty:
-                while not buffer:
+        def failed(exc: BaseException, batch: list) -> bool:
+            """Report a write that failed; true if the feeder must end."""
+            if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
+                return True
+            if util.is_exiting():
+                util.info("error in queue thread: %s", exc)
+                return True
+            for payload in batch:
+                # The item never reached the pipe: give its slot back.
+                queue_sem.release()
+                onerror(exc, payload)
+            return False
+
+        if state.fd is None:
+            state.fd = private_nonblocking_end(writer.fileno()) if writelock is not None else -1
+        paused = False
+        try:
+            while True:
+                if state.parts is None:
+                    if not buffer:
+                        with notempty:
+                            while not buffer:
+                                if thread.pausing:
+                                    paused = True
+                                    return True
+                                notempty.wait()
                     if thread.pausing:
+                        paused = True
                         return True
-                    notempty.wait()
-            while buffer:
-                if thread.pausing:
-                    return True
-                batch, stop = _take_batch(buffer)
-                if batch:
-                    # A full pipe can hold the write for as long as nobody
-                    # reads (the reader may be the child about to be forked):
-                    # a fork does not wait for it then.
-                    thread.blocked = True
-                    try:
-                        if writelock is None:
-                            _send_batch(writer, batch)
-                        else:
-                            with writelock:
+                    batch, stop = _take_batch(buffer)
+                    if batch and state.fd < 0:
+                        # Blocking writes: a full pipe can hold one for as
+                        # long as nobody reads (the reader may be the child
+                        # about to be forked); a fork does not wait for it.
+                        thread.blocked = True
+                        try:
+                            if writelock is None:
                                 _send_batch(writer, batch)
+                            else:
+                                with writelock:
+                                    _send_batch(writer, batch)
+                        except Exception as exc:
+                            if failed(exc, batch):
+                                return False
+                        finally:
+                            thread.blocked = False
+                    elif batch:
+                        state.begin(batch, stop, writelock)
+                if state.parts is not None:
+                    try:
+                        if writer.closed:
+                            # (Our own descriptor would still write.)
+                            raise OSError(errno.EBADF, "handle is closed")
+                        if write_out(state, thread):
+                            paused = True
+                            return True
                     except Exception as exc:
-                        if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
+                        batch, stop = state.batch, state.stop
+                        state.finish()
+                        if failed(exc, batch):  # type: ignore[arg-type]
                             return False
-                        if util.is_exiting():
-                            util.info("error in queue thread: %s", exc)
-                            return False
-                        for payload in batch:
-                            # The item never reached the pipe: give its slot back.
-                            queue_sem.release()
-                            onerror(exc, payload)
-                    finally:
-                        thread.blocked = False
+                    else:
+                        stop = state.stop
+                        state.finish()
                 if stop:
                     util.debug("feeder thread got sentinel -- exiting")
                     reader_close()
                     writer_close()
                     return False
+        finally:
+            if not paused:
+                state.close()
 
     @staticmethod
     def _on_queue_feeder_error(exc: BaseException, obj: Any) -> None:
