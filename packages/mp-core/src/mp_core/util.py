@@ -454,8 +454,10 @@ def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> in
 def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
     # Portable fallback: make the descriptors inheritable only in the child,
     # between fork and exec, so no other thread's child can pick them up.
+    from ._forksafe_threads import fork
+
     args = list(args)
-    pid = os.fork()
+    pid = fork()  # our threads step aside (macOS: CPython 3.12+ warns there too)
     if pid == 0:  # pragma: no cover - runs in the child until exec
         try:
             for fd in fds:
