@@ -30,6 +30,12 @@ a replacement starts.  A worker that dies before it is ready (its
 initializer failed, the main module cannot be imported) breaks the pool
 with ``BrokenPoolError`` instead of being respawned for ever.
 
+Under the fork start method the manager thread never forks: the first
+workers are forked by the thread that creates the pool, and their
+replacements by the pool's zygote (``mp_core._zygote``), forked before the
+pool had a thread; the manager thread and the ``imap`` feeders step aside
+whenever the process forks (``mp_core._forksafe_threads``).
+
 Writes to task pipes never block: a full pipe keeps the rest in the
 worker's outbox until ``poll`` reports room.  (A blocking write could
 deadlock: the manager waiting for a worker to read its next task while the
