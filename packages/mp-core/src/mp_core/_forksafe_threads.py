@@ -131,10 +131,9 @@ class ForkSafeThread:
                 self._main()
                 continue
             if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
+                # (The kernel may count it a moment longer: the next fork
+                # waits for that, see _exiting.)
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                # Gone for the kernel too: a fork right after this join must
-                # not count it (CPython 3.12+ counts OS threads).
-                _wait_os_thread_gone(thread, time.monotonic() + PAUSE_WAIT if deadline is None else deadline)
             return
 
     # ---------------------------------------------------------------- the thread

@@ -334,6 +334,7 @@ class ProcessEngine:
         return False
 
     def _shut_down(self, reason: BaseException) -> None:
+        self._retire_zygote()  # it exits while the workers are stopped; reaped below
         try:
             self._kill_workers()
         finally:
