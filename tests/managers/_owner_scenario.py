@@ -78,20 +78,23 @@ def main(method: str) -> None:
     started = time.monotonic()
     proc.kill()
     proc.join()
+    # The owner's temp dir held the servers' sockets; it had no chance to remove it.
+    tempdir = os.path.dirname(info["address"]) if isinstance(info["address"], str) else None
     seconds = None
     while time.monotonic() - started < 20:
         reap_orphans()
         servers_up = [pid for pid in info["servers"] if running(pid)]
         left = [name for name in info["segments"] if os.path.exists("/dev/shm/" + name)]
-        if not servers_up and not left:
+        if not servers_up and not left and not (tempdir and os.path.exists(tempdir)):
             seconds = time.monotonic() - started
             break
         time.sleep(0.02)
     report = {"existed": existed, "seconds": seconds,
               "servers_running": [pid for pid in info["servers"] if running(pid)],
-              "segments_left": [name for name in info["segments"] if os.path.exists("/dev/shm/" + name)]}
-    if isinstance(info["address"], str):  # the owner's temp dir, which it had no chance to remove
-        shutil.rmtree(os.path.dirname(info["address"]), ignore_errors=True)
+              "segments_left": [name for name in info["segments"] if os.path.exists("/dev/shm/" + name)],
+              "tempdir_left": sorted(os.listdir(tempdir)) if tempdir and os.path.exists(tempdir) else None}
+    if tempdir:
+        shutil.rmtree(tempdir, ignore_errors=True)
     for pid in report["servers_running"]:
         os.kill(pid, 9)
     # Our own helpers (a fork server, the tracker started to spawn the owner) go too.

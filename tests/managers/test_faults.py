@@ -76,6 +76,7 @@ def test_owner_sigkilled_server_exits_and_unlinks_shared_memory(start_method):
     assert all(report["existed"]), report
     assert report["servers_running"] == [], report
     assert report["segments_left"] == [], report
+    assert report["tempdir_left"] is None, report
     assert report["seconds"] is not None and report["seconds"] < 5, report
 
 
@@ -83,3 +84,14 @@ def test_server_that_fails_to_start(ctx):
     m = SyncManager(ctx=ctx)
     with pytest.raises(Exception, match="before it started serving"):
         m.start(initializer=failing_initializer)
+
+
+def test_a_sigkilled_server_leaves_no_socket_file_after_shutdown(ctx):
+    m = SyncManager(ctx=ctx)
+    m.start()
+    address = m.address
+    assert os.path.exists(address)
+    m._process.kill()
+    m._process.join(30)
+    m.shutdown()
+    assert not os.path.exists(address), "the dead server's socket file stayed in the temp dir"

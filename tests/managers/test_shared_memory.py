@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -260,3 +261,123 @@ def test_shared_memory_manager_before_start():
         smm.SharedMemory(size=9)
     with pytest.raises(ValueError):
         smm.ShareableList([1])
+
+
+# ---------------------------------------------------------------- a block handed over by a child
+
+def create_and_hand_over(conn):
+    block = SharedMemory(create=True, size=64)
+    block.buf[:5] = b"hello"
+    conn.send(block.name)
+    block.close()
+
+
+def test_a_block_created_by_a_child_outlives_the_child(ctx, children):
+    reader, writer = ctx.Pipe(duplex=False)
+    try:
+        assert children.run(create_and_hand_over, [(writer,)]) == [0]
+        assert reader.poll(30)
+        name = reader.recv()
+    finally:
+        reader.close()
+        writer.close()
+    assert exists(name), "the block vanished with the child that created it"
+    block = SharedMemory(name)
+    try:
+        assert bytes(block.buf[:5]) == b"hello"
+    finally:
+        block.close()
+        block.unlink()
+    assert not exists(name)
+
+
+HANDED_OVER_THEN_LEAKED = """
+import json
+import sys
+import mp_core
+from mp_managers.shared_memory import SharedMemory
+from tests.managers.test_shared_memory import create_and_hand_over
+
+if __name__ == "__main__":
+    ctx = mp_core.get_context(sys.argv[1])
+    reader, writer = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=create_and_hand_over, args=(writer,))
+    child.start()
+    name = reader.recv()
+    child.join()
+    try:
+        block = SharedMemory(name)
+        attached = bytes(block.buf[:5]).decode()
+        block.close()
+    except OSError as exc:
+        attached = repr(exc)
+    # Exits without unlinking: the resource tracker must.
+    print(json.dumps({"name": name, "attached": attached}))
+"""
+
+
+def test_a_block_handed_over_by_a_child_is_cleaned_up_when_the_program_ends(start_method, tmp_path):
+    script = tmp_path / "handed_over.py"
+    script.write_text(HANDED_OVER_THEN_LEAKED)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True,
+                            timeout=90, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["attached"] == "hello", report
+    # The tracker ends with the program (capture_output waited for it: it holds stderr).
+    assert not exists(report["name"])
+    assert "leaked shared_memory objects" in result.stderr and report["name"] in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------- creation that fails leaves nothing
+
+@pytest.mark.parametrize("suffix, reason", [(":b", "without ':'"), ("\nb", "line breaks"),
+                                            ("é", "not ASCII")])
+def test_a_name_the_tracker_refuses_is_refused_before_anything_is_created(suffix, reason):
+    name = f"psm_{os.getpid()}{suffix}"
+    with pytest.raises(ValueError) as info:
+        SharedMemory(name, create=True, size=64)
+    message = str(info.value)
+    assert repr(name) in message and reason in message and "track=False" in message, message
+    assert not exists(name)
+    # Untracked, the same name is fine.
+    block = SharedMemory(name, create=True, size=64, track=False)
+    try:
+        assert exists(name) and block.size == 64
+        # Attaching and unlinking a name the tracker cannot hold works too.
+        again = SharedMemory(name)
+        again.close()
+        again.unlink()
+    finally:
+        block.close()
+    assert not exists(name)
+
+
+def test_a_block_that_cannot_be_sized_is_not_left_behind():
+    from tests.conftest import shm_entries
+
+    before = shm_entries()
+    with pytest.raises(OSError) as info:
+        SharedMemory(create=True, size=2**62)
+    assert "psm_" in str(info.value), "the error should name the block"
+    with pytest.raises(TypeError, match="'size' must be an integer, not float"):
+        SharedMemory(create=True, size=1.5)
+    assert shm_entries() == before
+
+
+def test_a_block_the_tracker_cannot_register_is_not_left_behind(monkeypatch):
+    from mp_core import resource_tracker
+    from tests.conftest import shm_entries
+
+    def refuse(name, rtype):
+        raise RuntimeError("no resource tracker here")
+
+    monkeypatch.setattr(resource_tracker, "register", refuse)
+    before = shm_entries()
+    with pytest.raises(RuntimeError, match="no resource tracker here"):
+        SharedMemory(create=True, size=64)
+    with pytest.raises(RuntimeError, match="no resource tracker here"):
+        SharedMemory(f"psm_{os.getpid()}_named", create=True, size=64)
+    assert shm_entries() == before

@@ -13,6 +13,7 @@ program never leaves an orphaned manager behind.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any, Callable, Optional, Sequence
@@ -180,6 +181,10 @@ class BaseManager:
                     util.info("manager still alive after terminate")
                     proc.kill()
                     proc.join()
+        if proc.exitcode not in (None, 0):
+            # The server died without closing its listener (SIGKILL): its
+            # socket file would stay until this process exits.
+            _remove_private_socket(address)
         state.value = State.SHUTDOWN
         forget_address(address)
 
@@ -296,6 +301,10 @@ def _serve_in_child(server_class: type, registry: dict, address: Any, authkey: b
         writer.close()
     util.info("manager serving at %r", server.address)
     server.serve_forever()
+    if server.owner_gone:
+        # Killed (SIGKILL, os._exit), the owner never ran the exit handler
+        # that removes its temp dir; the serving socket is gone by now.
+        _remove_private_socket(server.address, with_directory=True)
     # What the server's objects hold (pools, other managers' references) is
     # released by the exit handlers the process runs next.
 
@@ -321,3 +330,25 @@ def _ask_to_shut_down(address: Any, authkey: bytes, serializer: str, timeout: fl
         return
     thread.join(timeout)
 
+
+def _remove_private_socket(address: Any, with_directory: bool = False) -> None:
+    """Remove the socket file at ``address`` if it lies in one of this library's ``pymp-*`` temp dirs.
+
+    With ``with_directory``, that directory goes too if it is left empty
+    (others of the owner's servers may still have sockets in it: the last
+    one to go removes it).  An address the user chose is never touched.
+    """
+    if not isinstance(address, str) or not address or address[0] == "\0":
+        return
+    directory = os.path.dirname(address)
+    if not os.path.basename(directory).startswith("pymp-"):
+        return
+    try:
+        os.unlink(address)
+    except OSError:
+        pass
+    if with_directory:
+        try:
+            os.rmdir(directory)  # fails, harmlessly, while anything else is in it
+        except OSError:
+            pass

@@ -3,7 +3,8 @@
 ::
 
     client thread ──connect──> accepter thread ── one thread per connection ──┐
-                                                                               │
+                               (at most max_pending_handshakes                 │
+                                unauthenticated at once: _handshakes)          │
        authenticate (HMAC both ways) before reading anything else              │
        loop: request ──> look up object by id ──> exposed? ──> call ──> reply  │
                                                                                │
@@ -21,16 +22,16 @@ the process that started it dies, however it died.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
-import socket
-import sys
 import threading
 from typing import Any, Optional
 
 from mp_core import connection, process, util
 from mp_core.context import AuthenticationError
 
+from ._handshakes import PendingHandshakes, shut_down_socket
 from ._protocol import (
     RELEASE,
     REPLY_ERROR,
@@ -61,6 +62,12 @@ def local_server(address: Any) -> Optional[Server]:
 
 
 _ALREADY_REPLIED = object()
+_NO_REPLY = object()
+
+# accept() failures that mean "out of descriptors or kernel memory": retrying
+# at once would spin; back off (and evict a stalled handshake) instead.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_MAX_ACCEPT_BACKOFF = 1.0
 
 
 class Server:
@@ -75,6 +82,17 @@ class Server:
     #: Control operations a client may request (``None`` as the object id).
     public: tuple[str, ...] = ("shutdown", "create", "accept_connection", "get_methods", "debug_info",
               "number_of_objects", "dummy", "incref", "decref")
+
+    #: Connections accepted but not yet authenticated, at most; further
+    #: peers wait in the listen backlog.
+    max_pending_handshakes: int = 64
+    #: Seconds a peer has to complete the whole handshake after being
+    #: accepted; ``None``: ``Listener.handshake_timeout``.
+    handshake_timeout: Optional[float] = None
+    #: Seconds after which a handshake in progress may be dropped to make
+    #: room for a newer peer when ``max_pending_handshakes`` are waiting (or
+    #: descriptors ran out); an honest client answers in milliseconds.
+    eviction_age: float = 2.0
 
     def __init__(self, registry: dict, address: Any, authkey: bytes, serializer: str) -> None:
         check_serializer(serializer)
@@ -99,6 +117,12 @@ class Server:
         self._connections: set[Any] = set()
         self._connections_lock = threading.Lock()
         self._watch_parent = False
+        #: Whether the server stopped because the process that started it died.
+        self.owner_gone = False
+        timeout = self.handshake_timeout
+        self._pending = PendingHandshakes(self.max_pending_handshakes,
+                                          connection.Listener.handshake_timeout if timeout is None else timeout,
+                                          self.eviction_age)
         from ._proxytypes import register_view_reducers
         register_view_reducers()
 
@@ -111,6 +135,9 @@ class Server:
         process instead; code after this call runs here).
         """
         _local_servers[self.address] = self
+        # The handshake's hashes, imported now: the first client must not
+        # wait for OpenSSL to load (and look like a stalled peer meanwhile).
+        import hmac  # noqa: F401
         # Written to when stopping, to wake the accepter.
         self._wake_r, self._wake_w = os.pipe()
         threading.Thread(target=self._accept_loop, name="manager-accepter", daemon=True).start()
@@ -129,6 +156,7 @@ class Server:
             self._stop_reason = reason
             util.info("manager server at %r stopping: %s", self.address, reason)
             self._stop_event.set()
+            self._pending.close()
             try:
                 os.write(self._wake_w, b"x")
             except OSError:
@@ -143,6 +171,7 @@ class Server:
         except OSError:
             pass
         self._listener.close()
+        self._pending.close()
         try:
             self.on_stop()
         finally:
@@ -165,32 +194,72 @@ class Server:
         if parent is None:
             return
         parent.join()
+        self.owner_gone = True
         self.stop("the process that started this manager has exited")
 
     def _accept_loop(self) -> None:
         listening = self._listener._socket
+        pending = self._pending
+        backoff = 0.0
         while not self._stop_event.is_set():
+            if not pending.make_room():
+                return
             try:
-                ready = connection.wait([listening, self._wake_r])
+                ready = connection.wait([listening, self._wake_r], pending.next_deadline())
             except OSError:
                 return
             if self._stop_event.is_set() or self._wake_r in ready:
                 return
+            pending.expire()
+            if not ready:
+                continue
             try:
                 conn = self._listener.accept()
-            except OSError:
+            except OSError as exc:
                 if self._stop_event.is_set():
                     return
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    util.debug("manager: accept failed: %s", exc)
+                    continue
+                # The peer stays in the backlog until a descriptor frees up:
+                # a stalled handshake can give one back; otherwise wait
+                # (doubling, up to a second) instead of spinning on accept.
+                if pending.evict_oldest():
+                    backoff = 0.0
+                else:
+                    if not backoff:
+                        util.sub_warning("manager at %r cannot accept connections: %s; retrying",
+                                         self.address, exc)
+                    backoff = min(max(backoff * 2, 0.01), _MAX_ACCEPT_BACKOFF)
+                connection.wait([self._wake_r], backoff or 0.01)
                 continue
-            threading.Thread(target=self._handle_connection, args=(conn,), daemon=True,
-                             name="manager-connection").start()
+            backoff = 0.0
+            key = pending.admit(conn)
+            try:
+                threading.Thread(target=self._handle_connection, args=(conn, key), daemon=True,
+                                 name="manager-connection").start()
+            except RuntimeError as exc:  # no more threads: as with descriptors, wait
+                pending.finish(key)
+                conn.close()
+                util.sub_warning("manager at %r cannot start a thread: %s", self.address, exc)
+                connection.wait([self._wake_r], _MAX_ACCEPT_BACKOFF)
 
-    def _handle_connection(self, conn: Any) -> None:
+    def _handle_connection(self, conn: Any, key: int) -> None:
+        pending = self._pending
         try:
-            connection.deliver_challenge(conn, self.authkey, timeout=connection.CONNECTION_TIMEOUT)
-            connection.answer_challenge(conn, self.authkey, timeout=connection.CONNECTION_TIMEOUT)
+            connection.deliver_challenge(conn, self.authkey, timeout=pending.remaining(key))
+            connection.answer_challenge(conn, self.authkey, timeout=pending.remaining(key))
         except (AuthenticationError, OSError, EOFError) as exc:
+            pending.finish(key)
             util.info("manager refused a connection: %s", exc)
+            conn.close()
+            return
+        except BaseException:
+            pending.finish(key)
+            conn.close()
+            raise
+        if not pending.finish(key):
+            # Evicted just as it succeeded: its socket is already shut down.
             conn.close()
             return
         with self._connections_lock:
@@ -210,43 +279,23 @@ class Server:
     def _serve(self, conn: MessageStream) -> None:
         recv_bytes = conn.recv_bytes
         send = conn.send
-        loads = conn.decode
-        objects = self.id_to_obj
         while True:
             try:
                 data = recv_bytes()
-            except (EOFError, OSError):
+            except (EOFError, OSError) as exc:
+                if isinstance(exc, connection.BadMessageLength):
+                    # The stream is out of step: say why, then hang up.
+                    util.info("manager: closing a connection that sent a corrupt message: %s", exc)
+                    try:
+                        send((REPLY_FAILURE, f"the manager received a corrupt message ({exc}); "
+                                             f"closing the connection"))
+                    except Exception:
+                        pass
                 return
-            try:
-                ident, name, args, kwds = loads(data)
-            except Exception as exc:
-                reply: Any = (REPLY_FAILURE, "the manager could not decode a request:\n" + format_remote(exc))
-            else:
-                if ident is None:
-                    if name == RELEASE:
-                        self._release(args)
-                        continue
-                    reply = self._control(conn, name, args, kwds)
-                    if reply is _ALREADY_REPLIED:
-                        continue
-                else:
-                    entry = objects.get(ident)
-                    if entry is None:
-                        reply = (REPLY_FAILURE, str(self._missing(ident)))
-                    else:
-                        obj, exposed, typeids = entry
-                        try:
-                            if name in exposed:
-                                result = getattr(obj, name)(*args, **kwds)
-                            else:
-                                result = self._fallback(obj, name, exposed)(*args, **kwds)
-                        except Exception as exc:
-                            reply = self._error_reply(exc)
-                        else:
-                            if typeids is not None and name in typeids:
-                                reply = self._proxy_reply(typeids[name], result)
-                            else:
-                                reply = (REPLY_RETURN, result)
+            reply = self._reply_to(conn, data)
+            del data
+            if reply is _NO_REPLY:
+                continue
             try:
                 send(reply)
             except (OSError, EOFError):
@@ -259,7 +308,52 @@ class Server:
                                          + format_remote(exc)))
                 except Exception:
                     return
-            del reply, data
+            del reply
+
+    def _reply_to(self, conn: MessageStream, data: Any) -> Any:
+        """The reply to the request in ``data``; ``_NO_REPLY`` for a release.
+
+        Whatever a request holds (a wrong shape, an unhashable id, a method
+        that raises, no memory left), the client gets an error reply and
+        the connection keeps serving, as the standard library replies
+        ``#TRACEBACK``.
+        """
+        try:
+            request = conn.decode(data)
+        except Exception as exc:
+            return (REPLY_FAILURE, "the manager could not decode a request:\n" + format_remote(exc))
+        try:
+            ident, name, args, kwds = request
+        except Exception as exc:
+            return (REPLY_FAILURE, f"a manager request is a tuple (id, method, args, kwds), not "
+                                   f"{_describe(request)}:\n" + format_remote(exc))
+        try:
+            if ident is None:
+                if name == RELEASE:
+                    self._release(args)
+                    return _NO_REPLY
+                reply = self._control(conn, name, args, kwds)
+                return _NO_REPLY if reply is _ALREADY_REPLIED else reply
+            return self._call_method(ident, name, args, kwds)
+        except Exception as exc:
+            return (REPLY_FAILURE, f"the manager could not handle a request for method {_describe(name)} "
+                                   f"of object {_describe(ident)}:\n" + format_remote(exc))
+
+    def _call_method(self, ident: Any, name: Any, args: Any, kwds: Any) -> tuple:
+        entry = self.id_to_obj.get(ident)
+        if entry is None:
+            return (REPLY_FAILURE, str(self._missing(ident)))
+        obj, exposed, typeids = entry
+        try:
+            if name in exposed:
+                result = getattr(obj, name)(*args, **kwds)
+            else:
+                result = self._fallback(obj, name, exposed)(*args, **kwds)
+        except Exception as exc:
+            return self._error_reply(exc)
+        if typeids is not None and name in typeids:
+            return self._proxy_reply(typeids[name], result)
+        return (REPLY_RETURN, result)
 
     def _fallback(self, obj: Any, name: str, exposed: frozenset) -> Any:
         if name == "#GETVALUE":
@@ -362,6 +456,10 @@ class Server:
         del entry
 
     def _release(self, ids: Any) -> None:
+        if not isinstance(ids, (list, tuple)):
+            # No reply goes back for a release: log, and keep serving.
+            util.info("manager: ignored a release of %s (expected a list of object ids)", _describe(ids))
+            return
         for ident in ids:
             try:
                 self.decref(None, ident)
@@ -404,20 +502,16 @@ class Server:
         pass
 
 
-def _wake_reader(conn: Any) -> None:
-    """Make a thread blocked reading ``conn`` see end of file (closing the fd would race it)."""
+def _describe(obj: Any) -> str:
+    """``obj`` for an error message: its type and a repr bounded in length (a request may be huge)."""
+    import reprlib
+
     try:
-        sock = util.socket_over_fd(os.dup(conn.fileno()))
-    except OSError:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
+        text = reprlib.repr(obj)
+    except Exception:
+        text = "?"
+    return f"{type(obj).__name__} {text}"
 
 
-if sys.platform == "win32":  # pragma: no cover - designed in, not tested here
-    def _wake_reader(conn: Any) -> None:  # noqa: F811
-        pass
+# Wakes a thread blocked reading ``conn``; needs no descriptor (they may have run out).
+_wake_reader = shut_down_socket

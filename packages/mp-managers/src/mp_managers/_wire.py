@@ -37,6 +37,9 @@ _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
 _LONG_MARKER = _SHORT.pack(-1)
 _READ_SIZE = 64 * 1024
+# Messages up to this size are received into a buffer of their announced
+# size at once; larger ones grow with what arrives.
+_EAGER_LIMIT = 4 * 1024 * 1024
 
 
 class _Encoder:
@@ -137,7 +140,14 @@ class MessageStream:
         return self.decode(self.recv_bytes())
 
     def recv_bytes(self) -> Any:
-        """The payload of the next message (``bytes`` or a view of them)."""
+        """The payload of the next message (``bytes`` or a view of them).
+
+        Raises ``EOFError`` at end of file (also in the middle of a message)
+        and ``BadMessageLength`` for a malformed header; after either, the
+        stream is out of step and must be closed.  Memory follows the bytes
+        that arrive, not the size a header announces: a bare header of any
+        size commits at most ``_EAGER_LIMIT`` bytes.
+        """
         data = self._pending
         if len(data) < 4:
             data = self._read_at_least(data, 4)
@@ -145,7 +155,10 @@ class MessageStream:
         start = 4
         if size < 0:
             if size != -1:
-                raise connection.BadMessageLength("malformed message header")
+                self._pending = b""
+                raise connection.BadMessageLength(
+                    f"malformed message header: size {size} (the only negative size is -1, "
+                    f"the marker of an 8-byte size)")
             if len(data) < 12:
                 data = self._read_at_least(data, 12)
             size = _LONG.unpack_from(data, 4)[0]
@@ -155,15 +168,28 @@ class MessageStream:
             self._pending = data[end:] if len(data) > end else b""
             return memoryview(data)[start:end]
         self._pending = b""
-        payload = bytearray(size)
-        have = len(data) - start
-        payload[:have] = memoryview(data)[start:]
-        view = memoryview(payload)
-        while have < size:
-            n = os.readv(self._fd, [view[have:]])
+        if size <= _EAGER_LIMIT:
+            payload = bytearray(size)
+            have = len(data) - start
+            payload[:have] = memoryview(data)[start:]
+            view = memoryview(payload)
+            while have < size:
+                n = os.readv(self._fd, [view[have:]])
+                if not n:
+                    raise EOFError("got end of file during message")
+                have += n
+            return payload
+        return self._read_large(bytearray(memoryview(data)[start:]), size)
+
+    def _read_large(self, payload: bytearray, size: int) -> bytearray:
+        # Grown as the bytes arrive (one copy each, from a reused buffer):
+        # a header announcing gigabytes that never come costs nothing.
+        chunk = memoryview(bytearray(min(size - len(payload), _EAGER_LIMIT)))
+        while len(payload) < size:
+            n = os.readv(self._fd, [chunk[:size - len(payload)]])
             if not n:
                 raise EOFError("got end of file during message")
-            have += n
+            payload += chunk[:n]
         return payload
 
     def _read_at_least(self, data: bytes, count: int) -> bytes:

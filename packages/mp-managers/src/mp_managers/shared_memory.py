@@ -48,6 +48,26 @@ def _make_filename() -> str:
     return _SHM_NAME_PREFIX + os.urandom((_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2).hex()
 
 
+def _check_trackable(name: str) -> None:
+    """``ValueError`` naming ``name`` if the resource tracker cannot register it."""
+    from mp_core import resource_tracker
+
+    try:
+        resource_tracker._encode("REGISTER", name, "shared_memory")
+    except ValueError as exc:
+        reason = ("it is not ASCII" if isinstance(exc, UnicodeError) else str(exc))
+        raise ValueError(f"cannot create shared memory {name[1:]!r} tracked by the resource tracker: "
+                         f"{reason} (choose another name, or pass track=False)") from None
+
+
+def _is_trackable(name: str) -> bool:
+    try:
+        _check_trackable(name)
+    except ValueError:
+        return False
+    return True
+
+
 class SharedMemory:
     """A block of shared memory, created or attached to by name.
 
@@ -70,10 +90,16 @@ class SharedMemory:
     _mmap: Optional[mmap.mmap] = None
     _buf: Optional[memoryview] = None
     _name: Optional[str] = None
+    _size = 0
     _track = True
 
     def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0, *,
                  track: bool = True) -> None:
+        try:
+            size = operator.index(size)
+        except TypeError:
+            # (Python 3.9's ftruncate() would take 1.5 for 1.)
+            raise TypeError(f"'size' must be an integer, not {type(size).__name__}") from None
         if size < 0:
             raise ValueError("'size' must be a positive integer")
         if create and size == 0:
@@ -83,6 +109,11 @@ class SharedMemory:
         if sys.platform == "win32":  # pragma: no cover - designed in, not implemented yet
             raise NotImplementedError("SharedMemory is not implemented on Windows yet")
         self._track = track
+        if name is not None:
+            name = name if name.startswith("/") else "/" + name
+            if create and track:
+                # Refused after shm_open, the name would leave the block behind.
+                _check_trackable(name)
         flags = os.O_CREAT | os.O_EXCL | os.O_RDWR if create else os.O_RDWR
         if name is None:
             while True:
@@ -94,23 +125,32 @@ class SharedMemory:
                 break
             self._name = candidate
         else:
-            self._name = name if name.startswith("/") else "/" + name
+            self._name = name
             self._fd = _posixshmem.shm_open(self._name, flags, mode=_MODE)
         try:
             if create:
                 os.ftruncate(self._fd, size)
             size = os.fstat(self._fd).st_size
             self._mmap = mmap.mmap(self._fd, size)
-        except BaseException:
-            self.close()
-            if create:
-                _posixshmem.shm_unlink(self._name)
+            self._size = size
+            self._buf = memoryview(self._mmap)
+            if create and track:
+                from mp_core import resource_tracker
+                resource_tracker.register(self._name, "shared_memory")
+        except BaseException as exc:
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = self._name  # which block could not be sized or mapped
+            # Whatever failed (no room for the size, no tracker), a block
+            # created here must not outlive the error.
+            try:
+                self.close()
+            finally:
+                if create:
+                    try:
+                        _posixshmem.shm_unlink(self._name)
+                    except OSError:
+                        pass
             raise
-        self._size = size
-        self._buf = memoryview(self._mmap)
-        if create and track:
-            from mp_core import resource_tracker
-            resource_tracker.register(self._name, "shared_memory")
 
     def __del__(self) -> None:
         try:
@@ -162,7 +202,7 @@ class SharedMemory:
         """
         if self._name:
             _posixshmem.shm_unlink(self._name)
-            if self._track:
+            if self._track and _is_trackable(self._name):
                 from mp_core import resource_tracker
                 resource_tracker.unregister(self._name, "shared_memory")
 

@@ -1,0 +1,1 @@
+"""Wire-protocol fuzzing: ``python -m tools.fuzz [--profile long]`` (see ``__main__``)."""
