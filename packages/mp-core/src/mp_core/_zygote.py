@@ -68,6 +68,9 @@ KILL_WAIT = 5.0
 #: Seconds the owner waits for the zygote to exit when closing it, before SIGKILL.
 EXIT_WAIT = 2 * CHILD_GRACE + KILL_WAIT + 2.0
 
+#: Seconds the owner waits for the zygote to answer a request (it forks at once) before giving it up.
+REPLY_WAIT = 60.0
+
 _FAILED = -1  # sent instead of a pid: the zygote could not start the child; a message follows
 
 
@@ -197,6 +200,8 @@ class Zygote:
                 finally:
                     remote_status.close()
                     os.close(child_r)
+                if not _wait_readable(status.fileno(), REPLY_WAIT):
+                    raise TimeoutError(f"no answer in {REPLY_WAIT:.0f} s")
                 pid = read_signed(status.fileno())
             except (OSError, EOFError, RuntimeError) as exc:
                 status.close()
@@ -215,6 +220,12 @@ class Zygote:
         control, self._control = self._control, None
         if control is not None:
             control.close()
+
+
+def _wait_readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _read_message(sock: socket.socket) -> str:
