@@ -134,6 +134,10 @@ def test_the_zygote_and_its_children_are_gone_after_close_and_after_terminate(ct
             pool.terminate()
         pool.join()
         assert zygote_of(pool) is None
+        # join() does not wait for the zygote's own exit: a thread reaps it.
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{zygote_pid}") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not os.path.exists(f"/proc/{zygote_pid}"), "the zygote was not reaped"
         assert all(helpers.process_gone(pid) for pid in pids)
         assert not [w for w in pool._pool if w.is_alive()]

@@ -50,7 +50,7 @@ import time
 
 from . import process, reduction, util
 from ._child_status import SIGNED_STRUCT, drain, read_signed, recv_exactly, report_exited_children
-from ._forksafe_threads import fork
+from ._forksafe_threads import ForkSafeThread, fork, fork_requested_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -153,23 +153,26 @@ class Zygote:
         if control is not None:
             control.close()
 
-    def close(self) -> None:
-        """Tell the zygote to exit (``shut``) and reap it."""
+    def close(self, wait: bool = True) -> None:
+        """Tell the zygote to exit (``shut``) and reap it.
+
+        With ``wait=False``, a zygote that has not exited yet is reaped by a
+        short-lived thread of its own (the caller does not wait for its
+        exit; it is never left a zombie).
+        """
         self.shut()
         pid, self.pid = self.pid, None
         exit_r, self._exit_r = self._exit_r, -1
         if pid is None:
             return
-        from .connection import wait
+        if wait or _wait_readable(exit_r, 0):
+            _reap(pid, exit_r, None)
+            return
+        reaper = ForkSafeThread(lambda: _reap(pid, exit_r, reaper), name=f"zygote-{pid}-reaper")
         try:
-            if not wait([exit_r], EXIT_WAIT):
-                util.sub_warning("zygote %d did not exit; killing it", pid)
-                os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (OSError, ValueError):
-            pass  # already reaped (a SIGCHLD handler of the program's, say)
-        finally:
-            util.close_fds(exit_r)
+            reaper.start()
+        except RuntimeError:  # no new threads (interpreter shutdown)
+            _reap(pid, exit_r, None)
 
     def _after_fork_in_child(self) -> None:
         # A forked sibling (or another zygote) must not keep this one alive,
@@ -220,6 +223,37 @@ class Zygote:
         control, self._control = self._control, None
         if control is not None:
             control.close()
+
+
+def _reap(pid: int, exit_r: int, thread: Optional[ForkSafeThread]) -> bool:
+    """Wait (at most ``EXIT_WAIT``) for zygote ``pid`` to exit, then reap it; true to step aside for a fork."""
+    try:
+        if thread is None:
+            exited = _wait_readable(exit_r, EXIT_WAIT)
+        else:
+            # Polled with the fork signal: this thread steps aside for forks.
+            poller = select.poll()
+            poller.register(exit_r, select.POLLIN)
+            poller.register(fork_requested_fd(), select.POLLIN)
+            deadline = time.monotonic() + EXIT_WAIT
+            while True:
+                if thread.pausing:
+                    return True
+                remaining = deadline - time.monotonic()
+                ready = dict(poller.poll(max(0.0, remaining) * 1000))
+                exited = exit_r in ready
+                if exited or remaining <= 0:
+                    break
+                if not thread.pausing:
+                    time.sleep(0.001)  # another fork's signal: let it pass
+        if not exited:
+            util.sub_warning("zygote %d did not exit; killing it", pid)
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (OSError, ValueError):
+        pass  # already reaped (a SIGCHLD handler of the program's, say)
+    util.close_fds(exit_r)
+    return False
 
 
 def _wait_readable(fd: int, timeout: float) -> bool:

@@ -347,7 +347,7 @@ class ProcessEngine:
                 job.result._abort(reason, notify=False)
             self._active.clear()
             self._close_own_fds()
-            self._close_zygote()
+            self._close_zygote(wait=False)  # reaped in the background if still exiting: join need not wait
 
     def _loop(self) -> bool:
         """Serve until the pool is done (false) or the process is about to fork (true)."""
@@ -466,13 +466,12 @@ class ProcessEngine:
         process.daemon = True
         return process, (tasks_r, results_w)
 
-    def _close_zygote(self) -> None:
+    def _close_zygote(self, wait: bool = True) -> None:
         zygote, self._zygote = self._zygote, None
+        if zygote is None:
+            zygote, self._retired_zygote = self._retired_zygote, None
         if zygote is not None:
-            zygote.close()
-        elif self._retired_zygote is not None:
-            self._retired_zygote.close()
-            self._retired_zygote = None
+            zygote.close(wait)
 
     def _retire_zygote(self) -> None:
         """No worker will be needed any more: let the zygote exit now (it is reaped at shutdown)."""
