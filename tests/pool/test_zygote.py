@@ -105,6 +105,9 @@ def test_the_death_of_a_replacement_is_reported_with_its_signal_or_exit_code(mak
         assert pool.apply(helpers.square, (generation,)) == generation * generation
 
 
+# Without its zygote the pool forks replacements from its manager thread:
+# on 3.12+ that fork warns, as the standard library's pool always does.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_killed_zygote_does_not_lose_the_pool(make_pool, start_method):
     if start_method != "fork":
         pytest.skip("only fork pools have a zygote")
