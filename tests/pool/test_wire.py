@@ -11,7 +11,7 @@ import pytest
 
 from mp_core import reduction
 from mp_pool import _wire
-from mp_pool._framing import READ_SIZE, FrameReader
+from mp_core._framing import READ_SIZE, FrameReader
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -29,7 +29,6 @@ swallowed (and closed by the kernel) by a plain read.
 from __future__ import annotations
 
 import fcntl
-import io
 import math
 import os
 import select
@@ -42,6 +41,7 @@ import time
 from typing import Any, Optional, Sequence
 
 from . import reduction, util
+from ._framing import MAX_MESSAGE_SIZE, BadMessageLength, PayloadBuffer
 from .context import AuthenticationError, BufferTooShort
 
 __all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE", "write_buffers",
@@ -82,14 +82,6 @@ _SOCKET_BUFFER_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031 if sys.platform.startswith("linux") else None)
 _enlarged_pipes = 0
 _enlarged_lock = threading.Lock()
-
-
-class BadMessageLength(OSError):
-    """A message header announced a size that is refused (or is malformed).
-
-    An ``OSError`` as in the standard library; its own type lets the
-    authentication handshake tell it from other I/O errors.
-    """
 
 
 class _ConnectionBase:
@@ -370,8 +362,10 @@ class Connection(_ConnectionBase):
         size = _SHORT_HEADER.unpack(header)[0]
         if size < 0:
             if size != -1:
-                self._bad_message_length("malformed message header")
+                self._bad_message_length(f"malformed message header (size {size}; only -1 marks a long header)")
             size = _LONG_SIZE.unpack(_read_rest(fd, b"", 8))[0]
+            if size > MAX_MESSAGE_SIZE:
+                self._bad_message_length(f"a message of {size} bytes was announced (at most {MAX_MESSAGE_SIZE})")
         return size
 
     def _read_payload(self, size: int) -> bytes:
@@ -383,18 +377,21 @@ class Connection(_ConnectionBase):
             if len(data) != size:
                 data = _read_rest(fd, data, size)
             return data
+        # Either way, memory is committed only as the bytes arrive: a bare
+        # header announcing gigabytes costs nothing until they come.
         if self._is_socket():
-            data = _recv_exactly(self._handle, size)  # type: ignore[arg-type]
+            try:
+                data = _recv_exactly(self._handle, size)  # type: ignore[arg-type]
+            except (MemoryError, OverflowError):
+                self._bad_message_length(f"a message of {size} bytes was announced, which cannot be allocated")
             if data is not None:
                 return data
-        # The buffer of a BytesIO built from a bytes object of the right size
-        # is that very object: filling it through getbuffer() and taking
-        # getvalue() yields bytes with no copy (the big zeroed allocation is
-        # calloc'ed, so its pages cost nothing until written).
-        holder = io.BytesIO(bytes(size))
-        with holder.getbuffer() as view:
-            self._read_into(view)
-        return holder.getvalue()
+        try:
+            buffer = PayloadBuffer(size)  # zeroed by calloc: no page is touched before it is written
+        except BadMessageLength as exc:
+            self._bad_message_length(str(exc))
+        self._read_into(buffer.view)
+        return buffer.take()
 
     def _is_socket(self) -> bool:
         is_socket = self._socket

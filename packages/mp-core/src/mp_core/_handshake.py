@@ -22,15 +22,21 @@ Choices, and why:
 * Every handshake message is read with a 256-byte limit: an oversized or
   malformed header fails at once, without reading (or buffering) what an
   unauthenticated peer sends, and nothing it sends is ever unpickled.
+* With a timeout, the deadline covers each whole message, header and
+  payload: a peer that sends part of one and stalls is cut off like one
+  that sends nothing (reads then never ask for more than the message has
+  left, so nothing past it is consumed).
 * The empty key ``b""`` is a key like any other, on both sides.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import time
 from typing import Any, Optional
 
-from ._connection import BadMessageLength
+from ._connection import BadMessageLength, _fd_ready
 from .context import AuthenticationError
 
 __all__ = ["deliver_challenge", "answer_challenge", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
@@ -78,15 +84,61 @@ def _split_digest_name(message: bytes) -> tuple[Optional[str], bytes]:
 def _receive(connection: Any, timeout: Optional[float], what: str) -> bytes:
     """One handshake message; ``AuthenticationError`` for anything but a short message."""
     try:
-        if timeout is not None and not connection.poll(timeout):
-            raise AuthenticationError(f"timed out after {timeout:g} seconds waiting for {what}")
-        return connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+        if timeout is None:
+            return connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+        return recv_bytes_by(connection, time.monotonic() + timeout, _MAX_HANDSHAKE_MESSAGE)
+    except TimeoutError:
+        raise AuthenticationError(f"timed out after {timeout:g} seconds waiting for {what}") from None
     except (EOFError, ConnectionResetError) as exc:
         raise AuthenticationError(f"connection closed while waiting for {what}") from exc
     except BadMessageLength as exc:
         raise AuthenticationError(
             f"protocol error: {what} is not a handshake message ({exc}; "
             f"handshake messages are at most {_MAX_HANDSHAKE_MESSAGE} bytes)") from exc
+
+
+_SIZE = struct.Struct("!i")
+_LONG_SIZE = struct.Struct("!Q")
+
+
+def recv_bytes_by(connection: Any, deadline: float, maxlength: int) -> bytes:
+    """The next message of ``connection``, read whole by ``deadline`` (a ``time.monotonic()`` value).
+
+    The frame ``Connection.recv_bytes`` reads, read here from the descriptor
+    in pieces, waiting for each with the time that is left; for short
+    messages from peers that must not hold the reader (the handshake, a
+    server's first request).  Raises ``TimeoutError`` once the deadline has
+    passed, ``BadMessageLength`` for a malformed header or one announcing
+    more than ``maxlength`` bytes (nothing more is read: the caller must
+    close the connection, whose stream is out of step, as after a timeout),
+    ``EOFError`` at end of file.
+    """
+    fd = connection.fileno()
+    header = _read_before(fd, 4, deadline, at_message_start=True)
+    size = _SIZE.unpack(header)[0]
+    if size == -1:
+        size = _LONG_SIZE.unpack(_read_before(fd, 8, deadline))[0]
+    elif size < 0:
+        raise BadMessageLength("malformed message header")
+    if size > maxlength:
+        raise BadMessageLength(f"a message of {size} bytes was announced")
+    return _read_before(fd, size, deadline)
+
+
+def _read_before(fd: int, count: int, deadline: float, at_message_start: bool = False) -> bytes:
+    """Exactly ``count`` bytes from ``fd``, or ``TimeoutError`` once ``deadline`` has passed."""
+    data = b""
+    while len(data) < count:
+        left = deadline - time.monotonic()
+        if left <= 0 or not _fd_ready(fd, left):
+            raise TimeoutError("deadline passed")
+        chunk = os.read(fd, count - len(data))  # ready: returns what is there, never blocks
+        if not chunk:
+            if at_message_start and not data:
+                raise EOFError
+            raise EOFError("got end of file during message")
+        data += chunk
+    return data
 
 
 def _send(connection: Any, data: bytes) -> None:

@@ -5,6 +5,8 @@ private modules, each with one job::
 
     _connection   Connection (framed messages over a descriptor), Pipe,
                   and pickling of connections to other processes
+    _framing      FrameReader: the read-ahead reader of the same frames, for
+                  channels with one reader (pool workers, manager streams)
     _handshake    deliver_challenge / answer_challenge: mutual HMAC-SHA256
                   authentication before anything else is read
     _listener     Listener / Client (AF_UNIX, AF_INET), addresses, XML wrappers
@@ -29,6 +31,7 @@ from ._connection import (  # noqa: F401
     reduce_connection,
     write_buffers,  # beyond the stdlib: writes a message given as several buffers
 )
+from ._framing import FrameReader, PayloadBuffer  # noqa: F401  (beyond the stdlib: the read-ahead reader)
 from ._handshake import (  # noqa: F401
     CHALLENGE,
     FAILURE,

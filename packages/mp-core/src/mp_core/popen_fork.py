@@ -52,7 +52,13 @@ class Popen:
                 return None
             try:
                 if self.returncode is None:
-                    self.returncode = self._collect(flag)
+                    returncode = self._collect(flag)
+                    if returncode is not None:
+                        # Before the code is published: whoever sees it
+                        # (join() in this thread or another) finds the
+                        # sentinel ready.
+                        self._settle_sentinel(self._sentinel_grace)
+                        self.returncode = returncode
             finally:
                 self._collecting.release()
         return self.returncode
@@ -68,6 +74,35 @@ class Popen:
         if pid == self.pid:
             return os.waitstatus_to_exitcode(status)
         return None
+
+    # Seconds the sentinel may lag behind the exit status in the normal
+    # course of things (see _settle_sentinel): none for a child's own pipe.
+    _sentinel_grace = 0.0
+
+    def _settle_sentinel(self, grace: float = 0.0) -> None:
+        """Once the exit status is known, make sure the sentinel is ready, for good.
+
+        ``wait([p.sentinel], 0)`` must find it once ``join()`` has returned,
+        but the sentinel may lag behind the status: the fork server closes
+        the socket a moment after sending the exit code (``grace`` is how
+        long that may take), and a grandchild may hold the write end of a
+        fork or spawn child's pipe.  Only then is the descriptor number made
+        to refer to a pipe already at end of file: it stays valid, and ours
+        to close.  (Not always: a selector or event loop watching the
+        sentinel would lose its registration along with the old file.)
+        """
+        finalizer = self.finalizer
+        if finalizer is None or not finalizer.still_active():
+            return  # closed already (or a copy in a forked sibling): not ours to touch
+        from ._wait import wait
+        if wait([self.sentinel], grace):
+            return
+        at_eof, write_end = os.pipe()
+        os.close(write_end)
+        try:
+            os.dup2(at_eof, self.sentinel, inheritable=False)
+        finally:
+            os.close(at_eof)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         """Wait up to ``timeout`` seconds for the child; return its exit code or ``None``."""

@@ -40,6 +40,8 @@ class Popen(popen_fork.Popen):
 
     method = "forkserver"
     DupFd = _DupFd
+    # The server closes a child's socket right after sending its exit code.
+    _sentinel_grace = 1.0
 
     def __init__(self, process_obj: Any) -> None:
         self._fds: list[int] = []

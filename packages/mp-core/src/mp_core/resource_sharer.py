@@ -14,9 +14,12 @@ owner keeps a duplicate and serves it on request::
                        send_handle(conn, dup) ─────>  recv_handle(conn) -> fd
                        close(dup)
 
-Each descriptor is served once.  The serving thread starts with the first
-``DupFd`` and stops with ``stop()``; it steps aside while the process
-forks (``mp_core._forksafe_threads``).  A forked child starts with an empty
+Each descriptor is served once, to one client at a time; every step of a
+client's turn (each handshake message, then its request) has a deadline,
+so a peer that stalls holds the sharer for seconds, not for ever.  The
+serving thread starts with the first ``DupFd`` and stops with ``stop()``;
+it steps aside while the process forks (``mp_core._forksafe_threads``).
+A forked child starts with an empty
 sharer: the parent's duplicates and listener are not its to serve.
 """
 
@@ -27,11 +30,18 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from . import process, reduction, util
+from ._connection import BadMessageLength
 from ._forksafe_threads import ForkSafeThread
+from ._handshake import recv_bytes_by
+from ._listener import CONNECTION_TIMEOUT
 from .context import AuthenticationError
+
+# Far more than the pickle of a request (a key and a pid) takes.
+_MAX_REQUEST = 256
 
 __all__ = ["DupFd", "stop"]
 
@@ -168,7 +178,9 @@ class _ResourceSharer:
             thread.blocked = True
             try:
                 with listener.accept() as conn:
-                    request = conn.recv()
+                    timeout = listener.handshake_timeout
+                    deadline = time.monotonic() + (CONNECTION_TIMEOUT if timeout is None else timeout)
+                    request = reduction.loads(recv_bytes_by(conn, deadline, _MAX_REQUEST))
                     if request is None:
                         break
                     key, destination_pid = request
@@ -186,6 +198,8 @@ class _ResourceSharer:
                 # A client that hung up before asking (it died, or gave up):
                 # nothing was taken from the cache, nothing to report.
                 util.debug("resource sharer: a client hung up without a request")
+            except (TimeoutError, BadMessageLength) as exc:
+                util.info("resource sharer: a client sent no valid request in time: %s", exc)
             except Exception:
                 if listener._listener is None or util.is_exiting():
                     break

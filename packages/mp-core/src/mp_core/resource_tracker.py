@@ -23,6 +23,14 @@ before the processes it watches are gone; it exits when the last one is.
 Protocol: ASCII lines ``COMMAND:name:rtype``.  Names may not contain ``:``
 or line breaks.  ``track=False`` (as in ``SharedMemory``) simply means the
 caller does not register.
+
+Beyond the standard library's types, ``folder`` is a private temp dir of a
+process of the tree (``util.get_temp_dir()`` registers it), removed quietly
+once every process is gone, so that a program killed by SIGKILL leaves
+nothing in the temp root.  Only such directories are accepted, by absolute
+path (``util.is_private_temp_dir``, checked again just before removal):
+any process holding the pipe may send any line, and no other directory,
+wherever it lies, may be removed on its say.
 """
 
 from __future__ import annotations
@@ -56,8 +64,17 @@ def _unlink_shared_memory(name: str) -> None:
 
 
 def _remove_folder(name: str) -> None:
+    if not util.is_private_temp_dir(name):
+        if os.path.lexists(name):
+            raise ValueError("not a private temp dir of this library; left alone")
+        return  # removed by its owner already
     import shutil
     shutil.rmtree(name)
+
+
+# Types cleaned up without a leak warning: what they name is the library's
+# own business (a temp dir left by a killed process), not the program's leak.
+_QUIET_TYPES = frozenset({"folder"})
 
 
 def cleanup_noop(name: str) -> None:
@@ -156,6 +173,19 @@ class ResourceTracker:
     def unregister(self, name: str, rtype: str) -> None:
         """Tell the tracker ``name`` was cleaned up by its owner."""
         self._send("UNREGISTER", name, rtype)
+
+    def _unregister_if_running(self, name: str, rtype: str) -> None:
+        """``unregister``, but only through a tracker this process can still reach: never starts one."""
+        message = _encode("UNREGISTER", name, rtype)
+        self._enter()
+        try:
+            if self._fd is not None:
+                try:
+                    os.write(self._fd, message)
+                except OSError:
+                    pass  # gone: it cleans up nothing more anyway
+        finally:
+            self._leave()
 
     # ------------------------------------------------------------ internals
 
@@ -296,6 +326,9 @@ def _encode(command: str, name: str, rtype: str) -> bytes:
         raise ValueError(f"unknown resource type {rtype!r} (known: {known})")
     if not isinstance(name, str) or any(ch in name for ch in ":\r\n\0"):
         raise ValueError(f"resource name {name!r} must be a string without ':', line breaks or NUL")
+    if rtype == "folder" and command == "REGISTER" and not util.is_private_temp_dir(name):
+        raise ValueError(f"folder {name!r} is not a private temp dir of this library "
+                         f"(a pymp-* directory of util.get_temp_dir() in the temp root): not tracked")
     message = f"{command}:{name}:{rtype}\n".encode("ascii")
     if len(message) > _MAX_MESSAGE:
         raise ValueError(f"resource name too long ({len(message)} bytes in the message, "
@@ -338,6 +371,9 @@ def main(fd: int) -> None:
                         raise ValueError(f"unknown command {command!r}")
                     names = registered[rtype]
                     if command == "REGISTER":
+                        # The path now; what it is, just before removal.
+                        if rtype == "folder" and not util.is_private_temp_dir(name, existing=False):
+                            raise ValueError("not a private temp dir of this library; refused")
                         names.add(name)
                     elif command == "UNREGISTER":
                         names.discard(name)
@@ -354,8 +390,9 @@ def _clean_up(registered: dict[str, set[str]]) -> None:
         if not names:
             continue
         leaked = sorted(names)
-        warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
-                      f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
+        if rtype not in _QUIET_TYPES:
+            warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
+                          f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
         cleanup = cleanups[rtype]
         for name in leaked:
             try:

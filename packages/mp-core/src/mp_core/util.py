@@ -25,7 +25,7 @@ from . import process
 
 __all__ = [
     "sub_debug", "debug", "info", "sub_warning", "get_logger", "log_to_stderr",
-    "get_temp_dir", "register_after_fork", "is_exiting", "Finalize",
+    "get_temp_dir", "is_private_temp_dir", "remove_private_temp_dir", "register_after_fork", "is_exiting", "Finalize",
     "ForkAwareThreadLock", "ForkAwareLocal", "close_all_fds_except",
     "SUBDEBUG", "SUBWARNING",
 ]
@@ -108,15 +108,19 @@ def log_to_stderr(level: Optional[int | str] = None) -> logging.Logger:
 def get_temp_dir() -> str:
     """Return a private temporary directory for this process, created lazily.
 
-    The directory (mode 0700) holds Unix socket addresses and similar
-    rendezvous files; it is removed when the process exits.
+    The directory (mode 0700, named ``pymp-*`` in the temp root) holds Unix
+    socket addresses and similar rendezvous files; it is removed when the
+    process exits, and by the resource tracker once every process of the
+    tree is gone if this one dies without its exit handlers (SIGKILL,
+    ``os._exit``).
     """
     tempdir = process.current_process()._config.get("tempdir")
     if tempdir is None:
         import shutil
         import tempfile
-        tempdir = tempfile.mkdtemp(prefix="pymp-")
+        tempdir = tempfile.mkdtemp(prefix=_TEMP_DIR_PREFIX)
         info("created temp directory %s", tempdir)
+        _track_temp_dir(tempdir)
         # The finalizer's priority keeps the directory until the last
         # listener that lives in it has been closed.
         Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir), exitpriority=-100)
@@ -125,10 +129,81 @@ def get_temp_dir() -> str:
 
 
 def _remove_temp_dir(rmtree: Callable[..., None], tempdir: str) -> None:
+    _untrack_temp_dir(tempdir)
     rmtree(tempdir, ignore_errors=True)
     current = process.current_process()
     if current is not None and current._config.get("tempdir") == tempdir:
         current._config["tempdir"] = None
+
+
+_TEMP_DIR_PREFIX = "pymp-"
+# What tempfile.mkdtemp() appends to the prefix: 8 characters of this set.
+_TEMP_DIR_SUFFIX = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def is_private_temp_dir(path: str, existing: bool = True) -> bool:
+    """Whether ``path`` can be a private temp dir that ``get_temp_dir()`` makes.
+
+    True only for an absolute, normalized path of a ``pymp-XXXXXXXX``
+    entry directly in this process's temp root (``tempfile.gettempdir()``),
+    that is a directory of our user, not a symbolic link (with
+    ``existing=False``, the path alone is judged).  The resource tracker
+    removes no other directory, wherever it lies, whoever asks.
+    """
+    if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path:
+        return False
+    parent, name = os.path.split(path)
+    suffix = name[len(_TEMP_DIR_PREFIX):]
+    if not name.startswith(_TEMP_DIR_PREFIX) or len(suffix) != 8 or not _TEMP_DIR_SUFFIX.issuperset(suffix):
+        return False
+    import stat
+    import tempfile
+    root = tempfile.gettempdir()
+    if parent not in (root, os.path.realpath(root)):
+        return False
+    if not existing:
+        return True
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def remove_private_temp_dir(path: str) -> bool:
+    """Remove ``path`` if it is a private temp dir (``is_private_temp_dir``), and untrack it.
+
+    For a process that outlives another of the tree whose temp dir it knows
+    (a manager's owner, after its server was killed): the directory goes now
+    rather than when the whole tree has ended.  Returns whether it was
+    removed; any other path is left alone.
+    """
+    if not is_private_temp_dir(path):
+        return False
+    import shutil
+    _untrack_temp_dir(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
+
+
+def _track_temp_dir(tempdir: str) -> None:
+    """Have the resource tracker remove ``tempdir`` should we die without our exit handlers."""
+    if not is_private_temp_dir(tempdir):
+        return  # a temp root the tracker would not accept (tempfile.tempdir changed, say)
+    from . import resource_tracker
+    try:
+        resource_tracker.register(tempdir, "folder")
+    except Exception as exc:  # the directory works without it; only a crash would leave it behind
+        info("temp directory %s not tracked: %s", tempdir, exc)
+
+
+def _untrack_temp_dir(tempdir: str) -> None:
+    """Tell a tracker that still runs that ``tempdir`` is being removed (never starts one)."""
+    try:
+        from . import resource_tracker
+        resource_tracker._resource_tracker._unregister_if_running(tempdir, "folder")
+    except Exception:  # at exit, or a reentrant call: the tracker copes with a folder already gone
+        pass
 
 
 # ---------------------------------------------------------------- after fork
@@ -439,20 +514,47 @@ def _flush_std_streams() -> None:
 def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> int:
     """Start ``path`` with ``args`` in a new process that inherits ``passfds``.
 
-    Only the listed descriptors (and stdin/stdout/stderr) reach the child:
-    every descriptor Python creates is close-on-exec, and ``posix_spawn``'s
-    ``dup2(fd, fd)`` file action clears that flag for exactly the ones listed.
+    Only the listed descriptors and stdin/stdout/stderr reach the child, as
+    with ``subprocess``'s ``close_fds=True``: every other descriptor is
+    closed in the child, including those the program made inheritable (a
+    pipe a shell or ``make`` handed down, one passed with ``pass_fds``), so
+    that a reader waiting for end of file on such a pipe is not kept waiting
+    by our helpers (spawned children, the fork server, the resource tracker).
     Returns the child's pid; reaping it is the caller's job.
     """
     fds = sorted(set(passfds))
-    if hasattr(os, "posix_spawn") and sys.platform.startswith("linux"):
-        actions = [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds]
+    inheritable = _inheritable_fds() if hasattr(os, "posix_spawn") and sys.platform.startswith("linux") else None
+    if inheritable is not None:
+        # Descriptors Python makes are close-on-exec already; the file
+        # actions close the inheritable others in the child, and
+        # ``dup2(fd, fd)`` clears the flag on exactly the ones passed.
+        keep = {0, 1, 2, *fds}
+        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable if fd not in keep]
+        actions.extend((os.POSIX_SPAWN_DUP2, fd, fd) for fd in fds)
         return os.posix_spawn(path, list(args), os.environ, file_actions=actions)
     return _fork_exec(path, args, fds)
 
 
+def _inheritable_fds() -> Optional[list[int]]:
+    """The descriptors of this process that an ``exec`` would keep open (from /proc; ``None`` without it)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    found = []
+    for name in names:
+        fd = int(name)
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:
+            pass  # the directory's own descriptor, closed by now (or another thread's)
+    return found
+
+
 def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
-    # Portable fallback: make the descriptors inheritable only in the child,
+    # Portable fallback: close everything but the standard streams and the
+    # descriptors passed, and make those inheritable only in the child,
     # between fork and exec, so no other thread's child can pick them up.
     from ._forksafe_threads import fork
 
@@ -460,6 +562,7 @@ def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
     pid = fork()  # our threads step aside (macOS: CPython 3.12+ warns there too)
     if pid == 0:  # pragma: no cover - runs in the child until exec
         try:
+            close_all_fds_except([0, 1, 2, *fds])
             for fd in fds:
                 os.set_inheritable(fd, True)
             os.execv(path, args)

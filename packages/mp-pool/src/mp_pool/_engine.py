@@ -53,6 +53,7 @@ another worker idles.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import select
 import sys
@@ -76,7 +77,6 @@ from ._errors import (
     attach_remote_traceback,
     describe_exit,
 )
-from ._framing import FrameReader
 from ._jobs import (
     Job,
     Task,
@@ -123,7 +123,7 @@ class _Worker:
         self.task_fd = tasks.fileno()
         self.results = results
         self.result_fd = results.fileno()
-        self.reader = FrameReader(self.result_fd)
+        self.reader = connection.FrameReader(self.result_fd)
         self.sentinel: Optional[int] = getattr(process, "sentinel", None)
         self.outbox: deque[Any] = deque()   # frames (or their unwritten tails) to write
         self.writing = False                # registered for POLLOUT
@@ -762,13 +762,58 @@ class ProcessEngine:
             reader.eof = True
         for data in frames:
             self._handle_result(worker, data)
+        if reader.error is not None:
+            self._corrupt(worker, str(reader.error))
+        elif not reader.eof and self.broken is None:
+            # A frame still arriving must be the answer we expect: a stray
+            # header (something else writing to the pipe) would otherwise
+            # swallow the real frames behind it, and wait for ever.
+            head = reader.pending_head(_wire.RESULT_HEAD.size)
+            if head is not None:
+                problem = self._unexpected(worker, head)
+                if problem:
+                    self._corrupt(worker, problem)
         if reader.eof and not worker.eof:
             worker.eof = True
             if self._fds.pop(worker.result_fd, None) is not None:
                 self._poller.unregister(worker.result_fd)
         return len(frames)
 
+    def _unexpected(self, worker: _Worker, data: Any) -> Optional[str]:
+        """What is wrong with a result frame (its head) from ``worker``, or ``None`` if it is the one due."""
+        if len(data) < _wire.RESULT_HEAD.size:
+            return f"a result frame of {len(data)} bytes, shorter than its {_wire.RESULT_HEAD.size}-byte head"
+        task_id, status, _elapsed = _wire.RESULT_HEAD.unpack_from(data)
+        if not worker.ready:
+            if task_id != _wire.NO_TASK or status not in (_wire.READY, _wire.INIT_FAILED):
+                return f"task id {task_id}, status {status} before the worker said it was ready"
+            return None
+        running = worker.running
+        if not running or running[0].id != task_id:
+            expected = f"task {running[0].id}" if running else "no result (no task was sent)"
+            return f"a result for task id {task_id} where {expected} was due"
+        if status not in (_wire.OK, _wire.ERROR):
+            return f"unknown status {status} for task {task_id}"
+        if not 0.0 <= _elapsed < math.inf:  # NaN fails both
+            return f"an impossible run time {_elapsed!r} for task {task_id}"
+        return None
+
+    def _corrupt(self, worker: _Worker, problem: str) -> None:
+        """``worker``'s result stream cannot be trusted: break the pool, naming the worker and the problem."""
+        worker.reader.eof = True
+        if self._terminating or self.broken is not None:
+            return
+        self._break(BrokenPoolError(
+            f"worker {worker.pid} sent a corrupt result stream: {problem} (something else in the worker "
+            "wrote to its result pipe, or closed it); the pool cannot tell whose results follow"), None)
+
     def _handle_result(self, worker: _Worker, data: Any) -> None:
+        if self.broken is not None:
+            return  # a broken pool has failed every task already
+        problem = self._unexpected(worker, data)
+        if problem:
+            self._corrupt(worker, problem)
+            return
         task_id, status, elapsed = _wire.RESULT_HEAD.unpack_from(data)
         body = memoryview(data)[_wire.RESULT_HEAD.size:]
         if task_id == _wire.NO_TASK:
@@ -778,11 +823,7 @@ class ProcessEngine:
             else:
                 self._initializer_failed(worker, body)
             return
-        running = worker.running
-        if not running or running[0].id != task_id:
-            # Only a broken pool forgets what its workers hold.
-            return
-        task = running.popleft()
+        task = worker.running.popleft()
         if status == _wire.OK:
             try:
                 value, ok = reduction.loads(body), True
@@ -874,6 +915,9 @@ def _signal(send: Callable[[], None]) -> None:
 def _load_exception(body: memoryview, what: str) -> BaseException:
     try:
         exc, tb = reduction.loads(body)
+        if not isinstance(exc, BaseException) or not (tb is None or isinstance(tb, str)):
+            raise TypeError(f"expected (exception, traceback text), got ({type(exc).__name__}, "
+                            f"{type(tb).__name__})")
     except Exception as load_error:
         return MaybeEncodingError(load_error, f"<the exception raised by {what}>")
     return attach_remote_traceback(exc, tb)

@@ -25,7 +25,6 @@ from mp_core._forksafe_threads import ForkSafeThread
 
 from . import _wire
 from ._errors import MaybeEncodingError, format_remote
-from ._framing import FrameReader
 
 __all__ = ["run_worker"]
 
@@ -97,7 +96,7 @@ def run_worker(tasks: connection.Connection, results: connection.Connection,
 
 def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: Optional[int],
            serializer: Optional[reduction.Serializer]) -> None:
-    recv = FrameReader(tasks.fileno()).next_frame
+    recv = connection.FrameReader(tasks.fileno()).next_frame
     unpack = _wire.TASK_HEAD.unpack_from
     body_at = _wire.TASK_HEAD.size
     clock = time.perf_counter
@@ -106,8 +105,12 @@ def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: 
     while maxtasks is None or done < maxtasks:
         try:
             data = recv()
+        except connection.BadMessageLength as exc:
+            raise _corrupt_tasks(str(exc)) from None
         except (EOFError, OSError):
             return  # the pool closed our pipe, or its owner is gone
+        if len(data) < body_at:
+            raise _corrupt_tasks(f"a task frame of {len(data)} bytes, shorter than its {body_at}-byte head")
         kind, task_id, job_id = unpack(data)
         if kind == _wire.FUNC:
             try:
@@ -120,6 +123,8 @@ def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: 
             continue
         if kind == _wire.STOP:
             return
+        if kind not in _RUNNABLE:
+            raise _corrupt_tasks(f"unknown task kind {kind} (task id {task_id}, job id {job_id})")
         started = clock()
         try:
             body = _loads(memoryview(data)[body_at:])
@@ -142,6 +147,14 @@ def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: 
             _send_value(send, task_id, clock() - started, value, serializer)
             value = None
         done += 1
+
+
+_RUNNABLE = frozenset({_wire.CALL, _wire.MAP, _wire.STARMAP})
+
+
+def _corrupt_tasks(problem: str) -> SystemExit:
+    """The worker's way out when its task stream cannot be trusted: exit code 1, saying why."""
+    return SystemExit(f"pool worker {os.getpid()}: corrupt task stream from the pool: {problem}")
 
 
 def _send_value(send: Callable[[Any], None], task_id: int, elapsed: float, value: Any,
