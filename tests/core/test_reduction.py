@@ -9,6 +9,7 @@ import pickletools
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 
 import pytest
@@ -113,10 +114,24 @@ def test_partial_of_lambda_and_bound_method_of_local_class():
 
 def test_whole_object_dill_fallback_for_what_c_pickle_rejects():
     code = module_level_function.__code__
-    with pytest.raises(TypeError):
-        pickle.dumps(code)
-    restored = reduction.loads(reduction.dumps({"code": code, "module": types}))
-    assert restored["code"] == code and restored["module"] is types
+    lock = threading.Lock()
+    with pytest.raises((TypeError, pickle.PicklingError)):
+        # (Not pickle.dumps: on PyPy, importing dill teaches the stdlib's pickler its
+        # types; and PyPy's pickle carries code objects and modules, CPython's does not.)
+        reduction.dumps(lock, mode="pickle")
+    data = bytes(reduction.dumps({"code": code, "module": types, "lock": lock}))
+    assert b"_load_dill" in data
+    restored = reduction.loads(data)
+    assert restored["code"] == code and restored["module"] is types and type(restored["lock"]) is type(lock)
+
+
+def test_pickle_mode_stays_pickle_after_dill_is_imported():
+    import dill  # noqa: F401  (on PyPy, importing dill extends the pure-Python pickler's dispatch)
+
+    with pytest.raises((pickle.PicklingError, TypeError), match="cannot serialize _thread.lock object"):
+        reduction.dumps(threading.Lock(), mode="pickle")
+    with pytest.raises((pickle.PicklingError, AttributeError), match="cannot serialize function object"):
+        reduction.dumps(lambda: 1, mode="pickle")
 
 
 def test_unserializable_object_raises_at_the_sender_naming_it():
@@ -126,6 +141,31 @@ def test_unserializable_object_raises_at_the_sender_naming_it():
     message = str(excinfo.value)
     assert message.startswith("cannot serialize list object")
     assert "generator" in message
+
+
+async def _coroutine_function():
+    pass
+
+
+async def _async_generator_function():
+    yield 1
+
+
+@pytest.mark.parametrize("mode", reduction.MODES)
+@pytest.mark.parametrize("make, name", [(lambda: (i for i in range(3)), "generator"),
+                                        (_coroutine_function, "coroutine"),
+                                        (_async_generator_function, "async_generator")],
+                         ids=["generator", "coroutine", "async_generator"])
+def test_running_frames_are_refused_at_the_sender_in_every_mode(mode, make, name):
+    # PyPy's pickle and dill would not refuse them as CPython's do (dill there
+    # writes a payload that fails to load in the receiver).
+    obj = make()
+    try:
+        with pytest.raises(TypeError, match=f"cannot pickle '{name}' object"):
+            reduction.dumps({"nested": [obj]}, mode=mode)
+    finally:
+        if name == "coroutine":
+            obj.close()
 
 
 def test_errors_raised_on_purpose_by_reduce_pass_through_unchanged():

@@ -141,7 +141,8 @@ def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path, method
 
         def slow(path):
             time.sleep(1.0)
-            open(path, "w").write("done")
+            with open(path, "w") as f:  # closed here: PyPy does not close a dropped file at once
+                f.write("done")
 
         if __name__ == "__main__":
             ctx = mp.get_context(sys.argv[1])

@@ -21,6 +21,8 @@ from mp_managers.managers import (
     SyncManager,
 )
 
+from ..conftest import collect_garbage
+
 pytestmark = pytest.mark.timeout(120)
 
 WORKERS = 3
@@ -144,19 +146,19 @@ def test_objects_are_freed_with_their_last_proxy(manager):
     d["inner"] = inner
     assert m._number_of_objects() == base + 2
     del inner
-    gc.collect()
+    collect_garbage()
     assert m._number_of_objects() == base + 2  # still held by the dict
     fetched = d["inner"]
     assert fetched[1] == 2
     del fetched
     d.clear()
-    gc.collect()
+    collect_garbage()
     assert m._number_of_objects() == base + 1
     it = iter(d)
     assert isinstance(it, IteratorProxy)
     assert m._number_of_objects() == base + 2
     del it, d
-    gc.collect()
+    collect_garbage()
     assert m._number_of_objects() == base
     assert isinstance(m._debug_info(), str)
 
@@ -289,12 +291,12 @@ def test_proxy_handed_over_through_the_manager_outlives_its_sender(manager):
     base = m._number_of_objects()
     queue = m.Queue()
     queue.put(m.list([1, 2]))  # the sender's proxy is gone once put() returns
-    gc.collect()
+    collect_garbage()
     assert m._number_of_objects() == base + 2  # the queue's copy keeps the list
     received = queue.get()  # the server drops its copy as the reply goes out
     assert received[:] == [1, 2]
     del received
-    gc.collect()
+    collect_garbage()
     assert m._number_of_objects() == base + 1
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -184,8 +185,10 @@ def test_roundtrip_measure_with_references_only() -> None:
     assert len(out["samples"]["ints/pickle5"]) == 2
     assert len(out["samples"]["ints/pickle"]) == 2
     assert out["sizes"]["ints/pickle5"] > 100_000
-    # C pickle cannot carry a lambda: recorded as an error, not raised.
-    assert "lambda/pickle5" in out["errors"] and "lambda/pickle5" not in out["samples"]
+    # C pickle cannot carry a lambda: recorded as an error, not raised.  (PyPy's
+    # pure-Python pickle can, once dill is imported: dill extends its dispatch.)
+    if pickle.Pickler is not getattr(pickle, "_Pickler", None):
+        assert "lambda/pickle5" in out["errors"] and "lambda/pickle5" not in out["samples"]
 
 
 def test_serialization_floor_round_trips_the_payloads() -> None:

@@ -9,9 +9,10 @@ Copies and system calls, per message:
 
 * sending a small message (< 16 KiB) joins header and payload and makes one
   ``write``; a larger one is never copied into a new buffer: up to 64 KiB
-  it goes out as ``writev([header, payload])``, beyond that the header
-  and the payload are written separately, so the payload starts aligned
-  in the kernel's buffers;
+  it goes out as ``writev([header, payload])`` (joined into one ``write``
+  where the interpreter has no ``writev``: ``mp_core._io``), beyond that
+  the header and the payload are written separately, so the payload starts
+  aligned in the kernel's buffers;
 * receiving reads the header, then the payload: a small payload with one
   ``read``; a large one from a socket with one ``recv(MSG_WAITALL)`` into
   a fresh ``bytes`` (never zeroed first), from a pipe into a single buffer
@@ -38,14 +39,15 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from . import reduction, util
+from . import _io, reduction, util
 from ._framing import MAX_MESSAGE_SIZE, BadMessageLength, PayloadBuffer
+from ._io import write_buffers
 from .context import AuthenticationError, BufferTooShort
 
 __all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE", "write_buffers",
-           "message_header"]
+           "message_header", "write_message"]
 
 #: Kept for compatibility with code that reads it; framing does not use it.
 BUFSIZE = 8192
@@ -57,9 +59,6 @@ _SMALL_MESSAGE = 16 * 1024
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
 _MAX_SHORT_SIZE = 0x7FFFFFFF
-# The most buffers handed to one writev (POSIX guarantees at least 16;
-# Linux takes 1024).
-_IOV_MAX = 64
 
 # What a keyed listener sends first (``_handshake.CHALLENGE``; not imported
 # from there, which imports this module).
@@ -330,25 +329,7 @@ class Connection(_ConnectionBase):
     # ------------------------------------------------------------ writing
 
     def _write_frame(self, view: Any) -> None:
-        # ``view``: bytes or a 1-D, byte-format memoryview, so len() is its size.
-        size = len(view)
-        fd: int = self._handle  # type: ignore[assignment]  # callers checked it is open
-        if size <= _SMALL_MESSAGE:
-            data = _SHORT_HEADER.pack(size) + view
-            written = os.write(fd, data)
-            if written != len(data):
-                write_buffers(fd, [memoryview(data)[written:]])
-        else:
-            header = message_header(size)
-            if size <= _SMALL_READ:
-                write_buffers(fd, [header, view])
-            else:
-                # Its own write keeps the payload at the start of the kernel's
-                # socket/pipe buffers: behind a 4-byte header, every byte is
-                # copied in and out of the kernel misaligned, which costs up
-                # to a third of the bandwidth between two cores.
-                write_buffers(fd, [header])
-                write_buffers(fd, [view])
+        write_message(self._handle, view)  # type: ignore[arg-type]  # callers checked it is open
 
     # ------------------------------------------------------------ reading
 
@@ -409,9 +390,9 @@ class Connection(_ConnectionBase):
         if view.nbytes > _SMALL_READ and self._is_socket():
             got = _recv_into_waitall(fd, view)
         size = view.nbytes
-        readv = os.readv
+        readinto = _io.readinto
         while got < size:
-            n = readv(fd, [view[got:]])
+            n = readinto(fd, view[got:])
             if not n:
                 raise OSError("got end of file during message")
             got += n
@@ -427,30 +408,25 @@ def message_header(size: int) -> bytes:
     return _SHORT_HEADER.pack(size) if size <= _MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
 
 
-def write_buffers(fd: int, buffers: Sequence[Any]) -> None:
-    """Write every byte of ``buffers`` (bytes-like objects) to the blocking ``fd``, in order.
-
-    One ``writev`` per round (at most ``_IOV_MAX`` buffers), so a message
-    made of several parts is never joined into one buffer first.  Used by
-    ``Connection`` and by ``mp_pool``'s workers, whose frames are lists of
-    the pickler's blocks.
-    """
-    views = [memoryview(b) for b in buffers]
-    first = 0
-    while first < len(views):
-        if not views[first].nbytes:
-            first += 1
-            continue
-        batch = views[first:first + _IOV_MAX]
-        written = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
-        while written:
-            size = views[first].nbytes
-            if written >= size:
-                written -= size
-                first += 1
-            else:
-                views[first] = views[first][written:]
-                written = 0
+def write_message(fd: int, payload: Any) -> None:
+    """Write ``payload`` (bytes or a 1-D byte memoryview) to the blocking ``fd`` as one framed message."""
+    size = len(payload)
+    if size <= _SMALL_MESSAGE:
+        data = _SHORT_HEADER.pack(size) + payload
+        written = os.write(fd, data)
+        if written != len(data):
+            write_buffers(fd, [memoryview(data)[written:]])
+    else:
+        header = message_header(size)
+        if size <= _SMALL_READ:
+            write_buffers(fd, [header, payload])
+        else:
+            # Its own write keeps the payload at the start of the kernel's
+            # socket/pipe buffers: behind a 4-byte header, every byte is
+            # copied in and out of the kernel misaligned, which costs up
+            # to a third of the bandwidth between two cores.
+            write_buffers(fd, [header])
+            write_buffers(fd, [payload])
 
 
 def _recv_exactly(fd: int, size: int) -> Optional[bytes]:
@@ -488,6 +464,10 @@ def _recv_into_waitall(fd: int, view: memoryview) -> int:
     sock = util.socket_over_fd(fd)
     try:
         return sock.recv_into(view, view.nbytes, _MSG_WAITALL)
+    except TypeError:
+        # PyPy refuses a slice of a cast memoryview (the byte view of an
+        # array) here: mp_core._io.readinto knows how to fill it.
+        return 0
     finally:
         sock.detach()
 

@@ -44,6 +44,8 @@ MAIN_MODULE_NAMES = ("__main__", "__mp_main__")
 
 import dill  # noqa: E402  (this whole module exists to be imported lazily)
 
+from . import reduction  # noqa: E402
+
 
 def is_main_definition(obj: Any) -> bool:
     """A function or class defined in the main module (directly or nested)."""
@@ -141,6 +143,8 @@ class DillPickler(dill.Pickler):
     _serializer: Any = None
 
     def save(self, obj: Any, save_persistent_id: bool = True) -> None:
+        if reduction._REFUSE_RUNNING_FRAMES:  # dill on PyPy writes a payload that cannot load
+            reduction._refuse_running_frame(obj)
         if isinstance(obj, types.ModuleType) and obj.__name__ not in MAIN_MODULE_NAMES \
                 and sys.modules.get(obj.__name__) is obj:
             # dill would copy a module that is not installed in site-packages

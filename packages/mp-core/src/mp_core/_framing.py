@@ -38,6 +38,8 @@ import sys
 from collections import deque
 from typing import Any, Optional, Union
 
+from . import _io
+
 __all__ = ["FrameReader", "PayloadBuffer", "BadMessageLength", "READ_SIZE", "MAX_MESSAGE_SIZE"]
 
 READ_SIZE = 256 * 1024
@@ -158,7 +160,7 @@ class FrameReader:
         partial = self._partial
         if partial is not None:
             wanted = len(partial.view) - self._got
-            count = os.readv(self.fd, [partial.view[self._got:]])
+            count = _io.readinto(self.fd, partial.view[self._got:])
             if not count:
                 self.eof = True
                 return False

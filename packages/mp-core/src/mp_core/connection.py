@@ -30,6 +30,7 @@ from ._connection import (  # noqa: F401
     rebuild_connection,
     reduce_connection,
     write_buffers,  # beyond the stdlib: writes a message given as several buffers
+    write_message,  # beyond the stdlib: writes one framed message to a descriptor
 )
 from ._framing import FrameReader, PayloadBuffer  # noqa: F401  (beyond the stdlib: the read-ahead reader)
 from ._handshake import (  # noqa: F401

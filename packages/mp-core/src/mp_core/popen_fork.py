@@ -132,7 +132,6 @@ class Popen:
         self._send_signal(signal.SIGKILL)
 
     def _launch(self, process_obj: Any) -> None:
-        _share_resource_tracker()
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
         self.pid = fork()  # our threads step aside (see _forksafe_threads)
@@ -160,21 +159,3 @@ class Popen:
         if self.finalizer is not None:
             self.finalizer()
 
-
-def _share_resource_tracker() -> None:
-    """Start the program's resource tracker, if none runs yet, before forking a child.
-
-    The child then inherits it, as spawned and forkserver children receive
-    it.  Without one, a child that creates a shared-memory block would
-    start a tracker of its own, which ends with that child and unlinks the
-    block it had handed over: the block must live until someone unlinks it
-    or the whole program ends.
-    """
-    if os.name != "posix":  # pragma: no cover
-        return
-    from . import resource_tracker
-
-    try:
-        resource_tracker.ensure_running()
-    except Exception as exc:  # no executable to run it (embedded Python): the child starts its own
-        util.debug("cannot start the resource tracker before forking: %s", exc)

@@ -19,6 +19,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Iterable, Mapping, Optional
 
+# The process tree's state, declared here and assigned at the end of the
+# module: PyPy rejects an annotated assignment to a name that a function
+# above it declares ``global`` (``BaseProcess._bootstrap`` does).
+_parent_process: Optional[BaseProcess]
+_current_process: BaseProcess
+_children: set[BaseProcess]
+
 __all__ = ["BaseProcess", "current_process", "active_children", "parent_process"]
 
 try:
@@ -393,10 +400,10 @@ class _MainProcess(BaseProcess):
         pass
 
 
-_parent_process: Optional[BaseProcess] = None
-_current_process: BaseProcess = _MainProcess()
+_parent_process = None
+_current_process = _MainProcess()
 _process_counter = itertools.count(1)
-_children: set[BaseProcess] = set()
+_children = set()
 del _MainProcess
 
 _exitcode_to_name = {-sig.value: f"-{sig.name}" for sig in signal.Signals}

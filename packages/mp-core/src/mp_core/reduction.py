@@ -61,6 +61,21 @@ _extra_reducers: dict[type, Callable[[Any], Any]] = {}
 # like a lock outside of process creation) and is passed through untouched.
 _CANNOT_PICKLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
 
+# Objects that hold a running frame cannot travel.  CPython's picklers (C
+# pickle, and dill) refuse them with "TypeError: cannot pickle 'generator'
+# object"; PyPy's pure-Python pickler gives another reason, and dill there
+# "succeeds" with a payload that fails to load in the receiver.  There
+# (only: the C pickler already refuses them) we refuse them up front, with
+# CPython's error, so that such a send fails at the sender everywhere.
+_RUNNING_FRAME_TYPES = frozenset({types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType})
+_REFUSE_RUNNING_FRAMES = sys.implementation.name != "cpython"
+
+
+def _refuse_running_frame(obj: Any) -> None:
+    """Raise CPython's ``TypeError`` for a generator, coroutine or async generator."""
+    if type(obj) in _RUNNING_FRAME_TYPES:
+        raise TypeError(f"cannot pickle {type(obj).__name__!r} object")
+
 
 # ---------------------------------------------------------------- settings
 
@@ -309,10 +324,25 @@ class _PlainForkingPickler(pickle.Pickler):
         if serializer is not _default_serializer:
             self._serializer = serializer
 
+    if pickle.Pickler is getattr(pickle, "_Pickler", None):  # pragma: no cover - PyPy: no C pickler
+        # The pure-Python pickler looks types up in its class's ``dispatch``,
+        # which importing dill fills with dill's own savers (``dill.extend``):
+        # "pickle" mode would turn into dill, and "auto" would stop handing
+        # whole objects to dill as it does on CPython.  Ours keeps pickle's.
+        dispatch = {kind: save for kind, save in pickle._Pickler.dispatch.items()  # type: ignore[attr-defined]
+                    if getattr(save, "__module__", None) == "pickle"}
+
+        def __init__(self, *args: Any, **kwds: Any) -> None:
+            # The stdlib ForkingPickler's signature; on CPython the C
+            # pickler's __init__ (no Python-level call per message) has none.
+            super().__init__(*args, **kwds)
+
     def reducer_override(self, obj: Any) -> Any:
         reducer = _extra_reducers.get(type(obj))
         if reducer is not None:
             return reducer(obj)
+        if _REFUSE_RUNNING_FRAMES:
+            _refuse_running_frame(obj)
         return NotImplemented
 
 
@@ -336,6 +366,8 @@ class ForkingPickler(_PlainForkingPickler):
             return reducer(obj)
         if (kind is types.FunctionType or isinstance(obj, type)) and _needs_value(obj):
             return self._reduce_by_value(obj)
+        if _REFUSE_RUNNING_FRAMES:
+            _refuse_running_frame(obj)
         return NotImplemented
 
     def _reduce_by_value(self, obj: Any) -> tuple:

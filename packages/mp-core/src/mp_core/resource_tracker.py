@@ -14,9 +14,14 @@ remembers what is in use and cleans up after the whole tree::
 
 The tracker starts lazily, on the first ``register``/``getfd``, as a fresh
 interpreter.  Children of every start method share it: forked ones inherit
-the descriptor, spawned ones receive it (``spawn_main`` sets ``_fd``).  (A
-child whose parent never started one, or whose tracker died, starts its own
-for itself and its descendants.)  It
+the descriptor, spawned ones receive it (``spawn_main`` sets ``_fd``).  A
+child whose parent never started one (a fork child: forking does not start
+a tracker, as the standard library's does not, so that a fork-method
+program pays for none it does not use), or whose tracker died, starts its
+own for itself and its descendants; that tracker also outlives the child
+until the child's parent has exited, so that a shared-memory block the
+child created and handed over lives until the program ends, as under the
+other start methods.  It
 ignores SIGINT and SIGTERM, so a Ctrl-C or a ``killpg`` does not stop it
 before the processes it watches are gone; it exits when the last one is.
 
@@ -126,6 +131,7 @@ class ResourceTracker:
         self._pid: Optional[int] = None
         self._starter: Optional[int] = None
         self._exit_hook: Optional[util.Finalize] = None
+        self._lingers = False  # the tracker waits for our parent too: never wait for it at exit
 
     # ------------------------------------------------------------ locking
 
@@ -225,6 +231,7 @@ class ResourceTracker:
     def _launch(self) -> None:
         from . import spawn
 
+        linger_pid = _parent_to_outlive()
         read_fd, write_fd = os.pipe()
         try:
             exe = spawn.get_executable()
@@ -232,7 +239,7 @@ class ResourceTracker:
                 raise RuntimeError("no Python executable to start the resource tracker with")
             package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             program = (f"import sys; sys.path.insert(0, {package_parent!r}); "
-                       f"from mp_core.resource_tracker import main; main({read_fd})")
+                       f"from mp_core.resource_tracker import main; main({read_fd}, {linger_pid!r})")
             args = [exe, *util._args_from_interpreter_flags(), "-c", program]
             # Blocked here, SIGINT/SIGTERM stay blocked in the new process
             # until main() has set them to be ignored: no startup window.
@@ -250,6 +257,7 @@ class ResourceTracker:
         finally:
             os.close(read_fd)
         self._fd, self._pid, self._starter = write_fd, pid, os.getpid()
+        self._lingers = linger_pid is not None
         if self._exit_hook is None or not self._exit_hook.still_active():
             # Runs after children were joined at exit; lets the tracker finish
             # (and be reaped) while we are still here to see its warnings.
@@ -300,8 +308,67 @@ class ResourceTracker:
     def _stop_at_exit(self) -> None:
         # Children have been joined by now, so the tracker normally sees EOF
         # at once; a process still holding the descriptor (a fork server, a
-        # detached grandchild) must not hold up our exit for long.
-        self._stop(timeout=0.5)
+        # detached grandchild) must not hold up our exit for long.  A tracker
+        # that outlives our parent is left to it (and to init, which reaps it).
+        self._stop(timeout=0 if self._lingers else 0.5)
+
+
+def _parent_to_outlive() -> Optional[int]:
+    """The pid a tracker started now must also outlive: this process's live parent in the tree, if any.
+
+    Only the main process's tracker ends with the processes that hold its
+    pipe; one started by a child (whose parent has none) waits for that
+    parent as well, since the child may have handed what it registered over.
+    """
+    from . import process
+
+    parent = process.parent_process()
+    if parent is None or not parent.pid or parent.pid == 1 or not parent.is_alive():
+        return None
+    return parent.pid
+
+
+def _wait_for_exit(pid: int) -> None:
+    """Block until process ``pid`` (not necessarily our child) has exited."""
+    import select
+    import time
+
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        try:
+            pidfd = pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        except OSError:
+            pass  # no pidfd support in this kernel: poll below
+        else:
+            try:
+                select.select([pidfd], [], [])
+            finally:
+                os.close(pidfd)
+            return
+    kqueue = getattr(select, "kqueue", None)
+    if kqueue is not None:  # macOS and the BSDs
+        queue = kqueue()
+        try:
+            event = select.kevent(pid, filter=select.KQ_FILTER_PROC, flags=select.KQ_EV_ADD,
+                                  fflags=select.KQ_NOTE_EXIT)
+            queue.control([event], 1, None)
+            return
+        except ProcessLookupError:
+            return
+        except OSError:
+            pass
+        finally:
+            queue.close()
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return  # the pid now belongs to another user's process: ours is gone
+        time.sleep(0.5)
 
 
 def _reap(pid: int, timeout: Optional[float]) -> Optional[int]:
@@ -348,8 +415,11 @@ if hasattr(os, "register_at_fork"):
 
 # ---------------------------------------------------------------- the tracker process
 
-def main(fd: int) -> None:
-    """Run the tracker: read commands from ``fd`` until EOF, then clean up leaks."""
+def main(fd: int, linger_pid: Optional[int] = None) -> None:
+    """Run the tracker: read commands from ``fd`` until EOF, then clean up leaks.
+
+    With ``linger_pid``, the cleanup also waits until that process has exited.
+    """
     for sig in _IGNORED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
@@ -380,6 +450,10 @@ def main(fd: int) -> None:
                 except Exception as exc:
                     # A bad line is a bug in some client; the others still count on us.
                     print(f"resource_tracker: ignoring malformed message {line!r}: {exc}", file=sys.stderr)
+        if linger_pid is not None and any(registered.values()):
+            # What a child registered and did not clean up may have been
+            # handed to its parent: it lives as long as the parent does.
+            _wait_for_exit(linger_pid)
     finally:
         _clean_up(registered)
 

@@ -11,8 +11,9 @@ ends move messages with a ``MessageStream`` over its descriptor:
   message for the next call (a ``Connection`` reads the header and the
   payload separately, so as never to read past a message: it cannot know
   who else reads its descriptor; a manager connection has one reader);
-* sending joins header and payload into one ``write``, and a TCP socket
-  sends at once (``TCP_NODELAY``);
+* sending is ``Connection``'s (``connection.write_message``): header and
+  payload in one ``write`` for a short message, and a TCP socket sends at
+  once (``TCP_NODELAY``);
 * the ``'pickle'`` serializer reuses one ``ForkingPickler`` per stream
   (the default serialization mode, ``auto``), instead of building a
   pickler and a buffer per message; anything it cannot carry alone, and
@@ -29,13 +30,12 @@ import socket
 import struct
 from typing import Any, Callable
 
-from mp_core import connection, reduction, util
+from mp_core import _io, connection, reduction, util
 
 __all__ = ["MessageStream"]
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
-_LONG_MARKER = _SHORT.pack(-1)
 _READ_SIZE = 64 * 1024
 # Messages up to this size are received into a buffer of their announced
 # size at once; larger ones grow with what arrives.
@@ -126,12 +126,7 @@ class MessageStream:
         self.send_bytes(self.encode(obj))
 
     def send_bytes(self, payload: bytes) -> None:
-        size = len(payload)
-        header = _SHORT.pack(size) if size < 0x7FFFFFFF else _LONG_MARKER + _LONG.pack(size)
-        data = memoryview(header + payload)
-        fd = self._fd
-        while data:
-            data = data[os.write(fd, data):]
+        connection.write_message(self._fd, payload)
 
     # ------------------------------------------------------------ receiving
 
@@ -173,8 +168,9 @@ class MessageStream:
             have = len(data) - start
             payload[:have] = memoryview(data)[start:]
             view = memoryview(payload)
+            readinto = _io.readinto
             while have < size:
-                n = os.readv(self._fd, [view[have:]])
+                n = readinto(self._fd, view[have:])
                 if not n:
                     raise EOFError("got end of file during message")
                 have += n
@@ -185,8 +181,9 @@ class MessageStream:
         # Grown as the bytes arrive (one copy each, from a reused buffer):
         # a header announcing gigabytes that never come costs nothing.
         chunk = memoryview(bytearray(min(size - len(payload), _EAGER_LIMIT)))
+        readinto = _io.readinto
         while len(payload) < size:
-            n = os.readv(self._fd, [chunk[:size - len(payload)]])
+            n = readinto(self._fd, chunk[:size - len(payload)])
             if not n:
                 raise EOFError("got end of file during message")
             payload += chunk[:n]

@@ -97,7 +97,9 @@ def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
 def copy(obj: Any) -> Any:
     """A new shared ctypes object holding a copy of ``obj``."""
     new_obj = _new_value(type(obj))
-    ctypes.pointer(new_obj)[0] = obj
+    # A byte copy: PyPy's ctypes copies an array assigned through a pointer
+    # (``pointer(new)[0] = obj``) wrongly.
+    ctypes.memmove(ctypes.addressof(new_obj), ctypes.addressof(obj), ctypes.sizeof(obj))
     return new_obj
 
 

@@ -10,7 +10,7 @@ How a task travels::
                                   │ (sized by bytes when no chunksize),
                                   │ pickle it; first chunk of this job for
                                   │ this worker: FUNC frame (f) in front
-                                  │ outbox ─ non-blocking writev ─ task pipe ─> read ahead, run f
+                                  │ outbox ─ non-blocking write ── task pipe ─> read ahead, run f
                                   │                                             over the chunk
                                   │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
                                   │ writable task pipes, wake pipe                    per task
@@ -64,7 +64,7 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from mp_core import connection, context, reduction, util
+from mp_core import _io, connection, context, reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
 from mp_core._zygote import Zygote, ZygoteLost
 
@@ -105,7 +105,6 @@ MAX_STARTUP_KILLS = 3
 
 _WAKE, _RESULTS, _SENTINEL, _TASKS = range(4)
 _READABLE = select.POLLIN | select.POLLPRI
-_IOV_MAX = 64
 
 
 class _Worker:
@@ -710,35 +709,16 @@ class ProcessEngine:
 
     def _flush(self, worker: _Worker) -> None:
         outbox = worker.outbox
-        fd = worker.task_fd
-        while outbox:
-            try:
-                if len(outbox) == 1:
-                    written = os.write(fd, outbox[0])
-                else:
-                    written = os.writev(fd, list(itertools.islice(outbox, _IOV_MAX)))
-            except BlockingIOError:
-                break
-            except OSError:
-                # The worker is gone (EPIPE) or its pipe was closed: its
-                # sentinel reports the death and settles its tasks.
-                outbox.clear()
-                break
-            while written:
-                head = outbox[0]
-                size = len(head)
-                if written >= size:
-                    written -= size
-                    outbox.popleft()
-                else:
-                    outbox[0] = memoryview(head)[written:]
-                    written = 0
-            if outbox:
-                break  # partly written: the pipe is full
+        try:
+            _io.write_available(worker.task_fd, outbox)
+        except OSError:
+            # The worker is gone (EPIPE) or its pipe was closed: its
+            # sentinel reports the death and settles its tasks.
+            outbox.clear()
         if outbox:
             if not worker.writing:
                 worker.writing = True
-                self._register(fd, _TASKS, worker, select.POLLOUT)
+                self._register(worker.task_fd, _TASKS, worker, select.POLLOUT)
         else:
             self._stop_writing(worker)
             if worker.closing:

@@ -50,6 +50,10 @@ class ThreadEngine:
         self._initargs = tuple(initargs)
         self._cond = threading.Condition(threading.Lock())
         self._delivering = threading.Lock()
+        # One joiner at a time: PyPy's Thread.join, raced by a second joiner
+        # of the same thread (the terminator thread and the caller of join),
+        # fails with "cannot release un-acquired lock".
+        self._joining = threading.Lock()
         self._local = threading.local()
         self._queue: deque[Job] = deque()
         self._active: dict[int, Job] = {}
@@ -121,17 +125,19 @@ class ThreadEngine:
             _in_background(self.terminate, self._request_stop)
             return
         self._stop(PoolTerminatedError("the pool was terminated"), notify=False)
-        for worker in self.processes:
-            if worker.ident is not None:
-                worker.join()
+        with self._joining:
+            for worker in self.processes:
+                if worker.ident is not None:
+                    worker.join()
 
     def join(self) -> None:
         """Wait for every worker thread to finish (from outside the pool's own threads)."""
         if self.owns_current_thread():
             raise RuntimeError("cannot join a pool from one of its own threads (a callback, or an object "
                                "collected in a worker): the workers may be waiting for this very thread")
-        for worker in self.processes:
-            worker.join()
+        with self._joining:
+            for worker in self.processes:
+                worker.join()
 
     def owns_current_thread(self) -> bool:
         """Whether the running thread is one of this engine's workers or input feeders."""

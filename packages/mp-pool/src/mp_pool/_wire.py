@@ -2,7 +2,7 @@
 
 Every message is one frame of ``mp_core.connection``'s wire format (a size,
 then the payload), built as a list of buffers and written with ``writev``
-(``mp_core.connection.write_buffers``).  The
+where the interpreter has it (``mp_core._io``).  The
 payload starts with a small fixed header, read with ``struct`` before any
 unpickling: a body that fails to unpickle can still be blamed on the right
 task, and control messages cost no pickle at all.
@@ -53,7 +53,7 @@ class Frame:
     The pickler writes into it as into a binary file; the blocks it hands
     over are kept, not copied into one growing buffer (which would cost a
     copy of every payload, and more as the buffer is reallocated), and go
-    out with one ``writev``.  ``Frame`` supports what
+    out with one ``writev`` (``mp_core._io``).  ``Frame`` supports what
     ``mp_core.reduction.Serializer.dump`` needs to fall back to dill after
     a failed attempt: ``tell``, then ``seek`` back and ``truncate``.
     """

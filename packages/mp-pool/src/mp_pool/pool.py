@@ -143,6 +143,13 @@ class Pool:
     def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
         if getattr(self, "_state", None) == RUN and getattr(self, "_creator_pid", None) == os.getpid():
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+            # The finalizer stops the workers.  CPython runs it right after
+            # this method, in the same collection; PyPy only at the next one
+            # (an object with __del__ is freed, and its weak references
+            # cleared, a collection later): run it now on every interpreter.
+            terminate = getattr(self, "_terminate", None)
+            if terminate is not None:
+                terminate()
 
     def __repr__(self) -> str:
         cls = type(self)
