@@ -6,12 +6,14 @@ import gc
 import os
 import pickle
 import queue
+import threading
 import time
 import weakref
 
 import pytest
 
-from mp_core import reduction
+from mp_core import _forksafe_threads, reduction
+from mp_core.connection import Connection
 from mp_sync import JoinableQueue, Queue, SimpleQueue
 
 from ..conftest import collect_garbage
@@ -419,6 +421,96 @@ def test_a_child_uses_a_queue_whose_feeder_runs_in_the_parent(ctx, start):
     assert got == {"from parent", "from child"}
     proc.join(30)
     assert proc.exitcode == 0
+
+
+# ---------------------------------------------------------------- the feeder steps aside for forks
+# (mp_core._forksafe_threads: the feeder thread exits before the process
+# forks, leaving what it has not written in the buffer, and is started
+# again after the fork.)
+
+def step_aside_for_a_fork():
+    """What a fork does to this process's ForkSafeThreads, without the fork."""
+    _forksafe_threads._before_fork()
+    _forksafe_threads._resume_paused()
+
+
+def test_items_put_around_forks_arrive_whole_and_in_order(ctx, start):
+    q = ctx.Queue()
+    big = b"b" * (256 << 10)  # larger than the pipe: the feeder is mid-write at some forks
+    expected = []
+    children = []
+    for round_ in range(3):
+        for i in range(200):
+            item = (round_, i, big if i % 50 == 0 else i)
+            q.put(item)
+            expected.append(item)
+        step_aside_for_a_fork()
+        children.append(start(produce, q, f"child{round_}", 50))  # a real fork under fork
+    got = [q.get(timeout=60) for _ in range(len(expected) + 3 * 50)]
+    assert [item for item in got if type(item[0]) is int] == expected
+    for round_ in range(3):
+        assert [item for item in got if item[0] == f"child{round_}"] == [(f"child{round_}", i) for i in range(50)]
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+
+
+def test_close_and_join_thread_wait_for_a_feeder_that_stepped_aside(ctx):
+    q = ctx.Queue()
+    # close() lets the feeder close this process's pipe ends once flushed:
+    # read what it wrote through a copy of the read end.
+    reader = Connection(os.dup(q._reader.fileno()), writable=False)
+    q.put("before")
+    _forksafe_threads._before_fork()
+    try:
+        feeder = q._thread
+        assert feeder.is_alive()  # paused: it will come back
+        q.put("while paused")
+        q.close()
+        joined = threading.Event()
+        joiner = threading.Thread(target=lambda: (q.join_thread(), joined.set()))
+        joiner.start()
+        assert not joined.wait(0.2)  # join_thread waits for the feeder across the pause
+    finally:
+        _forksafe_threads._resume_paused()
+    assert joined.wait(30)
+    joiner.join(10)
+    assert not feeder.is_alive() and q._reader.closed
+    assert [pickle.loads(reader.recv_bytes()) for _ in range(2)] == ["before", "while paused"]
+    reader.close()
+
+
+def test_a_restarted_feeder_still_reports_failed_writes_to_the_hook(ctx):
+    RecordingQueue.errors.clear()
+    q = RecordingQueue(1, ctx=ctx)
+    q.put("first")
+    assert q.get(timeout=30) == "first"
+    step_aside_for_a_fork()
+    q._writer.close()  # the pipe breaks under the (restarted) feeder
+    q.put("lost")
+    deadline = time.monotonic() + 30
+    while not RecordingQueue.errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [kind for kind, _ in RecordingQueue.errors] == [OSError]
+    assert pickle.loads(RecordingQueue.errors[0][1]) == "lost"
+    assert q.qsize() == 0
+
+
+def test_cancel_join_thread_holds_across_a_pause(ctx):
+    q = ctx.Queue()
+    big = b"x" * (4 << 20)
+    q.put(big)  # more than the pipe holds: the feeder is stuck in its write, and a fork goes ahead
+    started = time.monotonic()
+    step_aside_for_a_fork()
+    assert time.monotonic() - started < 5
+    q.cancel_join_thread()
+    assert q._jointhread is None
+    q.put("after")
+    assert q.get(timeout=30) == big  # unblocks the feeder
+    assert q.get(timeout=30) == "after"
+    q.close()
+    q._thread.join(30)
+    assert not q._thread.is_alive()
 
 
 # ---------------------------------------------------------------- __main__ programs

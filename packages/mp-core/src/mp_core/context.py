@@ -372,6 +372,16 @@ def _platform_default_method() -> str:
 _default_context = DefaultContext(_concrete_contexts[_platform_default_method()])
 
 
+def _forks_when_started(process_obj: process.BaseProcess) -> bool:
+    """Whether ``process_obj.start()`` forks this process with the fork start method's ``Popen``."""
+    if sys.platform == "win32" or "_Popen" in vars(process_obj):
+        return False
+    popen = getattr(type(process_obj), "_Popen", None)
+    if popen is ForkProcess._Popen:
+        return True
+    return popen is Process._Popen and _default_context.get_context()._name == "fork"
+
+
 def _force_start_method(method: str) -> None:
     """Fix the default context's method (used in children, which must match the parent)."""
     _default_context._actual_context = _concrete_contexts[method]

@@ -29,7 +29,6 @@ import pickle
 import selectors
 import signal
 import socket
-import struct
 import sys
 import threading
 TYPE_CHECKING = False
@@ -40,11 +39,15 @@ from . import process
 from . import reduction
 from . import spawn
 from . import util
+# The status wire shared with the zygote (pid, then exit code, per child).
+from ._child_status import SIGNED_STRUCT, read_signed  # noqa: F401  (read_signed: the stdlib's name)
+from ._child_status import drain as _drain
+from ._child_status import recv_exactly as _recv_exactly
+from ._child_status import report_exited_children as _report_exited_children
 
 __all__ = ["ensure_running", "get_inherited_fds", "connect_to_new_process", "set_forkserver_preload"]
 
 MAXFDS_TO_SEND = 256
-SIGNED_STRUCT = struct.Struct("q")  # the wire format of pids and exit codes
 _CHALLENGE_SIZE = 32
 _DIGEST = "sha256"
 _HANDSHAKE_TIMEOUT = 5.0
@@ -288,16 +291,6 @@ def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError("fork server closed the connection")
-        data += chunk
-    return data
-
-
 # ---------------------------------------------------------------- the server
 
 def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
@@ -449,33 +442,6 @@ def _preload(modules: Sequence[str], prep: dict[str, Any], on_error: str = "igno
             _preload_failed(on_error, f"module {name!r}", exc)
 
 
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
-
-
-def _report_exited_children(pid_to_conn: dict[int, socket.socket]) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        conn = pid_to_conn.pop(pid, None)
-        if conn is None:
-            continue
-        returncode = os.waitstatus_to_exitcode(status)
-        try:
-            conn.sendall(SIGNED_STRUCT.pack(returncode))
-        except OSError:
-            pass  # the client went away; nobody is waiting for this code
-        conn.close()
-
-
 def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[int, socket.socket],
                     closables: tuple[Any, ...], unused_fds: list[int], old_handlers: dict) -> None:
     conn, _ = listener.accept()
@@ -551,17 +517,6 @@ def _serve_one(fds: list[int], old_handlers: dict) -> int:
     util._run_after_forkers()
     parent_sentinel = os.dup(child_r)
     return spawn._main(child_r, parent_sentinel)
-
-
-def read_signed(fd: int) -> int:
-    """Read one pid or exit code sent by the server; ``EOFError`` if it hung up."""
-    data = b""
-    while len(data) < SIGNED_STRUCT.size:
-        chunk = os.read(fd, SIGNED_STRUCT.size - len(data))
-        if not chunk:
-            raise EOFError("unexpected EOF")
-        data += chunk
-    return SIGNED_STRUCT.unpack(data)[0]
 
 
 _forkserver = ForkServer()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
 
 from . import util
+from ._forksafe_threads import fork
 
 __all__ = ["Popen"]
 
@@ -136,7 +137,7 @@ class Popen:
     def _launch(self, process_obj: Any) -> None:
         parent_r, child_w = os.pipe()
         child_r, parent_w = os.pipe()
-        self.pid = os.fork()
+        self.pid = fork()  # our threads step aside (see _forksafe_threads)
         if self.pid == 0:  # the child
             code = 1
             try:

@@ -17,7 +17,9 @@ owner keeps a duplicate and serves it on request::
 Each descriptor is served once, to one client at a time; every step of a
 client's turn (each handshake message, then its request) has a deadline,
 so a peer that stalls holds the sharer for seconds, not for ever.  The
-serving thread starts with the first ``DupFd`` and stops with ``stop()``.  A forked child starts with an empty
+serving thread starts with the first ``DupFd`` and stops with ``stop()``;
+it steps aside while the process forks (``mp_core._forksafe_threads``).
+A forked child starts with an empty
 sharer: the parent's duplicates and listener are not its to serve.
 """
 
@@ -33,6 +35,7 @@ from typing import Any, Callable, Optional
 
 from . import process, reduction, util
 from ._connection import BadMessageLength
+from ._forksafe_threads import ForkSafeThread
 from ._handshake import recv_bytes_by
 from ._listener import CONNECTION_TIMEOUT
 from .context import AuthenticationError
@@ -78,7 +81,8 @@ class _ResourceSharer:
         self._lock = threading.Lock()
         self._listener: Any = None
         self._address: Any = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[ForkSafeThread] = None
+        self._wake_fds: tuple[int, int] = (-1, -1)
         util.register_after_fork(self, _ResourceSharer._afterfork)
 
     def register(self, send: Callable[[Any, int], None], close: Callable[[], None]) -> tuple[Any, int]:
@@ -106,7 +110,7 @@ class _ResourceSharer:
         from .connection import Client
 
         with self._lock:
-            address, thread, listener = self._address, self._thread, self._listener
+            address, thread, listener, wake_fds = self._address, self._thread, self._listener, self._wake_fds
         if address is not None:
             # Not under the lock: the serving thread takes it for each request.
             try:
@@ -117,10 +121,13 @@ class _ResourceSharer:
             thread.join(timeout)  # type: ignore[union-attr]
             if thread.is_alive():  # type: ignore[union-attr]
                 util.sub_warning("_ResourceSharer thread did not stop when asked")
+            else:
+                util.close_fds(*wake_fds)
             listener.close()
         with self._lock:
             if self._address == address:
                 self._address = self._thread = self._listener = None
+                self._wake_fds = (-1, -1)
             pending, self._cache = list(self._cache.values()), {}
         for _send, close in pending:
             close()
@@ -134,6 +141,8 @@ class _ResourceSharer:
             # Closes our copy of the socket only: the socket file belongs to
             # the parent (its unlink finalizer does not run in another process).
             self._listener.close()
+        util.close_fds(*self._wake_fds)
+        self._wake_fds = (-1, -1)
         self._listener = self._address = self._thread = None
 
     def _start(self) -> None:
@@ -142,16 +151,31 @@ class _ResourceSharer:
         util.debug("starting listener and thread for sending handles")
         self._listener = Listener(authkey=process.current_process().authkey, backlog=128)
         self._address = self._listener.address
-        thread = threading.Thread(target=self._serve, name="mp_core.resource_sharer", daemon=True)
+        wake_r, wake_w = self._wake_fds = os.pipe()
+        os.set_blocking(wake_w, False)
+        thread = ForkSafeThread(lambda: self._serve(thread, wake_r), name="mp_core.resource_sharer",
+                                wake=lambda: _poke(wake_w))
         thread.start()
         self._thread = thread
 
-    def _serve(self) -> None:
+    def _serve(self, thread: ForkSafeThread, wake_r: int) -> bool:
+        """The serving thread: true when it steps aside for a fork (it is then run again)."""
+        from ._wait import wait
+
         if hasattr(signal, "pthread_sigmask"):
             # Signals belong to the main thread.
             signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         listener = self._listener
+        listening = listener._listener._socket
         while True:
+            if thread.pausing:
+                return True
+            if wake_r in wait([listening, wake_r]):
+                os.read(wake_r, 64)
+                continue
+            # A client that stalls its handshake could hold us here: a fork
+            # does not wait for that.
+            thread.blocked = True
             try:
                 with listener.accept() as conn:
                     timeout = listener.handshake_timeout
@@ -180,6 +204,16 @@ class _ResourceSharer:
                 if listener._listener is None or util.is_exiting():
                     break
                 sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            finally:
+                thread.blocked = False
+        return False
+
+
+def _poke(fd: int) -> None:
+    try:
+        os.write(fd, b"\0")
+    except OSError:
+        pass  # full: the thread will wake up anyway; closed: it is gone
 
 
 _resource_sharer = _ResourceSharer()

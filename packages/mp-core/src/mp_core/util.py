@@ -577,8 +577,10 @@ def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
     # Portable fallback: close everything but the standard streams and the
     # descriptors passed, and make those inheritable only in the child,
     # between fork and exec, so no other thread's child can pick them up.
+    from ._forksafe_threads import fork
+
     args = list(args)
-    pid = os.fork()
+    pid = fork()  # our threads step aside (macOS: CPython 3.12+ warns there too)
     if pid == 0:  # pragma: no cover - runs in the child until exec
         try:
             close_all_fds_except([0, 1, 2, *fds])

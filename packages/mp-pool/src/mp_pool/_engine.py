@@ -30,6 +30,12 @@ a replacement starts.  A worker that dies before it is ready (its
 initializer failed, the main module cannot be imported) breaks the pool
 with ``BrokenPoolError`` instead of being respawned for ever.
 
+Under the fork start method the manager thread never forks: the first
+workers are forked by the thread that creates the pool, and their
+replacements by the pool's zygote (``mp_core._zygote``), forked before the
+pool had a thread; the manager thread and the ``imap`` feeders step aside
+whenever the process forks (``mp_core._forksafe_threads``).
+
 Writes to task pipes never block: a full pipe keeps the rest in the
 worker's outbox until ``poll`` reports room.  (A blocking write could
 deadlock: the manager waiting for a worker to read its next task while the
@@ -58,7 +64,9 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from mp_core import _io, connection, reduction, util
+from mp_core import _io, connection, context, reduction, util
+from mp_core._forksafe_threads import ForkSafeThread
+from mp_core._zygote import Zygote, ZygoteLost
 
 from . import _wire
 from ._errors import (
@@ -132,13 +140,23 @@ class ProcessEngine:
 
     def __init__(self, *, process_factory: Callable[..., Any], processes: int,
                  initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
-                 maxtasksperchild: Optional[int], serializer: Optional[reduction.Serializer]) -> None:
+                 maxtasksperchild: Optional[int], serializer: Optional[reduction.Serializer],
+                 zygote: bool = False) -> None:
         self._factory = process_factory
         self.size = processes
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._maxtasks = maxtasksperchild
         self._serializer = serializer
+        # Forked first, while this pool has neither threads nor pipes: the
+        # workers that replace others under the fork start method are forked
+        # from it (see mp_core._zygote), never from the manager thread.  The
+        # first ones are forked from here, as the zygote was: it holds what
+        # they hold, and starting them costs no round trips.
+        self._zygote: Optional[Zygote] = None
+        self._retired_zygote: Optional[Zygote] = None
+        if zygote and not util.process.current_process()._config.get("daemon"):
+            self._zygote = Zygote(self._build_in_zygote)
         self.processes: list[Any] = []          # the pool's ``_pool``: live worker processes
         self.broken: Optional[BrokenPoolError] = None
         self._workers: list[_Worker] = []
@@ -156,23 +174,30 @@ class ProcessEngine:
         self._terminating = False
         self._stopped = False
         self._starting: tuple[connection.Connection, ...] = ()
-        self._feeders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-        self._wake_r, self._wake_w = os.pipe()
+        self._feeders: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
+        try:
+            self._wake_r, self._wake_w = os.pipe()
+        except BaseException:
+            self._close_zygote()
+            raise
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._repopulate = False
         self._register(self._wake_r, _WAKE, None)
         util.register_after_fork(self, ProcessEngine._after_fork_in_child)
+        # The manager thread steps aside whenever this process forks (a
+        # worker of another pool, a Process, the program's own os.fork()).
+        self.thread = ForkSafeThread(self._run, name="PoolManager", wake=self._wake)
         try:
             for _ in range(processes):
-                self._start_worker()
+                self._start_worker(from_zygote=False)
+            self.thread.start()
         except BaseException:
             self._kill_workers()
             self._close_own_fds()
+            self._close_zygote()
             raise
-        self.thread = threading.Thread(target=self._run, name="PoolManager", daemon=True)
-        self.thread.start()
 
     # ================================================================ any thread
 
@@ -271,11 +296,14 @@ class ProcessEngine:
 
     def owns_current_thread(self) -> bool:
         """Whether the running thread is this engine's manager thread or one of its input feeders."""
-        current = threading.current_thread()
-        return current is getattr(self, "thread", None) or current in self._feeders
+        # (ForkSafeThreads: the thread under each changes when the process forks.)
+        thread = getattr(self, "thread", None)
+        if thread is not None and thread.is_current():
+            return True
+        return any(feeder.is_current() for feeder in list(self._feeders))
 
     def delivers_in_current_thread(self) -> bool:
-        return threading.current_thread() is self.thread
+        return self.thread.is_current()
 
     def _wake(self) -> None:
         if self._wake_pending:
@@ -288,10 +316,12 @@ class ProcessEngine:
 
     # ================================================================ manager thread
 
-    def _run(self) -> None:
+    def _run(self) -> bool:
+        """The manager thread's body; true when it steps aside for a fork (it is run again after)."""
         reason: BaseException = PoolTerminatedError("the pool was terminated")
         try:
-            self._loop()
+            if self._loop():
+                return True
             if self.broken is not None:
                 reason = self.broken
         except BaseException as exc:  # noqa: BLE001 - callers must never be left waiting
@@ -299,8 +329,14 @@ class ProcessEngine:
             traceback.print_exc()
             reason = BrokenPoolError(f"the pool's manager thread failed: {exc!r}")
             reason.__cause__ = exc
-        finally:
+        self._shut_down(reason)
+        return False
+
+    def _shut_down(self, reason: BaseException) -> None:
+        self._retire_zygote()  # it exits while the workers are stopped; reaped below
+        try:
             self._kill_workers()
+        finally:
             with self._lock:
                 self._stopped = True
                 leftovers = list(self._inbox)
@@ -310,15 +346,20 @@ class ProcessEngine:
                 job.result._abort(reason, notify=False)
             self._active.clear()
             self._close_own_fds()
+            self._close_zygote(wait=False)  # reaped in the background if still exiting: join need not wait
 
-    def _loop(self) -> None:
+    def _loop(self) -> bool:
+        """Serve until the pool is done (false) or the process is about to fork (true)."""
         poll = self._poller.poll
         fds = self._fds
+        thread = self.thread
         while True:
             if self._terminating:
-                return
+                return False
             if self._closing and self._close_workers():
-                return
+                return False
+            if thread.pausing:
+                return True
             exited: list[Any] = []
             for fd, event in poll():
                 kind, worker = fds.get(fd, (None, None))
@@ -366,7 +407,7 @@ class ProcessEngine:
 
     # ---------------------------------------------------------------- workers
 
-    def _start_worker(self) -> None:
+    def _start_worker(self, from_zygote: bool = True) -> None:
         tasks_r, tasks_w = connection.Pipe(duplex=False)
         results_r, results_w = connection.Pipe(duplex=False)
         # A worker forked from this process closes these in itself (see
@@ -377,7 +418,7 @@ class ProcessEngine:
                 tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
             process.name = process.name.replace("Process", "PoolWorker")
             process.daemon = True
-            process.start()
+            self._start_process(process, tasks_r, results_w, from_zygote)
         except BaseException:
             tasks_w.close()
             results_r.close()
@@ -395,6 +436,48 @@ class ProcessEngine:
         if worker.sentinel is not None:
             self._register(worker.sentinel, _SENTINEL, worker)
         util.debug("added worker %s", process.name)
+
+    def _start_process(self, process: Any, tasks_r: connection.Connection,
+                       results_w: connection.Connection, from_zygote: bool) -> None:
+        zygote = self._zygote
+        if not from_zygote or zygote is None or not context._forks_when_started(process):
+            process.start()
+            return
+        process._Popen = zygote.popen_for(
+            [tasks_r.fileno(), results_w.fileno()], (process.name, process._identity))
+        try:
+            process.start()
+        except ZygoteLost as exc:
+            # Killed (the OOM killer picks big processes): fork from here,
+            # as without a zygote, rather than lose the pool.
+            util.sub_warning("pool workers are forked directly from now on: %s", exc)
+            self._close_zygote()
+            del process._Popen
+            process.start()
+
+    def _build_in_zygote(self, fds: list[int], info: tuple[str, tuple]) -> tuple[Any, tuple]:
+        """In the zygote: the worker process object for a request of ``_start_process``."""
+        tasks_r = connection.Connection(fds[0], writable=False)
+        results_w = connection.Connection(fds[1], readable=False)
+        process = self._factory(target=run_worker, args=(
+            tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
+        process.name, process._identity = info
+        process.daemon = True
+        return process, (tasks_r, results_w)
+
+    def _close_zygote(self, wait: bool = True) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is None:
+            zygote, self._retired_zygote = self._retired_zygote, None
+        if zygote is not None:
+            zygote.close(wait)
+
+    def _retire_zygote(self) -> None:
+        """No worker will be needed any more: let the zygote exit now (it is reaped at shutdown)."""
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.shut()
+            self._retired_zygote = zygote
 
     def _on_exit(self, worker: _Worker) -> None:
         """A worker's sentinel fired: collect its last results, settle its tasks, replace it."""
@@ -470,6 +553,7 @@ class ProcessEngine:
         """While closing: once no work is left, send every worker end of file; true when all are gone."""
         if self._active or self._requeued or self._inbox:
             return False
+        self._retire_zygote()
         for worker in self._workers:
             if not worker.closing:
                 # An explicit STOP, then end of file once it is written: a

@@ -9,7 +9,8 @@ and the chunk stands for one position).
 that dispatches: no user code runs there.  ``IteratorSource`` reads any
 other iterable in a thread of its own, a few chunks ahead of the workers,
 so that a slow or blocking input (another ``imap``'s results, a socket)
-never stalls the pool, and an endless one does not fill memory.
+never stalls the pool, and an endless one does not fill memory; that
+thread steps aside whenever the process forks (``mp_core._forksafe_threads``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import threading
 from collections import deque
 from itertools import islice
 from typing import Any, Callable, Iterable, Optional
+
+from mp_core._forksafe_threads import ForkSafeThread
 
 __all__ = ["Chunk", "SingleSource", "SequenceSource", "SizedSequenceSource", "IteratorSource", "make_source"]
 
@@ -133,7 +136,8 @@ class IteratorSource:
         self._ended = False     # the feeder has added its last chunk
         self._stopped = False
         self._count = 0
-        self.thread = threading.Thread(target=self._feed, name=name, daemon=True)
+        self._index = 0
+        self.thread = ForkSafeThread(self._feed, name=name, wake=self._wake)
 
     def start(self) -> None:
         """Start reading (once the job is known to the engine that ``on_ready`` tells)."""
@@ -167,34 +171,52 @@ class IteratorSource:
             self._buffer.clear()
             self._room.notify()
 
-    def _feed(self) -> None:
+    def _wake(self) -> None:
+        with self._room:
+            self._room.notify()
+
+    def _feed(self) -> bool:
+        """The feeder thread; true when it steps aside for a fork (it is then run again)."""
         iterator = self._iterator
         size = self._chunksize
-        index = 0
+        thread = self.thread
+        pausing = False
         try:
             while True:
                 with self._room:
                     while len(self._buffer) > self._limit // 2 and not self._stopped:
+                        if thread.pausing:
+                            pausing = True
+                            return True
                         self._room.wait()
                     if self._stopped:
-                        return
+                        return False
                 while len(self._buffer) < self._limit and not self._stopped:
+                    if thread.pausing:
+                        pausing = True
+                        return True
+                    # The input is the caller's code: it may block for long
+                    # (a fork then goes ahead without waiting for it).
+                    thread.blocked = True
                     try:
                         items = list(islice(iterator, size))
                     except BaseException as exc:  # noqa: BLE001 - delivered to the caller at its position
                         # (The items of the chunk being read are lost with
                         # it, as with the standard library.)
-                        self._push((index, self._count, None, exc), 1)
-                        return
+                        self._push((self._index, self._count, None, exc), 1)
+                        return False
+                    finally:
+                        thread.blocked = False
                     if items:
-                        self._push((index, self._count, items, None), len(items))
-                        index += 1
+                        self._push((self._index, self._count, items, None), len(items))
+                        self._index += 1
                     if len(items) < size:
-                        return
+                        return False
         finally:
-            self._iterator = None  # type: ignore[assignment]
-            self._ended = True
-            self._on_ready()
+            if not pausing:
+                self._iterator = None  # type: ignore[assignment]
+                self._ended = True
+                self._on_ready()
 
     def _push(self, chunk: Chunk, span: int) -> None:
         self._count += span

@@ -15,13 +15,13 @@ its results would have nowhere to go.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from itertools import starmap
 from typing import Any, Callable, Optional, Sequence
 
 from mp_core import connection, reduction
 from mp_core import process as _process
+from mp_core._forksafe_threads import ForkSafeThread
 
 from . import _wire
 from ._errors import MaybeEncodingError, format_remote
@@ -52,14 +52,23 @@ def _watch_parent() -> None:
     if sentinel is None:
         return
 
-    def watch() -> None:
-        try:
-            connection.wait([sentinel])
-        except (OSError, ValueError):
-            return
-        os._exit(_PARENT_GONE)
+    # The watcher steps aside while a task forks (see mp_core._forksafe_threads).
+    wake_r, wake_w = os.pipe()
 
-    threading.Thread(target=watch, name="pool-parent-watch", daemon=True).start()
+    def watch() -> bool:
+        try:
+            ready = connection.wait([sentinel, wake_r])
+        except (OSError, ValueError):
+            return False
+        if sentinel in ready:
+            os._exit(_PARENT_GONE)
+        os.read(wake_r, 64)
+        return True
+
+    def wake() -> None:
+        os.write(wake_w, b"\0")
+
+    ForkSafeThread(watch, name="pool-parent-watch", wake=wake).start()
 
 
 def run_worker(tasks: connection.Connection, results: connection.Connection,

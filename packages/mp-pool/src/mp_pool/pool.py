@@ -15,7 +15,12 @@ under every start method.  What differs from the standard library's pool:
   (pending and later calls raise it) instead of respawning workers forever;
 * ``terminate()`` fails the results still pending with
   ``PoolTerminatedError`` instead of leaving ``get()`` blocked for ever;
-* ``map_async`` calls its callback for an empty input too.
+* ``map_async`` calls its callback for an empty input too;
+* under the fork start method no fork happens while a thread of the pool
+  runs: workers that replace others are forked by the pool's zygote, a
+  single-threaded copy of the process made by ``Pool()`` (their
+  ``os.getppid()`` is the zygote's; ``parent_process()`` is the pool's
+  owner), and the pool's threads step aside whenever the process forks.
 
 How work moves between the caller, the pool's manager thread and the
 workers is drawn in ``mp_pool._engine``; the worker side is
@@ -132,7 +137,8 @@ class Pool:
         return ProcessEngine(
             process_factory=lambda *args, **kwds: factory(ctx, *args, **kwds),
             processes=self._processes, initializer=self._initializer, initargs=self._initargs,
-            maxtasksperchild=self._maxtasksperchild, serializer=self._serializer)
+            maxtasksperchild=self._maxtasksperchild, serializer=self._serializer,
+            zygote=self._ctx.get_start_method() == "fork")
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
         if getattr(self, "_state", None) == RUN and getattr(self, "_creator_pid", None) == os.getpid():

@@ -39,9 +39,11 @@ from queue import Empty, Full
 from typing import Any, Callable, Optional
 
 from mp_core import reduction, util
+from mp_core._forksafe_threads import ForkSafeThread
 from mp_core.connection import Pipe
 from mp_core.context import BaseContext, assert_spawning
 
+from ._feed_writer import FeedState, private_nonblocking_end, write_out
 from .synchronize import SEM_VALUE_MAX, BoundedSemaphore, Condition, Lock, Semaphore, _resolve
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
@@ -98,6 +100,11 @@ def _send_batch(writer: Any, batch: list) -> None:
         data = data[os.write(fd, data):]
 
 
+def _notify(condition: threading.Condition) -> None:
+    with condition:
+        condition.notify()
+
+
 class Queue:
     """A multi-producer, multi-consumer FIFO queue between processes (``queue.Queue``).
 
@@ -142,10 +149,15 @@ class Queue:
 
     def _reset(self) -> None:
         # The per-process half of the queue: a forked child must not believe
-        # it has the parent's feeder thread or its buffered items.
+        # it has the parent's feeder thread or its buffered items (nor keep
+        # its descriptor for the pipe, nor the write lock it may hold).
+        inherited = getattr(self, "_feed_state", None)
+        if inherited is not None:
+            inherited.close()
+        self._feed_state = FeedState()
         self._notempty = threading.Condition(threading.Lock())
         self._buffer: collections.deque = collections.deque()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[ForkSafeThread] = None
         self._jointhread: Optional[util.Finalize] = None
         self._joincancelled = False
         self._closed = False
@@ -197,14 +209,16 @@ class Queue:
 
     def _start_thread(self) -> None:
         util.debug("Queue._start_thread()")
-        self._thread = threading.Thread(
-            target=Queue._feed,
-            args=(self._buffer, self._notempty, self._writer, self._wlock,
-                  self._reader.close, self._writer.close, self._ignore_epipe,
-                  self._feeder_error_hook(), self._sem),
-            name="QueueFeederThread",
-            daemon=True,
-        )
+        # The feeder steps aside whenever this process forks (see
+        # mp_core._forksafe_threads), leaving what it has not written in
+        # the buffer; it holds no reference to the queue.
+        args = (self._buffer, self._notempty, self._writer, self._wlock,
+                self._reader.close, self._writer.close, self._ignore_epipe,
+                self._feeder_error_hook(), self._sem)
+        notempty, state = self._notempty, self._feed_state
+        feeder = ForkSafeThread(lambda: Queue._feed(*args, feeder, state), name="QueueFeederThread",
+                                wake=lambda: _notify(notempty))
+        self._thread = feeder
         try:
             self._thread.start()
         except BaseException:
@@ -234,7 +248,7 @@ class Queue:
         return call_hook
 
     @staticmethod
-    def _finalize_join(thread_ref: weakref.ref[threading.Thread]) -> None:
+    def _finalize_join(thread_ref: weakref.ref[ForkSafeThread]) -> None:
         thread = thread_ref()
         if thread is not None:
             util.debug("joining queue thread")
@@ -250,36 +264,86 @@ class Queue:
     def _feed(buffer: collections.deque, notempty: threading.Condition, writer: Any,
               writelock: Optional[Lock], reader_close: Callable[[], None], writer_close: Callable[[], None],
               ignore_epipe: bool, onerror: Callable[[BaseException, Any], None],
-              queue_sem: BoundedSemaphore) -> None:
-        """The feeder thread: write buffered payloads to the pipe until the sentinel."""
-        while True:
-            with notempty:
-                while not buffer:
-                    notempty.wait()
-            while buffer:
-                batch, stop = _take_batch(buffer)
-                if batch:
-                    try:
-                        if writelock is None:
-                            _send_batch(writer, batch)
-                        else:
-                            with writelock:
+              queue_sem: BoundedSemaphore, thread: ForkSafeThread, state: FeedState) -> bool:
+        """The feeder thread: write buffered payloads to the pipe until the sentinel.
+
+        Returns true to step aside for a fork (``thread.pausing``), leaving
+        the rest in the buffer, or in ``state`` with the write lock held
+        when it stops in the middle of a batch (see ``_feed_writer``); it is
+        then called again.
+        """
+        def failed(exc: BaseException, batch: list) -> bool:
+            """Report a write that failed; true if the feeder must end."""
+            if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
+                return True
+            if util.is_exiting():
+                util.info("error in queue thread: %s", exc)
+                return True
+            for payload in batch:
+                # The item never reached the pipe: give its slot back.
+                queue_sem.release()
+                onerror(exc, payload)
+            return False
+
+        if state.fd is None:
+            state.fd = private_nonblocking_end(writer.fileno()) if writelock is not None else -1
+        paused = False
+        try:
+            while True:
+                if state.parts is None:
+                    if not buffer:
+                        with notempty:
+                            while not buffer:
+                                if thread.pausing:
+                                    paused = True
+                                    return True
+                                notempty.wait()
+                    if thread.pausing:
+                        paused = True
+                        return True
+                    batch, stop = _take_batch(buffer)
+                    if batch and state.fd < 0:
+                        # Blocking writes: a full pipe can hold one for as
+                        # long as nobody reads (the reader may be the child
+                        # about to be forked); a fork does not wait for it.
+                        thread.blocked = True
+                        try:
+                            if writelock is None:
                                 _send_batch(writer, batch)
+                            else:
+                                with writelock:
+                                    _send_batch(writer, batch)
+                        except Exception as exc:
+                            if failed(exc, batch):
+                                return False
+                        finally:
+                            thread.blocked = False
+                    elif batch:
+                        state.begin(batch, stop, writelock)
+                if state.parts is not None:
+                    try:
+                        if writer.closed:
+                            # (Our own descriptor would still write.)
+                            raise OSError(errno.EBADF, "handle is closed")
+                        if write_out(state, thread):
+                            paused = True
+                            return True
                     except Exception as exc:
-                        if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
-                            return
-                        if util.is_exiting():
-                            util.info("error in queue thread: %s", exc)
-                            return
-                        for payload in batch:
-                            # The item never reached the pipe: give its slot back.
-                            queue_sem.release()
-                            onerror(exc, payload)
+                        batch, stop = state.batch, state.stop
+                        state.finish()
+                        if failed(exc, batch):  # type: ignore[arg-type]
+                            return False
+                    else:
+                        stop = state.stop
+                        state.finish()
                 if stop:
                     util.debug("feeder thread got sentinel -- exiting")
                     reader_close()
                     writer_close()
-                    return
+                    return False
+        finally:
+            if not paused:
+                state.close()
 
     @staticmethod
     def _on_queue_feeder_error(exc: BaseException, obj: Any) -> None:
