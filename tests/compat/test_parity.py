@@ -117,6 +117,8 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
     },
     "resource_tracker": {
         "ReentrantCallError": (((3, 11, 7), (3, 12, 1)), "a reentrant call raises instead of deadlocking"),
+        "main(linger_pid)": (None, "a tracker started by a fork child outlives the child's parent, so a "
+                                   "block the child created and handed over lives until the program ends"),
     },
     "reduction": {
         "Serializer": (None, "the serialization settings of a channel (DESIGN.md: modes auto/dill/pickle)"),
