@@ -127,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctx.get_start_method() == "forkserver":
         from mp_core import forkserver
         forkserver.ensure_running()
+    # So does the pipe through which a fork asks our threads to step aside
+    # (made once per process, by the first thread that waits in poll()).
+    from mp_core import _forksafe_threads
+    _forksafe_threads.fork_requested_fd()
     emit(event="start", pid=os.getpid(), prefixes=prefixes, start_method=ctx.get_start_method(),
          python=sys.version.split()[0], tmpdir=tmp_root)
     chosen = [BY_NAME[name] for name in args.only.split(",") if name] or WORKLOADS
