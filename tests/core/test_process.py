@@ -31,12 +31,23 @@ def sleep_forever():
         time.sleep(1)
 
 
+def restore_default_sigint():
+    # A suite started in the background by a non-interactive shell (CI, `cmd &`)
+    # inherits SIGINT ignored, and Python then leaves it ignored in every child:
+    # interrupt() (like the stdlib's, like Ctrl-C) would do nothing there.  The
+    # tests are about what a child with Python's usual handler does.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def signal_ready_then_sleep(conn):
+    restore_default_sigint()
     conn.send("ready")
     sleep_forever()
 
 
 def report_keyboard_interrupt(conn):
+    restore_default_sigint()
     try:
         conn.send("ready")
         sleep_forever()

@@ -202,6 +202,8 @@ def test_initializer_runs_in_the_server(ctx):
         CounterManager(ctx=ctx).start(initializer=42)
 
 
+# The test runs a server in a thread of its own, then forks (under fork).
+@pytest.mark.filterwarnings("ignore:This process .*is multi-threaded:DeprecationWarning")
 def test_server_run_by_hand_in_a_thread(ctx, children):
     authkey = b"by hand"
     server = CounterManager(address=("127.0.0.1", 0), authkey=authkey).get_server()
