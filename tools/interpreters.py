@@ -105,10 +105,20 @@ def expose(directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     for name, path in find_all().items():
         link = os.path.join(directory, name if name == "pypy3" else f"python{name}")
-        if os.path.lexists(link):
-            os.remove(link)
-        if path:
-            os.symlink(path, link)
+        if not path:
+            try:
+                os.remove(link)
+            except FileNotFoundError:
+                pass
+            continue
+        # Made aside and renamed over the old one: several nox processes
+        # (.ci/run's lanes) expose the same directory at the same time, and
+        # none may see a link missing or fail on one that another just made.
+        temporary = f"{link}.{os.getpid()}.tmp"
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        os.symlink(path, temporary)
+        os.replace(temporary, link)
     return directory
 
 
