@@ -7,12 +7,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import allowlist as allowlist_mod
 from .discover import METHODS, discover, select_modules
 from .report import format_categories, format_failures, method_rows, table
-from .results import ModuleRun, Verdict, add_counts, compare
+from .results import ModuleRun, Verdict, add_counts, compare, finish_run, fold_records, parse_records
 from .runner import RunOptions, run_module
 from .venv import DEFAULT_CACHE, REPO_ROOT, ensure_venv, install_support_files, preflight
 
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--baseline-only", action="store_true", help="run only the stdlib")
     g.add_argument("--baseline-json", type=Path, action="append", metavar="FILE",
                    help="compare with the stdlib results saved by earlier --json runs (repeatable)")
+    g.add_argument("--baseline-run", type=Path, action="append", metavar="DIR",
+                   help="compare with the stdlib results in the directory of an earlier run of the same "
+                        "interpreter (its stdlib-*.jsonl files; repeatable)")
     p.add_argument("--list-failures", action="store_true",
                    help="print failing test ids with their key error lines")
     p.add_argument("--lines", type=int, default=0, metavar="N",
@@ -113,6 +116,24 @@ def load_baseline(path: Path) -> Dict[Tuple[str, str], ModuleRun]:
     return {(r.method, r.name): r for r in runs}
 
 
+def load_baseline_run(directory: Path, modules: Sequence[Any]) -> Dict[Tuple[str, str], ModuleRun]:
+    """The stdlib's outcomes recorded in an earlier run's directory, for the test modules given.
+
+    A module whose stdlib results are missing there is left out (it has no
+    baseline, as in a run without one).
+    """
+    loaded: Dict[Tuple[str, str], ModuleRun] = {}
+    for tm in modules:
+        path = directory / f"stdlib-{tm.method}-{tm.name}.jsonl"
+        if not path.exists():
+            continue
+        run = ModuleRun(impl="stdlib", method=tm.method, name=tm.name, module=tm.module, log=str(path))
+        fold_records(run, parse_records(path.read_text(encoding="utf-8")))
+        finish_run(run)
+        loaded[(tm.method, tm.name)] = run
+    return loaded
+
+
 def print_api_gaps(venv) -> int:
     from .gaps import gaps, scan, test_sources
 
@@ -176,6 +197,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         wanted = {(tm.method, tm.name) for tm in modules}
         baseline.update((key, restrict(run, args.keywords)) for key, run in loaded.items() if key in wanted)
         _say(f"baseline: {len(loaded)} stdlib module runs from {path}")
+    for directory in args.baseline_run or ():
+        loaded = load_baseline_run(directory, modules)
+        baseline.update((key, restrict(run, args.keywords)) for key, run in loaded.items())
+        _say(f"baseline: {len(loaded)} stdlib module runs from {directory}")
     ours: Dict[Tuple[str, str], ModuleRun] = {}
     walls: Dict[Tuple[str, str], float] = {}
     opts = RunOptions(test_timeout=args.test_timeout, module_timeout=args.module_timeout,
