@@ -44,19 +44,23 @@ def test_forking_children_starts_no_tracker(tmp_path):
     assert result.stdout.strip() == "tracker started: False"
 
 
-@pytest.mark.parametrize("how", ["pidfd", "kqueue", "polling"])
-def test_waiting_for_a_process_that_is_not_a_child(monkeypatch, how):
+def use_only(how, monkeypatch):
+    """Make ``_wait_for_exit`` wait with a pidfd, kqueue or by polling (skip if not available here)."""
+    import select
+
     if how == "pidfd" and not hasattr(os, "pidfd_open"):
         pytest.skip("no os.pidfd_open on this platform")
-    if how == "kqueue":
-        import select
-        if not hasattr(select, "kqueue"):
-            pytest.skip("no kqueue on this platform")
+    if how == "kqueue" and not hasattr(select, "kqueue"):
+        pytest.skip("no kqueue on this platform")
     if how != "pidfd":
         monkeypatch.delattr(os, "pidfd_open", raising=False)
     if how == "polling":
-        import select
         monkeypatch.delattr(select, "kqueue", raising=False)
+
+
+@pytest.mark.parametrize("how", ["pidfd", "kqueue", "polling"])
+def test_waiting_for_a_process_that_is_not_a_child(monkeypatch, how):
+    use_only(how, monkeypatch)
     # A process that runs until its stdin reaches end of file.
     other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     returned = threading.Event()
@@ -78,3 +82,23 @@ def test_waiting_for_a_process_that_is_already_gone():
     other = subprocess.Popen([sys.executable, "-c", "pass"])
     other.wait(60)
     resource_tracker._wait_for_exit(other.pid)  # returns at once (ESRCH), whatever the method
+
+
+@pytest.mark.parametrize("how", ["pidfd", "kqueue", "polling"])
+def test_waiting_for_a_process_that_exited_and_is_not_reaped_yet(monkeypatch, how):
+    # The lingering tracker's case: the program it waits for has exited, and
+    # the program's parent (subprocess.run) reaps it only once the output
+    # the tracker holds reaches its end.  A zombie has exited (PyPy 3.9, with
+    # no os.pidfd_open, polled and waited for it forever).
+    use_only(how, monkeypatch)
+    other = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE)
+    returned = threading.Event()
+    waiter = threading.Thread(target=lambda: (resource_tracker._wait_for_exit(other.pid), returned.set()))
+    try:
+        assert other.stdout.read() == b""  # end of file: it is exiting (not reaped: we do not wait)
+        waiter.start()
+        assert returned.wait(60), "did not notice the exit of a process not reaped yet"
+    finally:
+        other.stdout.close()
+        other.wait(60)
+        waiter.join(60)

@@ -382,14 +382,36 @@ def _wait_for_exit(pid: int) -> None:
             pass
         finally:
             queue.close()
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            return  # the pid now belongs to another user's process: ours is gone
+    # Polling (PyPy 3.9 has no os.pidfd_open): until the pid is gone or a zombie.
+    while not _has_exited(pid):
         time.sleep(0.5)
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether process ``pid`` (not necessarily our child) has exited, reaped or not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return True  # the pid now belongs to another user's process: ours is gone
+    # kill() still finds a zombie: a process that has exited and that its
+    # parent has not reaped yet.  The parent may well be waiting for us first
+    # (subprocess.run() reads the output that we hold to its end before it
+    # reaps), so a zombie counts as gone, as a pidfd or kqueue reports it.
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` is a zombie, as far as /proc tells (``False`` without /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return False  # no /proc here, or the process is gone: kill() tells next time
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the last ')' ends it.
+    state = stat.rindex(b")") + 2
+    return stat[state:state + 1] == b"Z"
 
 
 def _reap(pid: int, timeout: Optional[float]) -> Optional[int]:
