@@ -715,3 +715,70 @@ def test_a_keyed_client_waits_for_a_listener_that_accepts_late():
             conn.send("late but fine")
         thread.join(30)
     assert got == {"reply": "late but fine"}
+
+
+OUT_OF_DESCRIPTORS = """
+import os, resource, subprocess, sys
+from mp_core import connection
+from mp_core.connection import Listener
+
+KEY = b"out of descriptors"
+CLIENT = ("import sys; from mp_core.connection import Client; "
+          "conn = Client(sys.argv[1], authkey=%r); conn.send('hello'); print(conn.recv())" % KEY)
+
+
+def first_free_descriptor():
+    fd = 0
+    while True:
+        try:
+            os.fstat(fd)  # needs no descriptor of its own, unlike listing /proc/self/fd
+        except OSError:
+            return fd
+        fd += 1
+
+
+with Listener(family="AF_UNIX", authkey=KEY) as listener:
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, listener.address], stdout=subprocess.PIPE, text=True)
+    assert connection.wait([listener._listener._socket], 60), "the client did not connect"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # One descriptor left: the connection accepted takes it, the handshake must make do without.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (first_free_descriptor() + 1, hard))
+    try:
+        with listener.accept() as conn:
+            greeting = conn.recv()
+            conn.send("welcome")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    out, _ = client.communicate(timeout=60)
+    print(greeting, out.strip(), client.returncode)
+"""
+
+
+def test_a_listener_out_of_descriptors_still_authenticates_the_client_it_accepted(tmp_path):
+    # A challenge needs random bytes: PyPy's os.urandom opens /dev/urandom
+    # for them, so a server out of descriptors accepted a client and then
+    # failed its handshake (EMFILE), for ever.  A fresh interpreter: the
+    # descriptor limit is the whole process's.
+    pytest.importorskip("resource")
+    script = tmp_path / "out_of_descriptors.py"
+    script.write_text(OUT_OF_DESCRIPTORS)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello welcome 0", result.stdout
+
+
+@pytest.mark.parametrize("source", ["chosen", "libc getrandom"])
+def test_challenges_get_random_bytes_of_the_size_asked(source):
+    from mp_core import _entropy
+
+    if source == "chosen":
+        random_bytes = _entropy.random_bytes
+    else:  # PyPy's route, tried on every interpreter that can take it
+        random_bytes = _entropy._libc_getrandom()
+        if random_bytes is None:
+            pytest.skip("libc has no getrandom() here")
+    for size in (0, 1, 40, 300, 70000):
+        data = random_bytes(size)
+        assert isinstance(data, bytes) and len(data) == size
+    assert random_bytes(40) != random_bytes(40)
+    assert len(set(random_bytes(70000))) == 256  # every byte value turns up in that many

@@ -37,9 +37,11 @@ import time
 from typing import Any, Optional
 
 from ._connection import BadMessageLength, _fd_ready
+from ._entropy import prepare as _prepare_random_bytes
+from ._entropy import random_bytes
 from .context import AuthenticationError
 
-__all__ = ["deliver_challenge", "answer_challenge", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
+__all__ = ["deliver_challenge", "answer_challenge", "prepare", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
 
 CHALLENGE = b"#CHALLENGE#"
 WELCOME = b"#WELCOME#"
@@ -152,6 +154,19 @@ def _preview(message: bytes) -> str:
     return repr(message[:24]) + ("..." if len(message) > 24 else "")
 
 
+def prepare() -> None:
+    """Load what a handshake needs (the hashes, the challenges' random source) now.
+
+    For a listener, while it still has descriptors to load them with: one
+    that ran out must still authenticate the peer it could accept, and the
+    first client must not wait for OpenSSL to load (looking like a stalled
+    peer meanwhile).
+    """
+    import hmac  # noqa: F401
+
+    _prepare_random_bytes()
+
+
 def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = _DIGEST, *,
                       timeout: Optional[float] = None) -> None:
     """Challenge the peer to prove it holds ``authkey``.
@@ -168,7 +183,7 @@ def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = _DIGES
     if digest_name not in _ANSWERABLE_DIGESTS:
         raise ValueError(f"digest_name={digest_name!r} unsupported (use one of {sorted(_ANSWERABLE_DIGESTS)})")
     prefix = b"{" + digest_name.encode("ascii") + b"}"
-    challenge = prefix + os.urandom(MESSAGE_LENGTH)
+    challenge = prefix + random_bytes(MESSAGE_LENGTH)
     _send(connection, CHALLENGE + challenge)
     response = _receive(connection, timeout, "the answer to our challenge")
     import hmac

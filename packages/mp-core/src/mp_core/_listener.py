@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 from . import util
 from ._connection import Connection
 from ._handshake import answer_challenge, deliver_challenge
+from ._handshake import prepare as prepare_handshakes
 
 __all__ = [
     "Listener", "Client", "SocketListener", "SocketClient", "address_type", "arbitrary_address",
@@ -170,6 +171,8 @@ class Listener:
         address = address or arbitrary_address(family)
         _validate_family(family)
         self._authkey = _check_authkey(authkey)
+        if self._authkey is not None:
+            prepare_handshakes()
         if family == "AF_PIPE":  # pragma: no cover
             raise NotImplementedError("Windows named pipes are not implemented yet")
         self._listener: Optional[SocketListener] = SocketListener(address, family, backlog)

@@ -30,7 +30,7 @@ import sys
 import threading
 from typing import Any, Optional
 
-from mp_core import connection, process, util
+from mp_core import _handshake, connection, process, util
 from mp_core.context import AuthenticationError
 
 from ._handshakes import PendingHandshakes, shut_down_socket
@@ -138,9 +138,10 @@ class Server:
         process instead; code after this call runs here).
         """
         _local_servers[self.address] = self
-        # The handshake's hashes, imported now: the first client must not
-        # wait for OpenSSL to load (and look like a stalled peer meanwhile).
-        import hmac  # noqa: F401
+        # What the handshake needs, loaded now: the first client must not
+        # wait for OpenSSL to load (and look like a stalled peer meanwhile),
+        # and out of descriptors, challenges must still be made (PyPy).
+        _handshake.prepare()
         # Written to when stopping, to wake the accepter.
         self._wake_r, self._wake_w = os.pipe()
         threading.Thread(target=self._accept_loop, name="manager-accepter", daemon=True).start()
