@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import pytest
@@ -311,7 +312,10 @@ def test_dispatch_understands_the_standard_librarys_reply_kinds():
         except queue.Empty as exc:
             ref = weakref.ref(exc)
             assert exc.args == ("nothing",)
-        assert ref() is None
+        if sys.implementation.name == "cpython":
+            # Only reference counting frees an object the moment its last
+            # reference goes; PyPy's collector (off here) frees nothing.
+            assert ref() is None
     finally:
         if was_enabled:
             gc.enable()

@@ -103,7 +103,9 @@ def test_a_corrupt_size_header_gets_an_error_reply_then_the_connection_closes(se
 # ---------------------------------------------------------------- the stream itself
 
 def test_a_bare_header_commits_no_memory_for_the_size_it_announces():
-    import tracemalloc
+    # PyPy has no tracemalloc; tests/core/test_message_sizes.py measures the
+    # buffers' committed memory there (RSS), on every interpreter.
+    tracemalloc = pytest.importorskip("tracemalloc", reason="no tracemalloc on this interpreter (PyPy)")
 
     near, far = socket.socketpair()
     try:

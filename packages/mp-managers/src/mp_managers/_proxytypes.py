@@ -291,6 +291,16 @@ class DictProxy(BaseProxy):
         self._callmethod("__ior__", (value,))
         return self
 
+    def __ror__(self, value: Any) -> Any:
+        # ``other | d``: a copy of ``other`` updated with the shared dict, as
+        # dict.__ror__ answers -- computed here, since not every interpreter's
+        # dict has __ror__ for the server to call (PyPy 3.9's has not).
+        if not isinstance(value, dict):
+            return NotImplemented
+        merged = dict(value)
+        merged.update(self._callmethod("copy"))
+        return merged
+
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
 
