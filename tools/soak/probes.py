@@ -57,8 +57,8 @@ def _stat_fields(pid: int) -> List[str]:
     return stat[stat.rindex(")") + 2:].split()
 
 
-def living_children(parent: int) -> FrozenSet[int]:
-    """Pids of ``parent``'s children that are not zombies."""
+def _living_pids(field: int, value: int) -> FrozenSet[int]:
+    """Pids of the non-zombie processes whose /proc stat field ``field`` (after the name) is ``value``."""
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -67,24 +67,19 @@ def living_children(parent: int) -> FrozenSet[int]:
             fields = _stat_fields(int(entry))
         except (OSError, ValueError, IndexError):
             continue
-        if int(fields[1]) == parent and fields[0] != "Z":
+        if int(fields[field]) == value and fields[0] != "Z":
             found.add(int(entry))
     return frozenset(found)
+
+
+def living_children(parent: int) -> FrozenSet[int]:
+    """Pids of ``parent``'s children that are not zombies."""
+    return _living_pids(1, parent)  # ppid
 
 
 def session_members(sid: int) -> FrozenSet[int]:
     """Pids of the living (non-zombie) processes of session ``sid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = _stat_fields(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.add(int(entry))
-    return frozenset(found)
+    return _living_pids(3, sid)  # session id
 
 
 def shm_entries(prefixes: Iterable[str]) -> FrozenSet[str]:
