@@ -29,8 +29,11 @@ nox.options.reuse_existing_virtualenvs = False
 # (where nox would otherwise make it an error): .ci/run reports it too.
 nox.options.error_on_missing_interpreters = False
 
-os.environ["PATH"] = interpreters.expose(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox",
-                                                      "interpreters")) + os.pathsep + os.environ.get("PATH", "")
+os.environ["PATH"] = (
+    interpreters.expose(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nox", "interpreters"))
+    + os.pathsep
+    + os.environ.get("PATH", "")
+)
 
 
 @nox.session(python=interpreters.SUPPORTED)

@@ -43,5 +43,7 @@ def main(method: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else multiprocess.get_start_method(),
-         int(sys.argv[2]) if len(sys.argv) > 2 else 2000)
+    main(
+        sys.argv[1] if len(sys.argv) > 1 else multiprocess.get_start_method(),
+        int(sys.argv[2]) if len(sys.argv) > 2 else 2000,
+    )

@@ -20,7 +20,7 @@ def main(method: str) -> None:
     power = 2
     # The transform is a lambda closing over a local: dill carries it to
     # each child, whatever the start method.
-    workers = [ctx.Process(target=produce, args=(queue, n, lambda x: x ** power)) for n in range(3)]
+    workers = [ctx.Process(target=produce, args=(queue, n, lambda x: x**power)) for n in range(3)]
     for w in workers:
         w.start()
     results: dict[int, list[int]] = {n: [] for n in range(3)}

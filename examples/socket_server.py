@@ -39,8 +39,10 @@ def main(method: str) -> None:
         server = threading.Thread(target=serve, args=(listener, pool, stop))
         server.start()
         try:
-            with socket.create_connection(listener.getsockname(), timeout=30) as client, \
-                    client.makefile("rw") as stream:
+            with (
+                socket.create_connection(listener.getsockname(), timeout=30) as client,
+                client.makefile("rw") as stream,
+            ):
                 for request in ("hello multiprocess world", "a pool behind a socket", ""):
                     stream.write(request + "\n")
                     stream.flush()

@@ -9,8 +9,8 @@ import multiprocess as mp
 
 
 def worker(n, lock, barrier, start, results):
-    start.wait(timeout=30)          # everybody starts together
-    with lock:                      # one writer at a time
+    start.wait(timeout=30)  # everybody starts together
+    with lock:  # one writer at a time
         results.put(f"worker {n} in the critical section")
     index = barrier.wait(timeout=30)
     if index == 0:

@@ -101,12 +101,14 @@ def _long_lived_helper_pids() -> set[int]:
     pids = set()
     try:
         from mp_core import forkserver
+
         if forkserver._forkserver._forkserver_pid:
             pids.add(forkserver._forkserver._forkserver_pid)
     except ImportError:
         pass
     try:
         from mp_core import resource_tracker
+
         pid = getattr(resource_tracker._resource_tracker, "_pid", None)
         if pid:
             pids.add(pid)
@@ -128,7 +130,7 @@ def direct_children() -> dict[int, str]:
         except OSError:
             continue
         # The command name may contain spaces and parentheses: split after it.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[1]) == me:
             children[int(entry)] = fields[0]
     return children
@@ -174,11 +176,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the long-lived helpers; they must go quietly and leave nothing of ours in /dev/shm."""
     try:
         from mp_core import forkserver
+
         forkserver._forkserver._stop()
     except ImportError:
         pass
     try:
         from mp_core import resource_tracker
+
         stop = getattr(resource_tracker._resource_tracker, "_stop", None)
         if stop is not None:
             stop()

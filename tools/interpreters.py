@@ -35,8 +35,14 @@ _VERSION_PROBE = "import platform, sys; print(platform.python_implementation(), 
 def describe(executable: str) -> Optional[Tuple[str, str]]:
     """``(implementation, version)`` of the interpreter at ``executable``, or None if it does not run."""
     try:
-        out = subprocess.run([executable, "-c", _VERSION_PROBE], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, timeout=60, check=True, text=True).stdout.split()
+        out = subprocess.run(
+            [executable, "-c", _VERSION_PROBE],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=True,
+            text=True,
+        ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None
     return (out[0], out[1]) if len(out) == 2 else None
@@ -50,8 +56,16 @@ def pyenv_root() -> Optional[Path]:
     pyenv = shutil.which("pyenv")
     if pyenv:
         try:
-            candidates.append(subprocess.run([pyenv, "root"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                             timeout=60, check=True, text=True).stdout.strip())
+            candidates.append(
+                subprocess.run(
+                    [pyenv, "root"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    timeout=60,
+                    check=True,
+                    text=True,
+                ).stdout.strip()
+            )
         except (OSError, subprocess.SubprocessError):
             pass
     candidates.append(os.path.expanduser("~/.pyenv"))
@@ -124,8 +138,12 @@ def expose(directory: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", metavar="NAME", choices=SUPPORTED, help="print only the path of NAME "
-                        "(exit status 1 if it is not installed)")
+    parser.add_argument(
+        "--path",
+        metavar="NAME",
+        choices=SUPPORTED,
+        help="print only the path of NAME (exit status 1 if it is not installed)",
+    )
     args = parser.parse_args(argv)
     if args.path:
         path = find(args.path)

@@ -37,6 +37,7 @@ TARGET_SECONDS = 1.0
 
 # ---------------------------------------------------------------- tasks (run in pool workers)
 
+
 def kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(60)
@@ -57,6 +58,7 @@ def ready(_: Any = None) -> int:
 
 
 # ---------------------------------------------------------------- cases (run in this process)
+
 
 def _time_lost_worker(ctx: Any, task: Callable[[], None]) -> float:
     from mp_pool import WorkerLostError
@@ -129,16 +131,24 @@ def report(method: str, figures: Dict[str, List[float]]) -> List[str]:
         if median > TARGET_SECONDS:
             flag = f"  OVER THE {TARGET_SECONDS:g} s TARGET"
             slow.append(f"{method}: {name}")
-        print(f"{method:<11} {name:<27} median {median * 1000:8.1f} ms   max {max(values) * 1000:8.1f} ms"
-              f"   ({len(values)} samples){flag}", flush=True)
+        print(
+            f"{method:<11} {name:<27} median {median * 1000:8.1f} ms   max {max(values) * 1000:8.1f} ms"
+            f"   ({len(values)} samples){flag}",
+            flush=True,
+        )
     return slow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.promptness", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 samples per case instead of 10")
-    parser.add_argument("--start-method", action="append", choices=["fork", "spawn", "forkserver"], default=[],
-                        help="measure under this start method (repeatable; default: all three)")
+    parser.add_argument(
+        "--start-method",
+        action="append",
+        choices=["fork", "spawn", "forkserver"],
+        default=[],
+        help="measure under this start method (repeatable; default: all three)",
+    )
     args = parser.parse_args(argv)
     methods = args.start_method or ["fork", "spawn", "forkserver"]
     samples = 2 if args.quick else 10
@@ -150,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     slow: List[str] = []
     for method in methods:
         slow += report(method, measure(method, samples))
-    print("promptness: every median within the target" if not slow
-          else f"promptness: {len(slow)} case(s) over the target: {'; '.join(slow)}")
+    print(
+        "promptness: every median within the target"
+        if not slow
+        else f"promptness: {len(slow)} case(s) over the target: {'; '.join(slow)}"
+    )
     return 1 if slow else 0
 
 

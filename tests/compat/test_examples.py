@@ -18,23 +18,36 @@ METHODS = multiprocess.get_all_start_methods()
 
 EXPECTED = {
     "process_queue.py": ["worker 0: [0, 1, 4, 9, 16]", "worker 2: [0, 1, 4, 9, 16]", "exit codes: [0, 0, 0]"],
-    "pools.py": ["map: [1, 2, 3, 4, 5, 6, 7, 8]", "imap: [0, 1, 4, 9, 16, 25]", "imap_unordered sum: 55",
-                 "starmap: [2, 12]", "apply_async: 49 callback saw [49]",
-                 "error reached the caller; error_callback saw ['ZeroDivisionError']",
-                 "timed out waiting, as asked"],
-    "synchronization.py": ["all workers passed the barrier", "worker 1 in the critical section",
-                           "wait_for with timeout: False"],
+    "pools.py": [
+        "map: [1, 2, 3, 4, 5, 6, 7, 8]",
+        "imap: [0, 1, 4, 9, 16, 25]",
+        "imap_unordered sum: 55",
+        "starmap: [2, 12]",
+        "apply_async: 49 callback saw [49]",
+        "error reached the caller; error_callback saw ['ZeroDivisionError']",
+        "timed out waiting, as asked",
+    ],
+    "synchronization.py": [
+        "all workers passed the barrier",
+        "worker 1 in the critical section",
+        "wait_for with timeout: False",
+    ],
     "task_queue.py": ["add(0, 7) = 7", "mul(4, 7) = 28"],
     "custom_manager.py": ["counter value: 300", "reset refused: UnexposedMethodError"],
-    "socket_server.py": ["'hello multiprocess world' -> 3 words, longest multiprocess",
-                         "'' -> 0 words, longest -"],
+    "socket_server.py": ["'hello multiprocess world' -> 3 words, longest multiprocess", "'' -> 0 words, longest -"],
 }
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          timeout=150, env=env, cwd=EXAMPLES.parent)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
+        cwd=EXAMPLES.parent,
+    )
 
 
 def test_every_example_is_covered():

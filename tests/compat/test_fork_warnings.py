@@ -138,9 +138,20 @@ def run_program(body: str) -> subprocess.CompletedProcess:
     program = PROLOGUE + "\nif __name__ == '__main__':\n" + textwrap.indent(textwrap.dedent(body), "    ")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     return subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning", "-W", "always:This process:DeprecationWarning",
-         "-c", program],
-        capture_output=True, text=True, timeout=150, env=env)
+        [
+            sys.executable,
+            "-W",
+            "error::DeprecationWarning",
+            "-W",
+            "always:This process:DeprecationWarning",
+            "-c",
+            program,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("case", sorted(PROGRAMS))

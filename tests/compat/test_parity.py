@@ -57,10 +57,14 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
     },
     "context": {
         "BaseContext.Process": (None, "the default context's Process on the base class, for type checkers"),
-        **{f"{cls}.set_forkserver_preload(on_error)": ((3, 15), "set_forkserver_preload(on_error=...)")
-           for cls in ("BaseContext", "DefaultContext", "ForkContext", "SpawnContext", "ForkServerContext")},
-        **{f"{cls}.interrupt": ((3, 14), "Process.interrupt()")
-           for cls in ("Process", "ForkProcess", "SpawnProcess", "ForkServerProcess")},
+        **{
+            f"{cls}.set_forkserver_preload(on_error)": ((3, 15), "set_forkserver_preload(on_error=...)")
+            for cls in ("BaseContext", "DefaultContext", "ForkContext", "SpawnContext", "ForkServerContext")
+        },
+        **{
+            f"{cls}.interrupt": ((3, 14), "Process.interrupt()")
+            for cls in ("Process", "ForkProcess", "SpawnProcess", "ForkServerProcess")
+        },
     },
     "dummy": {
         "DummyProcess.pid": (None, "the thread's ident, so that code reading Process.pid works on threads"),
@@ -98,8 +102,10 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
         "Server.handshake_timeout": (None, "an unauthenticated connection is dropped after this long"),
         "Server.max_pending_handshakes": (None, "the bound on connections still authenticating"),
         "Server.eviction_age": (None, "a waiting handshake this old makes room for a newer peer"),
-        **{f"SharedMemoryServer.{name}": (None, "as Server")
-           for name in ("handshake_timeout", "max_pending_handshakes", "eviction_age")},
+        **{
+            f"SharedMemoryServer.{name}": (None, "as Server")
+            for name in ("handshake_timeout", "max_pending_handshakes", "eviction_age")
+        },
     },
     "popen_fork": {"Popen.interrupt": ((3, 14), "Process.interrupt() sends SIGINT through its Popen")},
     "popen_forkserver": {"Popen.interrupt": ((3, 14), "as popen_fork")},
@@ -117,8 +123,11 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
     },
     "resource_tracker": {
         "ReentrantCallError": (((3, 11, 7), (3, 12, 1)), "a reentrant call raises instead of deadlocking"),
-        "main(linger_pid)": (None, "a tracker started by a fork child outlives the child's parent, so a "
-                                   "block the child created and handed over lives until the program ends"),
+        "main(linger_pid)": (
+            None,
+            "a tracker started by a fork child outlives the child's parent, so a "
+            "block the child created and handed over lives until the program ends",
+        ),
     },
     "reduction": {
         "Serializer": (None, "the serialization settings of a channel (DESIGN.md: modes auto/dill/pickle)"),
@@ -160,10 +169,20 @@ ALLOWED_DIFFERENCES: dict[tuple[str, str], str] = {
     ("pool", "worker"): "the stdlib worker loop's function; ours is mp_pool._worker",
     ("sharedctypes", "make_property"): "a code-generation helper of the stdlib's synchronized wrappers",
     ("util", "is_abstract_socket_namespace"): "the stdlib's address helper; ours checks addresses in _listener",
-    **{(module, f"{cls}.{method}"): "the request loop of the stdlib's Server; ours is in mp_managers._server"
-       for module in ("managers",) for cls in ("Server", "SharedMemoryServer")
-       for method in ("accepter", "fallback_getvalue", "fallback_mapping", "fallback_repr", "fallback_str",
-                      "handle_request", "serve_client")},
+    **{
+        (module, f"{cls}.{method}"): "the request loop of the stdlib's Server; ours is in mp_managers._server"
+        for module in ("managers",)
+        for cls in ("Server", "SharedMemoryServer")
+        for method in (
+            "accepter",
+            "fallback_getvalue",
+            "fallback_mapping",
+            "fallback_repr",
+            "fallback_str",
+            "handle_request",
+            "serve_client",
+        )
+    },
 }
 
 # Names of the stdlib modules that are platform-specific or absent here.
@@ -173,11 +192,11 @@ MODULES = ["", *sorted(set(_owners.SUBMODULES) - SKIP_STDLIB_MODULES)]
 
 # ---------------------------------------------------------------- helpers
 
+
 def modules(submodule: str) -> tuple[types.ModuleType, types.ModuleType]:
     """(the stdlib module, ours) for ``submodule`` ("" for the packages)."""
     suffix = f".{submodule}" if submodule else ""
-    return (importlib.import_module(f"multiprocessing{suffix}"),
-            importlib.import_module(f"multiprocess{suffix}"))
+    return (importlib.import_module(f"multiprocessing{suffix}"), importlib.import_module(f"multiprocess{suffix}"))
 
 
 def public_names(module: types.ModuleType) -> set[str]:
@@ -186,24 +205,29 @@ def public_names(module: types.ModuleType) -> set[str]:
     if names is not None:
         return set(names)
     return {
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
         and getattr(value, "__module__", module.__name__) in (module.__name__, None)
     }
 
 
 def stdlib_api(module: types.ModuleType) -> set[str]:
     """What the stdlib module offers: its ``__all__`` and the public classes and functions it defines."""
-    defined = {name for name, value in vars(module).items()
-               if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
-               and (isinstance(value, type) or inspect.isfunction(value))}
+    defined = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", None) == module.__name__
+        and (isinstance(value, type) or inspect.isfunction(value))
+    }
     return public_names(module) | defined
 
 
 def class_attributes(cls: type) -> set[str]:
     """Public attributes a class defines or inherits (``object``'s excluded)."""
-    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)
-            if not name.startswith("_")}
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass) if not name.startswith("_")}
 
 
 def parameters(obj: Any) -> Optional[dict[str, inspect.Parameter]]:
@@ -246,8 +270,11 @@ def compatible(stdlib_obj: Any, ours_obj: Any) -> Optional[str]:
         # (a positional one may stand for part of the stdlib's *args).
         if theirs_var_pos and param.kind in positional:
             continue
-        if name not in theirs and param.default is param.empty and param.kind not in (
-                param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        if (
+            name not in theirs
+            and param.default is param.empty
+            and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+        ):
             return f"our extra parameter {name!r} is required"
     return None
 
@@ -257,8 +284,11 @@ def extra_parameters(stdlib_obj: Any, ours_obj: Any) -> list[str]:
     theirs, mine = parameters(stdlib_obj), parameters(ours_obj)
     if theirs is None or mine is None:
         return []
-    return [name for name, param in mine.items()
-            if name not in theirs and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
+    return [
+        name
+        for name, param in mine.items()
+        if name not in theirs and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    ]
 
 
 def compared(submodule: str) -> list[tuple[str, Any, Any]]:
@@ -299,6 +329,7 @@ def ours_beyond_the_stdlib(submodule: str) -> set[str]:
 
 # ---------------------------------------------------------------- the stdlib's names in ours
 
+
 def missing_from_ours(submodule: str) -> list[str]:
     """The stdlib module's names (class attributes included) that ours lacks, allowed differences aside."""
     stdlib, ours = modules(submodule)
@@ -311,8 +342,11 @@ def missing_from_ours(submodule: str) -> list[str]:
             continue
         theirs, mine = getattr(stdlib, name), getattr(ours, name)
         if isinstance(theirs, type) and isinstance(mine, type):
-            missing += [f"{name}.{attr}" for attr in sorted(class_attributes(theirs))
-                        if (submodule, f"{name}.{attr}") not in ALLOWED_DIFFERENCES and not hasattr(mine, attr)]
+            missing += [
+                f"{name}.{attr}"
+                for attr in sorted(class_attributes(theirs))
+                if (submodule, f"{name}.{attr}") not in ALLOWED_DIFFERENCES and not hasattr(mine, attr)
+            ]
     return missing
 
 
@@ -324,8 +358,10 @@ def unlisted_additions(submodule: str) -> list[str]:
 @pytest.mark.parametrize("submodule", MODULES)
 def test_every_stdlib_name_is_ours_too(submodule):
     missing = missing_from_ours(submodule)
-    assert not missing, (f"multiprocess{'.' + submodule if submodule else ''} lacks what Python "
-                         f"{sys.version_info[0]}.{sys.version_info[1]}'s stdlib has: {missing}")
+    assert not missing, (
+        f"multiprocess{'.' + submodule if submodule else ''} lacks what Python "
+        f"{sys.version_info[0]}.{sys.version_info[1]}'s stdlib has: {missing}"
+    )
 
 
 @pytest.mark.parametrize("submodule", MODULES)
@@ -346,12 +382,15 @@ def test_every_stdlib_callable_can_be_called_as_the_stdlib_documents(submodule):
 
 # ---------------------------------------------------------------- our names beyond the stdlib
 
+
 @pytest.mark.parametrize("submodule", MODULES)
 def test_every_name_we_add_is_listed(submodule):
     unlisted = unlisted_additions(submodule)
-    assert not unlisted, (f"multiprocess{'.' + submodule if submodule else ''} has names the stdlib lacks "
-                          f"that ADDED does not list (say which Python has them, or why they are ours): "
-                          f"{unlisted}")
+    assert not unlisted, (
+        f"multiprocess{'.' + submodule if submodule else ''} has names the stdlib lacks "
+        f"that ADDED does not list (say which Python has them, or why they are ours): "
+        f"{unlisted}"
+    )
 
 
 @pytest.mark.parametrize("submodule", sorted(ADDED))
@@ -387,6 +426,7 @@ def test_a_new_stdlib_name_and_an_unlisted_addition_are_caught(monkeypatch):
     import multiprocessing.queues as stdlib_queues
 
     from mp_core import process as our_process
+
     new_class = type("BrandNewClass", (), {"__module__": stdlib_process.__name__})
     monkeypatch.setattr(stdlib_process, "BrandNewClass", new_class, raising=False)
     monkeypatch.setattr(stdlib_process.BaseProcess, "brand_new_method", lambda self: None, raising=False)
@@ -396,16 +436,19 @@ def test_a_new_stdlib_name_and_an_unlisted_addition_are_caught(monkeypatch):
 
     def init_with_a_new_keyword(self, maxsize=0, *, ctx, brand_new=1):
         pass
+
     monkeypatch.setattr(stdlib_queues.Queue, "__init__", init_with_a_new_keyword)
     from mp_sync.queues import Queue
+
     assert compatible(stdlib_queues.Queue.__init__, Queue.__init__) == "keyword parameter 'brand_new' missing"
 
 
 def test_version_tags_read_as_documented():
     assert _stdlib_has_it((3, 14), (3, 14, 0)) and not _stdlib_has_it((3, 14), (3, 13, 9))
     tags = ((3, 11, 7), (3, 12, 1))
-    assert [_stdlib_has_it(tags, v) for v in ((3, 10, 9), (3, 11, 6), (3, 11, 7), (3, 12, 0), (3, 12, 1),
-                                             (3, 13, 0))] == [False, False, True, False, True, True]
+    assert [
+        _stdlib_has_it(tags, v) for v in ((3, 10, 9), (3, 11, 6), (3, 11, 7), (3, 12, 0), (3, 12, 1), (3, 13, 0))
+    ] == [False, False, True, False, True, True]
 
 
 def _resolves(module: types.ModuleType, label: str) -> bool:
@@ -431,6 +474,7 @@ def _absent_from(stdlib: types.ModuleType, label: str) -> bool:
 
 # ---------------------------------------------------------------- the package's shape
 
+
 def test_all_is_consistent_and_has_no_duplicates():
     assert len(multiprocess.__all__) == len(set(multiprocess.__all__))
     for name in multiprocess.__all__:
@@ -439,6 +483,7 @@ def test_all_is_consistent_and_has_no_duplicates():
 
 def _module_files_of_the_package() -> list[str]:
     import os
+
     folder = os.path.dirname(multiprocess.__file__)
     names = sorted(os.path.splitext(f)[0] for f in os.listdir(folder) if f.endswith(".py"))
     return ["multiprocess" if n == "__init__" else f"multiprocess.{n}" for n in names]
@@ -472,8 +517,11 @@ def test_submodule_is_the_owning_module_object(submodule):
 
 def test_import_multiprocess_is_cheap():
     import subprocess
-    code = ("import sys, multiprocess; heavy = [m for m in ('dill', 'mp_pool.pool', 'mp_managers.managers',"
-            " 'mp_sync.queues', 'mp_core.connection') if m in sys.modules]; print(heavy)")
+
+    code = (
+        "import sys, multiprocess; heavy = [m for m in ('dill', 'mp_pool.pool', 'mp_managers.managers',"
+        " 'mp_sync.queues', 'mp_core.connection') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -486,7 +534,9 @@ def test_nested_submodules_are_the_owners_modules_too():
     import multiprocess.dummy.connection as alias
 
     import mp_pool.dummy.connection as real
+
     assert alias is real
     assert real.__spec__.name == "mp_pool.dummy.connection"
     from multiprocess.dummy.connection import Pipe
+
     assert Pipe is real.Pipe

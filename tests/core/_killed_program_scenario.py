@@ -55,19 +55,25 @@ def program(method: str) -> None:
     listener = Listener()  # in the program's own temp dir
     try:
         from mp_managers import heap, shared_memory
+
         arena = heap.Arena(1 << 16)
         segment = shared_memory.SharedMemory(create=True, size=4096)
         shm = "/dev/shm/" + segment.name.lstrip("/")
     except ImportError:  # mp-core installed alone
         arena = segment = None
         shm = None
-    print(json.dumps({
-        "tempdir": util.get_temp_dir(),
-        "address": listener.address,
-        "children": children,
-        "shm": shm,
-        "helpers": [resource_tracker._resource_tracker._pid, forkserver._forkserver._forkserver_pid],
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "tempdir": util.get_temp_dir(),
+                "address": listener.address,
+                "children": children,
+                "shm": shm,
+                "helpers": [resource_tracker._resource_tracker._pid, forkserver._forkserver._forkserver_pid],
+            }
+        ),
+        flush=True,
+    )
     time.sleep(600)
     print(arena, segment, keep)  # kept alive until killed
 

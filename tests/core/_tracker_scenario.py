@@ -22,8 +22,7 @@ import time
 
 
 def exists(shm_name: str, sem_name: str) -> dict:
-    return {"shm": os.path.exists("/dev/shm" + shm_name),
-            "sem": os.path.exists("/dev/shm/sem." + sem_name.lstrip("/"))}
+    return {"shm": os.path.exists("/dev/shm" + shm_name), "sem": os.path.exists("/dev/shm/sem." + sem_name.lstrip("/"))}
 
 
 def owner(shm_name: str, sem_name: str, conn) -> None:
@@ -55,10 +54,17 @@ def starter(method: str, shm_name: str, sem_name: str) -> None:
     proc.kill()
     proc.join()
     time.sleep(0.3)  # a tracker of the owner's own would have cleaned up by now
-    print(json.dumps({"tracker_pid": resource_tracker._resource_tracker._pid,
-                      "child_started_own_tracker": child_started_own_tracker,
-                      "owner_exitcode": proc.exitcode,
-                      "after_owner_killed": exists(shm_name, sem_name)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "tracker_pid": resource_tracker._resource_tracker._pid,
+                "child_started_own_tracker": child_started_own_tracker,
+                "owner_exitcode": proc.exitcode,
+                "after_owner_killed": exists(shm_name, sem_name),
+            }
+        ),
+        flush=True,
+    )
     time.sleep(600)
 
 
@@ -77,8 +83,12 @@ def reaper(method: str, shm_name: str, sem_name: str) -> None:
     if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
         print(json.dumps({"error": "cannot become a subreaper"}))
         return
-    child = subprocess.Popen([sys.executable, __file__, "starter", method, shm_name, sem_name],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "starter", method, shm_name, sem_name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     report = json.loads(child.stdout.readline())
     tracker = report["tracker_pid"]
     os.kill(tracker, signal.SIGINT)

@@ -24,6 +24,7 @@ def register_writer(path, text, then_exit=None):
     def write():
         with open(path, "a") as f:
             f.write(text)
+
     atexit.register(write)
     if then_exit is not None:
         sys.exit(then_exit)
@@ -36,6 +37,7 @@ def register_failing_then_writer(path):
 
     def fail():
         raise RuntimeError("this handler fails")
+
     register_writer(path, "ran despite the failing one\n")
     atexit.register(fail)  # runs first (last registered), fails, and the writer still runs
 
@@ -93,8 +95,9 @@ def test_inherited_handlers_never_run_in_a_forked_child(tmp_path):
     # in the server, which leaves through os._exit.
     log = tmp_path / "log.txt"
     env = dict(os.environ, MP_ATEXIT_TEST_LOG=str(log))
-    result = subprocess.run([sys.executable, "-c", INHERITED, str(log)], capture_output=True, text=True,
-                            timeout=90, cwd=ROOT, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", INHERITED, str(log)], capture_output=True, text=True, timeout=90, cwd=ROOT, env=env
+    )
     assert result.returncode == 0, result.stderr
     parent = int(result.stdout)
     lines = log.read_text().splitlines()

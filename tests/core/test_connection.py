@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 
 # ---------------------------------------------------------------- children
 
+
 def echo_objects(conn):
     """Send back every object received, until None (or EOF)."""
     with conn:
@@ -93,6 +94,7 @@ class Unpicklable:
 
 
 # ---------------------------------------------------------------- objects
+
 
 @pytest.mark.parametrize("duplex", [True, False])
 def test_send_and_recv_objects(ctx, start, duplex):
@@ -200,7 +202,7 @@ def test_send_bytes_offset_size_and_buffer_types(ctx, start):
     ours.send_bytes(ints)  # offset and size count bytes
     assert ours.recv_bytes() == ints.tobytes()
     ours.send_bytes(ints, ints.itemsize, 2 * ints.itemsize)
-    assert ours.recv_bytes() == ints.tobytes()[ints.itemsize:3 * ints.itemsize]
+    assert ours.recv_bytes() == ints.tobytes()[ints.itemsize : 3 * ints.itemsize]
     two_d = memoryview(bytes(range(12))).cast("B", (3, 4))
     ours.send_bytes(two_d)
     assert ours.recv_bytes() == bytes(range(12))
@@ -215,9 +217,13 @@ def test_send_bytes_rejects_bad_offsets_and_sizes(ctx, start):
     proc = start(echo_bytes, theirs, theirs)
     theirs.close()
     data = b"0123456789"
-    for args, message in [((-1,), "offset is negative"), ((11,), "buffer length < offset"),
-                          ((0, -1), "size is negative"), ((5, 6), "buffer length < offset \\+ size"),
-                          ((0, 11), "buffer length < offset \\+ size")]:
+    for args, message in [
+        ((-1,), "offset is negative"),
+        ((11,), "buffer length < offset"),
+        ((0, -1), "size is negative"),
+        ((5, 6), "buffer length < offset \\+ size"),
+        ((0, 11), "buffer length < offset \\+ size"),
+    ]:
         with pytest.raises(ValueError, match=message):
             ours.send_bytes(data, *args)
     with pytest.raises(TypeError):
@@ -306,6 +312,7 @@ def test_maxlength_on_a_read_only_connection_closes_it(ctx, start):
 
 # ---------------------------------------------------------------- poll, EOF, close
 
+
 def test_poll(ctx, start):
     ours, theirs = Pipe()
     proc = start(wait_for_go_then_send, theirs, b"payload")
@@ -375,7 +382,7 @@ def drip_large_message(conn, size, pieces):
     os.write(conn.fileno(), struct.pack("!i", size))
     step = -(-size // pieces)
     for start in range(0, size, step):
-        os.write(conn.fileno(), payload[start:start + step])
+        os.write(conn.fileno(), payload[start : start + step])
         time.sleep(0.02)
     conn.close()
 
@@ -467,8 +474,9 @@ def test_socket_pipes_get_larger_buffers():
                 got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
             finally:
                 sock.detach()
-            limit = int(open("/proc/sys/net/core/wmem_max").read()) if os.path.exists(
-                "/proc/sys/net/core/wmem_max") else 0
+            limit = (
+                int(open("/proc/sys/net/core/wmem_max").read()) if os.path.exists("/proc/sys/net/core/wmem_max") else 0
+            )
             # Linux doubles the request (for bookkeeping) and caps it at wmem_max.
             assert got >= min(_connection._SOCKET_BUFFER_SIZE, limit)
     finally:
@@ -533,8 +541,15 @@ def test_closed_connection_raises_oserror(ctx, start):
         assert same is ours
     assert ours.closed
     ours.close()  # idempotent
-    for call in (ours.fileno, lambda: ours.send(1), lambda: ours.send_bytes(b"x"), ours.recv,
-                 ours.recv_bytes, lambda: ours.recv_bytes_into(bytearray(1)), ours.poll):
+    for call in (
+        ours.fileno,
+        lambda: ours.send(1),
+        lambda: ours.send_bytes(b"x"),
+        ours.recv,
+        ours.recv_bytes,
+        lambda: ours.recv_bytes_into(bytearray(1)),
+        ours.poll,
+    ):
         with pytest.raises(OSError, match="handle is closed"):
             call()
     proc.join(30)
@@ -610,6 +625,7 @@ def test_one_way_pipes_get_a_larger_buffer_within_a_budget():
 
 # ---------------------------------------------------------------- many pipes
 
+
 def test_many_concurrent_pipes(ctx, start):
     children, per_child = 4, 8
     ours_all, procs = [], []
@@ -640,6 +656,7 @@ def test_many_concurrent_pipes(ctx, start):
 
 # ---------------------------------------------------------------- 3 GiB
 
+
 def _mem_available() -> int:
     try:
         with open("/proc/meminfo") as f:
@@ -663,7 +680,7 @@ def test_three_gib_round_trip(ctx, start):
     data = bytearray(size)
     step = 64 * 2**20
     for i, pos in enumerate(range(0, size, step)):
-        data[pos:pos + 16] = i.to_bytes(16, "big")
+        data[pos : pos + 16] = i.to_bytes(16, "big")
     data[-8:] = b"the tail"
     checksum = zlib.crc32(data)
     ours.send_bytes(data)

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 def test_get_context_returns_one_context_per_method():
@@ -40,10 +39,12 @@ def test_all_start_methods_default_first():
 
 
 def test_default_method_follows_the_interpreter():
-    expected = "spawn" if sys.platform in ("darwin", "win32") else (
-        "forkserver" if sys.version_info >= (3, 14) else "fork")
+    expected = (
+        "spawn" if sys.platform in ("darwin", "win32") else ("forkserver" if sys.version_info >= (3, 14) else "fork")
+    )
     assert context._platform_default_method() == expected
     import multiprocessing  # the comparison only; library code never imports it
+
     assert expected == multiprocessing.get_context().get_start_method()
 
 
@@ -62,6 +63,7 @@ def test_the_default_start_method_is_the_running_stdlibs():
     """)
     assert out.returncode == 0, out.stderr
     import json
+
     seen = json.loads(out.stdout)
     assert seen["ours"] == seen["stdlib"]
     assert seen["ours_all"][0] == seen["stdlib"]  # the default first (3.14's rule, on every version)
@@ -109,11 +111,33 @@ def test_get_start_method_fixes_the_default():
 
 
 def test_module_level_api_is_the_default_context():
-    for name in ("Process", "Pipe", "Lock", "Queue", "Pool", "Manager", "Value", "get_context",
-                 "set_start_method", "cpu_count", "current_process", "active_children", "parent_process",
-                 "freeze_support", "get_logger", "log_to_stderr", "allow_connection_pickling",
-                 "set_executable", "set_forkserver_preload", "get_all_start_methods", "reducer",
-                 "ProcessError", "BufferTooShort", "TimeoutError", "AuthenticationError"):
+    for name in (
+        "Process",
+        "Pipe",
+        "Lock",
+        "Queue",
+        "Pool",
+        "Manager",
+        "Value",
+        "get_context",
+        "set_start_method",
+        "cpu_count",
+        "current_process",
+        "active_children",
+        "parent_process",
+        "freeze_support",
+        "get_logger",
+        "log_to_stderr",
+        "allow_connection_pickling",
+        "set_executable",
+        "set_forkserver_preload",
+        "get_all_start_methods",
+        "reducer",
+        "ProcessError",
+        "BufferTooShort",
+        "TimeoutError",
+        "AuthenticationError",
+    ):
         assert name in mp_core.__all__, name
         assert hasattr(mp_core, name), name
     assert mp_core.cpu_count() >= 1
@@ -130,19 +154,23 @@ def test_every_factory_is_a_context_method_and_names_its_distribution():
         assert module.split(".")[0] == dist.replace("-", "_")
 
 
-@pytest.mark.parametrize("factory, args, dist", [
-    ("Lock", (), "mp-sync"),
-    ("Queue", (), "mp-sync"),
-    ("Pool", (), "mp-pool"),
-    ("Manager", (), "mp-managers"),
-    ("Value", ("i", 0), "mp-managers"),
-])
+@pytest.mark.parametrize(
+    "factory, args, dist",
+    [
+        ("Lock", (), "mp-sync"),
+        ("Queue", (), "mp-sync"),
+        ("Pool", (), "mp-pool"),
+        ("Manager", (), "mp-managers"),
+        ("Value", ("i", 0), "mp-managers"),
+    ],
+)
 def test_missing_distribution_raises_import_error_naming_it(monkeypatch, factory, args, dist):
     submodule, _ = _owners.FACTORIES[factory]
     module, owner = _owners.SUBMODULES[submodule]
     # Pretend the owning distribution is not installed.
-    monkeypatch.setitem(_owners.SUBMODULES, submodule, (module.replace(owner.replace("-", "_"), "not_installed_mp"),
-                                                        owner))
+    monkeypatch.setitem(
+        _owners.SUBMODULES, submodule, (module.replace(owner.replace("-", "_"), "not_installed_mp"), owner)
+    )
     with pytest.raises(ImportError, match=f"pip install {dist}") as excinfo:
         getattr(mp_core.get_context("spawn"), factory)(*args)
     assert f"multiprocess.{submodule} is provided by the '{dist}' distribution" in str(excinfo.value)

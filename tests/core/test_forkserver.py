@@ -101,8 +101,7 @@ def test_preload_modules_are_imported_in_the_server():
             p.join()
     """)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
-                            cwd=root)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=root)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['colorsys']"
 
@@ -276,16 +275,22 @@ PRELOAD_PROGRAM = textwrap.dedent("""
 def run_preload_program(on_error, *modules, warning_filter=None):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     flags = ["-W", warning_filter] if warning_filter else []
-    result = subprocess.run([sys.executable, *flags, "-c", PRELOAD_PROGRAM, on_error, *modules],
-                            capture_output=True, text=True, timeout=90, cwd=root)
+    result = subprocess.run(
+        [sys.executable, *flags, "-c", PRELOAD_PROGRAM, on_error, *modules],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip(), result.stderr
 
 
 @pytest.mark.parametrize("on_error", ["default", "ignore"])
 def test_preload_failures_are_ignored_by_default(on_error):
-    out, err = run_preload_program(on_error, "colorsys", "nonexistent_module_xyz",
-                                   warning_filter="always::ImportWarning")
+    out, err = run_preload_program(
+        on_error, "colorsys", "nonexistent_module_xyz", warning_filter="always::ImportWarning"
+    )
     assert out == "child sent 42 exit code 0"
     assert "nonexistent_module_xyz" not in err
 
@@ -304,8 +309,12 @@ def test_preload_failures_warn_with_on_error_warn():
 def test_preload_failures_end_the_server_with_on_error_fail():
     out, err = run_preload_program("fail", "colorsys", "nonexistent_module_xyz")
     kind, _, note = out.partition(" | ")
-    assert kind in ("start failed: EOFError", "start failed: ConnectionRefusedError",
-                    "start failed: ConnectionResetError", "start failed: BrokenPipeError"), out
+    assert kind in (
+        "start failed: EOFError",
+        "start failed: ConnectionRefusedError",
+        "start failed: ConnectionResetError",
+        "start failed: BrokenPipeError",
+    ), out
     assert note.startswith("Forkserver process may have crashed")
     assert "ModuleNotFoundError: No module named 'nonexistent_module_xyz'" in err  # the server's traceback
     out, err = run_preload_program("fail", "colorsys", "os")
@@ -327,17 +336,24 @@ HANDLE_PRELOAD_PROGRAM = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("on_error, expected", [
-    ("ignore", "warned []"),
-    ("warn", "warned [('ImportWarning', \"Failed to preload __main__ from '{path}': the main module fails\")]"),
-    ("fail", "raised RuntimeError the main module fails"),
-])
+@pytest.mark.parametrize(
+    "on_error, expected",
+    [
+        ("ignore", "warned []"),
+        ("warn", "warned [('ImportWarning', \"Failed to preload __main__ from '{path}': the main module fails\")]"),
+        ("fail", "raised RuntimeError the main module fails"),
+    ],
+)
 def test_a_main_module_that_fails_to_preload_follows_on_error_too(tmp_path, on_error, expected):
     # Any exception of the main script counts, not only ImportError.
     script = tmp_path / "failing_main.py"
     script.write_text("raise RuntimeError('the main module fails')\n")
-    result = subprocess.run([sys.executable, "-c", HANDLE_PRELOAD_PROGRAM, str(script), on_error],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", HANDLE_PRELOAD_PROGRAM, str(script), on_error],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected.format(path=script)
 
@@ -351,7 +367,6 @@ def test_set_forkserver_preload_checks_its_arguments_on_every_context():
     saved = (forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error)
     try:
         mp_core.get_context("spawn").set_forkserver_preload(["os"], on_error="warn")
-        assert (forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error) == (
-            ["os"], "warn")
+        assert (forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error) == (["os"], "warn")
     finally:
         forkserver._forkserver._preload_modules, forkserver._forkserver._preload_on_error = saved

@@ -132,19 +132,22 @@ def test_a_whole_message_arriving_in_pieces_within_the_deadline_is_accepted(monk
 
 # ---------------------------------------------------------------- the resource sharer
 
+
 def detach_in_thread(obj, outcome: dict) -> threading.Thread:
     def work():
         try:
             outcome["copy"] = reduction.loads(reduction.dumps(obj))
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             outcome["error"] = exc
+
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread
 
 
-@pytest.mark.parametrize("how", ["inside the handshake", "authenticated, without a request",
-                                 "authenticated, inside the request"])
+@pytest.mark.parametrize(
+    "how", ["inside the handshake", "authenticated, without a request", "authenticated, inside the request"]
+)
 def test_a_stalled_peer_does_not_hold_the_resource_sharer(monkeypatch, how):
     monkeypatch.setattr(Listener, "handshake_timeout", 1.0)
     a, b = socket.socketpair()

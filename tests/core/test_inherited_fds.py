@@ -77,8 +77,9 @@ if __name__ == "__main__":
 def test_an_inheritable_pipe_reaches_eof_while_our_helpers_live(tmp_path, methods):
     script = tmp_path / "scenario.py"
     script.write_text(textwrap.dedent(SCENARIO))
-    out = subprocess.run([sys.executable, str(script), methods], capture_output=True, text=True, timeout=90,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(script), methods], capture_output=True, text=True, timeout=90, cwd=tmp_path
+    )
     lines = out.stdout.splitlines()
     assert out.returncode == 0, out.stderr
     assert lines[0] == "eof", out.stderr
@@ -90,8 +91,7 @@ def test_spawnv_passfds_passes_exactly_the_listed_descriptors(tmp_path):
     stray_r, stray_w = os.pipe()
     os.set_inheritable(stray_w, True)
     report = tmp_path / "fds.txt"
-    program = (f"import os; open({str(report)!r}, 'w').write("
-               f"' '.join(sorted(os.listdir('/proc/self/fd'), key=int)))")
+    program = f"import os; open({str(report)!r}, 'w').write(' '.join(sorted(os.listdir('/proc/self/fd'), key=int)))"
     try:
         pid = util.spawnv_passfds(sys.executable, [sys.executable, "-c", program], [kept_w])
         _, status = os.waitpid(pid, 0)
@@ -111,8 +111,7 @@ def test_the_portable_path_closes_the_others_too(tmp_path, monkeypatch):
     stray_r, stray_w = os.pipe()
     os.set_inheritable(stray_w, True)
     report = tmp_path / "fds.txt"
-    program = (f"import os; open({str(report)!r}, 'w').write("
-               f"' '.join(sorted(os.listdir('/proc/self/fd'), key=int)))")
+    program = f"import os; open({str(report)!r}, 'w').write(' '.join(sorted(os.listdir('/proc/self/fd'), key=int)))"
     try:
         pid = util.spawnv_passfds(sys.executable, [sys.executable, "-c", program], [kept_w])
         _, status = os.waitpid(pid, 0)

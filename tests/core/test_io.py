@@ -107,8 +107,18 @@ def test_the_way_is_chosen_at_import_from_what_the_interpreter_has():
 
 def test_write_buffers_writes_every_byte_in_order_while_the_pipe_fills(vector_io):
     r, w = os.pipe()
-    parts = ([b"a" * 10, b"", b"b" * 200_000, memoryview(b"c" * 70_000), array.array("i", range(1000)),
-              bytearray(b"e" * 5000)] + [b"d"] * 200 + [memoryview(b"f" * 300_000)[1:]])
+    parts = (
+        [
+            b"a" * 10,
+            b"",
+            b"b" * 200_000,
+            memoryview(b"c" * 70_000),
+            array.array("i", range(1000)),
+            bytearray(b"e" * 5000),
+        ]
+        + [b"d"] * 200
+        + [memoryview(b"f" * 300_000)[1:]]
+    )
     drain = Drain(r)
     try:
         _io.write_buffers(w, parts)
@@ -141,8 +151,18 @@ def test_without_writev_small_buffers_are_joined_and_large_ones_written_alone(wi
         os.close(w)
         got = drain.finish()
         os.close(r)
-    assert got == (b"h" * 4 + b"a" * 100 + b"b" * 200 + b"h" * 4 + b"x" * 200_000 + b"t" * 10 + b"u" * 10
-                   + b"k" * 4096 * 30 + b"m" * limit + b"n")
+    assert got == (
+        b"h" * 4
+        + b"a" * 100
+        + b"b" * 200
+        + b"h" * 4
+        + b"x" * 200_000
+        + b"t" * 10
+        + b"u" * 10
+        + b"k" * 4096 * 30
+        + b"m" * limit
+        + b"n"
+    )
 
 
 def test_write_available_stops_when_the_pipe_is_full_and_resumes_where_it_stopped(vector_io):
@@ -157,7 +177,7 @@ def test_write_available_stops_when_the_pipe_is_full_and_resumes_where_it_stoppe
         while not _io.write_available(w, outbox):
             rounds += 1
             # What is still queued is exactly what the pipe did not take.
-            assert b"".join(bytes(b) for b in outbox) == expected[len(got) + _pipe_level(r):]
+            assert b"".join(bytes(b) for b in outbox) == expected[len(got) + _pipe_level(r) :]
             got.extend(_read_all_available(r))
         got.extend(_read_all_available(r))
     finally:
@@ -170,6 +190,7 @@ def test_write_available_stops_when_the_pipe_is_full_and_resumes_where_it_stoppe
 
 def _pipe_level(fd: int) -> int:
     import termios
+
     return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), "little")
 
 
@@ -227,7 +248,7 @@ def test_readinto_fills_a_slice_of_the_byte_view_of_an_array(vector_io):
     try:
         ints = array.array("i", [0] * 4)
         os.write(w, array.array("i", [7, 8]).tobytes())
-        assert _io.readinto(r, memoryview(ints).cast("B")[ints.itemsize:3 * ints.itemsize]) == 2 * ints.itemsize
+        assert _io.readinto(r, memoryview(ints).cast("B")[ints.itemsize : 3 * ints.itemsize]) == 2 * ints.itemsize
         assert list(ints) == [0, 7, 8, 0]
     finally:
         os.close(r)

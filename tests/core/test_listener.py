@@ -27,6 +27,7 @@ KEY = b"listener test key"
 
 # ---------------------------------------------------------------- helpers
 
+
 def client_child(address, authkey, report):
     """Connect, exchange one message, and report the outcome on ``report``."""
     try:
@@ -103,6 +104,7 @@ def good_client_works(listener, ctx, start, authkey=None):
 
 # ---------------------------------------------------------------- the good path
 
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_no_authkey_means_no_authentication(ctx, start, family):
     with Listener(family=family) as listener:
@@ -176,6 +178,7 @@ def test_client_and_listener_in_one_process_with_threads():
 
 # ---------------------------------------------------------------- key on one side only
 
+
 def test_keyed_client_against_a_listener_without_a_key_that_speaks(monkeypatch):
     with Listener(("127.0.0.1", 0)) as listener:
         refused = threading.Event()
@@ -213,8 +216,9 @@ def test_keyed_client_against_a_listener_without_a_key_that_waits(monkeypatch):
         thread = threading.Thread(target=serve)
         thread.start()
         began = time.monotonic()
-        with pytest.raises(mp_core.AuthenticationError,
-                           match=r"timed out after 0.5 seconds waiting for the peer's challenge"):
+        with pytest.raises(
+            mp_core.AuthenticationError, match=r"timed out after 0.5 seconds waiting for the peer's challenge"
+        ):
             Client(listener.address, authkey=KEY)
         assert time.monotonic() - began < 5
         thread.join(30)
@@ -265,6 +269,7 @@ def test_library_listeners_stay_authenticated(sharer_address_and_key, capfd):
 def sharer_address_and_key():
     """A running resource sharer: a library listener that always uses the process key."""
     from mp_core import resource_sharer
+
     a, b = socket.socketpair()
     with a, b:
         mp_core.reduction.dumps(a)  # registers with the sharer, starting it
@@ -272,6 +277,7 @@ def sharer_address_and_key():
 
 
 # ---------------------------------------------------------------- hostile peers
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start, family, tmp_path):
@@ -323,6 +329,7 @@ def test_hostile_clients_never_get_unpickled_and_the_listener_goes_on(ctx, start
         (says_nothing_and_leaves, "connection closed"),
         (unauthenticated_client, "digest received was wrong"),
     ]
+
     def run(attack, address):
         sock = raw_socket(address)
         try:
@@ -416,8 +423,10 @@ def rogue_server(listener_sock, script, refused):
             refused.wait(30)
 
 
-@pytest.mark.parametrize("script_name", ["pickle_instead_of_challenge", "pickle_instead_of_welcome",
-                                         "legacy_md5_challenge", "huge_message", "hangs_up"])
+@pytest.mark.parametrize(
+    "script_name",
+    ["pickle_instead_of_challenge", "pickle_instead_of_welcome", "legacy_md5_challenge", "huge_message", "hangs_up"],
+)
 def test_client_never_unpickles_from_an_unauthenticated_server(tmp_path, script_name):
     marker = str(tmp_path / "unpickled")
     evil = frame(pickle.dumps(CreatesFile(marker)))
@@ -444,6 +453,7 @@ def test_client_never_unpickles_from_an_unauthenticated_server(tmp_path, script_
 
 
 # ---------------------------------------------------------------- the rest of the API
+
 
 def test_addresses_and_families(tmp_path):
     assert connection.address_type(("127.0.0.1", 80)) == "AF_INET"
@@ -539,7 +549,7 @@ def test_private_create_response_and_verify_challenge_as_the_stdlibs(digest):
     connection._verify_challenge(b"key", message, response)
     with pytest.raises(mp_core.AuthenticationError, match="digest received was wrong"):
         connection._verify_challenge(b"other key", message, response)
-    assert connection._get_digest_name_and_payload(message) == (digest or "", message[len(prefix):])
+    assert connection._get_digest_name_and_payload(message) == (digest or "", message[len(prefix) :])
     try:
         import multiprocessing.connection as stdlib  # the comparison only
     except ImportError:  # pragma: no cover
@@ -558,7 +568,10 @@ def test_private_handshake_helpers_refuse_malformed_messages():
     with pytest.raises(mp_core.AuthenticationError, match="of 32 bytes, got 31"):
         connection._verify_challenge(b"key", message, truncated)
     assert (connection._CHALLENGE, connection._WELCOME, connection._FAILURE) == (
-        connection.CHALLENGE, connection.WELCOME, connection.FAILURE)
+        connection.CHALLENGE,
+        connection.WELCOME,
+        connection.FAILURE,
+    )
 
 
 def test_a_peer_speaking_through_the_private_helpers_authenticates_with_us():
@@ -569,7 +582,7 @@ def test_a_peer_speaking_through_the_private_helpers_authenticates_with_us():
         thread.start()
         message = theirs.recv_bytes(256)
         assert message.startswith(connection._CHALLENGE)
-        theirs.send_bytes(connection._create_response(b"k", message[len(connection._CHALLENGE):]))
+        theirs.send_bytes(connection._create_response(b"k", message[len(connection._CHALLENGE) :]))
         assert theirs.recv_bytes(256) == connection._WELCOME
         thread.join(10)
 
@@ -636,6 +649,7 @@ def test_xml_listener_and_client():
 
 # ---------------------------------------------------------------- interoperability
 
+
 def _stdlib_python(min_version):
     candidates = [shutil.which(name) for name in ("python3.14", "python3.13", "python3.12")]
     # pyenv installs interpreters side by side; its shims only run the active ones.
@@ -646,8 +660,12 @@ def _stdlib_python(min_version):
         if not exe:
             continue
         try:
-            out = subprocess.run([exe, "-c", "import sys, multiprocessing.connection; print(sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=30)
+            out = subprocess.run(
+                [exe, "-c", "import sys, multiprocessing.connection; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if out.returncode == 0 and eval(out.stdout) >= min_version:
@@ -660,9 +678,11 @@ def test_interoperates_with_the_stdlib_since_3_12():
     if exe is None:
         pytest.skip("no Python >= 3.12 interpreter found")
     with Listener(("127.0.0.1", 0), authkey=b"shared") as listener:
-        program = (f"from multiprocessing.connection import Client\n"
-                   f"c = Client({listener.address!r}, authkey=b'shared')\n"
-                   f"c.send_bytes(b'stdlib here'); print(c.recv_bytes().decode())\n")
+        program = (
+            f"from multiprocessing.connection import Client\n"
+            f"c = Client({listener.address!r}, authkey=b'shared')\n"
+            f"c.send_bytes(b'stdlib here'); print(c.recv_bytes().decode())\n"
+        )
         child = subprocess.Popen([exe, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             with listener.accept() as conn:
@@ -681,11 +701,14 @@ def test_legacy_md5_peers_are_refused():
     if sys.version_info >= (3, 12):
         pytest.skip("the running interpreter's stdlib already speaks the modern handshake")
     with Listener(("127.0.0.1", 0), authkey=b"shared") as listener:
-        program = (f"from multiprocessing.connection import Client\n"
-                   f"try:\n    Client({listener.address!r}, authkey=b'shared')\n"
-                   f"except Exception as e:\n    print(type(e).__name__)\n")
-        child = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+        program = (
+            f"from multiprocessing.connection import Client\n"
+            f"try:\n    Client({listener.address!r}, authkey=b'shared')\n"
+            f"except Exception as e:\n    print(type(e).__name__)\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             with pytest.raises(mp_core.AuthenticationError, match="legacy HMAC-MD5"):
                 listener.accept()

@@ -31,9 +31,9 @@ def rss_mib() -> int:
 
 REFUSED = {
     "negative size": (struct.pack("!i", -2), "malformed message header (size -2; only -1 marks a long header)"),
-    "most negative size": (struct.pack("!i", -(2 ** 31)), "malformed message header"),
-    "long size past 2**63": (LONG + struct.pack("!Q", 2 ** 64 - 1), f"at most {sys.maxsize}"),
-    "long size of 2**62": (LONG + struct.pack("!Q", 2 ** 62), "which cannot be allocated"),
+    "most negative size": (struct.pack("!i", -(2**31)), "malformed message header"),
+    "long size past 2**63": (LONG + struct.pack("!Q", 2**64 - 1), f"at most {sys.maxsize}"),
+    "long size of 2**62": (LONG + struct.pack("!Q", 2**62), "which cannot be allocated"),
 }
 
 
@@ -85,13 +85,13 @@ def test_payload_buffer_is_filled_in_place_and_taken_without_a_copy():
     data = buffer.take()
     assert data == b"hello" and type(data) is bytes
     with pytest.raises(BadMessageLength, match="a message of 4611686018427387904 bytes"):
-        PayloadBuffer(2 ** 62)
+        PayloadBuffer(2**62)
 
 
 def test_a_payload_buffer_commits_memory_only_as_it_is_written():
     before = rss_mib()
     buffer = PayloadBuffer(4 * GiB)
-    buffer.view[:1 << 20] = b"x" * (1 << 20)
+    buffer.view[: 1 << 20] = b"x" * (1 << 20)
     grown = rss_mib() - before
     del buffer
     assert grown < 64, f"{grown} MiB committed for a 4 GiB buffer holding 1 MiB"
@@ -118,6 +118,7 @@ def test_a_payload_buffer_dropped_in_a_reference_cycle_is_collected_silently():
 
 
 # ---------------------------------------------------------------- FrameReader
+
 
 def frames(*payloads: bytes) -> bytes:
     return b"".join(struct.pack("!i", len(p)) + p for p in payloads)
@@ -184,7 +185,7 @@ def test_frame_reader_completes_a_cut_frame_as_bytes():
             data = frames(b"a")[3:] + frames(body, b"z")
             view = memoryview(data)
             while view:
-                view = view[os.write(w, view):]
+                view = view[os.write(w, view) :]
             done.set()
 
         thread = threading.Thread(target=rest)

@@ -58,19 +58,21 @@ def report_keyboard_interrupt(conn):
 def report_identity(conn, extra_kw=None):
     current = mp_core.current_process()
     parent = mp_core.parent_process()
-    conn.send({
-        "name": current.name,
-        "pid": current.pid,
-        "ident": current.ident,
-        "daemon": current.daemon,
-        "authkey": bytes(current.authkey),
-        "parent_pid": parent.pid if parent else None,
-        "parent_name": parent.name if parent else None,
-        "parent_alive": parent.is_alive() if parent else None,
-        "extra_kw": extra_kw,
-        "start_method": mp_core.get_start_method(),
-        "is_alive_self": current.is_alive(),
-    })
+    conn.send(
+        {
+            "name": current.name,
+            "pid": current.pid,
+            "ident": current.ident,
+            "daemon": current.daemon,
+            "authkey": bytes(current.authkey),
+            "parent_pid": parent.pid if parent else None,
+            "parent_name": parent.name if parent else None,
+            "parent_alive": parent.is_alive() if parent else None,
+            "extra_kw": extra_kw,
+            "start_method": mp_core.get_start_method(),
+            "is_alive_self": current.is_alive(),
+        }
+    )
     conn.close()
 
 
@@ -285,6 +287,7 @@ def test_authkey_is_inherited_and_settable(ctx):
 
 def test_active_children_and_sentinel(ctx):
     from mp_core.connection import wait
+
     procs = [ctx.Process(target=exit_with, args=(i,)) for i in range(3)]
     for p in procs:
         p.start()

@@ -34,9 +34,13 @@ class ModuleLevelClass:
 
 
 def run_python(code: str, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args] if stdin is not None else [sys.executable, "-c", code, *args],
-                          input=stdin if stdin is not None else None, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args] if stdin is not None else [sys.executable, "-c", code, *args],
+        input=stdin if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def first_opcodes(data, count=3):
@@ -152,10 +156,15 @@ async def _async_generator_function():
 
 
 @pytest.mark.parametrize("mode", reduction.MODES)
-@pytest.mark.parametrize("make, name", [(lambda: (i for i in range(3)), "generator"),
-                                        (_coroutine_function, "coroutine"),
-                                        (_async_generator_function, "async_generator")],
-                         ids=["generator", "coroutine", "async_generator"])
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: (i for i in range(3)), "generator"),
+        (_coroutine_function, "coroutine"),
+        (_async_generator_function, "async_generator"),
+    ],
+    ids=["generator", "coroutine", "async_generator"],
+)
 def test_running_frames_are_refused_at_the_sender_in_every_mode(mode, make, name):
     # PyPy's pickle and dill would not refuse them as CPython's do (dill there
     # writes a payload that fails to load in the receiver).
@@ -260,7 +269,8 @@ def test_authkey_cannot_be_pickled_outside_process_creation():
 
 def test_main_objects_keep_identity_in_the_same_program_and_travel_by_value_elsewhere(tmp_path):
     script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import pickle, subprocess, sys
         from mp_core import reduction
 
@@ -282,7 +292,8 @@ def test_main_objects_keep_identity_in_the_same_program_and_travel_by_value_else
                   "print('other', d['function'](), d['class'].__name__, d['instance'].v, d['lambda']())")
         out = subprocess.run([sys.executable, "-c", reader], input=payload, capture_output=True)
         sys.stdout.write(out.stdout.decode() + out.stderr.decode())
-    """))
+    """)
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["identity True True True", "other 41 Record 5 42"]

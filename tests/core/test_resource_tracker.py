@@ -17,8 +17,7 @@ import pytest
 from mp_core import resource_tracker
 from mp_core.resource_tracker import ReentrantCallError, ResourceTracker
 
-pytestmark = [pytest.mark.timeout(60),
-              pytest.mark.skipif(os.name != "posix", reason="the tracker is POSIX-only")]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.skipif(os.name != "posix", reason="the tracker is POSIX-only")]
 
 SCENARIO = os.path.join(os.path.dirname(__file__), "_tracker_scenario.py")
 
@@ -33,11 +32,13 @@ def shm_path(name: str) -> str:
 
 def create_segment(name: str) -> None:
     import _posixshmem
+
     os.close(_posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
 
 
 def unlink_segment(name: str) -> None:
     import _posixshmem
+
     try:
         _posixshmem.shm_unlink(name)
     except FileNotFoundError:
@@ -54,13 +55,17 @@ def _zombie_or_gone(pid: int) -> bool:
 
 # ---------------------------------------------------------------- protocol
 
-@pytest.mark.parametrize("name, rtype, message", [
-    ("a:b", "noop", "without ':'"),
-    ("a\nb", "noop", "line breaks"),
-    ("x" * 600, "noop", "too long"),
-    ("ok", "no-such-type", "unknown resource type"),
-    ("caf\u00e9", "noop", "ascii"),
-])
+
+@pytest.mark.parametrize(
+    "name, rtype, message",
+    [
+        ("a:b", "noop", "without ':'"),
+        ("a\nb", "noop", "line breaks"),
+        ("x" * 600, "noop", "too long"),
+        ("ok", "no-such-type", "unknown resource type"),
+        ("caf\u00e9", "noop", "ascii"),
+    ],
+)
 def test_bad_names_and_types_are_refused(name, rtype, message):
     tracker = ResourceTracker()
     with pytest.raises(ValueError, match=message):
@@ -83,12 +88,16 @@ def test_tracked_types_are_the_stdlib_ones_plus_ours():
     # Code written for the standard library (its own test suite among it)
     # expects to create a resource of every type in _CLEANUP_FUNCS.
     import multiprocessing.resource_tracker as stdlib  # the comparison only
+
     assert sorted(resource_tracker._CLEANUP_FUNCS) == sorted(stdlib._CLEANUP_FUNCS)
     assert sorted(resource_tracker._CLEANUP_FUNCS) == (
-        ["dummy", "noop", "semaphore", "shared_memory"] if sys.version_info >= (3, 13)
-        else ["noop", "semaphore", "shared_memory"])
+        ["dummy", "noop", "semaphore", "shared_memory"]
+        if sys.version_info >= (3, 13)
+        else ["noop", "semaphore", "shared_memory"]
+    )
     assert sorted(resource_tracker._EXTRA_CLEANUP_FUNCS) == (
-        ["folder"] if sys.version_info >= (3, 13) else ["dummy", "folder"])
+        ["folder"] if sys.version_info >= (3, 13) else ["dummy", "folder"]
+    )
     assert resource_tracker._cleanup_func("folder") is resource_tracker._remove_folder
     assert resource_tracker._cleanup_func("bogus") is None
 
@@ -124,6 +133,7 @@ def test_check_alive():
 
 
 # ---------------------------------------------------------------- one tracker
+
 
 def test_private_tracker_cleans_up_what_is_still_registered(capfd):
     tracker = ResourceTracker()
@@ -260,13 +270,15 @@ def test_children_of_every_start_method_share_the_parents_tracker(ctx, start):
 
 # ---------------------------------------------------------------- killed owners
 
+
 def test_leaks_are_cleaned_up_after_owner_and_starter_are_killed(start_method):
     if not sys.platform.startswith("linux"):
         pytest.skip("the scenario uses PR_SET_CHILD_SUBREAPER and /dev/shm (Linux)")
     shm, sem = unique("shm"), unique("sem")
     try:
-        result = subprocess.run([sys.executable, SCENARIO, "reaper", start_method, shm, sem],
-                                capture_output=True, text=True, timeout=50)
+        result = subprocess.run(
+            [sys.executable, SCENARIO, "reaper", start_method, shm, sem], capture_output=True, text=True, timeout=50
+        )
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout.strip().splitlines()[-1])
         assert "error" not in report, report
@@ -287,6 +299,7 @@ def test_leaks_are_cleaned_up_after_owner_and_starter_are_killed(start_method):
         unlink_segment(shm)
         try:
             import _multiprocessing
+
             _multiprocessing.sem_unlink(sem)
         except (FileNotFoundError, OSError):
             pass

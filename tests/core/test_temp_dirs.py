@@ -19,12 +19,12 @@ pytestmark = pytest.mark.timeout(180)
 SCENARIO = os.path.join(os.path.dirname(__file__), "_killed_program_scenario.py")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"),
-                    reason="the scenario uses PR_SET_CHILD_SUBREAPER and /dev/shm (Linux)")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the scenario uses PR_SET_CHILD_SUBREAPER and /dev/shm (Linux)"
+)
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_a_killed_program_leaves_nothing_in_tmp_or_dev_shm(method):
-    result = subprocess.run([sys.executable, SCENARIO, "reaper", method], capture_output=True, text=True,
-                            timeout=150)
+    result = subprocess.run([sys.executable, SCENARIO, "reaper", method], capture_output=True, text=True, timeout=150)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert "error" not in report, (report, result.stderr)
@@ -41,7 +41,11 @@ def test_a_killed_program_leaves_nothing_in_tmp_or_dev_shm(method):
 
 
 def test_the_temp_dir_is_tracked_while_the_process_lives_and_untracked_when_removed(tmp_path):
-    out = subprocess.run([sys.executable, "-c", """if True:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            """if True:
         import os
         from mp_core import resource_tracker, util
         sent = []
@@ -59,7 +63,12 @@ def test_the_temp_dir_is_tracked_while_the_process_lives_and_untracked_when_remo
         os.write = original
         print(os.path.exists(d))
         print([line for line in sent if "folder" in line])
-        """], capture_output=True, text=True, timeout=60)
+        """,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     tempdir, exists, sent = out.stdout.splitlines()
     assert exists == "False"
@@ -68,6 +77,7 @@ def test_the_temp_dir_is_tracked_while_the_process_lives_and_untracked_when_remo
 
 
 # ---------------------------------------------------------------- confinement
+
 
 def test_is_private_temp_dir(tmp_path, monkeypatch):
     real = tempfile.mkdtemp(prefix="pymp-")
@@ -117,8 +127,13 @@ def test_the_tracker_refuses_folders_other_than_private_temp_dirs(tmp_path, monk
     try:
         tracker.register(private, "folder")
         # Any process holding the pipe may write any line: the tracker checks.
-        hostile = [str(victims["victim"]), "pymp-abcdefgh", str(victims["pymp-abcdefgh"]), link,
-                   os.path.join(os.path.dirname(private), ".", os.path.basename(private) + "x")]
+        hostile = [
+            str(victims["victim"]),
+            "pymp-abcdefgh",
+            str(victims["pymp-abcdefgh"]),
+            link,
+            os.path.join(os.path.dirname(private), ".", os.path.basename(private) + "x"),
+        ]
         for name in hostile:
             os.write(tracker.getfd(), f"REGISTER:{name}:folder\n".encode())
         # Exit code 2 (Python 3.13's meaning): something registered could not

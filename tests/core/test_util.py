@@ -17,8 +17,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 class Resource:
@@ -131,7 +132,8 @@ def test_temp_dir_is_private_and_removed_at_exit():
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path, method):
     marker = tmp_path / "nondaemon-finished"
-    out = run_python("""
+    out = run_python(
+        """
         import os, sys, time
         import mp_core as mp
 
@@ -152,7 +154,10 @@ def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path, method
             n.start()
             print(d.pid, n.pid, flush=True)
             # leave without joining either
-    """, method, str(marker))
+    """,
+        method,
+        str(marker),
+    )
     assert out.returncode == 0, out.stderr
     daemon_pid, normal_pid = map(int, out.stdout.split())
     assert marker.read_text() == "done"  # the parent waited for it

@@ -13,9 +13,15 @@ LONG = struct.Struct("!Q")
 
 #: Headers no honest sender writes: malformed, absurd or merely enormous sizes.
 ABSURD_HEADERS = [
-    SHORT.pack(-2), SHORT.pack(-(2 ** 31)), SHORT.pack(2 ** 31 - 1), SHORT.pack(512 << 20),
-    SHORT.pack(-1) + LONG.pack(2 ** 64 - 1), SHORT.pack(-1) + LONG.pack(sys.maxsize + 1),
-    SHORT.pack(-1) + LONG.pack(2 ** 62), SHORT.pack(-1) + LONG.pack(1 << 40), SHORT.pack(-1) + LONG.pack(16 << 30),
+    SHORT.pack(-2),
+    SHORT.pack(-(2**31)),
+    SHORT.pack(2**31 - 1),
+    SHORT.pack(512 << 20),
+    SHORT.pack(-1) + LONG.pack(2**64 - 1),
+    SHORT.pack(-1) + LONG.pack(sys.maxsize + 1),
+    SHORT.pack(-1) + LONG.pack(2**62),
+    SHORT.pack(-1) + LONG.pack(1 << 40),
+    SHORT.pack(-1) + LONG.pack(16 << 30),
     SHORT.pack(-1),  # a long marker with no size behind it
 ]
 
@@ -62,12 +68,12 @@ def mutate(stream: bytes, mutation: Optional[tuple]) -> bytes:
         return stream
     kind = mutation[0]
     if kind == "truncate":
-        return stream[:mutation[1]]
+        return stream[: mutation[1]]
     if kind == "flip":
         if not stream:
             return stream
         at, mask = mutation[1], mutation[2]
-        return stream[:at] + bytes([stream[at] ^ mask]) + stream[at + 1:]
+        return stream[:at] + bytes([stream[at] ^ mask]) + stream[at + 1 :]
     if kind in ("insert", "header"):
         at, extra = mutation[1], mutation[2]
         return stream[:at] + extra + stream[at:]
@@ -78,8 +84,12 @@ def mutate(stream: bytes, mutation: Optional[tuple]) -> bytes:
 def streams(draw) -> tuple:
     """A stream of frames of the wire format, maybe mutated, as a description (see ``build``)."""
     frames = draw(frame_specs)
-    length = sum((12 if long_form else 4) + len(payload(spec) if isinstance(spec, bytes) else b"") +
-                 (spec if isinstance(spec, int) else 0) for spec, long_form in frames)
+    length = sum(
+        (12 if long_form else 4)
+        + len(payload(spec) if isinstance(spec, bytes) else b"")
+        + (spec if isinstance(spec, int) else 0)
+        for spec, long_form in frames
+    )
     return frames, draw(mutations(length))
 
 

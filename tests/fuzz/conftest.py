@@ -14,13 +14,24 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-_QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large,
-          HealthCheck.filter_too_much]
+_QUIET = [
+    HealthCheck.too_slow,
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.data_too_large,
+    HealthCheck.filter_too_much,
+]
 
-settings.register_profile("ci", max_examples=40, deadline=None, database=None, derandomize=True,
-                          suppress_health_check=_QUIET, print_blob=True)
-settings.register_profile("long", max_examples=int(os.environ.get("MP_FUZZ_EXAMPLES", 100_000)), deadline=None,
-                          database=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, database=None, derandomize=True, suppress_health_check=_QUIET, print_blob=True
+)
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("MP_FUZZ_EXAMPLES", 100_000)),
+    deadline=None,
+    database=None,
+    suppress_health_check=_QUIET,
+    print_blob=True,
+)
 settings.load_profile("ci")
 
 # Seconds a fuzz test may take: generous for the few examples of CI (a hang

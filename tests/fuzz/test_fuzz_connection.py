@@ -33,15 +33,17 @@ CLEAR_ERRORS = (EOFError, BadMessageLength, BufferTooShort, OSError)
 
 def feed(fd: int, data: bytes) -> threading.Thread:
     """Write ``data`` to ``fd`` in a thread, then close it."""
+
     def write() -> None:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except OSError:
             pass  # the reader gave up (closed its end): fine
         finally:
             os.close(fd)
+
     thread = threading.Thread(target=write, daemon=True)
     thread.start()
     return thread
@@ -66,8 +68,9 @@ def read_all(receive) -> tuple[list[bytes], BaseException]:
     return got, outcome["error"]
 
 
-def check(expected: list[bytes], intact: bool, got: list[bytes], error: BaseException, clean_end,
-          memory: MemoryWatch) -> None:
+def check(
+    expected: list[bytes], intact: bool, got: list[bytes], error: BaseException, clean_end, memory: MemoryWatch
+) -> None:
     assert isinstance(error, CLEAR_ERRORS), f"unclear error {error!r}"
     if intact:
         assert got == expected
@@ -91,6 +94,7 @@ def test_connection_reads_any_stream_to_a_clear_end(stream, kind, method):
             def receive():
                 size = reader.recv_bytes_into(buffer)
                 return buffer[:size]
+
             got, error = read_all(receive)
         if not isinstance(error, EOFError) or not intact:
             reader.close()  # unblocks a feeder stuck on a full pipe

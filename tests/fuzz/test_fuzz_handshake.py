@@ -64,7 +64,9 @@ other_steps = st.one_of(
     st.tuples(st.just("frame"), st.binary(max_size=300)),
     st.tuples(st.just("raw"), st.binary(max_size=300)),
     st.just(("evil",)),
-    st.tuples(st.just("evil_framed_long"),),
+    st.tuples(
+        st.just("evil_framed_long"),
+    ),
     st.tuples(st.just("header"), st.sampled_from(ABSURD_HEADERS)),
     st.just(("read",)),
 )
@@ -74,9 +76,9 @@ def spoil(message: bytes, spoiler: tuple) -> bytes:
     kind = spoiler[0]
     if kind == "flip" and message:
         at = spoiler[1] % len(message)
-        return message[:at] + bytes([message[at] ^ spoiler[2]]) + message[at + 1:]
+        return message[:at] + bytes([message[at] ^ spoiler[2]]) + message[at + 1 :]
     if kind == "cut":
-        return message[:spoiler[1] % (len(message) + 1)]
+        return message[: spoiler[1] % (len(message) + 1)]
     if kind == "extend":
         return message + spoiler[1]
     if kind == "digest":
@@ -119,7 +121,7 @@ class Peer:
         self.sock.sendall(encode(data))
 
     def answer(self, spoiler: tuple) -> None:
-        challenge = self.read_frame()[len(CHALLENGE):]
+        challenge = self.read_frame()[len(CHALLENGE) :]
         name, _, _ = challenge[1:].partition(b"}")
         digest = hmac.digest(KEY, challenge, name.decode("ascii", "replace") or "sha256")
         self.send_frame(self.spoil(b"{" + name + b"}" + digest, spoiler))
@@ -150,8 +152,9 @@ class Peer:
             self.read_frame()
 
 
-def run_script(peer: Peer, first: tuple, second: tuple, rest: list, stall: bool, role: str,
-               done: threading.Event) -> None:
+def run_script(
+    peer: Peer, first: tuple, second: tuple, rest: list, stall: bool, role: str, done: threading.Event
+) -> None:
     try:
         if role == "client":  # we talk to a Listener: answer, then challenge
             peer.answer(first[1]) if first[0] == "honest" else peer.other(first[1], handshake=True)

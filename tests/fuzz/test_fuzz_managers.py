@@ -29,9 +29,14 @@ def fuzzed(start_method):
         yield harness
 
 
-@settings(max_examples=_EXAMPLES, deadline=None, database=None,
-          derandomize=settings.default.derandomize or _CASES <= 1000,
-          suppress_health_check=list(HealthCheck), print_blob=True)
+@settings(
+    max_examples=_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=settings.default.derandomize or _CASES <= 1000,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 @given(batch=st.lists(cases(), min_size=BATCH, max_size=BATCH))
 def test_a_fuzzed_manager_server_lives_and_keeps_its_protocol(fuzzed, batch):
     for case in batch:
@@ -45,6 +50,12 @@ def test_the_fuzzer_reaches_every_kind_of_case_and_outcome():
     assert figures["cases"] >= 300
     assert set(figures["by_kind"]) == {"request", "payload", "frame", "preauth"}, figures
     outcomes = figures["outcomes"]
-    for outcome in ("reply kind 0", "reply kind 1", "reply kind 3", "closed after 0 replies",
-                    "closed after 1 replies", "unauthenticated peer closed"):
+    for outcome in (
+        "reply kind 0",
+        "reply kind 1",
+        "reply kind 3",
+        "closed after 0 replies",
+        "closed after 1 replies",
+        "unauthenticated peer closed",
+    ):
         assert outcomes.get(outcome), (outcome, outcomes)

@@ -98,7 +98,7 @@ class SimulatedPool(Pool):
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 @st.composite
@@ -165,7 +165,11 @@ def test_the_parent_reads_any_answer_to_a_clear_end(answer, ready_first):
 # ---------------------------------------------------------------- the worker's side
 
 TASKS = [
-    ("call", 3), ("call", 4), ("map", [1, 2, 3]), ("starmap", [(5,), (6,)]), ("forget", 0),
+    ("call", 3),
+    ("call", 4),
+    ("map", [1, 2, 3]),
+    ("starmap", [(5,), (6,)]),
+    ("forget", 0),
 ]
 
 
@@ -238,7 +242,7 @@ def test_a_worker_reads_any_task_stream_to_a_clean_stop(case):
     for frame in sent:
         task_id, status, _ = _wire.RESULT_HEAD.unpack_from(frame, 4)
         if status == _wire.OK:
-            values.append(mp_core.reduction.loads(memoryview(frame)[4 + _wire.RESULT_HEAD.size:]))
+            values.append(mp_core.reduction.loads(memoryview(frame)[4 + _wire.RESULT_HEAD.size :]))
         else:
             values.append("error")
     if intact:

@@ -31,9 +31,13 @@ def owner(method: str, conn) -> None:
     block = shm.SharedMemory(128)
     shareable = shm.ShareableList([1, "two", None])
     d = sync.dict(block=block.name)
-    conn.send({"servers": [sync._process.pid, shm._process.pid],
-               "segments": [block.name, shareable.shm.name, d["block"]],
-               "address": sync.address})
+    conn.send(
+        {
+            "servers": [sync._process.pid, shm._process.pid],
+            "segments": [block.name, shareable.shm.name, d["block"]],
+            "address": sync.address,
+        }
+    )
     time.sleep(120)
 
 
@@ -89,16 +93,20 @@ def main(method: str) -> None:
             seconds = time.monotonic() - started
             break
         time.sleep(0.02)
-    report = {"existed": existed, "seconds": seconds,
-              "servers_running": [pid for pid in info["servers"] if running(pid)],
-              "segments_left": [name for name in info["segments"] if os.path.exists("/dev/shm/" + name)],
-              "tempdir_left": sorted(os.listdir(tempdir)) if tempdir and os.path.exists(tempdir) else None}
+    report = {
+        "existed": existed,
+        "seconds": seconds,
+        "servers_running": [pid for pid in info["servers"] if running(pid)],
+        "segments_left": [name for name in info["segments"] if os.path.exists("/dev/shm/" + name)],
+        "tempdir_left": sorted(os.listdir(tempdir)) if tempdir and os.path.exists(tempdir) else None,
+    }
     if tempdir:
         shutil.rmtree(tempdir, ignore_errors=True)
     for pid in report["servers_running"]:
         os.kill(pid, 9)
     # Our own helpers (a fork server, the tracker started to spawn the owner) go too.
     from mp_core import forkserver, resource_tracker
+
     forkserver._forkserver._stop()
     resource_tracker._resource_tracker._stop(timeout=5)
     deadline = time.monotonic() + 10

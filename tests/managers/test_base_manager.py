@@ -103,8 +103,9 @@ class CounterManager(BaseManager):
     pass
 
 
-CounterManager.register("Counter", Counter, exposed=("incr", "get", "fail", "generator", "child"),
-                        method_to_typeid={"child": "Counter"})
+CounterManager.register(
+    "Counter", Counter, exposed=("incr", "get", "fail", "generator", "child"), method_to_typeid={"child": "Counter"}
+)
 CounterManager.register("AutoCounter", Counter)
 CounterManager.register("MadeCounter", Counter, proxytype=CounterProxy)
 CounterManager.register("ReadOnlyCounter", Counter, proxytype=GetOnlyProxy)
@@ -137,6 +138,7 @@ def connect_and_bump(address, authkey, times):
 
 
 # ---------------------------------------------------------------- tests
+
 
 def test_registered_types_from_several_processes(ctx, children):
     with CounterManager(ctx=ctx) as m:

@@ -30,7 +30,7 @@ def waiting_for_a_reply(thread_id):
         frame = frame.f_back
     if "_roundtrip" not in names:
         return False
-    inner = names[:names.index("_roundtrip")]
+    inner = names[: names.index("_roundtrip")]
     # (Not the handshake of a new connection: _open_channel reads too.)
     return "recv_bytes" in inner and "_open_channel" not in inner
 

@@ -32,15 +32,18 @@ def session(ctx):
         m.shutdown()
 
 
-@pytest.mark.parametrize("request_, words", [
-    ((["unhashable"], "get", ("a",), {}), ["unhashable", "list"]),
-    ((UnhashableById(), "get", ("a",), {}), ["MemoryError", "no memory to hash this id"]),
-    (("not a tuple",), ["tuple (id, method, args, kwds)", "'not a tuple'"]),
-    ("a string", ["tuple (id, method, args, kwds)", "str"]),
-    ((None, ["unhashable"], (), {}), ["not an operation of this manager"]),
-    ((None, "create", "dict", {}), ["create"]),
-    ((None, "incref", ([1],), {}), ["unhashable"]),
-])
+@pytest.mark.parametrize(
+    "request_, words",
+    [
+        ((["unhashable"], "get", ("a",), {}), ["unhashable", "list"]),
+        ((UnhashableById(), "get", ("a",), {}), ["MemoryError", "no memory to hash this id"]),
+        (("not a tuple",), ["tuple (id, method, args, kwds)", "'not a tuple'"]),
+        ("a string", ["tuple (id, method, args, kwds)", "str"]),
+        ((None, ["unhashable"], (), {}), ["not an operation of this manager"]),
+        ((None, "create", "dict", {}), ["create"]),
+        ((None, "incref", ([1],), {}), ["unhashable"]),
+    ],
+)
 def test_a_malformed_request_gets_an_error_reply_and_the_connection_serves_on(session, request_, words):
     m, ident, conn = session
     kind, text = ask(conn, request_)
@@ -101,6 +104,7 @@ def test_a_corrupt_size_header_gets_an_error_reply_then_the_connection_closes(se
 
 
 # ---------------------------------------------------------------- the stream itself
+
 
 def test_a_bare_header_commits_no_memory_for_the_size_it_announces():
     # PyPy has no tracemalloc; tests/core/test_message_sizes.py measures the

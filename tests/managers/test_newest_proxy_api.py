@@ -53,6 +53,7 @@ def _report(conn, target, *args):
 
 # ---------------------------------------------------------------- list
 
+
 def use_list(lst):
     seen = {"copy": lst.copy(), "copy_type": type(lst.copy())}
     lst += [7]
@@ -77,6 +78,7 @@ def test_list_proxy_clear_and_copy(manager, ctx):
 
 # ---------------------------------------------------------------- dict
 
+
 def use_dict(d):
     seen = {}
     d |= {"bar": 6}
@@ -84,8 +86,10 @@ def use_dict(d):
     backwards = reversed(d)
     # A plain iterator over a snapshot (its type is the interpreter's: list_iterator
     # on CPython), not a proxy of one.
-    seen["reversed"] = (isinstance(backwards, collections.abc.Iterator) and not isinstance(backwards, BaseProxy),
-                        list(backwards))
+    seen["reversed"] = (
+        isinstance(backwards, collections.abc.Iterator) and not isinstance(backwards, BaseProxy),
+        list(backwards),
+    )
     seen["ror"] = {"bar": 7, "baz": 7} | d
     seen["or"] = d | {"bar": 7, "baz": 7}
     seen["fromkeys"] = d.fromkeys(["x", "y"], 0)
@@ -109,6 +113,7 @@ def test_dict_proxy_union_reversed_and_fromkeys(manager, ctx):
 
 
 # ---------------------------------------------------------------- set
+
 
 def use_set_operators(s):
     seen = {}
@@ -150,8 +155,7 @@ def use_set_methods(s):
     seen["isdisjoint"] = (s.isdisjoint({"x"}), s.isdisjoint({"a"}))
     seen["issubset"] = (s.issubset({"a", "b", "c", "d"}), s.issubset({"a"}))
     seen["issuperset"] = (s.issuperset({"a"}), s.issuperset({"z"}))
-    seen["compare"] = (s < {"a", "b", "c", "d"}, s <= {"a", "b", "c"}, s > {"a"}, s >= {"a", "b", "c"},
-                       s < {"a"})
+    seen["compare"] = (s < {"a", "b", "c", "d"}, s <= {"a", "b", "c"}, s > {"a"}, s >= {"a", "b", "c"}, s < {"a"})
     s.intersection_update({"a", "b", "z"})
     s.difference_update({"a"})
     s.symmetric_difference_update({"q"})
@@ -200,15 +204,40 @@ def test_set_is_created_from_any_iterable_and_has_every_set_method(manager):
     with pytest.raises(RemoteError, match="not iterable"):
         manager.set(1234)
     proxy = manager.set()
-    wanted = {name for name in dir(set) if not name.startswith("_") or name in {
-        "__and__", "__contains__", "__iand__", "__ior__", "__isub__", "__iter__", "__ixor__", "__len__",
-        "__or__", "__rand__", "__ror__", "__rsub__", "__rxor__", "__sub__", "__xor__", "__ge__", "__gt__",
-        "__le__", "__lt__", "__class_getitem__"}}
+    wanted = {
+        name
+        for name in dir(set)
+        if not name.startswith("_")
+        or name
+        in {
+            "__and__",
+            "__contains__",
+            "__iand__",
+            "__ior__",
+            "__isub__",
+            "__iter__",
+            "__ixor__",
+            "__len__",
+            "__or__",
+            "__rand__",
+            "__ror__",
+            "__rsub__",
+            "__rxor__",
+            "__sub__",
+            "__xor__",
+            "__ge__",
+            "__gt__",
+            "__le__",
+            "__lt__",
+            "__class_getitem__",
+        }
+    }
     assert wanted <= set(dir(proxy))
     assert SyncManager.set.__name__ == "set"
 
 
 # ---------------------------------------------------------------- ABCs and generics
+
 
 def test_proxies_are_registered_with_the_collections_abcs(manager):
     lst, d, s = manager.list(), manager.dict(), manager.set()
@@ -216,9 +245,24 @@ def test_proxies_are_registered_with_the_collections_abcs(manager):
     assert isinstance(d, collections.abc.MutableMapping)
     assert isinstance(s, collections.abc.MutableSet)
     assert not isinstance(s, collections.abc.Mapping)
-    for name in ("__contains__", "__delitem__", "__getitem__", "__iadd__", "__len__", "__reversed__",
-                 "__setitem__", "append", "clear", "count", "extend", "index", "insert", "pop", "remove",
-                 "reverse"):
+    for name in (
+        "__contains__",
+        "__delitem__",
+        "__getitem__",
+        "__iadd__",
+        "__len__",
+        "__reversed__",
+        "__setitem__",
+        "append",
+        "clear",
+        "count",
+        "extend",
+        "index",
+        "insert",
+        "pop",
+        "remove",
+        "reverse",
+    ):
         assert callable(getattr(lst, name)), name
     assert SetProxy[int].__origin__ is SetProxy
     assert DictProxy[str, int].__args__ == (str, int)
@@ -226,6 +270,7 @@ def test_proxies_are_registered_with_the_collections_abcs(manager):
 
 
 # ---------------------------------------------------------------- locked()
+
 
 def hold_until_told(lock, times, held, done):
     for _ in range(times):

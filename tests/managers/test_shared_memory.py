@@ -23,7 +23,7 @@ from .conftest import run_python
 
 pytestmark = pytest.mark.timeout(120)
 
-ITEMS = [7, -2**63, 2.5, True, False, None, "", "héllo wörld", b"", b"by\x01tes", "x" * 17]
+ITEMS = [7, -(2**63), 2.5, True, False, None, "", "héllo wörld", b"", b"by\x01tes", "x" * 17]
 
 
 def exists(name):
@@ -54,6 +54,7 @@ def fill_from_manager_child(block, shareable):
 
 
 # ---------------------------------------------------------------- SharedMemory
+
 
 def test_shared_memory_across_processes(children):
     block = SharedMemory(create=True, size=64)
@@ -128,18 +129,22 @@ def test_fresh_names_carry_the_programs_prefix_into_every_child(ctx, start):
 
 
 def test_fresh_names_are_the_stdlibs_without_a_prefix():
-    out = run_python("-c", textwrap.dedent("""
+    out = run_python(
+        "-c",
+        textwrap.dedent("""
         from mp_managers.shared_memory import SharedMemory
         block = SharedMemory(create=True, size=8)
         print(block.name)
         block.close()
         block.unlink()
-    """))
+    """),
+    )
     assert out.returncode == 0, out.stderr
     assert re.fullmatch("psm_[0-9a-f]{8}", out.stdout.strip())
 
 
 # ---------------------------------------------------------------- ShareableList
+
 
 def test_shareable_list_api():
     sl = ShareableList(ITEMS)
@@ -202,8 +207,9 @@ mine.shm.unlink()
 
 def test_shareable_list_layout_is_the_standard_librarys():
     ours = ShareableList(ITEMS)
-    peer = subprocess.Popen([sys.executable, "-c", STDLIB_PEER, ours.shm.name], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    peer = subprocess.Popen(
+        [sys.executable, "-c", STDLIB_PEER, ours.shm.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert peer.stdout.readline().strip() == repr(ITEMS)
         theirs = ShareableList(name=peer.stdout.readline().strip())
@@ -212,6 +218,7 @@ def test_shareable_list_layout_is_the_standard_librarys():
         # Attaching registered it with our tracker (as the stdlib does);
         # its owner, another program, unlinks it.
         from mp_core import resource_tracker
+
         resource_tracker.unregister(theirs.shm._name, "shared_memory")
         peer.stdin.write("done\n")
         peer.stdin.flush()
@@ -227,6 +234,7 @@ def test_shareable_list_layout_is_the_standard_librarys():
 
 
 # ---------------------------------------------------------------- SharedMemoryManager
+
 
 def test_shared_memory_manager(ctx, children):
     with SharedMemoryManager(ctx=ctx) as smm:
@@ -257,8 +265,9 @@ time.sleep(120)
 
 
 def test_sigkilled_creator_leaves_nothing_in_dev_shm():
-    creator = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CREATOR)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    creator = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CREATOR)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         names = creator.stdout.readline().split()
         assert len(names) == 2 and all(exists(name) for name in names)
@@ -294,8 +303,7 @@ def test_shared_memory_manager_shares_the_resource_tracker(start_method, tmp_pat
     """The server unregisters what the client registered: no leak warning, nothing left."""
     script = tmp_path / "tracker_shared.py"
     script.write_text(TRACKER_SHARED)
-    result = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True,
-                            timeout=90)
+    result = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
     assert result.stderr == ""
@@ -328,8 +336,12 @@ def test_an_unrelated_program_attaching_with_track_decides_whether_its_tracker_u
 
     block = SharedMemory(create=True, size=16)
     try:
-        result = subprocess.run([sys.executable, "-c", ATTACHER, block.name, "track" if track else "no"],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", ATTACHER, block.name, "track" if track else "no"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         if track:
             assert "resource_tracker: There appear to be 1 leaked shared_memory objects" in result.stderr
@@ -365,7 +377,8 @@ def test_track_false_never_talks_to_the_tracker_and_unlink_still_works(monkeypat
     tracked.close()
     tracked.unlink()
     assert calls == [("register", tracked._name, "shared_memory")] * 2 + [
-        ("unregister", tracked._name, "shared_memory")]
+        ("unregister", tracked._name, "shared_memory")
+    ]
 
 
 UNTRACKED_CREATOR = """
@@ -378,8 +391,7 @@ print(tracked.name, untracked.name, flush=True)
 
 
 def test_a_program_that_exits_without_unlinking_loses_only_its_tracked_blocks():
-    result = subprocess.run([sys.executable, "-c", UNTRACKED_CREATOR], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-c", UNTRACKED_CREATOR], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     tracked, untracked = result.stdout.split()
     try:
@@ -417,6 +429,7 @@ def test_children_attaching_share_the_programs_tracker(ctx):
 
 
 # ---------------------------------------------------------------- a block handed over by a child
+
 
 def create_and_hand_over(conn):
     block = SharedMemory(create=True, size=64)
@@ -474,8 +487,9 @@ def test_a_block_handed_over_by_a_child_is_cleaned_up_when_the_program_ends(star
     script.write_text(HANDED_OVER_THEN_LEAKED)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, str(script), start_method], capture_output=True, text=True,
-                            timeout=90, env=env)
+    result = subprocess.run(
+        [sys.executable, str(script), start_method], capture_output=True, text=True, timeout=90, env=env
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["attached"] == "hello", report
@@ -486,8 +500,8 @@ def test_a_block_handed_over_by_a_child_is_cleaned_up_when_the_program_ends(star
 
 # ---------------------------------------------------------------- creation that fails leaves nothing
 
-@pytest.mark.parametrize("suffix, reason", [(":b", "without ':'"), ("\nb", "line breaks"),
-                                            ("é", "not ASCII")])
+
+@pytest.mark.parametrize("suffix, reason", [(":b", "without ':'"), ("\nb", "line breaks"), ("é", "not ASCII")])
 def test_a_name_the_tracker_refuses_is_refused_before_anything_is_created(suffix, reason):
     name = f"psm_{os.getpid()}{suffix}"
     with pytest.raises(ValueError) as info:

@@ -58,6 +58,7 @@ def write_everything(values, point, points, text, raw):
 
 # ---------------------------------------------------------------- tests
 
+
 def test_value_and_array_with_locks_give_exact_totals(ctx, children):
     value = ctx.Value("i", 0)
     array = ctx.Array("l", [0, 0])

@@ -39,6 +39,7 @@ def _pool_available() -> bool:
 
 # ---------------------------------------------------------------- child targets
 
+
 def use_every_type(worker_id, shared):
     (d, lst, ns, q, jq, lock, rlock, sem, bsem, cond, event, barrier, value, array) = shared
     assert barrier.wait(timeout=30) in range(WORKERS)
@@ -87,11 +88,25 @@ def square(x):
 
 # ---------------------------------------------------------------- tests
 
+
 def test_every_type_used_from_several_processes_at_once(manager, children):
     m = manager
-    shared = (m.dict(), m.list(), m.Namespace(), m.Queue(), m.JoinableQueue(), m.Lock(), m.RLock(),
-              m.Semaphore(2), m.BoundedSemaphore(1), m.Condition(), m.Event(), m.Barrier(WORKERS),
-              m.Value("i", 0), m.Array("i", [0, 7]))
+    shared = (
+        m.dict(),
+        m.list(),
+        m.Namespace(),
+        m.Queue(),
+        m.JoinableQueue(),
+        m.Lock(),
+        m.RLock(),
+        m.Semaphore(2),
+        m.BoundedSemaphore(1),
+        m.Condition(),
+        m.Event(),
+        m.Barrier(WORKERS),
+        m.Value("i", 0),
+        m.Array("i", [0, 7]),
+    )
     d, lst, ns, q, jq, lock, rlock, sem, bsem, cond, event, barrier, value, array = shared
     for task in range(WORKERS):
         jq.put(task)
@@ -204,8 +219,11 @@ def test_shutdown_with_live_proxies(manager):
     lock = m.Lock()
     m.shutdown()
     assert m._process is None or m._process.exitcode == 0
-    for call in (functools.partial(d.__setitem__, "b", 2), functools.partial(lst.append, 1),
-                 functools.partial(lock.acquire, False)):
+    for call in (
+        functools.partial(d.__setitem__, "b", 2),
+        functools.partial(lst.append, 1),
+        functools.partial(lock.acquire, False),
+    ):
         with pytest.raises((EOFError, OSError)):
             call()
     del d, lst, lock
@@ -306,8 +324,10 @@ def append_to_first(lst, item):
 
 def test_temporary_proxy_passed_to_a_new_child(manager, children, start_method):
     if start_method == "fork":
-        pytest.skip("a forked child counts its inherited proxies after fork, racing the parent's release "
-                    "of a temporary (as in the standard library)")
+        pytest.skip(
+            "a forked child counts its inherited proxies after fork, racing the parent's release "
+            "of a temporary (as in the standard library)"
+        )
     results = manager.list()
     # The only reference to the child's argument is the process object's, and
     # Process.start() drops it as soon as the child is created.

@@ -78,8 +78,9 @@ def test_stalled_peers_beyond_the_bound_neither_pile_up_nor_keep_a_client_out(ct
                 sock.close()
 
 
-@pytest.mark.parametrize("stall", ["after connecting", "inside a header", "inside the answer",
-                                   "trickling the answer", "before the verdict"])
+@pytest.mark.parametrize(
+    "stall", ["after connecting", "inside a header", "inside the answer", "trickling the answer", "before the verdict"]
+)
 def test_a_peer_stalled_in_the_handshake_is_dropped_at_the_deadline(ctx, stall):
     import hmac
 
@@ -92,7 +93,7 @@ def test_a_peer_stalled_in_the_handshake_is_dropped_at_the_deadline(ctx, stall):
                 size = int.from_bytes(sock.recv(4, socket.MSG_WAITALL), "big")
                 challenge = sock.recv(size, socket.MSG_WAITALL)
                 assert challenge.startswith(b"#CHALLENGE#{sha256}")
-            message = challenge[len(b"#CHALLENGE#"):]
+            message = challenge[len(b"#CHALLENGE#") :]
             answer = b"{sha256}" + hmac.digest(bytes(m._authkey), message, "sha256")
             if stall == "inside a header":
                 sock.sendall(header(len(answer))[:2])
@@ -194,6 +195,7 @@ def test_out_of_descriptors_stalled_handshakes_make_room_for_a_client(ctx):
 
 
 # ---------------------------------------------------------------- the table of pending handshakes
+
 
 @contextlib.contextmanager
 def socket_pairs(count):

@@ -351,10 +351,23 @@ def test_the_attributes_and_names_downstream_code_relies_on(make_pool, start_met
     gate.open()
     pending.get(30)
     assert pending._job not in pool._cache
-    for name in ("ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator", "Pool",
-                 "ThreadPool", "RUN", "CLOSE", "TERMINATE", "MaybeEncodingError", "RemoteTraceback"):
+    for name in (
+        "ApplyResult",
+        "AsyncResult",
+        "MapResult",
+        "IMapIterator",
+        "IMapUnorderedIterator",
+        "Pool",
+        "ThreadPool",
+        "RUN",
+        "CLOSE",
+        "TERMINATE",
+        "MaybeEncodingError",
+        "RemoteTraceback",
+    ):
         assert hasattr(pool_module, name), name
     import multiprocess.pool
+
     assert multiprocess.pool is pool_module
     assert repr(pool) == "<mp_pool.pool.Pool state=RUN pool_size=3>"
     with pytest.raises(NotImplementedError):

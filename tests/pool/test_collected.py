@@ -55,6 +55,7 @@ def submit(pool, kind, func=square):
 
         def collect():
             return sorted(iterator)
+
     return collect
 
 

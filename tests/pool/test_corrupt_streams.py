@@ -55,7 +55,7 @@ GARBAGE = {
     "a bare 512 MiB header": (struct.pack("!i", 512 << 20), "a result for task id"),
     "a bare 4 GiB long header": (struct.pack("!i", -1) + struct.pack("!Q", 4 << 30), "a result for task id"),
     "a negative size": (struct.pack("!i", -5), "malformed message header (size -5"),
-    "a long size past 2**63": (struct.pack("!i", -1) + struct.pack("!Q", 2 ** 64 - 2), "bytes was announced"),
+    "a long size past 2**63": (struct.pack("!i", -1) + struct.pack("!Q", 2**64 - 2), "bytes was announced"),
     "a frame shorter than a result head": (struct.pack("!i", 3) + b"abc", "shorter than its 17-byte head"),
     "a result for another task": (struct.pack("!i", 17) + result_head(987654, _wire.OK), "task id 987654"),
     "an unknown status": (9, "unknown status 9 for task"),

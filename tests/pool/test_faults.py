@@ -135,7 +135,12 @@ def test_a_lost_worker_is_caught_by_except_runtime_error_and_survives_pickling(m
     assert WorkerLostError.__mro__[1:3] == (ProcessError, RuntimeError)
     copy = pickle.loads(pickle.dumps(caught))
     assert (type(copy), copy.args, copy.pid, copy.exitcode, copy.task) == (
-        WorkerLostError, caught.args, caught.pid, 5, caught.task)
+        WorkerLostError,
+        caught.args,
+        caught.pid,
+        5,
+        caught.task,
+    )
 
 
 def test_a_worker_killed_while_idle_is_replaced(make_pool):
@@ -228,8 +233,14 @@ OWNER = textwrap.dedent("""
 
 def test_workers_exit_when_the_pools_owner_is_killed(start_method, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, start_method], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=os.getcwd(), env=env)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, start_method],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+        env=env,
+    )
     try:
         line = owner.stdout.readline()
         pids = [int(pid) for pid in line.split()]
@@ -245,7 +256,8 @@ def test_workers_exit_when_the_pools_owner_is_killed(start_method, tmp_path):
         while not all(helpers.process_gone(pid) for pid in everyone) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(helpers.process_gone(pid) for pid in everyone), [
-            pid for pid in everyone if not helpers.process_gone(pid)]
+            pid for pid in everyone if not helpers.process_gone(pid)
+        ]
     finally:
         owner.kill()
         owner.wait(10)

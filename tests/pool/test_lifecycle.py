@@ -108,8 +108,14 @@ EXIT_WITHOUT_CLOSE = textwrap.dedent("""
 def test_a_program_that_exits_without_closing_its_pool(start_method):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-W", "ignore::ResourceWarning", "-c", EXIT_WITHOUT_CLOSE,
-                           start_method], capture_output=True, text=True, timeout=60, cwd=os.getcwd(), env=env)
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::ResourceWarning", "-c", EXIT_WITHOUT_CLOSE, start_method],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.getcwd(),
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30
     pids = [int(pid) for pid in done.stdout.split("PIDS", 1)[1].split()]

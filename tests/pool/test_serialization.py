@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 def make_adder(k):
     def add_k(x):
         return x + k
+
     return add_k
 
 
@@ -86,8 +87,11 @@ def test_a_maps_function_travels_once_per_call_and_once_per_worker(make_pool):
     assert CountingFunction.reductions == 1
     per_worker = {(pid, ident) for pid, ident, _ in results}
     assert len(per_worker) == len({pid for pid, _, _ in results})  # one copy per worker
-    for run in (lambda f: pool.imap_unordered(f, iter(range(50))), lambda f: pool.imap(f, range(50), 1),
-                lambda f: pool.starmap(f, [(x,) for x in range(50)], 1)):
+    for run in (
+        lambda f: pool.imap_unordered(f, iter(range(50))),
+        lambda f: pool.imap(f, range(50), 1),
+        lambda f: pool.starmap(f, [(x,) for x in range(50)], 1),
+    ):
         CountingFunction.reductions = 0
         results = list(run(CountingFunction()))
         assert sorted(x for _, _, x in results) == list(range(50))
@@ -219,8 +223,17 @@ MAIN_PROGRAM = textwrap.dedent("""
 """)
 
 MAIN_EXPECTED = [
-    "lambda [22, 24]", "closure [4]", "function [15]", "partial 11", "class [7, 8]", "instance 4",
-    "result 6", "init ['ready', 'ready']", "imap [-1, -2]", "argument 11", "returned 12",
+    "lambda [22, 24]",
+    "closure [4]",
+    "function [15]",
+    "partial 11",
+    "class [7, 8]",
+    "instance 4",
+    "result 6",
+    "init ['ready', 'ready']",
+    "imap [-1, -2]",
+    "argument 11",
+    "returned 12",
     "init-lambda lambda-init",
 ]
 

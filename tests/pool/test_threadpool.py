@@ -83,10 +83,16 @@ def test_initializer_close_join_and_context_manager(thread_pool):
     pool = thread_pool(2, initializer=seen.append, initargs=("init",))
     pending = pool.map_async(time.sleep, [0.05] * 4)
     pool.close()
-    for submit in (lambda: pool.apply(abs, (1,)), lambda: pool.apply_async(abs, (1,)),
-                   lambda: pool.map(abs, [1]), lambda: pool.map_async(abs, [1]),
-                   lambda: pool.starmap(pow, [(2, 2)]), lambda: pool.starmap_async(pow, [(2, 2)]),
-                   lambda: pool.imap(abs, [1]), lambda: pool.imap_unordered(abs, [1])):
+    for submit in (
+        lambda: pool.apply(abs, (1,)),
+        lambda: pool.apply_async(abs, (1,)),
+        lambda: pool.map(abs, [1]),
+        lambda: pool.map_async(abs, [1]),
+        lambda: pool.starmap(pow, [(2, 2)]),
+        lambda: pool.starmap_async(pow, [(2, 2)]),
+        lambda: pool.imap(abs, [1]),
+        lambda: pool.imap_unordered(abs, [1]),
+    ):
         with pytest.raises(ValueError, match="Pool not running"):
             submit()
     pool.join()
@@ -161,6 +167,7 @@ def test_dummy_processes_and_primitives():
         pool.terminate()
         pool.join()
     import multiprocess.dummy
+
     assert multiprocess.dummy is dummy
 
 
@@ -170,6 +177,7 @@ def test_dummy_connections():
     assert right.poll(1) and right.recv() == "ping"
     assert not left.poll()
     with dummy_connection.Listener() as listener:
+
         def serve():
             conn = listener.accept()
             conn.send(conn.recv() * 2)

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from mp_core import reduction
-from mp_pool import _wire
 from mp_core._framing import READ_SIZE, FrameReader
+from mp_pool import _wire
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,7 +31,7 @@ def test_task_frame_is_a_size_header_then_the_task_head_then_the_pickle():
     parts = _wire.task_frame(_wire.MAP, 7, 3, [1, "two", 3.0], True)
     payload = _payload_of(parts)
     assert _wire.TASK_HEAD.unpack_from(payload) == (_wire.MAP, 7, 3)
-    assert pickle.loads(payload[_wire.TASK_HEAD.size:]) == [1, "two", 3.0]
+    assert pickle.loads(payload[_wire.TASK_HEAD.size :]) == [1, "two", 3.0]
     assert _wire.frame_size(parts) == len(_joined(parts))
 
 
@@ -41,14 +41,14 @@ def test_a_large_body_is_kept_in_the_pickler_s_blocks_not_copied_into_one():
     assert len(parts) > 2  # the header and several pickle frames
     payload = _payload_of(parts)
     assert _wire.RESULT_HEAD.unpack_from(payload) == (5, _wire.OK, 0.5)
-    assert pickle.loads(payload[_wire.RESULT_HEAD.size:]) == body
+    assert pickle.loads(payload[_wire.RESULT_HEAD.size :]) == body
 
 
 def test_a_mutable_buffer_is_frozen_when_the_frame_is_built():
     data = bytearray(b"a" * 300_000)
     parts = _wire.task_frame(_wire.CALL, 1, 1, (len, (data,), {}), True)
     data[:] = b"b" * len(data)
-    func, args, kwds = pickle.loads(_payload_of(parts)[_wire.TASK_HEAD.size:])
+    func, args, kwds = pickle.loads(_payload_of(parts)[_wire.TASK_HEAD.size :])
     assert args[0] == b"a" * 300_000
 
 
@@ -77,7 +77,7 @@ def test_the_dill_fallback_rewinds_the_frame_and_starts_over():
 def test_a_frame_written_after_a_failed_first_attempt_is_whole():
     obj = {"value": 42, "fn": lambda x: x + 1}
     parts = _wire.task_frame(_wire.FUNC, 0, 9, obj, True, reduction.Serializer())
-    loaded = pickle.loads(_payload_of(parts)[_wire.TASK_HEAD.size:])
+    loaded = pickle.loads(_payload_of(parts)[_wire.TASK_HEAD.size :])
     assert loaded["value"] == 42 and loaded["fn"](1) == 2
 
 
@@ -97,10 +97,10 @@ def test_reader_splits_frames_cut_anywhere(cut):
     out = []
     try:
         for start in range(0, len(stream), cut):
-            piece = stream[start:start + cut]
+            piece = stream[start : start + cut]
             done = 0
             while done < len(piece):
-                done += os.write(w, piece[done:done + 60_000])
+                done += os.write(w, piece[done : done + 60_000])
                 out.extend(bytes(f) for f in reader.read_available())
         os.close(w)
         w = -1
@@ -122,6 +122,7 @@ def test_reader_understands_the_long_header_and_blocking_reads():
 
         def rest():
             import time
+
             time.sleep(0.05)
             os.write(w, stream[6:])
             os.close(w)

@@ -90,8 +90,9 @@ def test_a_replacement_is_an_ordinary_process_object(make_pool, start_method):
     assert pool.map(helpers.square, range(10)) == [x * x for x in range(10)]
 
 
-@pytest.mark.parametrize("how, fragment, code", [("kill", "died with SIGKILL", -signal.SIGKILL),
-                                                  ("exit", "exited with code 5", 5)])
+@pytest.mark.parametrize(
+    "how, fragment, code", [("kill", "died with SIGKILL", -signal.SIGKILL), ("exit", "exited with code 5", 5)]
+)
 def test_the_death_of_a_replacement_is_reported_with_its_signal_or_exit_code(make_pool, how, fragment, code):
     pool = make_pool(1)
     for generation in range(3):  # the first worker, then two born in the zygote under fork
@@ -126,6 +127,7 @@ def test_the_zygote_and_its_children_are_gone_after_close_and_after_terminate(ct
     if start_method != "fork":
         pytest.skip("only fork pools have a zygote")
     from mp_pool import Pool
+
     for finish in ("close", "terminate"):
         pool = Pool(2, maxtasksperchild=1, context=ctx)
         zygote_pid = zygote_of(pool).pid
@@ -192,8 +194,9 @@ REAPER = textwrap.dedent("""
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs prctl(PR_SET_CHILD_SUBREAPER)")
 def test_sigkill_of_the_owner_leaves_no_zygote_and_no_worker():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    result = subprocess.run([sys.executable, "-c", REAPER, OWNER], capture_output=True, text=True, timeout=90,
-                            env=env, cwd=os.getcwd())
+    result = subprocess.run(
+        [sys.executable, "-c", REAPER, OWNER], capture_output=True, text=True, timeout=90, env=env, cwd=os.getcwd()
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["left"] == [], outcome

@@ -16,5 +16,6 @@ def run_script(path: Any, code: str, *args: str, timeout: float = 90) -> subproc
 
 def run_python(code: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """Run ``code`` with ``python -c``: a ``__main__`` that no child can import again."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout
+    )

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # ---------------------------------------------------------------- helpers
 
+
 def append_line(path, text):
     with open(path, "a") as f:
         f.write(text + "\n")
@@ -42,6 +43,7 @@ def wait_until(predicate, timeout=30):
 
 
 # ---------------------------------------------------------------- tests
+
 
 def test_barrier_trips_each_cycle_with_distinct_indices_and_runs_the_action_once(ctx, start, tmp_path):
     path = tmp_path / "trips"

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # ---------------------------------------------------------------- children
 
+
 def wait_on(cond, sleeping, woken):
     """Announce (under the lock) that we sleep, wait to be notified, report it."""
     with cond:
@@ -42,6 +43,7 @@ def set_event_later(event, delay):
 
 
 # ---------------------------------------------------------------- Condition
+
 
 def test_notify_wakes_one_then_notify_all_wakes_the_rest(ctx, start):
     cond, sleeping, woken = ctx.Condition(), ctx.Semaphore(0), ctx.Semaphore(0)
@@ -160,6 +162,7 @@ def test_condition_between_threads_too(ctx):
 
 
 # ---------------------------------------------------------------- Event
+
 
 def test_event_set_wakes_waiters_in_other_processes(ctx, start):
     event, results = ctx.Event(), ctx.SimpleQueue()

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # ---------------------------------------------------------------- children
 
+
 def add_to_file_counter(lock, path, times):
     """Increment the number in ``path`` ``times`` times, each a read-sleep-write under ``lock``."""
     for _ in range(times):
@@ -82,6 +83,7 @@ def acquire_and_report(lock, conn):
 
 
 # ---------------------------------------------------------------- Lock
+
 
 def test_lock_gives_mutual_exclusion_under_load(ctx, start, tmp_path):
     path = tmp_path / "counter"
@@ -182,6 +184,7 @@ def test_locked_reports_whether_acquire_would_fail_here_and_from_another_process
 
 # ---------------------------------------------------------------- RLock
 
+
 def test_rlock_recursion_count_and_repr(ctx):
     rlock = ctx.RLock()
     assert repr(rlock) == "<RLock(None, 0)>"
@@ -248,6 +251,7 @@ def test_rlock_held_at_fork_is_not_owned_by_the_child(start_method, ctx, start):
 
 
 # ---------------------------------------------------------------- semaphores
+
 
 def test_semaphore_counts_and_limits_concurrency(ctx, start, tmp_path):
     sem = ctx.Semaphore(2)
@@ -322,6 +326,7 @@ def test_module_level_and_context_factories_make_our_types(ctx):
 
 # ---------------------------------------------------------------- sharing
 
+
 @pytest.mark.parametrize("factory", ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event"])
 def test_pickling_outside_process_creation_raises_the_stdlib_error(ctx, factory):
     obj = getattr(ctx, factory)()
@@ -342,7 +347,8 @@ def test_a_fork_context_lock_cannot_reach_a_child_of_another_method(method):
         proc.start()
     assert str(info.value) == (
         f"A SemLock created in a fork context is being shared with a process in a {method} context, "
-        f"which is not supported: create the Lock from the same context as the Process (ctx.Lock())")
+        f"which is not supported: create the Lock from the same context as the Process (ctx.Lock())"
+    )
 
 
 def test_named_semaphores_exist_only_while_needed(start_method, ctx):

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # ---------------------------------------------------------------- children
 
+
 def produce(q, tag, count):
     """Put ``(tag, i)`` for each i, then exit at once: the feeder must flush first."""
     for i in range(count):
@@ -83,6 +84,7 @@ class Unpicklable:
 
 
 # ---------------------------------------------------------------- one process
+
 
 def test_put_get_fifo_and_the_nowait_variants(ctx):
     q = ctx.Queue()
@@ -291,6 +293,7 @@ def test_generic_alias():
 
 # ---------------------------------------------------------------- JoinableQueue
 
+
 def test_task_done_too_many_times(ctx):
     q = ctx.JoinableQueue()
     assert isinstance(q, JoinableQueue)
@@ -325,6 +328,7 @@ def test_join_waits_for_consumers_in_other_processes(ctx, start):
 
 # ---------------------------------------------------------------- SimpleQueue
 
+
 def test_simple_queue_methods(ctx, start):
     q = ctx.SimpleQueue()
     assert isinstance(q, SimpleQueue)
@@ -343,6 +347,7 @@ def test_simple_queue_methods(ctx, start):
 
 
 # ---------------------------------------------------------------- between processes
+
 
 def test_no_loss_when_producers_exit_right_after_put(ctx, start):
     q = ctx.Queue()
@@ -371,7 +376,8 @@ def test_many_producers_and_consumers_keep_each_producers_order(ctx, start):
         proc.join(60)
         assert proc.exitcode == 0
     assert sorted(item for stream in streams for item in stream) == sorted(
-        (tag, i) for tag in range(3) for i in range(count))
+        (tag, i) for tag in range(3) for i in range(count)
+    )
     for stream in streams:
         for tag in range(3):
             mine = [i for t, i in stream if t == tag]
@@ -427,6 +433,7 @@ def test_a_child_uses_a_queue_whose_feeder_runs_in_the_parent(ctx, start):
 # (mp_core._forksafe_threads: the feeder thread exits before the process
 # forks, leaving what it has not written in the buffer, and is started
 # again after the fork.)
+
 
 def step_aside_for_a_fork():
     """What a fork does to this process's ForkSafeThreads, without the fork."""

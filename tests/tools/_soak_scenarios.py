@@ -68,8 +68,14 @@ def probe_counts(tmp_root: str) -> dict:
 def leaky(tmp_root: str) -> dict:
     workload = Leaky()
     try:
-        return runner.measure(Workload("leaky", 20, 10, workload.setup, workload.run, workload.teardown, ""),
-                              None, quick=False, rss_bound=5.0, prefixes=["nothing-"], tmp_root=tmp_root)
+        return runner.measure(
+            Workload("leaky", 20, 10, workload.setup, workload.run, workload.teardown, ""),
+            None,
+            quick=False,
+            rss_bound=5.0,
+            prefixes=["nothing-"],
+            tmp_root=tmp_root,
+        )
     finally:
         workload.cleanup()
 
@@ -86,8 +92,14 @@ def leaves_things(tmp_root: str) -> dict:
         made["child"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
     try:
-        row = runner.measure(Workload("leaves", 4, 2, lambda ctx: None, lambda state, n: None, teardown, ""),
-                             None, quick=False, rss_bound=5.0, prefixes=[prefix], tmp_root=tmp_root)
+        row = runner.measure(
+            Workload("leaves", 4, 2, lambda ctx: None, lambda state, n: None, teardown, ""),
+            None,
+            quick=False,
+            rss_bound=5.0,
+            prefixes=[prefix],
+            tmp_root=tmp_root,
+        )
     finally:
         if "child" in made:
             made["child"].kill()

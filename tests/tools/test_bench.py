@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- stats
 
+
 def test_median_odd_even_and_empty() -> None:
     assert stats.median([3, 1, 2]) == 2
     assert stats.median([4, 1, 3, 2]) == 2.5
@@ -62,9 +63,16 @@ def test_rotate() -> None:
 
 # ---------------------------------------------------------------- formatting and targets
 
-@pytest.mark.parametrize("seconds, text", [
-    (2.5, "2.50 s"), (0.0123, "12.3 ms"), (0.000456, "456 µs"), (3.2e-8, "32.0 ns"),
-])
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (2.5, "2.50 s"),
+        (0.0123, "12.3 ms"),
+        (0.000456, "456 µs"),
+        (3.2e-8, "32.0 ns"),
+    ],
+)
 def test_format_time(seconds: float, text: str) -> None:
     assert report.format_time(seconds) == text
 
@@ -95,8 +103,9 @@ def test_target_at_most_and_at_least() -> None:
 def test_table_render_has_values_ratios_and_verdicts() -> None:
     table = Table("start+join", [("ours", "ours"), ("stdlib", "stdlib"), ("upstream", "upstream")], name="t")
     table.add("fork", {"ours": 0.002, "stdlib": 0.002, "upstream": None}, [Target("stdlib", 1.05)])
-    table.add("spawn", {"ours": 0.09, "stdlib": 0.06, "upstream": 0.07}, [Target("stdlib", 1.05)],
-              spreads={"ours": 0.5})
+    table.add(
+        "spawn", {"ours": 0.09, "stdlib": 0.06, "upstream": 0.07}, [Target("stdlib", 1.05)], spreads={"ours": 0.5}
+    )
     text = table.render()
     lines = text.splitlines()
     assert lines[0] == "**start+join** (lower is better)"
@@ -139,6 +148,7 @@ def test_section_summary_and_json() -> None:
 
 # ---------------------------------------------------------------- registry and command line
 
+
 def test_registry_has_the_issue_sections_in_order() -> None:
     sections = all_sections()
     assert list(sections) == ["start", "serialize", "import", "bandwidth", "latency", "sync", "pool", "managers"]
@@ -179,9 +189,9 @@ def test_parse_importtime() -> None:
 
 # ---------------------------------------------------------------- child side, in process
 
+
 def test_roundtrip_measure_with_references_only() -> None:
-    out = measure_roundtrip(impls.load("none"), ["ints", "lambda"], samples=2, target_time=0.001,
-                            references=True)
+    out = measure_roundtrip(impls.load("none"), ["ints", "lambda"], samples=2, target_time=0.001, references=True)
     assert len(out["samples"]["ints/pickle5"]) == 2
     assert len(out["samples"]["ints/pickle"]) == 2
     assert out["sizes"]["ints/pickle5"] > 100_000
@@ -208,6 +218,7 @@ def test_worker_reports_errors_instead_of_raising() -> None:
 
 # ---------------------------------------------------------------- a real run
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_serialize_run_without_upstream(tmp_path: Path) -> None:
@@ -216,7 +227,12 @@ def test_quick_serialize_run_without_upstream(tmp_path: Path) -> None:
     env.pop("PYTHONPATH", None)
     done = subprocess.run(
         [sys.executable, "-m", "tools.bench", "--quick", "--only", "serialize", "--no-upstream", "--json", str(out)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=540)
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "## serialize" in done.stdout and "ours/pickle5" in done.stdout
     document = json.loads(out.read_text())
@@ -243,7 +259,12 @@ def test_quick_sync_run_without_upstream(tmp_path: Path) -> None:
     env.pop("PYTHONPATH", None)
     done = subprocess.run(
         [sys.executable, "-m", "tools.bench", "--quick", "--only", "sync", "--no-upstream", "--json", str(out)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=540)
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "## sync" in done.stdout
     (section,) = json.loads(out.read_text())["sections"]

@@ -45,45 +45,64 @@ def test_parse_records_ignores_noise():
 
 def test_fold_records_collects_outcomes_fixtures_and_completion():
     run = ModuleRun("ours", "fork", "misc", "m")
-    summary = results.fold_records(run, [
-        rec("plan", ids=["m.C.a", "m.C.b"]),
-        rec("start", id="m.C.a", t=1.0),
-        rec("result", id="m.C.a", status="passed", duration=0.5, detail=None),
-        rec("start", id="m.C.b", t=2.0),
-        rec("result", id="m.C.b", status="failed", duration=0.1, detail="AssertionError: 1 != 2"),
-        rec("fixture", name="tearDownModule (m)", status="error", detail="AttributeError: x"),
-        rec("fixture", name="setUpClass (m.D)", status="skipped", detail="why"),
-        rec("done"),
-    ])
+    summary = results.fold_records(
+        run,
+        [
+            rec("plan", ids=["m.C.a", "m.C.b"]),
+            rec("start", id="m.C.a", t=1.0),
+            rec("result", id="m.C.a", status="passed", duration=0.5, detail=None),
+            rec("start", id="m.C.b", t=2.0),
+            rec("result", id="m.C.b", status="failed", duration=0.1, detail="AssertionError: 1 != 2"),
+            rec("fixture", name="tearDownModule (m)", status="error", detail="AttributeError: x"),
+            rec("fixture", name="setUpClass (m.D)", status="skipped", detail="why"),
+            rec("done"),
+        ],
+    )
     assert summary.done and summary.unfinished is None
     assert run.plan == ["m.C.a", "m.C.b"]
     assert {k: o.status for k, o in run.outcomes.items()} == {
-        "m.C.a": "passed", "m.C.b": "failed", "tearDownModule (m)": "error"}
+        "m.C.a": "passed",
+        "m.C.b": "failed",
+        "tearDownModule (m)": "error",
+    }
 
 
 def test_fold_records_reports_the_test_left_running():
     run = ModuleRun("ours", "fork", "misc", "m")
-    summary = results.fold_records(run, [
-        rec("plan", ids=["m.C.a", "m.C.b"]),
-        rec("start", id="m.C.a", t=1.0),
-        rec("result", id="m.C.a", status="passed"),
-        rec("start", id="m.C.b", t=2.0),
-    ])
+    summary = results.fold_records(
+        run,
+        [
+            rec("plan", ids=["m.C.a", "m.C.b"]),
+            rec("start", id="m.C.a", t=1.0),
+            rec("result", id="m.C.a", status="passed"),
+            rec("start", id="m.C.b", t=2.0),
+        ],
+    )
     assert not summary.done
     assert (summary.unfinished, summary.unfinished_started) == ("m.C.b", 2.0)
 
 
-@pytest.mark.parametrize("timed_out, ended_at, limit_hit, expected", [
-    ("m.C.b", 3.0, False, "timeout"),  # the watchdog said so
-    (None, 70.0, False, "timeout"),  # ran past the per-test limit
-    (None, 3.0, True, "timeout"),  # the module's limit ran out
-    (None, 3.0, False, "crashed"),  # died quickly on its own
-])
+@pytest.mark.parametrize(
+    "timed_out, ended_at, limit_hit, expected",
+    [
+        ("m.C.b", 3.0, False, "timeout"),  # the watchdog said so
+        (None, 70.0, False, "timeout"),  # ran past the per-test limit
+        (None, 3.0, True, "timeout"),  # the module's limit ran out
+        (None, 3.0, False, "crashed"),  # died quickly on its own
+    ],
+)
 def test_settle_unfinished(timed_out, ended_at, limit_hit, expected):
     run = ModuleRun("ours", "fork", "misc", "m")
     summary = results.LaunchSummary(unfinished="m.C.b", unfinished_started=2.0, timed_out=timed_out)
-    results.settle_unfinished(run, summary, test_timeout=60, ended_at=ended_at, returncode=-9,
-                              log_tail="Fatal Python error", module_limit_hit=limit_hit)
+    results.settle_unfinished(
+        run,
+        summary,
+        test_timeout=60,
+        ended_at=ended_at,
+        returncode=-9,
+        log_tail="Fatal Python error",
+        module_limit_hit=limit_hit,
+    )
     assert run.outcomes["m.C.b"].status == expected
     assert "Fatal Python error" in run.outcomes["m.C.b"].detail
 
@@ -106,8 +125,7 @@ def test_finish_run_marks_unrun_tests():
     run.outcomes["m.C.a"] = Outcome("m.C.a", "timeout")
     results.finish_run(run)
     assert run.outcomes["m.C.b"].status == "not_run"
-    assert run.counts() == {"total": 2, "passed": 0, "failed": 0, "errors": 0, "skipped": 0,
-                            "timeout": 1, "not_run": 1}
+    assert run.counts() == {"total": 2, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "timeout": 1, "not_run": 1}
 
 
 def test_count_statuses_folds_xfail_and_xpass():
@@ -138,8 +156,15 @@ def test_compare_with_a_baseline():
     stdlib = _run("stdlib", a="passed", b="failed", c="passed", d="skipped", e="passed", f="timeout", g="passed")
     ours = _run("ours", a="failed", b="error", c="passed", d="passed", e="skipped", f="timeout", g="xfail")
     kinds = {v.outcome.id.rsplit(".", 1)[1]: v.kind for v in results.compare(ours, stdlib)}
-    assert kinds == {"a": "regression", "b": "also_stdlib", "c": "ok", "d": "fixed",
-                     "e": "regression", "f": "regression", "g": "ok"}
+    assert kinds == {
+        "a": "regression",
+        "b": "also_stdlib",
+        "c": "ok",
+        "d": "fixed",
+        "e": "regression",
+        "f": "regression",
+        "g": "ok",
+    }
 
 
 def test_compare_without_a_baseline_counts_every_failure():
@@ -149,9 +174,14 @@ def test_compare_without_a_baseline_counts_every_failure():
 
 
 def test_compare_applies_the_allow_list_only_when_the_failure_matches():
-    allow = allowlist.parse({"allow": [{"test": "WithProcessesTestX.a", "reason": "dill pickles lambdas",
-                                        "match": "AssertionError: a"},
-                                       {"test": "*.b", "reason": "r", "match": "MaybeEncodingError"}]})
+    allow = allowlist.parse(
+        {
+            "allow": [
+                {"test": "WithProcessesTestX.a", "reason": "dill pickles lambdas", "match": "AssertionError: a"},
+                {"test": "*.b", "reason": "r", "match": "MaybeEncodingError"},
+            ]
+        }
+    )
     stdlib = _run("stdlib", a="passed", b="passed")
     ours = _run("ours", a="failed", b="failed")
     verdicts = {v.outcome.id.rsplit(".", 1)[1]: v for v in results.compare(ours, stdlib, allow)}
@@ -163,14 +193,14 @@ def test_compare_applies_the_allow_list_only_when_the_failure_matches():
 
 
 def test_key_error_line_and_innermost_frame():
-    detail = textwrap.dedent('''\
+    detail = textwrap.dedent("""\
         Traceback (most recent call last):
           File "/x/_test_multiprocessing.py", line 10, in test_a
             f()
           File "/w/packages/mp-pool/src/mp_pool/pool.py", line 99, in map
             raise
         TypeError: cannot pickle '_thread.lock' object
-        ''')
+        """)
     assert results.key_error_line(detail) == "TypeError: cannot pickle '_thread.lock' object"
     assert results.innermost_frame(detail) == "pool.py:99 in map"
     assert results.key_error_line(None) == "(no detail)"
@@ -180,8 +210,10 @@ def test_category_groups_the_same_problem():
     a = "Traceback\nAttributeError: 'X' object at 0x7f00aa has no attribute 'y' in /tmp/a/b.py line 12"
     b = "Traceback\nAttributeError: 'X' object at 0x7f11bb has no attribute 'y' in /tmp/c/d.py line 99"
     assert results.category(a) == results.category(b)
-    verdicts = [results.Verdict(Outcome(f"m.C.t{i}", "error", detail=d), "passed", "regression")
-                for i, d in enumerate([a, b, "ValueError: other"])]
+    verdicts = [
+        results.Verdict(Outcome(f"m.C.t{i}", "error", detail=d), "passed", "regression")
+        for i, d in enumerate([a, b, "ValueError: other"])
+    ]
     groups = results.categorize(verdicts)
     assert [len(m) for _, m in groups] == [2, 1]
 
@@ -209,8 +241,9 @@ def test_table_ours_only_and_missing_cells():
 
 
 def test_format_failures_shows_the_key_line():
-    v = results.Verdict(Outcome("m.C.t", "error", detail='File "/a/b.py", line 3, in f\nKeyError: 1'),
-                        "passed", "regression")
+    v = results.Verdict(
+        Outcome("m.C.t", "error", detail='File "/a/b.py", line 3, in f\nKeyError: 1'), "passed", "regression"
+    )
     text = report.format_failures([v], ("regression",), lines=1)
     assert "[error (stdlib: passed)] m.C.t" in text and "KeyError: 1" in text and "b.py:3 in f" in text
 
@@ -226,32 +259,40 @@ def test_the_shipped_allow_list_loads_and_every_entry_has_a_reason():
 
 def test_allow_list_loading_from_toml(tmp_path):
     path = tmp_path / "allow.toml"
-    path.write_text(textwrap.dedent('''\
+    path.write_text(
+        textwrap.dedent('''\
         [[allow]]
         test = "*.WithProcessesTestPoolWorkerErrors.test_unpickleable_result"
         reason = """dill pickles the lambda
                     that pickle cannot"""
         methods = ["spawn"]
         match = "MaybeEncodingError not raised"
-        '''))
+        ''')
+    )
     allow = allowlist.load(path)
     (entry,) = allow.entries
     assert entry.reason == "dill pickles the lambda that pickle cannot" and entry.methods == ("spawn",)
-    hit = Outcome("x.WithProcessesTestPoolWorkerErrors.test_unpickleable_result", "failed",
-                  detail="AssertionError: MaybeEncodingError not raised by get")
+    hit = Outcome(
+        "x.WithProcessesTestPoolWorkerErrors.test_unpickleable_result",
+        "failed",
+        detail="AssertionError: MaybeEncodingError not raised by get",
+    )
     assert allow.match(hit, "spawn") is entry
     assert allow.match(hit, "fork") is None
     assert allow.match(Outcome(hit.id, "error", detail="ImportError"), "spawn") is None
 
 
-@pytest.mark.parametrize("item, message", [
-    ({"test": "a.b"}, "reason"),
-    ({"reason": "r"}, "test"),
-    ({"test": "a.b", "reason": "  "}, "reason"),
-    ({"test": "a.b", "reason": "r", "methods": ["vfork"]}, "methods"),
-    ({"test": "a.b", "reason": "r", "match": "("}, "regex"),
-    ({"test": "a.b", "reason": "r", "why": "x"}, "unknown"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"test": "a.b"}, "reason"),
+        ({"reason": "r"}, "test"),
+        ({"test": "a.b", "reason": "  "}, "reason"),
+        ({"test": "a.b", "reason": "r", "methods": ["vfork"]}, "methods"),
+        ({"test": "a.b", "reason": "r", "match": "("}, "regex"),
+        ({"test": "a.b", "reason": "r", "why": "x"}, "unknown"),
+    ],
+)
 def test_allow_list_rejects_malformed_entries(item, message):
     with pytest.raises(ValueError, match=message):
         allowlist.parse({"allow": [item]})
@@ -269,15 +310,19 @@ def _stdlib(tmp_path, files):
 
 
 def test_discover_package_layout(tmp_path):
-    root = _stdlib(tmp_path, ["_test_multiprocessing.py", "test_multiprocessing_main_handling.py"] + [
-        f"test_multiprocessing_spawn/{n}.py" for n in ("__init__", "test_misc", "test_processes", "test_threads")])
+    root = _stdlib(
+        tmp_path,
+        ["_test_multiprocessing.py", "test_multiprocessing_main_handling.py"]
+        + [f"test_multiprocessing_spawn/{n}.py" for n in ("__init__", "test_misc", "test_processes", "test_threads")],
+    )
     layout = discover.discover(root, ["spawn"])
     assert layout.kind == "package" and not layout.generated_sources
     assert [(m.name, m.module) for m in layout.modules] == [
         ("processes", "test.test_multiprocessing_spawn.test_processes"),
         ("threads", "test.test_multiprocessing_spawn.test_threads"),
         ("misc", "test.test_multiprocessing_spawn.test_misc"),
-        ("main_handling", "test.test_multiprocessing_main_handling")]
+        ("main_handling", "test.test_multiprocessing_main_handling"),
+    ]
     assert layout.modules[-1].include == ("*.SpawnCmdLineTest.*",)
 
 
@@ -324,7 +369,7 @@ def test_hook_target_name():
 
 
 def test_hook_makes_multiprocessing_be_multiprocess(tmp_path):
-    code = textwrap.dedent('''\
+    code = textwrap.dedent("""\
         import sys
         sys.path.insert(0, sys.argv[1])
         import _mp_conformance_hook
@@ -339,24 +384,29 @@ def test_hook_makes_multiprocessing_be_multiprocess(tmp_path):
         except ModuleNotFoundError as exc:
             assert exc.name == "multiprocessing.no_such_module", exc.name
         print("ok")
-        ''')
+        """)
     (tmp_path / "_mp_conformance_hook.py").write_text((REPO_ROOT / "tools/conformance/hook.py").read_text())
     stubs = {"multiprocessing.util.zz_stub": 5, "multiprocessing.util.Finalize": 6}
     env = dict(os.environ, MP_CONFORMANCE="1", MP_CONFORMANCE_STUBS=json.dumps(stubs))
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.stdout.strip() == "ok", proc.stderr
     env.pop("MP_CONFORMANCE")
     code_off = code.replace('assert sys.modules["multiprocessing"] is multiprocess', 'print("off"); raise SystemExit')
-    proc = subprocess.run([sys.executable, "-c", code_off, str(tmp_path)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code_off, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.stdout.strip() == "off", proc.stderr
 
 
 def test_pth_lists_the_sources_then_imports_the_hook(tmp_path):
     text = venv.pth_text([tmp_path / "a" / "src", tmp_path / "b" / "src"])
-    assert text.splitlines() == [str(tmp_path / "a" / "src"), str(tmp_path / "b" / "src"),
-                                 "import _mp_conformance_hook"]
+    assert text.splitlines() == [
+        str(tmp_path / "a" / "src"),
+        str(tmp_path / "b" / "src"),
+        "import _mp_conformance_hook",
+    ]
 
 
 def test_venv_key_follows_the_pyproject_files(tmp_path):
@@ -371,19 +421,28 @@ def test_venv_key_follows_the_pyproject_files(tmp_path):
 
 # ----------------------------------------------------------- the child runner
 
-@pytest.mark.skipif(sys.implementation.name != "cpython",
-                    reason="PyPy installs its SIGINT handler even when SIGINT was ignored at start-up: "
-                           "nothing to restore (and the tool runs CPython's suite only)")
-def test_the_child_runner_restores_sigint_that_a_background_launch_ignored():
-    program = (f"import signal, sys; sys.path.insert(0, {str(venv.REPO_ROOT)!r})\n"
-               "from tools.conformance.child import restore_interrupts\n"
-               "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, end=' ')\n"
-               "restore_interrupts()\n"
-               "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
-    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    assert out.stdout.strip() == "True True", out.stderr
 
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython",
+    reason="PyPy installs its SIGINT handler even when SIGINT was ignored at start-up: "
+    "nothing to restore (and the tool runs CPython's suite only)",
+)
+def test_the_child_runner_restores_sigint_that_a_background_launch_ignored():
+    program = (
+        f"import signal, sys; sys.path.insert(0, {str(venv.REPO_ROOT)!r})\n"
+        "from tools.conformance.child import restore_interrupts\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, end=' ')\n"
+        "restore_interrupts()\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert out.stdout.strip() == "True True", out.stderr
 
 
 class _T:
@@ -397,8 +456,10 @@ class _T:
 def test_child_select():
     tests = [_T(f"m.{c}.test_{n}") for c in ("WithProcessesA", "WithThreadsA", "B") for n in ("x", "y")]
     ids = lambda ts: [t.id() for t in ts]  # noqa: E731
-    assert ids(child.select(tests, include=["*.WithProcesses*"])) == ["m.WithProcessesA.test_x",
-                                                                     "m.WithProcessesA.test_y"]
+    assert ids(child.select(tests, include=["*.WithProcesses*"])) == [
+        "m.WithProcessesA.test_x",
+        "m.WithProcessesA.test_y",
+    ]
     assert ids(child.select(tests, exclude=["*.With*"], keywords=["y"])) == ["m.B.test_y"]
     assert ids(child.select(tests, keywords=["B.*x"])) == []  # a wildcard pattern must match the whole id
     assert ids(child.select(tests, keywords=["*B.*x"])) == ["m.B.test_x"]
@@ -406,15 +467,16 @@ def test_child_select():
 
 
 def test_child_settle_unrun_blames_the_setup_fixture():
-    fixtures = [{"name": "setUpClass (m.C)", "status": "error", "detail": "boom"},
-                {"name": "setUpModule (n)", "status": "skipped", "detail": "no fork"}]
+    fixtures = [
+        {"name": "setUpClass (m.C)", "status": "error", "detail": "boom"},
+        {"name": "setUpModule (n)", "status": "skipped", "detail": "no fork"},
+    ]
     out = child.settle_unrun(["m.C.a", "m.C.b", "m.D.c", "n.E.d"], {"m.C.a": {}}, fixtures)
-    assert [(r["id"], r["status"]) for r in out] == [("m.C.b", "error"), ("m.D.c", "not_run"),
-                                                     ("n.E.d", "skipped")]
+    assert [(r["id"], r["status"]) for r in out] == [("m.C.b", "error"), ("m.D.c", "not_run"), ("n.E.d", "skipped")]
     assert child.fixture_target("tearDownClass (a.b.C)") == ("class", "a.b.C")
 
 
-FAKE_TESTS = '''\
+FAKE_TESTS = """\
 import subprocess, sys, time, unittest
 
 class A(unittest.TestCase):
@@ -445,7 +507,7 @@ class B(unittest.TestCase):
         raise RuntimeError("class setup broke")
     def test_b(self):
         pass
-'''
+"""
 
 
 @pytest.fixture
@@ -467,9 +529,17 @@ def test_run_module_end_to_end_with_a_hang_and_a_resume(fake_site, tmp_path, mon
     opts = runner.RunOptions(test_timeout=2.0, module_timeout=60.0, out_dir=tmp_path / "out")
     run = runner.run_module(fake, discover.TestModule("fork", "misc", "fake_mod"), "ours", opts)
     status = {tid.split(".", 1)[1]: o.status for tid, o in run.outcomes.items()}
-    assert status == {"A.test_1_pass": "passed", "A.test_2_fail": "failed", "A.test_3_error": "error",
-                      "A.test_4_skip": "skipped", "A.test_5_subtest": "failed", "A.test_6_xfail": "xfail",
-                      "A.test_7_hang": "timeout", "A.test_8_after_hang": "passed", "B.test_b": "error"}
+    assert status == {
+        "A.test_1_pass": "passed",
+        "A.test_2_fail": "failed",
+        "A.test_3_error": "error",
+        "A.test_4_skip": "skipped",
+        "A.test_5_subtest": "failed",
+        "A.test_6_xfail": "xfail",
+        "A.test_7_hang": "timeout",
+        "A.test_8_after_hang": "passed",
+        "B.test_b": "error",
+    }
     assert run.launches == 2
     assert "class setup broke" in run.outcomes["fake_mod.B.test_b"].detail
     assert "i=2" in run.outcomes["fake_mod.A.test_5_subtest"].detail
@@ -478,8 +548,9 @@ def test_run_module_end_to_end_with_a_hang_and_a_resume(fake_site, tmp_path, mon
     assert "Fatal Python error: Aborted" in log  # the hung test's child said where it was
     assert "in test_7_hang" in run.outcomes["fake_mod.A.test_7_hang"].detail
 
-    broken = runner.run_module(fake, discover.TestModule("fork", "misc", "broken_mod"), "ours", opts,
-                               known_plan=["broken_mod.C.t"])
+    broken = runner.run_module(
+        fake, discover.TestModule("fork", "misc", "broken_mod"), "ours", opts, known_plan=["broken_mod.C.t"]
+    )
     assert broken.import_error and broken.outcomes["broken_mod.C.t"].status == "error"
 
 
@@ -492,26 +563,36 @@ def test_ensure_venv_writes_support_files_only_inside_the_venv(tmp_path):
     pth = made.site / "_mp_conformance.pth"
     assert pth.read_text().splitlines() == [str(repo / "packages" / "a" / "src"), "import _mp_conformance_hook"]
     assert (made.site / "_mpconf_runner" / "__main__.py").exists()
-    proc = subprocess.run([str(made.python), "-c", "import sys, _mp_conformance_hook; print(sys.prefix)"],
-                          capture_output=True, text=True, env=venv.clean_env(None), timeout=60)
+    proc = subprocess.run(
+        [str(made.python), "-c", "import sys, _mp_conformance_hook; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        env=venv.clean_env(None),
+        timeout=60,
+    )
     assert proc.stdout.strip() == str(made.path), proc.stderr
-    base_site = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, timeout=60).stdout.strip()
+    base_site = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     assert Path(base_site).resolve() != made.site.resolve()
 
 
 def test_group_members_and_kill_group_spare_the_tracker(tmp_path):
     # Each child says it is running before the pids are printed: until it has
     # exec'd, its /proc cmdline is still the parent's and is_tracker cannot tell.
-    script = ("import subprocess, sys, time\n"
-              "code = 'import time; print(1, flush=True); time.sleep(60)'\n"
-              "a = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE)\n"
-              "b = subprocess.Popen([sys.executable, '-c', code, 'resource_' + 'tracker'], stdout=subprocess.PIPE)\n"
-              "a.stdout.readline(); b.stdout.readline()\n"
-              "print(a.pid, b.pid, flush=True)\n"
-              "time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    script = (
+        "import subprocess, sys, time\n"
+        "code = 'import time; print(1, flush=True); time.sleep(60)'\n"
+        "a = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE)\n"
+        "b = subprocess.Popen([sys.executable, '-c', code, 'resource_' + 'tracker'], stdout=subprocess.PIPE)\n"
+        "a.stdout.readline(); b.stdout.readline()\n"
+        "print(a.pid, b.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         a, b = map(int, proc.stdout.readline().split())
         assert set(child.group_members(proc.pid)) == {proc.pid, a, b}
@@ -531,20 +612,29 @@ def test_group_members_and_kill_group_spare_the_tracker(tmp_path):
 
 
 def test_diagnostic_stubs_reach_only_their_module():
-    env = {"MP_CONFORMANCE_STUBS": json.dumps({"multiprocessing.util.abstract_sockets_supported": True,
-                                               "multiprocessing.shared_memory._USE_POSIX": 1})}
-    assert hook.parse_stubs(env) == {("multiprocessing.util", "abstract_sockets_supported"): True,
-                                     ("multiprocessing.shared_memory", "_USE_POSIX"): 1}
+    env = {
+        "MP_CONFORMANCE_STUBS": json.dumps(
+            {"multiprocessing.util.abstract_sockets_supported": True, "multiprocessing.shared_memory._USE_POSIX": 1}
+        )
+    }
+    assert hook.parse_stubs(env) == {
+        ("multiprocessing.util", "abstract_sockets_supported"): True,
+        ("multiprocessing.shared_memory", "_USE_POSIX"): 1,
+    }
     assert hook.parse_stubs({}) == {}
     assert "MP_CONFORMANCE_STUBS" not in venv.clean_env("stdlib", {"multiprocessing.util.x": 1})
     assert json.loads(venv.clean_env("ours", {"multiprocessing.util.x": 1})["MP_CONFORMANCE_STUBS"]) == {
-        "multiprocessing.util.x": 1}
+        "multiprocessing.util.x": 1
+    }
 
 
 def test_parse_stubs():
     from tools.conformance.cli import parse_stubs
+
     assert parse_stubs(["multiprocessing.util.x=True", "multiprocessing.a.b='s'"]) == {
-        "multiprocessing.util.x": True, "multiprocessing.a.b": "s"}
+        "multiprocessing.util.x": True,
+        "multiprocessing.a.b": "s",
+    }
     for bad in ("multiprocessing.x=1", "os.path.x=1", "multiprocessing.util.x=not literal", "x"):
         with pytest.raises(SystemExit):
             parse_stubs([bad])

@@ -20,8 +20,7 @@ def test_the_matrix_is_cpython_3_9_to_3_13_and_pypy3():
     assert interpreters.SUPPORTED == ["3.9", "3.10", "3.11", "3.12", "3.13", "pypy3"]
 
 
-@pytest.mark.parametrize("pyproject", sorted(REPO_ROOT.glob("packages/*/pyproject.toml")),
-                         ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("pyproject", sorted(REPO_ROOT.glob("packages/*/pyproject.toml")), ids=lambda p: p.parent.name)
 def test_every_distribution_declares_the_interpreters_we_support(pyproject):
     project = toml_compat.load_toml(pyproject)["project"]
     oldest = min(CPYTHONS, key=lambda v: tuple(map(int, v.split("."))))
@@ -30,9 +29,11 @@ def test_every_distribution_declares_the_interpreters_we_support(pyproject):
     versions = re.compile(r"Programming Language :: Python :: (3\.\d+)")
     declared = {m.group(1) for m in map(versions.fullmatch, classifiers) if m}
     assert declared == set(CPYTHONS)
-    assert {"Programming Language :: Python :: 3 :: Only",
-            "Programming Language :: Python :: Implementation :: CPython",
-            "Programming Language :: Python :: Implementation :: PyPy"} <= classifiers
+    assert {
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: Implementation :: CPython",
+        "Programming Language :: Python :: Implementation :: PyPy",
+    } <= classifiers
 
 
 def test_the_running_interpreter_is_one_we_support_and_is_found_as_itself():
@@ -76,8 +77,11 @@ def test_pyenv_builds_are_found_newest_patch_release_first(tmp_path, monkeypatch
 
 
 def test_expose_links_only_python_names_to_the_interpreters_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(interpreters, "find_all", lambda names=None: {"3.9": "/opt/py39/bin/python3.9", "3.10": None,
-                                                                     "pypy3": "/usr/bin/pypy3"})
+    monkeypatch.setattr(
+        interpreters,
+        "find_all",
+        lambda names=None: {"3.9": "/opt/py39/bin/python3.9", "3.10": None, "pypy3": "/usr/bin/pypy3"},
+    )
     directory = tmp_path / "links"
     directory.mkdir()
     (directory / "python3.10").symlink_to("/stale/link")

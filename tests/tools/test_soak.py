@@ -24,8 +24,13 @@ pytestmark = pytest.mark.timeout(300)
 
 def test_the_workloads_the_issue_asks_for():
     assert {w.name: w.ops for w in WORKLOADS} == {
-        "pool.map": 1_000_000, "pool.imap_unord": 1_000_000, "queue": 1_000_000, "simplequeue": 1_000_000,
-        "manager.dict": 100_000, "pools": 10_000}
+        "pool.map": 1_000_000,
+        "pool.imap_unord": 1_000_000,
+        "queue": 1_000_000,
+        "simplequeue": 1_000_000,
+        "manager.dict": 100_000,
+        "pools": 10_000,
+    }
     pools = BY_NAME["pools"]
     assert pools.round_sizes(quick=False) == [1000] * 10
     assert pools.round_sizes(quick=True) == [10] * 10
@@ -44,11 +49,19 @@ def test_command_line():
 
 
 def test_a_table_row():
-    row = {"name": "queue", "ops": 1_000_000, "seconds": 6.14, "rss_start": 22 * 2**20, "rss_end": 23 * 2**20,
-           "rss_growth": 4.546, "fds": [4, 10, 10, 4], "threads": [1, 2, 2, 1], "leftovers": []}
+    row = {
+        "name": "queue",
+        "ops": 1_000_000,
+        "seconds": 6.14,
+        "rss_start": 22 * 2**20,
+        "rss_end": 23 * 2**20,
+        "rss_growth": 4.546,
+        "fds": [4, 10, 10, 4],
+        "threads": [1, 2, 2, 1],
+        "leftovers": [],
+    }
     cells = format_workload(row).split()
-    assert cells == ["queue", "1,000,000", "6.1", "22.0", "MiB", "23.0", "MiB", "+4.55%", "4→10→10→4", "1→2→2→1",
-                     "0"]
+    assert cells == ["queue", "1,000,000", "6.1", "22.0", "MiB", "23.0", "MiB", "+4.55%", "4→10→10→4", "1→2→2→1", "0"]
     assert len(COLUMNS) == 9
 
 
@@ -63,8 +76,14 @@ def test_probes_see_descriptors_threads_and_files(tmp_path):
 def measure_scenario(name, tmp_path):
     """The row of one of ``_soak_scenarios``' workloads, measured in a fresh interpreter."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("_soak_scenarios.py")), name, str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, env=env)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("_soak_scenarios.py")), name, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -96,11 +115,16 @@ def test_measure_reports_what_a_teardown_leaves_behind(tmp_path):
 
 
 def test_a_quick_run_passes_and_prints_its_table():
-    done = subprocess.run([sys.executable, "-m", "tools.soak", "--quick", "--rss-bound", "50"], capture_output=True,
-                          text=True, timeout=240, cwd=REPO_ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.soak", "--quick", "--rss-bound", "50"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO_ROOT,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("workload"))
-    rows = [line.split()[0] for line in lines[header + 1:header + 1 + len(WORKLOADS)]]
+    rows = [line.split()[0] for line in lines[header + 1 : header + 1 + len(WORKLOADS)]]
     assert rows == [w.name for w in WORKLOADS]
     assert lines[-1] == "soak: every bound held"

@@ -26,15 +26,25 @@ from .sections import all_sections
 def parse_args(argv: Sequence[str] | None, section_names: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tools.bench",
-        description="Benchmark ours against the stdlib multiprocessing and upstream multiprocess, side by side.")
+        description="Benchmark ours against the stdlib multiprocessing and upstream multiprocess, side by side.",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer samples: about 1 min (default run: about 3.5 min)")
-    parser.add_argument("--only", action="append", metavar="SECTION", default=[],
-                        help=f"run only this section (repeatable or comma-separated): {', '.join(section_names)}")
-    parser.add_argument("--upstream-python", metavar="PATH",
-                        help="an interpreter that already has the upstream multiprocess installed "
-                             f"(default: a cached venv with multiprocess=={upstream.UPSTREAM_VERSION})")
-    parser.add_argument("--no-upstream", action="store_true",
-                        help="compare with the stdlib only (no upstream venv, no network)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SECTION",
+        default=[],
+        help=f"run only this section (repeatable or comma-separated): {', '.join(section_names)}",
+    )
+    parser.add_argument(
+        "--upstream-python",
+        metavar="PATH",
+        help="an interpreter that already has the upstream multiprocess installed "
+        f"(default: a cached venv with multiprocess=={upstream.UPSTREAM_VERSION})",
+    )
+    parser.add_argument(
+        "--no-upstream", action="store_true", help="compare with the stdlib only (no upstream venv, no network)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every figure and raw sample to FILE")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
@@ -92,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stdlib": {"python": sys.executable},
     }
     ours = ", ".join(f"{name} {version}" for name, version in versions["ours"].items() if name != "python")
-    impls = [Implementation("ours", sys.executable, f"this repository, editable ({ours})"),
-             Implementation("stdlib", sys.executable, "multiprocessing")]
+    impls = [
+        Implementation("ours", sys.executable, f"this repository, editable ({ours})"),
+        Implementation("stdlib", sys.executable, "multiprocessing"),
+    ]
     if not args.no_upstream:
         try:
             python, mp_version, dill_version = upstream.ensure_upstream(args.upstream_python, log=log)
@@ -110,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = BenchContext(runner, quick=args.quick, log=log)
     env = environment(versions)
     print(f"# multiprocess benchmarks ({'quick' if args.quick else 'default'} run)\n")
-    print(f"Python {env['python']} ({env['implementation']}) on {env['platform']}, {env['cpus']} CPUs, "
-          f"load average {', '.join(f'{x:.2f}' for x in env['loadavg']) if env['loadavg'] else 'n/a'}")
+    print(
+        f"Python {env['python']} ({env['implementation']}) on {env['platform']}, {env['cpus']} CPUs, "
+        f"load average {', '.join(f'{x:.2f}' for x in env['loadavg']) if env['loadavg'] else 'n/a'}"
+    )
     for impl in impls:
         print(f"- {impl.key}: {impl.description} — {impl.python}")
     missing = [k for k in IMPLEMENTATIONS if k not in runner.keys]
@@ -134,11 +148,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary, end="\n\n")
     total = time.perf_counter() - started
     end_load = environment({})["loadavg"]
-    print(f"total {total:.1f} s; load average at the end "
-          f"{', '.join(f'{x:.2f}' for x in end_load) if end_load else 'n/a'}")
+    print(
+        f"total {total:.1f} s; load average at the end {', '.join(f'{x:.2f}' for x in end_load) if end_load else 'n/a'}"
+    )
     if args.json:
-        document = {"environment": env, "quick": args.quick, "elapsed": total,
-                    "sections": [r.to_json() for r in results]}
+        document = {
+            "environment": env,
+            "quick": args.quick,
+            "elapsed": total,
+            "sections": [r.to_json() for r in results],
+        }
         with open(args.json, "w") as f:
             json.dump(document, f, indent=1)
         log(f"wrote {args.json}")

@@ -76,18 +76,22 @@ class Stdlib(Api):
 
     def describe(self) -> Dict[str, str]:
         import multiprocessing
+
         return {"impl": self.key, "version": "stdlib", "file": os.path.dirname(multiprocessing.__file__)}
 
     def get_context(self, method: str) -> Any:
         import multiprocessing
+
         return multiprocessing.get_context(method)
 
     def pipe(self, duplex: bool = True) -> Tuple[Any, Any]:
         from multiprocessing.connection import Pipe
+
         return Pipe(duplex)
 
     def serializer(self) -> Tuple[Dumps, Loads]:
         from multiprocessing.reduction import ForkingPickler
+
         return ForkingPickler.dumps, pickle.loads
 
 

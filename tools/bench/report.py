@@ -18,11 +18,11 @@ from .stats import ratio
 #: The implementations compared, in column order.
 IMPLEMENTATIONS = ("ours", "stdlib", "upstream")
 
-TIME = "time"      # seconds; lower is better
-RATE = "rate"      # bytes per second; higher is better
-OPS = "ops"        # operations (items, messages) per second; higher is better
-SIZE = "size"      # bytes
-PLAIN = "plain"    # a number shown as it is
+TIME = "time"  # seconds; lower is better
+RATE = "rate"  # bytes per second; higher is better
+OPS = "ops"  # operations (items, messages) per second; higher is better
+SIZE = "size"  # bytes
+PLAIN = "plain"  # a number shown as it is
 
 #: A value whose samples' interquartile range exceeds this share of their
 #: median is flagged as noisy (``*``) in the tables.
@@ -145,8 +145,13 @@ class Table:
     #: A short name for the summary of targets (default: the title).
     name: str = ""
 
-    def add(self, label: str, values: Dict[str, float | None], targets: Sequence[Target] = (),
-            spreads: Dict[str, float | None] | None = None) -> Row:
+    def add(
+        self,
+        label: str,
+        values: Dict[str, float | None],
+        targets: Sequence[Target] = (),
+        spreads: Dict[str, float | None] | None = None,
+    ) -> Row:
         """Append and return a row."""
         row = Row(label, dict(values), list(targets), dict(spreads or {}))
         self.rows.append(row)
@@ -170,8 +175,9 @@ class Table:
         return cells
 
     def cells(self, row: Row) -> List[str]:
-        cells = [row.label] + [format_value(row.values.get(key), self.kind) + (" *" if row.noisy(key) else "")
-                               for key, _ in self.columns]
+        cells = [row.label] + [
+            format_value(row.values.get(key), self.kind) + (" *" if row.noisy(key) else "") for key, _ in self.columns
+        ]
         cells += [format_ratio(ratio(row.values.get(num), row.values.get(den))) for num, den in self.shown_ratios]
         if self.has_targets:
             cells.append("; ".join(t.describe() for t in row.targets) or "—")
@@ -190,12 +196,14 @@ class Table:
             return "| " + " | ".join(padded) + " |"
 
         lines.append(line(grid[0]))
-        lines.append("|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1))
-                                    for i, w in enumerate(widths)) + "|")
+        lines.append(
+            "|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|"
+        )
         lines.extend(line(cells) for cells in grid[1:])
         if any(row.noisy(key) for row in self.rows for key, _ in self.columns):
-            lines.append(f"\n\\* noisy: the interquartile range of the samples exceeds {NOISY_SPREAD:.0%} "
-                         "of the median")
+            lines.append(
+                f"\n\\* noisy: the interquartile range of the samples exceeds {NOISY_SPREAD:.0%} of the median"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> Dict[str, Any]:
@@ -208,8 +216,7 @@ class Table:
                     "label": row.label,
                     "values": row.values,
                     "spreads": row.spreads,
-                    "ratios": {f"{n}/{d}": ratio(row.values.get(n), row.values.get(d))
-                               for n, d in self.shown_ratios},
+                    "ratios": {f"{n}/{d}": ratio(row.values.get(n), row.values.get(d)) for n, d in self.shown_ratios},
                     "targets": [
                         {"target": t.describe(), "ratio": t.ratio(row.values), "verdict": t.verdict(row.values)}
                         for t in row.targets
@@ -244,8 +251,7 @@ class SectionResult:
             for row in table.rows:
                 for t in row.targets:
                     case = f"{table.name}: {row.label}" if table.name else row.label
-                    out.append((self.name, case, t.describe(), t.ratio(row.values),
-                                t.verdict(row.values)))
+                    out.append((self.name, case, t.describe(), t.ratio(row.values), t.verdict(row.values)))
         return out
 
     def render(self) -> str:

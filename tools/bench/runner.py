@@ -84,8 +84,15 @@ class Runner:
                 # behind (a fork server) inherit it, and must not hold us up.
                 cmd = [impl.python, "-m", "tools.bench.worker", json.dumps(request), out_path]
                 try:
-                    proc = subprocess.run(cmd, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout)
+                    proc = subprocess.run(
+                        cmd,
+                        cwd=self.cwd,
+                        env=self.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        timeout=self.timeout,
+                    )
                 except subprocess.TimeoutExpired as exc:
                     raise WorkerError(f"{impl.key} {measure}: timed out after {self.timeout:.0f} s") from exc
             try:
@@ -94,14 +101,16 @@ class Runner:
             except (OSError, ValueError):
                 with open(log_path, errors="replace") as f:
                     output = f.read()[-2000:]
-                raise WorkerError(f"{impl.key} {measure}: worker exited with {proc.returncode} "
-                                  f"and no result\n{output}") from None
+                raise WorkerError(
+                    f"{impl.key} {measure}: worker exited with {proc.returncode} and no result\n{output}"
+                ) from None
         if not answer["ok"]:
             raise WorkerError(f"{impl.key} {measure} raised:\n{answer['error']}")
         return answer["result"]
 
-    def interleaved(self, rounds: int, implementations: Sequence[Implementation] | None = None
-                    ) -> Iterator[Tuple[int, Implementation]]:
+    def interleaved(
+        self, rounds: int, implementations: Sequence[Implementation] | None = None
+    ) -> Iterator[Tuple[int, Implementation]]:
         """``(round, implementation)`` pairs: each round every implementation once, in rotated order."""
         impls = list(self.implementations if implementations is None else implementations)
         for r in range(rounds):
@@ -133,8 +142,12 @@ def our_source_dirs(root: Path = REPO_ROOT) -> List[str]:
 
 def upstream_site_packages(python: str) -> List[str]:
     """The site-packages directories of the interpreter ``python`` (for ``compile_sources``)."""
-    done = subprocess.run([python, "-c", "import site, json; print(json.dumps(site.getsitepackages()))"],
-                          capture_output=True, text=True, cwd=os.path.expanduser("~"))
+    done = subprocess.run(
+        [python, "-c", "import site, json; print(json.dumps(site.getsitepackages()))"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.expanduser("~"),
+    )
     if done.returncode != 0:
         return []
     return json.loads(done.stdout)
@@ -152,9 +165,13 @@ class BenchContext:
         """``quick`` under ``--quick``, else ``default``."""
         return quick if self.quick else default
 
-    def collect(self, measure: str, params: Dict[str, Any], rounds: int,
-                implementations: Sequence[Implementation] | None = None,
-                ) -> Tuple[Dict[str, List[Any]], Dict[str, str]]:
+    def collect(
+        self,
+        measure: str,
+        params: Dict[str, Any],
+        rounds: int,
+        implementations: Sequence[Implementation] | None = None,
+    ) -> Tuple[Dict[str, List[Any]], Dict[str, str]]:
         """Run ``measure`` for every implementation, ``rounds`` times, interleaved.
 
         Returns ``(results, errors)``: each implementation's list of results

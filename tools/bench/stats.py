@@ -42,8 +42,9 @@ def summarize(values: Sequence[float] | None) -> Tuple[float | None, float | Non
     return median(values), relative_spread(values)
 
 
-def summarize_columns(samples: Mapping[str, Sequence[float] | None]
-                      ) -> Tuple[Dict[str, float | None], Dict[str, float | None]]:
+def summarize_columns(
+    samples: Mapping[str, Sequence[float] | None],
+) -> Tuple[Dict[str, float | None], Dict[str, float | None]]:
     """Per column key, the medians and the relative spreads of its samples."""
     medians: Dict[str, float | None] = {}
     spreads: Dict[str, float | None] = {}

@@ -55,25 +55,29 @@ def probe(python: str) -> tuple[str, str]:
     the installed release.  Raises ``UpstreamUnavailable`` on failure.
     """
     try:
-        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60,
-                             cwd=os.path.expanduser("~"))
+        out = subprocess.run(
+            [python, "-c", _PROBE], capture_output=True, text=True, timeout=60, cwd=os.path.expanduser("~")
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UpstreamUnavailable(f"cannot run {python}: {exc}") from exc
     if out.returncode != 0:
         raise UpstreamUnavailable(f"{python} cannot import multiprocess: {out.stderr.strip()[-500:]}")
     mp_version, dill_version, (major, minor), location = json.loads(out.stdout)
     if Path(location).resolve().is_relative_to(_REPO_ROOT):
-        raise UpstreamUnavailable(f"{python} imports this repository's multiprocess ({location}), "
-                                  "not the upstream release")
+        raise UpstreamUnavailable(
+            f"{python} imports this repository's multiprocess ({location}), not the upstream release"
+        )
     if (major, minor) != tuple(sys.version_info[:2]):
         raise UpstreamUnavailable(
             f"{python} is Python {major}.{minor}, the benchmark runs on "
-            f"{sys.version_info[0]}.{sys.version_info[1]}: the comparison would not be fair")
+            f"{sys.version_info[0]}.{sys.version_info[1]}: the comparison would not be fair"
+        )
     return mp_version, dill_version
 
 
-def ensure_upstream(python: str | None = None, version: str = UPSTREAM_VERSION,
-                    log: Callable[[str], None] = print) -> tuple[str, str, str]:
+def ensure_upstream(
+    python: str | None = None, version: str = UPSTREAM_VERSION, log: Callable[[str], None] = print
+) -> tuple[str, str, str]:
     """Return ``(interpreter, multiprocess version, dill version)`` for the upstream side.
 
     With ``python`` given, use that interpreter as it is (it must already have
@@ -100,8 +104,9 @@ def ensure_upstream(python: str | None = None, version: str = UPSTREAM_VERSION,
     steps = []
     if not interpreter.exists():
         steps.append([sys.executable, "-m", "venv", str(venv)])
-    steps.append([str(interpreter), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                  f"multiprocess=={version}"])
+    steps.append(
+        [str(interpreter), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"multiprocess=={version}"]
+    )
     for cmd in steps:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -45,7 +45,7 @@ def clip(text, limit=MAX_DETAIL):
     if text is None or len(text) <= limit:
         return text
     head = limit // 4
-    return text[:head] + f"\n[... {len(text) - limit} characters clipped ...]\n" + text[-(limit - head):]
+    return text[:head] + f"\n[... {len(text) - limit} characters clipped ...]\n" + text[-(limit - head) :]
 
 
 class Emitter:
@@ -79,7 +79,7 @@ def group_members(pgid, include_zombies=True):
         except OSError:
             continue
         # the command name (field 2) may hold spaces or parentheses: split after its last ')'
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and (include_zombies or fields[0] != b"Z"):
             members.append(int(entry))
     return members
@@ -177,8 +177,10 @@ class Watchdog:
     def _fire(self, test_id):
         try:
             self._emit(event="timeout", id=test_id, seconds=self.seconds, t=time.time())
-            sys.stderr.write(f"\n*** conformance: {test_id} exceeded {self.seconds:g} s; tracebacks follow, "
-                             "then the process group is killed\n")
+            sys.stderr.write(
+                f"\n*** conformance: {test_id} exceeded {self.seconds:g} s; tracebacks follow, "
+                "then the process group is killed\n"
+            )
             sys.stderr.flush()
             faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
             sys.stderr.flush()
@@ -214,8 +216,7 @@ def make_result_class(emit, watchdog):
         # -- per-test bookkeeping
         def startTest(self, test):
             super().startTest(test)
-            self._current = {"id": test.id(), "t0": time.monotonic(), "status": None, "detail": None,
-                             "sub": None}
+            self._current = {"id": test.id(), "t0": time.monotonic(), "status": None, "detail": None, "sub": None}
             emit(event="start", id=test.id(), t=time.time())
             watchdog.arm(test.id())
 
@@ -228,8 +229,12 @@ def make_result_class(emit, watchdog):
                     status, detail = cur["sub"]
                 if status is None:
                     status, detail = "error", "test finished without an outcome"
-                record = {"id": cur["id"], "status": status,
-                          "duration": round(time.monotonic() - cur["t0"], 3), "detail": clip(detail)}
+                record = {
+                    "id": cur["id"],
+                    "status": status,
+                    "duration": round(time.monotonic() - cur["t0"], 3),
+                    "detail": clip(detail),
+                }
                 self.recorded[cur["id"]] = record
                 emit(event="result", **record)
             self._current = None
@@ -328,7 +333,7 @@ def select(tests, include=(), exclude=(), keywords=(), after=None):
     if after is not None:
         ids = [t.id() for t in chosen]
         if after in ids:
-            chosen = chosen[ids.index(after) + 1:]
+            chosen = chosen[ids.index(after) + 1 :]
     return chosen
 
 
@@ -346,8 +351,14 @@ def settle_unrun(plan, recorded, fixtures):
         mod = cls.rsplit(".", 1)[0]
         fx = setups.get(("class", cls)) or setups.get(("module", mod))
         if fx is not None:
-            out.append({"id": tid, "status": fx["status"], "duration": 0.0,
-                        "detail": "{}: {}".format(fx["name"], fx["detail"])})
+            out.append(
+                {
+                    "id": tid,
+                    "status": fx["status"],
+                    "duration": 0.0,
+                    "detail": "{}: {}".format(fx["name"], fx["detail"]),
+                }
+            )
         else:
             out.append({"id": tid, "status": "not_run", "duration": 0.0, "detail": None})
     return out
@@ -403,8 +414,7 @@ def main(argv=None):
     tests = select(everything, after=args.after)
     plan = [t.id() for t in tests]
     watchdog = Watchdog(args.test_timeout, emit)
-    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2,
-                                     resultclass=make_result_class(emit, watchdog))
+    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2, resultclass=make_result_class(emit, watchdog))
     result = runner.run(unittest.TestSuite(tests))
     for record in settle_unrun(plan, result.recorded, result.fixtures):
         emit(event="result", **record)

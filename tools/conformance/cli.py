@@ -20,28 +20,64 @@ from .venv import DEFAULT_CACHE, REPO_ROOT, ensure_venv, install_support_files, 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tools.conformance",
-        description="Run CPython's multiprocessing test suite against multiprocess (and the stdlib).")
-    p.add_argument("--only", action="append", choices=METHODS, metavar="METHOD",
-                   help="start method to run (repeatable; default: fork, spawn and forkserver)")
-    p.add_argument("--module", action="append", default=[], metavar="NAME",
-                   help="test module to run by its short name: processes, threads, manager, misc, "
-                        "main_handling (repeatable; default: all)")
-    p.add_argument("-k", dest="keywords", action="append", default=[], metavar="PATTERN",
-                   help="only tests whose id matches (unittest -k rules; repeatable)")
+        description="Run CPython's multiprocessing test suite against multiprocess (and the stdlib).",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=METHODS,
+        metavar="METHOD",
+        help="start method to run (repeatable; default: fork, spawn and forkserver)",
+    )
+    p.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="test module to run by its short name: processes, threads, manager, misc, "
+        "main_handling (repeatable; default: all)",
+    )
+    p.add_argument(
+        "-k",
+        dest="keywords",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only tests whose id matches (unittest -k rules; repeatable)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--baseline", action="store_true", help="also run the stdlib, side by side")
     g.add_argument("--baseline-only", action="store_true", help="run only the stdlib")
-    g.add_argument("--baseline-json", type=Path, action="append", metavar="FILE",
-                   help="compare with the stdlib results saved by earlier --json runs (repeatable)")
-    g.add_argument("--baseline-run", type=Path, action="append", metavar="DIR",
-                   help="compare with the stdlib results in the directory of an earlier run of the same "
-                        "interpreter (its stdlib-*.jsonl files; repeatable)")
-    p.add_argument("--list-failures", action="store_true",
-                   help="print failing test ids with their key error lines")
-    p.add_argument("--lines", type=int, default=0, metavar="N",
-                   help="with --list-failures, also print the first N lines of each traceback")
-    p.add_argument("--categories", type=int, default=15, metavar="N",
-                   help="print the N largest groups of failures by error line (0: none)")
+    g.add_argument(
+        "--baseline-json",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="compare with the stdlib results saved by earlier --json runs (repeatable)",
+    )
+    g.add_argument(
+        "--baseline-run",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="compare with the stdlib results in the directory of an earlier run of the same "
+        "interpreter (its stdlib-*.jsonl files; repeatable)",
+    )
+    p.add_argument("--list-failures", action="store_true", help="print failing test ids with their key error lines")
+    p.add_argument(
+        "--lines",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --list-failures, also print the first N lines of each traceback",
+    )
+    p.add_argument(
+        "--categories",
+        type=int,
+        default=15,
+        metavar="N",
+        help="print the N largest groups of failures by error line (0: none)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write every outcome as JSON")
     p.add_argument("--test-timeout", type=float, default=60.0, metavar="S", help="per-test limit (60)")
     p.add_argument("--module-timeout", type=float, default=900.0, metavar="S", help="per-module limit (900)")
@@ -51,12 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="directory for logs and raw results (default: under --cache-dir)")
     p.add_argument("--rebuild-venv", action="store_true")
     p.add_argument("--setup-only", action="store_true", help="prepare the venv, check the hook, and stop")
-    p.add_argument("--stub", action="append", default=[], metavar="NAME=VALUE",
-                   help="diagnostic only: give ours a missing module attribute (e.g. "
-                        "multiprocessing.util.abstract_sockets_supported=True, a Python literal) to look past "
-                        "an error that stops the whole test module from importing; the report says so")
-    p.add_argument("--api-gaps", action="store_true",
-                   help="list the multiprocessing.* names the suite uses that ours lacks, and stop")
+    p.add_argument(
+        "--stub",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="diagnostic only: give ours a missing module attribute (e.g. "
+        "multiprocessing.util.abstract_sockets_supported=True, a Python literal) to look past "
+        "an error that stops the whole test module from importing; the report says so",
+    )
+    p.add_argument(
+        "--api-gaps",
+        action="store_true",
+        help="list the multiprocessing.* names the suite uses that ours lacks, and stop",
+    )
     return p
 
 
@@ -73,9 +117,12 @@ def _progress(run: ModuleRun) -> str:
         extra = "  MODULE TIME LIMIT"
     if run.launches > 1:
         extra += f"  ({run.launches} launches)"
-    return (f"[{run.method}/{run.name}] {run.impl:6s} {c['total']:4d} tests: {c['passed']} passed, "
-            f"{c['failed']} failed, {c['errors']} errors, {c['skipped']} skipped, {c['timeout']} timed out"
-            + (f", {c['not_run']} not run" if c["not_run"] else "") + f"  in {run.wall:.1f} s{extra}")
+    return (
+        f"[{run.method}/{run.name}] {run.impl:6s} {c['total']:4d} tests: {c['passed']} passed, "
+        f"{c['failed']} failed, {c['errors']} errors, {c['skipped']} skipped, {c['timeout']} timed out"
+        + (f", {c['not_run']} not run" if c["not_run"] else "")
+        + f"  in {run.wall:.1f} s{extra}"
+    )
 
 
 def parse_stubs(items: Sequence[str]) -> Dict[str, object]:
@@ -139,8 +186,10 @@ def print_api_gaps(venv) -> int:
 
     sources = test_sources(venv)
     found = gaps(scan(venv, "stdlib", sources), scan(venv, "ours", sources))
-    _say(f"\nmultiprocessing.* names used by {', '.join(p.name for p in sources)} "
-         f"that resolve in the stdlib but not in ours: {len(found)}")
+    _say(
+        f"\nmultiprocessing.* names used by {', '.join(p.name for p in sources)} "
+        f"that resolve in the stdlib but not in ours: {len(found)}"
+    )
     for gap in found:
         _say(f"  {gap['name']:60s} {gap['where']:32s} {gap['problem']}")
     return 1 if found else 0
@@ -157,8 +206,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     venv = ensure_venv(args.python, args.cache_dir, REPO_ROOT, rebuild=args.rebuild_venv, log=_say)
     layout = discover(venv.stdlib, methods)
     if not layout.modules:
-        _say(f"no multiprocessing tests under {venv.stdlib}/test: install the interpreter's test suite "
-             "(Debian: libpython3.X-testsuite)")
+        _say(
+            f"no multiprocessing tests under {venv.stdlib}/test: install the interpreter's test suite "
+            "(Debian: libpython3.X-testsuite)"
+        )
         return 2
     install_support_files(venv.site, REPO_ROOT, layout.generated_sources)
     try:
@@ -173,11 +224,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _say(f"test layout: {layout.kind}; {len(modules)} module runs; logs and raw results in {out}")
     _say(f"allow-list: {len(allow)} entries ({args.allowlist})")
     if stubs:
-        _say(f"*** DIAGNOSTIC RUN: ours is given stand-ins for missing names: {stubs}; "
-             "these results are a preview, not conformance ***")
+        _say(
+            f"*** DIAGNOSTIC RUN: ours is given stand-ins for missing names: {stubs}; "
+            "these results are a preview, not conformance ***"
+        )
 
     impls = (["stdlib"] if run_stdlib else []) + (["ours"] if run_ours else [])
-    for impl in (["stdlib", "ours"] if args.setup_only else impls):
+    for impl in ["stdlib", "ours"] if args.setup_only else impls:
         pf = preflight(venv, impl, out)
         _say(f"preflight {impl}: {json.dumps(pf)}")
         if impl == "ours" and not pf.get("is_ours"):
@@ -203,8 +256,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _say(f"baseline: {len(loaded)} stdlib module runs from {directory}")
     ours: Dict[Tuple[str, str], ModuleRun] = {}
     walls: Dict[Tuple[str, str], float] = {}
-    opts = RunOptions(test_timeout=args.test_timeout, module_timeout=args.module_timeout,
-                      keywords=tuple(args.keywords), out_dir=out, stubs=stubs)
+    opts = RunOptions(
+        test_timeout=args.test_timeout,
+        module_timeout=args.module_timeout,
+        keywords=tuple(args.keywords),
+        out_dir=out,
+        stubs=stubs,
+    )
     t0 = time.monotonic()
     for tm in modules:
         key = (tm.method, tm.name)
@@ -220,7 +278,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     total_wall = time.monotonic() - t0
 
     verdicts: Dict[Tuple[str, str], List[Verdict]] = {
-        key: compare(run, baseline.get(key), allow) for key, run in ours.items()}
+        key: compare(run, baseline.get(key), allow) for key, run in ours.items()
+    }
     all_verdicts = [v for vs in verdicts.values() for v in vs]
     show_stdlib = bool(baseline)
 
@@ -233,8 +292,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         rows, tot = method_rows(method, names, baseline, ours, verdicts)
         totals.append((method, *tot))
-        wall = "; ".join(f"{impl} {walls[(impl, method)]:.0f} s" for impl in ("stdlib", "ours")
-                         if (impl, method) in walls)
+        wall = "; ".join(
+            f"{impl} {walls[(impl, method)]:.0f} s" for impl in ("stdlib", "ours") if (impl, method) in walls
+        )
         _say(f"== {method} ==  wall time: {wall or 'n/a'}")
         _say(table(rows, show_stdlib, run_ours))
         _say()
@@ -245,8 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if part is not None:
                     grand[i] = add_counts(grand[i] or {}, part)
         _say("== all start methods ==")
-        _say(table(totals + [("total", grand[0], grand[1], grand[2])], show_stdlib, run_ours,
-                   label="start method"))
+        _say(table(totals + [("total", grand[0], grand[1], grand[2])], show_stdlib, run_ours, label="start method"))
         _say()
     _say(f"total wall time: {total_wall:.0f} s")
 
@@ -268,20 +327,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _say(f"\nfailures of ours{' where the stdlib passes' if show_stdlib else ''} ({len(regressions)}):")
             _say(format_failures(all_verdicts, ("regression",), lines=args.lines))
         else:
-            stdlib_bad = [Verdict(o, None, "regression") for r in baseline.values() for o in r.outcomes.values()
-                          if o.status not in ("passed", "xfail", "skipped")]
+            stdlib_bad = [
+                Verdict(o, None, "regression")
+                for r in baseline.values()
+                for o in r.outcomes.values()
+                if o.status not in ("passed", "xfail", "skipped")
+            ]
             _say(f"\nfailures of the stdlib ({len(stdlib_bad)}):")
             _say(format_failures(stdlib_bad, ("regression",), lines=args.lines))
 
     if args.json:
         payload = {
-            "python": venv.version, "venv": str(venv.path), "layout": layout.kind, "out": str(out),
-            "argv": list(argv) if argv is not None else sys.argv[1:], "stubs": stubs,
+            "python": venv.version,
+            "venv": str(venv.path),
+            "layout": layout.kind,
+            "out": str(out),
+            "argv": list(argv) if argv is not None else sys.argv[1:],
+            "stubs": stubs,
             "walls": {f"{i}/{m}": w for (i, m), w in walls.items()},
             "runs": [r.to_json() for r in list(baseline.values()) + list(ours.values())],
-            "verdicts": [{"id": v.outcome.id, "method": k[0], "module": k[1], "kind": v.kind,
-                          "status": v.outcome.status, "stdlib": v.baseline, "reason": v.reason}
-                         for k, vs in verdicts.items() for v in vs if v.kind != "ok"],
+            "verdicts": [
+                {
+                    "id": v.outcome.id,
+                    "method": k[0],
+                    "module": k[1],
+                    "kind": v.kind,
+                    "status": v.outcome.status,
+                    "stdlib": v.baseline,
+                    "reason": v.reason,
+                }
+                for k, vs in verdicts.items()
+                for v in vs
+                if v.kind != "ok"
+            ],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1), encoding="utf-8")
@@ -291,7 +369,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if stubs:
         _say(f"\n*** DIAGNOSTIC RUN with stand-ins {stubs}: a preview, not conformance ***")
-    _say(f"\nresult: {len(regressions)} failures of ours"
-         + (" where the stdlib passes" if show_stdlib else "")
-         + f", {len(timeouts)} timeouts, {len(allowed)} allow-listed, {len(fixed)} fixed")
+    _say(
+        f"\nresult: {len(regressions)} failures of ours"
+        + (" where the stdlib passes" if show_stdlib else "")
+        + f", {len(timeouts)} timeouts, {len(allowed)} allow-listed, {len(fixed)} fixed"
+    )
     return 1 if regressions or timeouts else 0

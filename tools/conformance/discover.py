@@ -118,7 +118,7 @@ def discover(stdlib_dir: Path, methods: Sequence[str] = METHODS) -> Layout:
             subs = sorted(p.stem for p in pkg.glob("test_*.py"))
             order = {f"test_{part}": i for i, part in enumerate(PARTS)}
             for sub in sorted(subs, key=lambda s: (order.get(s, len(order)), s)):
-                layout.modules.append(TestModule(method, sub[len("test_"):], f"test.{pkg.name}.{sub}"))
+                layout.modules.append(TestModule(method, sub[len("test_") :], f"test.{pkg.name}.{sub}"))
         elif single.exists():
             kinds.add("file")
             for part in PARTS:
@@ -131,8 +131,14 @@ def discover(stdlib_dir: Path, methods: Sequence[str] = METHODS) -> Layout:
                 layout.generated_sources[name] = generated_source(method, part)
                 layout.modules.append(TestModule(method, part, name, generated=True))
         if (test_dir / "test_multiprocessing_main_handling.py").exists():
-            layout.modules.append(TestModule(method, "main_handling", "test.test_multiprocessing_main_handling",
-                                             include=(f"*.{MAIN_HANDLING_CLASS[method]}.*",)))
+            layout.modules.append(
+                TestModule(
+                    method,
+                    "main_handling",
+                    "test.test_multiprocessing_main_handling",
+                    include=(f"*.{MAIN_HANDLING_CLASS[method]}.*",),
+                )
+            )
     if kinds:
         layout.kind = "+".join(sorted(kinds))
     return layout

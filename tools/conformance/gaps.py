@@ -104,8 +104,13 @@ print(json.dumps(out))
 
 
 def scan(venv: Venv, impl: str, sources: Sequence[Path]) -> Dict[str, Dict[str, object]]:
-    proc = subprocess.run([str(venv.python), "-c", SCANNER, *map(str, sources)], capture_output=True, text=True,
-                          env=clean_env(impl), timeout=300)
+    proc = subprocess.run(
+        [str(venv.python), "-c", SCANNER, *map(str, sources)],
+        capture_output=True,
+        text=True,
+        env=clean_env(impl),
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"API scan under {impl} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -113,8 +118,9 @@ def scan(venv: Venv, impl: str, sources: Sequence[Path]) -> Dict[str, Dict[str, 
 
 def gaps(stdlib: Dict[str, Dict[str, object]], ours: Dict[str, Dict[str, object]]) -> List[Dict[str, object]]:
     """Names that resolve with the stdlib and not with ours; a missing parent hides its children."""
-    missing = sorted(name for name, info in ours.items()
-                     if info["problem"] and name in stdlib and not stdlib[name]["problem"])
+    missing = sorted(
+        name for name, info in ours.items() if info["problem"] and name in stdlib and not stdlib[name]["problem"]
+    )
     out = []
     for name in missing:
         if any(name.startswith(m + ".") for m in missing if m != name):

@@ -34,7 +34,7 @@ def target_name(fullname):
     if fullname == SOURCE:
         return TARGET
     if fullname.startswith(SOURCE + "."):
-        return TARGET + fullname[len(SOURCE):]
+        return TARGET + fullname[len(SOURCE) :]
     return None
 
 
@@ -98,8 +98,7 @@ class MultiprocessingAliasFinder:
             raise
         if fullname == SOURCE:
             apply_stubs()
-        return importlib.machinery.ModuleSpec(
-            fullname, _AliasLoader(module), is_package=hasattr(module, "__path__"))
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(module), is_package=hasattr(module, "__path__"))
 
     def __repr__(self):
         return f"<MultiprocessingAliasFinder {SOURCE} -> {TARGET}>"

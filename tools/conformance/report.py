@@ -6,8 +6,15 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .results import COLUMNS, ModuleRun, Verdict, add_counts, categorize, innermost_frame, key_error_line
 
-SHORT = {"passed": "pass", "failed": "fail", "errors": "err", "skipped": "skip", "timeout": "tout",
-         "not_run": "nrun", "total": "total"}
+SHORT = {
+    "passed": "pass",
+    "failed": "fail",
+    "errors": "err",
+    "skipped": "skip",
+    "timeout": "tout",
+    "not_run": "nrun",
+    "total": "total",
+}
 SHOWN = ("total",) + COLUMNS
 VERDICT_COLUMNS = ("regression", "allowed", "fixed")
 
@@ -26,8 +33,12 @@ def verdict_counts(verdicts: Iterable[Verdict]) -> Dict[str, int]:
     return out
 
 
-def table(rows: Sequence[Tuple[str, Optional[Dict[str, int]], Optional[Dict[str, int]], Optional[Dict[str, int]]]],
-          show_stdlib: bool, show_ours: bool, label: str = "module") -> str:
+def table(
+    rows: Sequence[Tuple[str, Optional[Dict[str, int]], Optional[Dict[str, int]], Optional[Dict[str, int]]]],
+    show_stdlib: bool,
+    show_ours: bool,
+    label: str = "module",
+) -> str:
     """Rows of (label, stdlib counts, ours counts, verdict counts) as an aligned text table."""
     header = [label]
     groups = []
@@ -67,7 +78,7 @@ def table(rows: Sequence[Tuple[str, Optional[Dict[str, int]], Optional[Dict[str,
     title = [" " * widths[0], " |"]
     col = 1
     for name, n in groups:
-        span = sum(widths[col:col + n]) + (n - 1)
+        span = sum(widths[col : col + n]) + (n - 1)
         title.append(name.center(span))
         title.append(" |")
         col += n
@@ -79,8 +90,13 @@ def table(rows: Sequence[Tuple[str, Optional[Dict[str, int]], Optional[Dict[str,
     return "\n".join(lines)
 
 
-def method_rows(method: str, names: Sequence[str], stdlib: Dict[Tuple[str, str], ModuleRun],
-                ours: Dict[Tuple[str, str], ModuleRun], verdicts: Dict[Tuple[str, str], List[Verdict]]):
+def method_rows(
+    method: str,
+    names: Sequence[str],
+    stdlib: Dict[Tuple[str, str], ModuleRun],
+    ours: Dict[Tuple[str, str], ModuleRun],
+    verdicts: Dict[Tuple[str, str], List[Verdict]],
+):
     rows = []
     tot_s: Optional[Dict[str, int]] = None
     tot_o: Optional[Dict[str, int]] = None
@@ -123,8 +139,9 @@ def format_failures(verdicts: Iterable[Verdict], kinds: Sequence[str], lines: in
     return "\n".join(out)
 
 
-def format_categories(verdicts: Iterable[Verdict], top: int = 15, examples: int = 2,
-                      kinds: Sequence[str] = ("regression",)) -> str:
+def format_categories(
+    verdicts: Iterable[Verdict], top: int = 15, examples: int = 2, kinds: Sequence[str] = ("regression",)
+) -> str:
     out = []
     groups = categorize(verdicts, kinds)
     for key, members in groups[:top]:

@@ -134,8 +134,7 @@ def fold_records(run: ModuleRun, records: Sequence[Dict[str, Any]]) -> LaunchSum
             started[rec["id"]] = rec.get("t", 0.0)
         elif event == "result":
             started.pop(rec["id"], None)
-            run.outcomes[rec["id"]] = Outcome(rec["id"], rec["status"], rec.get("duration", 0.0),
-                                              rec.get("detail"))
+            run.outcomes[rec["id"]] = Outcome(rec["id"], rec["status"], rec.get("duration", 0.0), rec.get("detail"))
         elif event == "timeout":
             summary.timed_out = rec.get("id")
         elif event == "fixture":
@@ -154,9 +153,17 @@ def fold_records(run: ModuleRun, records: Sequence[Dict[str, Any]]) -> LaunchSum
     return summary
 
 
-def settle_unfinished(run: ModuleRun, summary: LaunchSummary, *, test_timeout: float, ended_at: float,
-                      returncode: Optional[int], log_tail: str = "", module_limit_hit: bool = False,
-                      dump: str = "") -> None:
+def settle_unfinished(
+    run: ModuleRun,
+    summary: LaunchSummary,
+    *,
+    test_timeout: float,
+    ended_at: float,
+    returncode: Optional[int],
+    log_tail: str = "",
+    module_limit_hit: bool = False,
+    dump: str = "",
+) -> None:
     """Record the outcome of the test that was running when the child died or was killed.
 
     *dump* is the watchdog's traceback dump from the log, if any: the frames
@@ -238,8 +245,7 @@ def compare(ours: ModuleRun, stdlib: Optional[ModuleRun], allow: Any = None) -> 
         bad = outcome.status in BAD
         skipped_where_passed = outcome.status == "skipped" and b_status in GOOD
         if bad or skipped_where_passed:
-            if (base is not None and b_status is not None and b_status not in GOOD
-                    and outcome.status != "timeout"):
+            if base is not None and b_status is not None and b_status not in GOOD and outcome.status != "timeout":
                 kind = "also_stdlib"
                 reason = None
             else:
@@ -255,8 +261,10 @@ def compare(ours: ModuleRun, stdlib: Optional[ModuleRun], allow: Any = None) -> 
 
 # ---------------------------------------------------------------- categories
 
-_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Warning|Failure|Interrupt|Timeout)"
-                       r"|AssertionError|[\w.]*SkipTest|[\w.]*MaybeEncodingError)\b.*")
+_EXC_LINE = re.compile(
+    r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Warning|Failure|Interrupt|Timeout)"
+    r"|AssertionError|[\w.]*SkipTest|[\w.]*MaybeEncodingError)\b.*"
+)
 
 
 def key_error_line(detail: Optional[str]) -> str:

@@ -86,14 +86,25 @@ def _last_dump(path: Path) -> str:
     banners = list(re.finditer(r"\*\*\* conformance: \S+ exceeded ", text))
     if not banners:
         return ""
-    dump = text[banners[-1].start():]
+    dump = text[banners[-1].start() :]
     end = dump.find("*** conformance: relaunching")
     return dump[:end] if end >= 0 else dump
 
 
 def command(venv: Venv, tm: TestModule, results: Path, opts: RunOptions, after: Optional[str]) -> List[str]:
-    cmd = [str(venv.python), "-X", "faulthandler", "-m", "_mpconf_runner",
-           "--module", tm.module, "--results", str(results), "--test-timeout", f"{opts.test_timeout:g}"]
+    cmd = [
+        str(venv.python),
+        "-X",
+        "faulthandler",
+        "-m",
+        "_mpconf_runner",
+        "--module",
+        tm.module,
+        "--results",
+        str(results),
+        "--test-timeout",
+        f"{opts.test_timeout:g}",
+    ]
     for glob in tm.include:
         cmd += ["--include", glob]
     for glob in tm.exclude:
@@ -105,8 +116,9 @@ def command(venv: Venv, tm: TestModule, results: Path, opts: RunOptions, after: 
     return cmd
 
 
-def run_module(venv: Venv, tm: TestModule, impl: str, opts: RunOptions,
-               known_plan: Optional[Sequence[str]] = None) -> ModuleRun:
+def run_module(
+    venv: Venv, tm: TestModule, impl: str, opts: RunOptions, known_plan: Optional[Sequence[str]] = None
+) -> ModuleRun:
     """Run *tm* under *impl* (``ours`` or ``stdlib``) and return every test's outcome."""
     stem = f"{impl}-{tm.method}-{tm.name}"
     results_path = opts.out_dir / f"{stem}.jsonl"
@@ -128,9 +140,15 @@ def run_module(venv: Venv, tm: TestModule, impl: str, opts: RunOptions,
             if after is not None:
                 log.write(f"\n*** conformance: relaunching after {after}\n".encode())
                 log.flush()
-            proc = subprocess.Popen(command(venv, tm, results_path, opts, after), cwd=str(workdir), env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                command(venv, tm, results_path, opts, after),
+                cwd=str(workdir),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             limit_hit = False
             try:
                 returncode: Optional[int] = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -152,12 +170,20 @@ def run_module(venv: Venv, tm: TestModule, impl: str, opts: RunOptions,
             if summary.unfinished is None and summary.timed_out is None:
                 # Died outside any test (in a fixture, or before its plan): nothing to resume past.
                 if not run.plan:
-                    run.import_error = (f"the test process exited with code {returncode} before listing "
-                                        f"its tests\n{_tail(log_path)}")
+                    run.import_error = (
+                        f"the test process exited with code {returncode} before listing its tests\n{_tail(log_path)}"
+                    )
                 break
-            settle_unfinished(run, summary, test_timeout=opts.test_timeout, ended_at=ended,
-                              returncode=returncode, log_tail=_tail(log_path), module_limit_hit=limit_hit,
-                              dump=_last_dump(log_path))
+            settle_unfinished(
+                run,
+                summary,
+                test_timeout=opts.test_timeout,
+                ended_at=ended,
+                returncode=returncode,
+                log_tail=_tail(log_path),
+                module_limit_hit=limit_hit,
+                dump=_last_dump(log_path),
+            )
             if limit_hit or time.monotonic() >= deadline:
                 run.module_timed_out = True
                 break

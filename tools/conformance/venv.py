@@ -64,16 +64,20 @@ def venv_key(python: str, repo: Path = REPO_ROOT) -> str:
 
 
 def _query(python: Path) -> Dict[str, str]:
-    code = ("import json, sys, sysconfig; print(json.dumps({'site': sysconfig.get_paths()['purelib'], "
-            "'stdlib': sysconfig.get_paths()['stdlib'], 'version': sys.version.split()[0]}))")
+    code = (
+        "import json, sys, sysconfig; print(json.dumps({'site': sysconfig.get_paths()['purelib'], "
+        "'stdlib': sysconfig.get_paths()['stdlib'], 'version': sys.version.split()[0]}))"
+    )
     # Not ``-S``: a venv's prefix (and so its site-packages) is only set up by ``site``.
-    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True,
-                         env=clean_env(None)).stdout
+    out = subprocess.run(
+        [str(python), "-c", code], check=True, capture_output=True, text=True, env=clean_env(None)
+    ).stdout
     return json.loads(out)
 
 
-def ensure_venv(python: str = sys.executable, cache: Path = DEFAULT_CACHE, repo: Path = REPO_ROOT,
-                rebuild: bool = False, log=print) -> Venv:
+def ensure_venv(
+    python: str = sys.executable, cache: Path = DEFAULT_CACHE, repo: Path = REPO_ROOT, rebuild: bool = False, log=print
+) -> Venv:
     """Create (or reuse) the venv for *python* and this checkout; install the support files."""
     path = Path(cache) / f"venv-{venv_key(python, repo)}"
     marker = path / ".mpconf-ready"
@@ -82,20 +86,23 @@ def ensure_venv(python: str = sys.executable, cache: Path = DEFAULT_CACHE, repo:
             shutil.rmtree(path)
         log(f"creating venv {path} (from {python})")
         path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([python, "-m", "venv", "--system-site-packages", str(path)],
-                       check=True, env=clean_env(None))
+        subprocess.run([python, "-m", "venv", "--system-site-packages", str(path)], check=True, env=clean_env(None))
         requirements = third_party_requirements(repo)
         if requirements:
             log(f"installing {', '.join(requirements)} into it")
-            subprocess.run([str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements],
-                           check=True, env=clean_env(None))
+            subprocess.run(
+                [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements],
+                check=True,
+                env=clean_env(None),
+            )
         marker.write_text(python + "\n")
     vpy = path / "bin" / "python"
     info = _query(vpy)
     venv = Venv(path, vpy, Path(info["site"]), Path(info["stdlib"]), info["version"])
     if path.resolve() not in venv.site.resolve().parents:
-        raise RuntimeError(f"the venv's site-packages {venv.site} is outside the venv {path}: refusing to "
-                           "write support files there")
+        raise RuntimeError(
+            f"the venv's site-packages {venv.site} is outside the venv {path}: refusing to write support files there"
+        )
     install_support_files(venv.site, repo)
     return venv
 
@@ -116,11 +123,13 @@ def third_party_requirements(repo: Path = REPO_ROOT) -> List[str]:
 
 def _requirement_name(requirement: str) -> str:
     import re
+
     return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]
 
 
 def _canonical(name: str) -> str:
     import re
+
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -136,8 +145,7 @@ def pth_text(src_dirs: List[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_support_files(site: Path, repo: Path = REPO_ROOT,
-                          generated: Optional[Mapping[str, str]] = None) -> None:
+def install_support_files(site: Path, repo: Path = REPO_ROOT, generated: Optional[Mapping[str, str]] = None) -> None:
     _write_if_changed(site / "_mp_conformance.pth", pth_text(package_src_dirs(repo)))
     _write_if_changed(site / "_mp_conformance_hook.py", (HERE / "hook.py").read_text(encoding="utf-8"))
     _write_if_changed(site / "_mpconf_runner" / "__init__.py", "")
@@ -156,8 +164,11 @@ def clean_env(impl: Optional[str], stubs: Optional[Mapping[str, object]] = None)
 
     *stubs* (ours only) are diagnostic stand-ins for missing names, see ``hook.stubs_for``.
     """
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", ENV_VAR, STUBS_VAR)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", ENV_VAR, STUBS_VAR)
+    }
     if impl == "ours":
         env[ENV_VAR] = "1"
         if stubs:
@@ -207,8 +218,14 @@ def preflight(venv: Venv, impl: str, workdir: Path) -> Dict[str, object]:
     """Check what ``multiprocessing`` is in the venv under *impl*, here and in a spawned child."""
     script = workdir / "mpconf_preflight.py"
     script.write_text(PREFLIGHT, encoding="utf-8")
-    proc = subprocess.run([str(venv.python), str(script)], capture_output=True, text=True, timeout=120,
-                          env=clean_env(impl), cwd=str(workdir))
+    proc = subprocess.run(
+        [str(venv.python), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(impl),
+        cwd=str(workdir),
+    )
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -59,21 +59,32 @@ def parse_statistics(output: str) -> Dict[str, Dict[str, float]]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.fuzz", description=__doc__.split("\n\n")[1])
     parser.add_argument("--profile", choices=["ci", "long"], default="long")
-    parser.add_argument("--only", action="append", default=[], choices=sorted(PROTOCOLS),
-                        help="fuzz only this protocol (repeatable)")
+    parser.add_argument(
+        "--only", action="append", default=[], choices=sorted(PROTOCOLS), help="fuzz only this protocol (repeatable)"
+    )
     parser.add_argument("--examples", type=int, help="examples per fuzzer for the long profile (default 100000)")
     args = parser.parse_args(argv)
     env = dict(os.environ)
     if args.examples:
         env["MP_FUZZ_EXAMPLES"] = str(args.examples)
     files = [PROTOCOLS[name] for name in (args.only or PROTOCOLS)]
-    command = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider",
-               f"--hypothesis-profile={args.profile}", "--hypothesis-show-statistics"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *files,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--hypothesis-profile={args.profile}",
+        "--hypothesis-show-statistics",
+    ]
     print("$", " ".join(command), flush=True)
     began = time.monotonic()
     lines: List[str] = []
-    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
@@ -84,8 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"\n{'fuzzer':<56} {'cases':>9} {'failing':>8} {'invalid':>8} {'seconds':>9}")
     for name, figures in stats.items():
         cases = int(figures["passing"] + figures["failing"])
-        print(f"{name.split('::')[-1]:<56} {cases:>9} {int(figures['failing']):>8} "
-              f"{int(figures['invalid']):>8} {figures['seconds']:>9.1f}")
+        print(
+            f"{name.split('::')[-1]:<56} {cases:>9} {int(figures['failing']):>8} "
+            f"{int(figures['invalid']):>8} {figures['seconds']:>9.1f}"
+        )
     print(f"total {total:.0f} s, pytest exit code {code}")
     return code
 

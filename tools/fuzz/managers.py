@@ -65,23 +65,87 @@ THREAD_BOUND = 32
 
 REPLY_KINDS = (0, 1, 2, 3)
 RELEASE = "#release"
-CONTROLS = ["dummy", "debug_info", "number_of_objects", "get_methods", "incref", "decref",
-            "accept_connection", "create", RELEASE]
+CONTROLS = [
+    "dummy",
+    "debug_info",
+    "number_of_objects",
+    "get_methods",
+    "incref",
+    "decref",
+    "accept_connection",
+    "create",
+    RELEASE,
+]
 # Names that are not control operations: private methods of the server and
 # near misses.  (``shutdown`` itself is never sent: it is an operation.)
-NOT_CONTROLS = ["_close", "stop", "serve_forever", "on_stop", "_register", "_serve", "__init__",
-                "id_to_obj", "public", "__class__", "", "shutdown ", "Shutdown", "#RELEASE", "#GETVALUE"]
-METHODS = sorted({
-    # exposed by the shared types
-    "__contains__", "__delitem__", "__getitem__", "__len__", "__setitem__", "clear", "copy", "get",
-    "items", "keys", "pop", "popitem", "setdefault", "update", "values", "__iter__",
-    "__add__", "__iadd__", "__imul__", "__mul__", "__rmul__", "__reversed__", "append", "count",
-    "extend", "index", "insert", "remove", "reverse", "sort",
-    "__getattribute__", "__setattr__", "__delattr__", "set", "value",
-    # the server's fallbacks, and what is not exposed
-    "#GETVALUE", "__repr__", "__str__", "_private", "__class__", "__reduce__", "__init__", "__del__",
-    "nonexistent", "",
-})
+NOT_CONTROLS = [
+    "_close",
+    "stop",
+    "serve_forever",
+    "on_stop",
+    "_register",
+    "_serve",
+    "__init__",
+    "id_to_obj",
+    "public",
+    "__class__",
+    "",
+    "shutdown ",
+    "Shutdown",
+    "#RELEASE",
+    "#GETVALUE",
+]
+METHODS = sorted(
+    {
+        # exposed by the shared types
+        "__contains__",
+        "__delitem__",
+        "__getitem__",
+        "__len__",
+        "__setitem__",
+        "clear",
+        "copy",
+        "get",
+        "items",
+        "keys",
+        "pop",
+        "popitem",
+        "setdefault",
+        "update",
+        "values",
+        "__iter__",
+        "__add__",
+        "__iadd__",
+        "__imul__",
+        "__mul__",
+        "__rmul__",
+        "__reversed__",
+        "append",
+        "count",
+        "extend",
+        "index",
+        "insert",
+        "remove",
+        "reverse",
+        "sort",
+        "__getattribute__",
+        "__setattr__",
+        "__delattr__",
+        "set",
+        "value",
+        # the server's fallbacks, and what is not exposed
+        "#GETVALUE",
+        "__repr__",
+        "__str__",
+        "_private",
+        "__class__",
+        "__reduce__",
+        "__init__",
+        "__del__",
+        "nonexistent",
+        "",
+    }
+)
 TYPEIDS = ["dict", "list", "Namespace", "Value", "Iterator", "Pool", "Queue", "nope", ""]
 SCRATCH_TYPES = {"dict": ("dict", ()), "list": ("list", ()), "ns": ("Namespace", ()), "value": ("Value", ("i", 0))}
 
@@ -110,38 +174,59 @@ class _MakesADirectory:
 
 # ---------------------------------------------------------------- strategies
 
+
 def _build_values() -> st.SearchStrategy:
     # Bounded: what a legitimate request could ask for is bounded too (no
     # list multiplied by a million).  Huge integers are huge enough that
     # any allocation they ask for fails at once.
-    leaves = (st.none() | st.booleans() | st.integers(-100, 100)
-              | st.sampled_from([2**40, 2**62, 2**63, -2**63, 2**64, 10**30, -10**30])
-              | st.floats(allow_nan=True) | st.text(max_size=12) | st.binary(max_size=48))
-    return st.recursive(leaves, lambda inner: (st.lists(inner, max_size=4)
-                                               | st.tuples(inner, inner)
-                                               | st.dictionaries(st.text(max_size=4), inner, max_size=3)),
-                        max_leaves=8)
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(-100, 100)
+        | st.sampled_from([2**40, 2**62, 2**63, -(2**63), 2**64, 10**30, -(10**30)])
+        | st.floats(allow_nan=True)
+        | st.text(max_size=12)
+        | st.binary(max_size=48)
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.tuples(inner, inner)
+            | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
 
 
 def _build_idents() -> st.SearchStrategy:
-    return (SCRATCH
-            | st.none()
-            | st.integers(min_value=10**7) | st.integers(max_value=-1) | st.just(0)
-            | st.text(max_size=8) | st.floats() | st.binary(max_size=8)
-            | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=2), st.none(), max_size=1))
+    return (
+        SCRATCH
+        | st.none()
+        | st.integers(min_value=10**7)
+        | st.integers(max_value=-1)
+        | st.just(0)
+        | st.text(max_size=8)
+        | st.floats()
+        | st.binary(max_size=8)
+        | st.lists(st.integers(), max_size=2)
+        | st.dictionaries(st.text(max_size=2), st.none(), max_size=1)
+    )
 
 
 def _build_args() -> st.SearchStrategy:
-    return (st.lists(VALUES, max_size=3).map(tuple)
-            | st.lists(IDENTS, max_size=3).map(tuple)
-            | VALUES)  # not a tuple: None, an int, a str (iterable!), a dict...
+    return (
+        st.lists(VALUES, max_size=3).map(tuple) | st.lists(IDENTS, max_size=3).map(tuple) | VALUES
+    )  # not a tuple: None, an int, a str (iterable!), a dict...
 
 
 def _build_kwds() -> st.SearchStrategy:
-    return (st.just({})
-            | st.dictionaries(st.text(max_size=6), VALUES, max_size=2)
-            | st.dictionaries(st.integers(), st.none(), min_size=1, max_size=1)  # keywords must be strings
-            | VALUES)
+    return (
+        st.just({})
+        | st.dictionaries(st.text(max_size=6), VALUES, max_size=2)
+        | st.dictionaries(st.integers(), st.none(), min_size=1, max_size=1)  # keywords must be strings
+        | VALUES
+    )
 
 
 SCRATCH = st.sampled_from([Scratch(name) for name in SCRATCH_TYPES])
@@ -163,8 +248,9 @@ def _request(draw: Any) -> tuple:
     else:
         ident = draw(IDENTS)
     if ident is None:
-        name = draw(st.sampled_from(CONTROLS) | st.just(RELEASE) | st.sampled_from(NOT_CONTROLS)
-                    | st.text(max_size=10) | VALUES)
+        name = draw(
+            st.sampled_from(CONTROLS) | st.just(RELEASE) | st.sampled_from(NOT_CONTROLS) | st.text(max_size=10) | VALUES
+        )
         if name == "create" and draw(st.booleans()):
             args: Any = (draw(st.sampled_from(TYPEIDS) | VALUES), *draw(st.lists(VALUES, max_size=2)))
         elif name == RELEASE:
@@ -182,7 +268,7 @@ def _request(draw: Any) -> tuple:
     if shape == "list":
         request = list(request)
     elif shape == "short":
-        request = request[:draw(st.integers(0, 3))]
+        request = request[: draw(st.integers(0, 3))]
     elif shape == "long":
         request = request + tuple(draw(st.lists(VALUES, min_size=1, max_size=2)))
     elif shape == "scalar":
@@ -201,7 +287,7 @@ def _payload(draw: Any) -> tuple:
 def _frame(draw: Any) -> tuple:
     kind = draw(st.sampled_from(["negative", "long", "short"]))
     if kind == "negative":
-        size = draw(st.integers(-2**31, -2))
+        size = draw(st.integers(-(2**31), -2))
         header = struct.pack("!i", size)
     elif kind == "long":
         size = draw(st.integers(0, 2**64 - 1) | st.sampled_from([2**64 - 1, 2**63, 2**40, 2**31]))
@@ -246,8 +332,7 @@ SEEDS = _build_seeds()
 
 def cases() -> st.SearchStrategy:
     """Every kind of case, as ``(kind, data)``."""
-    return (st.tuples(st.just("request"), st.tuples(_request(), PROTOCOLS))
-            | _payload() | _frame() | _preauth())
+    return st.tuples(st.just("request"), st.tuples(_request(), PROTOCOLS)) | _payload() | _frame() | _preauth()
 
 
 def run(harness: Harness, examples: int, seed: Optional[int] = None, derandomize: bool = False) -> None:
@@ -260,8 +345,14 @@ def run(harness: Harness, examples: int, seed: Optional[int] = None, derandomize
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as fixed_seed
 
-    @settings(max_examples=-(-examples // BATCH), deadline=None, database=None, derandomize=derandomize,
-              suppress_health_check=list(HealthCheck), print_blob=True)
+    @settings(
+        max_examples=-(-examples // BATCH),
+        deadline=None,
+        database=None,
+        derandomize=derandomize,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
     @given(st.lists(cases(), min_size=BATCH, max_size=BATCH))
     def one_case(batch: list) -> None:
         for case in batch:
@@ -273,6 +364,7 @@ def run(harness: Harness, examples: int, seed: Optional[int] = None, derandomize
 
 
 # ---------------------------------------------------------------- the harness
+
 
 class CaseFailure(AssertionError):
     """A property of the server did not hold."""
@@ -330,12 +422,17 @@ class Harness:
 
     def figures(self) -> dict[str, Any]:
         """What the run did: cases by kind, outcomes, the server's memory and threads."""
-        return {"start_method": self.start_method, "cases": sum(self.counts.values()),
-                "by_kind": dict(sorted(self.counts.items())), "outcomes": dict(sorted(self.outcomes.items())),
-                "seconds": round(time.monotonic() - self.started, 1),
-                "rss_baseline_mib": round(self.rss_baseline / 2**20, 1),
-                "rss_peak_mib": round(self.rss_peak / 2**20, 1),
-                "threads_baseline": self.threads_baseline, "threads_peak": self.threads_peak}
+        return {
+            "start_method": self.start_method,
+            "cases": sum(self.counts.values()),
+            "by_kind": dict(sorted(self.counts.items())),
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "seconds": round(time.monotonic() - self.started, 1),
+            "rss_baseline_mib": round(self.rss_baseline / 2**20, 1),
+            "rss_peak_mib": round(self.rss_peak / 2**20, 1),
+            "threads_baseline": self.threads_baseline,
+            "threads_peak": self.threads_peak,
+        }
 
     # ------------------------------------------------------------ one case
 
@@ -393,8 +490,11 @@ class Harness:
             self._outcome(f"skipped: {skip}")
             return
         conn = self.conn
-        replies = self._roundtrip(conn, [payload, _DUMMY] + self._reset_requests(),
-                                  expected=(1 if expects_reply else 0) + 1 + len(SCRATCH_TYPES))
+        replies = self._roundtrip(
+            conn,
+            [payload, _DUMMY] + self._reset_requests(),
+            expected=(1 if expects_reply else 0) + 1 + len(SCRATCH_TYPES),
+        )
         if expects_reply:
             kind, value = replies[0]
             self._outcome(f"reply kind {kind}")
@@ -429,7 +529,7 @@ class Harness:
             if read_challenge:
                 challenge = _read_message(sock, REPLY_DEADLINE)
             if isinstance(data, tuple):  # a right answer, mutated
-                message = challenge[len(b"#CHALLENGE#"):] if challenge else os.urandom(40)
+                message = challenge[len(b"#CHALLENGE#") :] if challenge else os.urandom(40)
                 import hmac
 
                 answer = b"{sha256}" + hmac.digest(bytes(self.manager._authkey), message, "sha256")
@@ -445,8 +545,7 @@ class Harness:
                 pass  # the server may have hung up already
             limit = HANDSHAKE_TIMEOUT + REPLY_DEADLINE
             if not _closed_within(sock, limit):
-                raise CaseFailure(f"an unauthenticated peer was kept {limit:g} s "
-                                  f"(stalled={stall}, sent {data[:40]!r})")
+                raise CaseFailure(f"an unauthenticated peer was kept {limit:g} s (stalled={stall}, sent {data[:40]!r})")
             self._outcome("stalled peer dropped" if stall else "unauthenticated peer closed")
         finally:
             sock.close()
@@ -504,9 +603,15 @@ class Harness:
     def _reset_requests(self) -> list[bytes]:
         """Requests that empty every scratch object (the fuzz may have filled them)."""
         s = self.scratch
-        return [pickle.dumps(request) for request in (
-            (s["dict"], "clear", (), {}), (s["list"], "__delitem__", (slice(None),), {}),
-            (s["ns"], "__setattr__", ("__dict__", {}), {}), (s["value"], "set", (0,), {}))]
+        return [
+            pickle.dumps(request)
+            for request in (
+                (s["dict"], "clear", (), {}),
+                (s["list"], "__delitem__", (slice(None),), {}),
+                (s["ns"], "__setattr__", ("__dict__", {}), {}),
+                (s["value"], "set", (0,), {}),
+            )
+        ]
 
     def _check_resets(self, replies: list) -> None:
         for name, reply in zip(SCRATCH_TYPES, replies):
@@ -526,8 +631,12 @@ class Harness:
             ident = value[1]
         elif kind == 0 and isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int):
             request = _loads_quietly(payload)
-            if isinstance(request, (tuple, list)) and len(request) == 4 and request[0] is None \
-                    and request[1] == "create":
+            if (
+                isinstance(request, (tuple, list))
+                and len(request) == 4
+                and request[0] is None
+                and request[1] == "create"
+            ):
                 ident = value[0]
         if ident is not None and ident not in self.scratch.values():
             self.conn.send_bytes(pickle.dumps((None, RELEASE, [ident], {})))
@@ -699,8 +808,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m tools.fuzz.managers", description=main.__doc__)
     parser.add_argument("--cases", type=int, default=100_000, help="cases in all (default 100,000)")
-    parser.add_argument("--start-method", action="append", default=[], dest="start_methods",
-                        help="the server's start method (repeatable; default fork, spawn and forkserver)")
+    parser.add_argument(
+        "--start-method",
+        action="append",
+        default=[],
+        dest="start_methods",
+        help="the server's start method (repeatable; default fork, spawn and forkserver)",
+    )
     parser.add_argument("--seed", type=int, help="hypothesis seed, to replay a run")
     parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args(argv)
@@ -715,8 +829,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 import traceback
 
                 traceback.print_exc()
-                print(f"managers ({start_method}): FAILED after {harness.figures()['cases']} cases: "
-                      f"{type(exc).__name__}: {exc}", flush=True)
+                print(
+                    f"managers ({start_method}): FAILED after {harness.figures()['cases']} cases: "
+                    f"{type(exc).__name__}: {exc}",
+                    flush=True,
+                )
                 return 1
             figures.append(harness.figures())
             print(json.dumps(figures[-1]), flush=True)

@@ -54,7 +54,7 @@ def _stat_fields(pid: int) -> List[str]:
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
     # The command name may hold spaces and parentheses: split after it.
-    return stat[stat.rindex(")") + 2:].split()
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def _living_pids(field: int, value: int) -> FrozenSet[int]:
@@ -114,6 +114,11 @@ class Snapshot:
 
 
 def snapshot(shm_prefixes: Iterable[str], tmp_root: str) -> Snapshot:
-    return Snapshot(rss=settled_rss_bytes(), fds=open_fds(), threads=thread_count(),
-                    children=living_children(os.getpid()), shm=shm_entries(shm_prefixes),
-                    tmp=files_under(tmp_root))
+    return Snapshot(
+        rss=settled_rss_bytes(),
+        fds=open_fds(),
+        threads=thread_count(),
+        children=living_children(os.getpid()),
+        shm=shm_entries(shm_prefixes),
+        tmp=files_under(tmp_root),
+    )

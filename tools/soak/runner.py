@@ -39,15 +39,21 @@ def _settle(before: probes.Snapshot, prefixes: Sequence[str], tmp_root: str) -> 
     while True:
         gc.collect()
         now = probes.snapshot(prefixes, tmp_root)
-        settled = (now.children <= before.children and now.shm <= before.shm and now.tmp <= before.tmp
-                   and now.threads <= before.threads and now.fds <= before.fds)
+        settled = (
+            now.children <= before.children
+            and now.shm <= before.shm
+            and now.tmp <= before.tmp
+            and now.threads <= before.threads
+            and now.fds <= before.fds
+        )
         if settled or time.monotonic() > deadline:
             return now
         time.sleep(0.1)
 
 
-def measure(workload: Workload, ctx: Any, quick: bool, rss_bound: float, prefixes: Sequence[str],
-            tmp_root: str) -> Dict[str, Any]:
+def measure(
+    workload: Workload, ctx: Any, quick: bool, rss_bound: float, prefixes: Sequence[str], tmp_root: str
+) -> Dict[str, Any]:
     """Run ``workload`` (warm-up round, then its rounds) and return its figures and broken bounds."""
     sizes = workload.round_sizes(quick)
     before = probes.snapshot(prefixes, tmp_root)
@@ -91,12 +97,21 @@ def measure(workload: Workload, ctx: Any, quick: bool, rss_bound: float, prefixe
         broken.append(f"{after.threads - before.threads} thread(s) stayed after the teardown")
     if leftovers:
         broken.append("left behind: " + ", ".join(leftovers))
-    return {"event": "workload", "name": workload.name, "what": workload.what, "ops": sum(sizes),
-            "seconds": seconds, "rss_start": rss_start, "rss_end": rss_end, "rss_growth": growth,
-            "rss_peak": max(samples),
-            "fds": [before.fds, start.fds, end.fds, after.fds],
-            "threads": [before.threads, start.threads, end.threads, after.threads],
-            "leftovers": leftovers, "broken": broken}
+    return {
+        "event": "workload",
+        "name": workload.name,
+        "what": workload.what,
+        "ops": sum(sizes),
+        "seconds": seconds,
+        "rss_start": rss_start,
+        "rss_end": rss_end,
+        "rss_growth": growth,
+        "rss_peak": max(samples),
+        "fds": [before.fds, start.fds, end.fds, after.fds],
+        "threads": [before.threads, start.threads, end.threads, after.threads],
+        "leftovers": leftovers,
+        "broken": broken,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,13 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     util.get_temp_dir()
     if ctx.get_start_method() == "forkserver":
         from mp_core import forkserver
+
         forkserver.ensure_running()
     # So does the pipe through which a fork asks our threads to step aside
     # (made once per process, by the first thread that waits in poll()).
     from mp_core import _forksafe_threads
+
     _forksafe_threads.fork_requested_fd()
-    emit(event="start", pid=os.getpid(), prefixes=prefixes, start_method=ctx.get_start_method(),
-         python=sys.version.split()[0], tmpdir=tmp_root)
+    emit(
+        event="start",
+        pid=os.getpid(),
+        prefixes=prefixes,
+        start_method=ctx.get_start_method(),
+        python=sys.version.split()[0],
+        tmpdir=tmp_root,
+    )
     chosen = [BY_NAME[name] for name in args.only.split(",") if name] or WORKLOADS
     for workload in chosen:
         emit(**measure(workload, ctx, args.quick, args.rss_bound, prefixes, tmp_root))

@@ -36,6 +36,7 @@ class Workload:
 
 # ---------------------------------------------------------------- pools of tasks
 
+
 def _start_pool(ctx: Any) -> Any:
     return ctx.Pool(2)
 
@@ -63,6 +64,7 @@ def _imap_unordered_round(pool: Any, n: int) -> None:
 
 # ---------------------------------------------------------------- queues
 
+
 def _queue_setup(ctx: Any, kind: str) -> Dict[str, Any]:
     messages = ctx.Queue() if kind == "Queue" else ctx.SimpleQueue()
     acks = ctx.SimpleQueue()
@@ -89,8 +91,9 @@ def _queue_round(state: Dict[str, Any], n: int) -> None:
         put(tasks.BATCH_END)
         # SimpleQueue.get has no timeout: wait on its pipe, so a dead consumer fails the soak.
         if not state["reader"].poll(ANSWER_TIMEOUT):
-            raise AssertionError(f"the consumer did not answer within {ANSWER_TIMEOUT:.0f} s "
-                                 f"(alive: {state['consumer'].is_alive()})")
+            raise AssertionError(
+                f"the consumer did not answer within {ANSWER_TIMEOUT:.0f} s (alive: {state['consumer'].is_alive()})"
+            )
         count = state["acks"].get()
         if count != batch:
             raise AssertionError(f"the consumer received {count} of {batch} messages")
@@ -110,6 +113,7 @@ def _queue_teardown(state: Dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- manager
+
 
 def _manager_setup(ctx: Any) -> Dict[str, Any]:
     manager = ctx.Manager()
@@ -144,6 +148,7 @@ def _manager_teardown(state: Dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- pools
 
+
 def _pools_round(ctx: Any, n: int) -> None:
     for _ in range(n):
         pool = ctx.Pool(2)
@@ -156,18 +161,44 @@ def _nothing(state: Any) -> None:
 
 
 WORKLOADS: List[Workload] = [
-    Workload("pool.map", 1_000_000, 10, _start_pool, _map_round, _stop_pool,
-             "tiny tasks through Pool(2).map"),
-    Workload("pool.imap_unord", 1_000_000, 10, _start_pool, _imap_unordered_round, _stop_pool,
-             "tiny tasks through Pool(2).imap_unordered(chunksize=1)"),
-    Workload("queue", 1_000_000, 10, lambda ctx: _queue_setup(ctx, "Queue"), _queue_round, _queue_teardown,
-             "messages through a Queue to a child"),
-    Workload("simplequeue", 1_000_000, 10, lambda ctx: _queue_setup(ctx, "SimpleQueue"), _queue_round,
-             _queue_teardown, "messages through a SimpleQueue to a child"),
-    Workload("manager.dict", 100_000, 10, _manager_setup, _manager_round, _manager_teardown,
-             "set/get/contains/del on a SyncManager dict"),
-    Workload("pools", 10_000, 10, lambda ctx: ctx, _pools_round, _nothing,
-             "Pool(2) created, closed and joined"),
+    Workload("pool.map", 1_000_000, 10, _start_pool, _map_round, _stop_pool, "tiny tasks through Pool(2).map"),
+    Workload(
+        "pool.imap_unord",
+        1_000_000,
+        10,
+        _start_pool,
+        _imap_unordered_round,
+        _stop_pool,
+        "tiny tasks through Pool(2).imap_unordered(chunksize=1)",
+    ),
+    Workload(
+        "queue",
+        1_000_000,
+        10,
+        lambda ctx: _queue_setup(ctx, "Queue"),
+        _queue_round,
+        _queue_teardown,
+        "messages through a Queue to a child",
+    ),
+    Workload(
+        "simplequeue",
+        1_000_000,
+        10,
+        lambda ctx: _queue_setup(ctx, "SimpleQueue"),
+        _queue_round,
+        _queue_teardown,
+        "messages through a SimpleQueue to a child",
+    ),
+    Workload(
+        "manager.dict",
+        100_000,
+        10,
+        _manager_setup,
+        _manager_round,
+        _manager_teardown,
+        "set/get/contains/del on a SyncManager dict",
+    ),
+    Workload("pools", 10_000, 10, lambda ctx: ctx, _pools_round, _nothing, "Pool(2) created, closed and joined"),
 ]
 
 BY_NAME: Dict[str, Workload] = {w.name: w for w in WORKLOADS}

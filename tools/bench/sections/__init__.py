@@ -60,6 +60,5 @@ def all_sections() -> Dict[str, Section]:
         importlib.import_module(f"{__name__}.{module}")
     position = {f"{__name__}.{module}": n for n, module in enumerate(SECTION_MODULES)}
     registered = list(_registry.values())
-    ordered = sorted(registered, key=lambda s: (position.get(s.run.__module__, len(position)),
-                                                registered.index(s)))
+    ordered = sorted(registered, key=lambda s: (position.get(s.run.__module__, len(position)), registered.index(s)))
     return {section.name: section for section in ordered}

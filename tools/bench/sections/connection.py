@@ -59,6 +59,7 @@ def _raw_channel(kind: str) -> Tuple[int, int]:
     r, w = os.pipe()
     if kind == "pipe_1m":
         import fcntl
+
         fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", F_SETPIPE_SZ), MiB)
     return r, w
 
@@ -86,6 +87,7 @@ def _fork(child: Callable[[], None]) -> int:
             child()
         except BaseException:
             import traceback
+
             traceback.print_exc()
             code = 1
         os._exit(code)
@@ -99,6 +101,7 @@ def _reap(pid: int) -> None:
 
 
 # ---------------------------------------------------------------- child side: bandwidth
+
 
 def _transfer_once(api: Any, channel: str, size: int, count: int, mode: str) -> float:
     """Seconds to receive ``count`` messages of ``size`` bytes over a fresh channel."""
@@ -150,8 +153,9 @@ def _transfer_once(api: Any, channel: str, size: int, count: int, mode: str) -> 
             received = receive()
         elapsed = time.perf_counter() - started
         if (received if mode == "recv_bytes_into" else len(received)) != size:
-            raise AssertionError(f"received {received if isinstance(received, int) else len(received)} bytes "
-                                 f"in a message of {size}")
+            raise AssertionError(
+                f"received {received if isinstance(received, int) else len(received)} bytes in a message of {size}"
+            )
     finally:
         receiver.close()
     _reap(pid)
@@ -176,6 +180,7 @@ def measure_bandwidth(api: Any, cases: List[List[Any]], samples: int) -> Dict[st
 
 
 # ---------------------------------------------------------------- child side: latency
+
 
 def _raw_round_trips(channel: str, count: int, warmup: int) -> float:
     """The median round trip (s) of ``os.write``/``os.read`` of 16 bytes with a forked echoing child."""
@@ -272,8 +277,9 @@ MEASURES = {"bandwidth": measure_bandwidth, "latency": measure_latency}
 # ---------------------------------------------------------------- parent side
 
 
-def _gather(ctx: BenchContext, result: SectionResult, measure: str, params: Dict[str, Any],
-            rounds: int) -> Dict[str, Dict[str, List[float]]]:
+def _gather(
+    ctx: BenchContext, result: SectionResult, measure: str, params: Dict[str, Any], rounds: int
+) -> Dict[str, Dict[str, List[float]]]:
     """``{implementation key: {case: samples}}`` over interleaved rounds; errors become notes."""
     samples: Dict[str, Dict[str, List[float]]] = {}
     failed: Dict[str, str] = {}
@@ -313,8 +319,9 @@ def run_bandwidth(ctx: BenchContext) -> SectionResult:
     # Every worker also runs the raw loops, sample for sample between its
     # own cases: ours/raw is then a paired ratio, immune to load drifting
     # between workers.
-    cases = [[channel, size, count, mode] for channel in ("duplex", "simplex")
-             for size, count in sizes for mode in modes]
+    cases = [
+        [channel, size, count, mode] for channel in ("duplex", "simplex") for size, count in sizes for mode in modes
+    ]
     cases += [[channel, size, count, "raw"] for channel in raw_channels for size, count in sizes]
     # Many short rounds rather than a few long ones: the load of a shared
     # machine comes and goes, and each implementation should see as much of
@@ -324,9 +331,12 @@ def run_bandwidth(ctx: BenchContext) -> SectionResult:
     samples = _gather(ctx, result, "connection:bandwidth", {"cases": cases, "samples": per_round}, rounds)
 
     raw_for = {"duplex": ("raw_socketpair", "socketpair"), "simplex": ("raw_pipe_1m", "1 MiB pipe")}
-    table = result.table("recv bandwidth (median)",
-                         [(k, k) for k in keys] + [("raw", "raw (ours worker)")],
-                         kind=RATE, ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("ours", "raw")])
+    table = result.table(
+        "recv bandwidth (median)",
+        [(k, k) for k in keys] + [("raw", "raw (ours worker)")],
+        kind=RATE,
+        ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("ours", "raw")],
+    )
     names = {"duplex": "Pipe()", "simplex": "Pipe(duplex=False)"}
     for channel in ("duplex", "simplex"):
         for size, _ in sizes:
@@ -337,20 +347,33 @@ def run_bandwidth(ctx: BenchContext) -> SectionResult:
                 targets = [Target("stdlib", 1.5, at_least=True), Target("raw", 0.8, at_least=True)]
                 label = f"{names[channel]} {size // MiB} MiB {mode}"
                 table.add(label, values, targets if size == MiB else [], spreads)
-    raw = result.table("raw loops: os.write → os.readv into one buffer (median, all workers); the physical limits",
-                       [("raw", "raw")], kind=RATE, ratios=[])
-    raw_names = {"raw_pipe": "OS pipe, default 64 KiB buffer", "raw_pipe_1m": "OS pipe, F_SETPIPE_SZ 1 MiB",
-                 "raw_socketpair": "socketpair (AF_UNIX stream)"}
+    raw = result.table(
+        "raw loops: os.write → os.readv into one buffer (median, all workers); the physical limits",
+        [("raw", "raw")],
+        kind=RATE,
+        ratios=[],
+    )
+    raw_names = {
+        "raw_pipe": "OS pipe, default 64 KiB buffer",
+        "raw_pipe_1m": "OS pipe, F_SETPIPE_SZ 1 MiB",
+        "raw_socketpair": "socketpair (AF_UNIX stream)",
+    }
     for channel in raw_channels:
         for size, _ in sizes:
-            raw.add(f"{raw_names[channel]}, {size // MiB} MiB messages",
-                    {"raw": _pooled_median(samples, f"{channel}/{size}/raw")})
-    result.notes.append("raw (ours worker): the raw loop over the same kind of channel ("
-                        + "; ".join(f"{names[c]}: {label}" for c, (_, label) in raw_for.items())
-                        + "), measured in the ours worker between ours' samples. Targets apply to 1 MiB "
-                          "messages (issue 3); 64 MiB rows are for information.")
-    result.notes.append(f"per sample: {', '.join(f'{c} × {s // MiB} MiB' for s, c in sizes)} messages; "
-                        f"{rounds * per_round} samples per cell over {rounds} interleaved rounds")
+            raw.add(
+                f"{raw_names[channel]}, {size // MiB} MiB messages",
+                {"raw": _pooled_median(samples, f"{channel}/{size}/raw")},
+            )
+    result.notes.append(
+        "raw (ours worker): the raw loop over the same kind of channel ("
+        + "; ".join(f"{names[c]}: {label}" for c, (_, label) in raw_for.items())
+        + "), measured in the ours worker between ours' samples. Targets apply to 1 MiB "
+        "messages (issue 3); 64 MiB rows are for information."
+    )
+    result.notes.append(
+        f"per sample: {', '.join(f'{c} × {s // MiB} MiB' for s, c in sizes)} messages; "
+        f"{rounds * per_round} samples per cell over {rounds} interleaved rounds"
+    )
     result.data = {"samples": samples}
     return result
 
@@ -363,12 +386,20 @@ def run_latency(ctx: BenchContext) -> SectionResult:
     count = ctx.pick(1000, 500)
     rounds = ctx.pick(8, 3)
     per_round = ctx.pick(1, 2)
-    samples = _gather(ctx, result, "connection:latency",
-                      {"cases": lib_cases + raw_cases, "count": count, "samples": per_round}, rounds)
+    samples = _gather(
+        ctx,
+        result,
+        "connection:latency",
+        {"cases": lib_cases + raw_cases, "count": count, "samples": per_round},
+        rounds,
+    )
 
     raw_for = {"duplex": "raw_socketpair", "simplex": "raw_pipe"}
-    table = result.table("round-trip time (median)", [(k, k) for k in keys] + [("raw", "raw (ours worker)")],
-                         ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("ours", "raw")])
+    table = result.table(
+        "round-trip time (median)",
+        [(k, k) for k in keys] + [("raw", "raw (ours worker)")],
+        ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("ours", "raw")],
+    )
     names = {"duplex": "Pipe()", "simplex": "2 × Pipe(duplex=False)"}
     kinds = {"bytes": "send_bytes/recv_bytes 16 B", "object": f"send/recv {SMALL_TUPLE!r}"}
     for channel, kind in lib_cases:
@@ -376,18 +407,29 @@ def run_latency(ctx: BenchContext) -> SectionResult:
         cells["raw"] = samples.get("ours", {}).get(f"{raw_for[channel]}/bytes")
         values, spreads = summarize_columns(cells)
         table.add(f"{names[channel]} {kinds[kind]}", values, [Target("stdlib", 1.0)], spreads)
-    raw = result.table("raw os.write/os.read round trips of 16 bytes (median, all workers)",
-                       [("raw", "raw")], ratios=[])
+    raw = result.table(
+        "raw os.write/os.read round trips of 16 bytes (median, all workers)", [("raw", "raw")], ratios=[]
+    )
     raw.add("socketpair", {"raw": _pooled_median(samples, "raw_socketpair/bytes")})
     raw.add("2 OS pipes", {"raw": _pooled_median(samples, "raw_pipe/bytes")})
-    result.notes.append("raw (ours worker): os.write/os.read of 16 bytes over a socketpair (for Pipe()) or a "
-                        "pair of OS pipes (for Pipe(duplex=False)), measured in the ours worker between ours' samples")
-    result.notes.append(f"{count} round trips per sample (after {count // 10} untimed), "
-                        f"{rounds * per_round} samples per cell over {rounds} interleaved rounds")
+    result.notes.append(
+        "raw (ours worker): os.write/os.read of 16 bytes over a socketpair (for Pipe()) or a "
+        "pair of OS pipes (for Pipe(duplex=False)), measured in the ours worker between ours' samples"
+    )
+    result.notes.append(
+        f"{count} round trips per sample (after {count // 10} untimed), "
+        f"{rounds * per_round} samples per cell over {rounds} interleaved rounds"
+    )
     result.data = {"samples": samples}
     return result
 
 
-register(Section("bandwidth", "send_bytes/recv_bytes bandwidth, 1 MiB and 64 MiB messages, vs raw OS loops",
-                 run_bandwidth, issue=3))
+register(
+    Section(
+        "bandwidth",
+        "send_bytes/recv_bytes bandwidth, 1 MiB and 64 MiB messages, vs raw OS loops",
+        run_bandwidth,
+        issue=3,
+    )
+)
 register(Section("latency", "small-message round-trip latency with an echoing child", run_latency, issue=3))

@@ -52,8 +52,20 @@ from . import Section, register
 MEASURES: Dict[str, object] = {}  # measured from the parent: no worker needed
 
 #: Modules worth naming when a package loads them.
-OF_NOTE = ("dill", "typing", "importlib.abc", "importlib.resources", "logging", "tempfile", "subprocess",
-           "socket", "selectors", "threading", "pickle", "hmac")
+OF_NOTE = (
+    "dill",
+    "typing",
+    "importlib.abc",
+    "importlib.resources",
+    "logging",
+    "tempfile",
+    "subprocess",
+    "socket",
+    "selectors",
+    "threading",
+    "pickle",
+    "hmac",
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ def parse_importtime(stderr: str) -> Dict[str, Tuple[int, int]]:
     for line in stderr.splitlines():
         if not line.startswith("import time:"):
             continue
-        parts = line[len("import time:"):].split("|")
+        parts = line[len("import time:") :].split("|")
         if len(parts) != 3:
             continue
         try:
@@ -106,8 +118,14 @@ def parse_importtime(stderr: str) -> Dict[str, Tuple[int, int]]:
 
 def _wall(interp: Interpreter, code: str, cwd: str) -> float:
     started = time.perf_counter()
-    done = subprocess.run(interp.command("-c", code), cwd=cwd, env=interp.env(), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(
+        interp.command("-c", code),
+        cwd=cwd,
+        env=interp.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{interp.command('-c', code)} failed: {done.stderr.decode(errors='replace')[-500:]}")
@@ -115,20 +133,38 @@ def _wall(interp: Interpreter, code: str, cwd: str) -> float:
 
 
 def _importtime(interp: Interpreter, module: str, cwd: str) -> Dict[str, Tuple[int, int]]:
-    done = subprocess.run(interp.command("-X", "importtime", "-c", f"import {module}"), cwd=cwd, env=interp.env(),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        interp.command("-X", "importtime", "-c", f"import {module}"),
+        cwd=cwd,
+        env=interp.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return parse_importtime(done.stderr)
 
 
 def _preloaded(interp: Interpreter, cwd: str) -> List[str]:
     """The modules an interpreter has imported before the program's first line."""
-    done = subprocess.run(interp.command("-c", "import sys, json; print(json.dumps(sorted(sys.modules)))"),
-                          cwd=cwd, env=interp.env(), capture_output=True, text=True)
+    done = subprocess.run(
+        interp.command("-c", "import sys, json; print(json.dumps(sorted(sys.modules)))"),
+        cwd=cwd,
+        env=interp.env(),
+        capture_output=True,
+        text=True,
+    )
     return json.loads(done.stdout) if done.returncode == 0 else []
 
 
-def _measure(setup: Dict[str, Interpreter], cases: List[Tuple[str, str]], repeats: int, importtime_runs: int,
-             rng: random.Random, cwd: str) -> Measured:
+def _measure(
+    setup: Dict[str, Interpreter],
+    cases: List[Tuple[str, str]],
+    repeats: int,
+    importtime_runs: int,
+    rng: random.Random,
+    cwd: str,
+) -> Measured:
     measured = Measured()
     baselines = {interp for interp in setup.values()}
     commands = [("pass", interp, "pass") for interp in baselines]
@@ -181,10 +217,10 @@ def run(ctx: BenchContext) -> SectionResult:
         preloaded = {key: _preloaded(installed[key], cwd) for key in keys}
 
     columns = [(k, k) for k in keys]
-    wall_table = result.table("wall time: python -c 'import X' minus python -c 'pass' (median)", columns,
-                              name="wall")
-    cumulative_table = result.table("python -X importtime: cumulative time of the top module (median)", columns,
-                                    name="-X importtime")
+    wall_table = result.table("wall time: python -c 'import X' minus python -c 'pass' (median)", columns, name="wall")
+    cumulative_table = result.table(
+        "python -X importtime: cumulative time of the top module (median)", columns, name="-X importtime"
+    )
     labels = {"clean": "clean interpreter (-S, PYTHONPATH)", "installed": "as installed here (site, .pth files)"}
     for setup_name, setup in (("clean", clean), ("installed", installed)):
         m = measured[setup_name]
@@ -196,37 +232,56 @@ def run(ctx: BenchContext) -> SectionResult:
     if "ours" in keys:
         m = measured["clean"]
         wall_table.add("ours: import mp_core alone, clean", {"ours": _extra_wall(m, clean, "ours", "mp_core")})
-        cumulative_table.add("ours: import mp_core alone, clean",
-                             {"ours": median_or_none([us / 1e6 for us in m.cumulative.get("ours:mp_core", [])])})
+        cumulative_table.add(
+            "ours: import mp_core alone, clean",
+            {"ours": median_or_none([us / 1e6 for us in m.cumulative.get("ours:mp_core", [])])},
+        )
 
     result.notes.append("packages: " + ", ".join(f"{k} `{main_module[k]}`" for k in keys))
     for key in keys:
         table = measured["clean"].modules.get(f"{key}:{main_module[key]}", {})
         loaded = [name for name in OF_NOTE if name in table]
-        result.notes.append(f"{key}, clean: `import {main_module[key]}` loads {len(table)} modules; "
-                            f"{'dill among them' if 'dill' in table else 'not dill'}; of note: "
-                            f"{', '.join(loaded) or 'none'}")
+        result.notes.append(
+            f"{key}, clean: `import {main_module[key]}` loads {len(table)} modules; "
+            f"{'dill among them' if 'dill' in table else 'not dill'}; of note: "
+            f"{', '.join(loaded) or 'none'}"
+        )
     for key in keys:
-        early = [name for name in ("typing", "importlib.resources", "importlib.abc", "tempfile")
-                 if name in preloaded[key]]
-        result.notes.append(f"{key}, as installed: site has imported {len(preloaded[key])} modules before the "
-                            f"program starts{' (' + ', '.join(early) + ')' if early else ''}")
+        early = [
+            name for name in ("typing", "importlib.resources", "importlib.abc", "tempfile") if name in preloaded[key]
+        ]
+        result.notes.append(
+            f"{key}, as installed: site has imported {len(preloaded[key])} modules before the "
+            f"program starts{' (' + ', '.join(early) + ')' if early else ''}"
+        )
     if "ours" in keys:
         table = measured["clean"].modules.get("ours:multiprocess", {})
         heaviest = sorted(((cum, name) for name, (_, cum) in table.items()), reverse=True)
         ours_own = [(v[0], name) for name, v in table.items() if name.split(".")[0] in ("mp_core", "multiprocess")]
-        result.notes.append("ours, clean: largest cumulative imports: "
-                            + ", ".join(f"{name} {us / 1000:.1f} ms" for us, name in heaviest[:6]))
-        result.notes.append("ours, clean: own modules by self time: "
-                            + ", ".join(f"{name} {us} µs" for us, name in sorted(ours_own, reverse=True)[:5]))
-    result.notes.append(f"wall time: {repeats} runs per command (as installed: {ctx.pick(15, 6)}), shuffled; "
-                        f"-X importtime: {importtime_runs} runs per package (as installed: {ctx.pick(5, 2)})")
-    result.data = {name: {"wall": m.wall, "importtime_cumulative_us": m.cumulative,
-                          "modules": {k: sorted(v) for k, v in m.modules.items()}}
-                   for name, m in measured.items()}
+        result.notes.append(
+            "ours, clean: largest cumulative imports: "
+            + ", ".join(f"{name} {us / 1000:.1f} ms" for us, name in heaviest[:6])
+        )
+        result.notes.append(
+            "ours, clean: own modules by self time: "
+            + ", ".join(f"{name} {us} µs" for us, name in sorted(ours_own, reverse=True)[:5])
+        )
+    result.notes.append(
+        f"wall time: {repeats} runs per command (as installed: {ctx.pick(15, 6)}), shuffled; "
+        f"-X importtime: {importtime_runs} runs per package (as installed: {ctx.pick(5, 2)})"
+    )
+    result.data = {
+        name: {
+            "wall": m.wall,
+            "importtime_cumulative_us": m.cumulative,
+            "modules": {k: sorted(v) for k, v in m.modules.items()},
+        }
+        for name, m in measured.items()
+    }
     result.data["preloaded_by_site"] = preloaded
     return result
 
 
-register(Section("import", "wall time and -X importtime of importing the package, clean and as installed", run,
-                 issue=2))
+register(
+    Section("import", "wall time and -X importtime of importing the package, clean and as installed", run, issue=2)
+)

@@ -147,27 +147,37 @@ def run(ctx: BenchContext) -> SectionResult:
     life_results, life_errors = ctx.collect("managers:lifecycle", {"starts": starts}, life_rounds)
     life = result.table(f"Manager() lifecycle ({START_METHOD}), median", columns, name="lifecycle")
     lifecycle: Dict[str, Dict[str, List[float]]] = {}
-    for case, label in (("start", "Manager() start"), ("shutdown", "shutdown()"),
-                        ("first_start", "first Manager() start of a process"),
-                        ("first_shutdown", "first shutdown() of a process")):
-        lifecycle[case] = {k: [s for r in life_results.get(k, [])
-                               for s in (r[case] if isinstance(r[case], list) else [r[case]])] for k in keys}
+    for case, label in (
+        ("start", "Manager() start"),
+        ("shutdown", "shutdown()"),
+        ("first_start", "first Manager() start of a process"),
+        ("first_shutdown", "first shutdown() of a process"),
+    ):
+        lifecycle[case] = {
+            k: [s for r in life_results.get(k, []) for s in (r[case] if isinstance(r[case], list) else [r[case]])]
+            for k in keys
+        }
         medians, spreads = summarize_columns(lifecycle[case])
         life.add(label, medians, spreads=spreads)
 
     for what, errors in (("round trips", ops_errors), ("lifecycle", life_errors)):
         for key, message in errors.items():
             result.notes.append(f"{what}/{key}: {short_error(message)}")
-    result.notes.append(f"round trips: {ops_params['samples'] * rounds} samples per cell over {rounds} interleaved "
-                        f"rounds, each the median of {ops_params['ops']} operations timed one by one (two requests "
-                        f"per operation); Value: as many samples, each the fastest of {BEST_OF} loops of "
-                        f"~{ops_params['target_time'] * 1e3:.0f} ms")
-    result.notes.append(f"lifecycle: {starts * life_rounds} starts and shutdowns per implementation after the first "
-                        f"of each worker, over {life_rounds} interleaved rounds; first start/shutdown: "
-                        f"{life_rounds} samples")
+    result.notes.append(
+        f"round trips: {ops_params['samples'] * rounds} samples per cell over {rounds} interleaved "
+        f"rounds, each the median of {ops_params['ops']} operations timed one by one (two requests "
+        f"per operation); Value: as many samples, each the fastest of {BEST_OF} loops of "
+        f"~{ops_params['target_time'] * 1e3:.0f} ms"
+    )
+    result.notes.append(
+        f"lifecycle: {starts * life_rounds} starts and shutdowns per implementation after the first "
+        f"of each worker, over {life_rounds} interleaved rounds; first start/shutdown: "
+        f"{life_rounds} samples"
+    )
     result.data = {"samples": samples, "lifecycle": lifecycle}
     return result
 
 
-register(Section("managers", "Manager() start, dict/Lock proxy round trips, shared-memory Value increment", run,
-                 issue=6))
+register(
+    Section("managers", "Manager() start, dict/Lock proxy round trips, shared-memory Value increment", run, issue=6)
+)

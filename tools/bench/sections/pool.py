@@ -151,8 +151,9 @@ def _wait_for_workers(pool: Any, timeout: float = 60.0) -> None:
         seen.update(pool.map(worker_pid, range(WORKERS), 1))
 
 
-def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: Dict[str, int],
-                 floor: bool = False) -> Dict[str, Any]:
+def measure_pool(
+    api: Any, method: str, cases: Dict[str, int], repeats: Dict[str, int], floor: bool = False
+) -> Dict[str, Any]:
     """Child side: pool start, rates of every case (items/s; payload: bytes/s), pool shutdown.
 
     With ``floor``, each payload sample is followed by one of the
@@ -165,8 +166,12 @@ def measure_pool(api: Any, method: str, cases: Dict[str, int], repeats: Dict[str
     that fails is recorded in ``errors`` and left out, not raised.
     """
     ctx = api.get_context(method)
-    out: Dict[str, Any] = {"samples": {}, "errors": {}, "items": dict(cases),
-                           "payload_bytes": len(pickle.dumps(payload_base(), pickle.DEFAULT_PROTOCOL))}
+    out: Dict[str, Any] = {
+        "samples": {},
+        "errors": {},
+        "items": dict(cases),
+        "payload_bytes": len(pickle.dumps(payload_base(), pickle.DEFAULT_PROTOCOL)),
+    }
     started = time.perf_counter()
     pool = ctx.Pool(WORKERS)
     try:
@@ -220,8 +225,13 @@ MEASURES = {"pool": measure_pool}
 
 def _cases_for(impl: Implementation, method: str, quick: bool) -> Dict[str, int]:
     """What ``impl`` maps under ``method``: the number of items per case."""
-    cases = {"named_default": TINY_DEFAULT, "named_chunk1": TINY_CHUNK1,
-             "closure_default": TINY_DEFAULT, "closure_chunk1": TINY_CHUNK1, "payload": PAYLOADS}
+    cases = {
+        "named_default": TINY_DEFAULT,
+        "named_chunk1": TINY_CHUNK1,
+        "closure_default": TINY_DEFAULT,
+        "closure_chunk1": TINY_CHUNK1,
+        "payload": PAYLOADS,
+    }
     if quick:
         cases["payload"] = QUICK_PAYLOADS
     if method != "fork":
@@ -263,8 +273,7 @@ def run(ctx: BenchContext) -> SectionResult:
                 repeats_by_case["payload"] = payload_repeats
             items.setdefault(method, {})[impl.key] = cases
             try:
-                params = {"method": method, "cases": cases, "repeats": repeats_by_case,
-                          "floor": impl.key != "upstream"}
+                params = {"method": method, "cases": cases, "repeats": repeats_by_case, "floor": impl.key != "upstream"}
                 answer = ctx.runner.call(impl, "pool:pool", params)
             except Exception as exc:
                 failed[impl.key] = short_error(str(exc))
@@ -283,18 +292,23 @@ def run(ctx: BenchContext) -> SectionResult:
             result.notes.append(f"{method}/{key}: {message}")
 
     columns = [(k, k) for k in keys]
-    named = result.table("tiny tasks, named function: items per second (median)", columns, kind=OPS,
-                         name="named")
-    closure = result.table("tiny tasks, closure: items per second (median); the stdlib cannot pickle a "
-                           "closure: its column is its named-function figure, the baseline",
-                           [(k, "stdlib (named fn)" if k == "stdlib" else k) for k in keys], kind=OPS,
-                           name="closure")
-    payload = result.table("payloads echoed, bytes per second (median); floor = C pickle dumps + loads of the "
-                           "same payloads in one process, no pool (ours' and the stdlib's children, pooled): "
-                           "the most a pool parent that serializes with C pickle can reach",
-                           columns + [("floor", "floor")], kind=RATE, name="payload",
-                           ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("floor", "stdlib"),
-                                   ("ours", "floor")])
+    named = result.table("tiny tasks, named function: items per second (median)", columns, kind=OPS, name="named")
+    closure = result.table(
+        "tiny tasks, closure: items per second (median); the stdlib cannot pickle a "
+        "closure: its column is its named-function figure, the baseline",
+        [(k, "stdlib (named fn)" if k == "stdlib" else k) for k in keys],
+        kind=OPS,
+        name="closure",
+    )
+    payload = result.table(
+        "payloads echoed, bytes per second (median); floor = C pickle dumps + loads of the "
+        "same payloads in one process, no pool (ours' and the stdlib's children, pooled): "
+        "the most a pool parent that serializes with C pickle can reach",
+        columns + [("floor", "floor")],
+        kind=RATE,
+        name="payload",
+        ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("floor", "stdlib"), ("ours", "floor")],
+    )
     for method in methods:
         per_case = samples.get(method, {})
         for case in ("named_default", "named_chunk1"):
@@ -312,31 +326,44 @@ def run(ctx: BenchContext) -> SectionResult:
             medians, spreads = summarize_columns(cells)
             payload.add(f"{method}: {labels['payload']}", medians, [Target("stdlib", 1.3, at_least=True)], spreads)
 
-    lifecycle = result.table(f"pool lifecycle (median): start = Pool({WORKERS}) until every worker answered; "
-                             "shutdown = close() + join()", columns, name="lifecycle")
+    lifecycle = result.table(
+        f"pool lifecycle (median): start = Pool({WORKERS}) until every worker answered; shutdown = close() + join()",
+        columns,
+        name="lifecycle",
+    )
     for method in methods:
         for what, table in (("start", starts), ("shutdown", shutdowns)):
             medians, spreads = summarize_columns({k: table.get(method, {}).get(k) for k in keys})
             lifecycle.add(f"{method}: pool {what}", medians, spreads=spreads)
 
     if payload_bytes:
-        result.notes.append(f"payload: a list of {PAYLOAD_LEN:,} ints, {payload_bytes / 1000:.1f} kB pickled "
-                            f"(C pickle, protocol {pickle.DEFAULT_PROTOCOL}); MiB/s counts that size once per "
-                            "payload echoed")
+        result.notes.append(
+            f"payload: a list of {PAYLOAD_LEN:,} ints, {payload_bytes / 1000:.1f} kB pickled "
+            f"(C pickle, protocol {pickle.DEFAULT_PROTOCOL}); MiB/s counts that size once per "
+            "payload echoed"
+        )
     scaled = {case for per_impl in items.values() for case in per_impl.get("upstream", {}) if case in UPSTREAM_SHARE}
     if scaled:
-        result.notes.append("upstream maps fewer items where it is very slow (a throughput all the same): "
-                            + "; ".join(f"{labels[case]}: 1/{UPSTREAM_SHARE[case]}" for case in sorted(scaled)))
+        result.notes.append(
+            "upstream maps fewer items where it is very slow (a throughput all the same): "
+            + "; ".join(f"{labels[case]}: 1/{UPSTREAM_SHARE[case]}" for case in sorted(scaled))
+        )
     for method, (rounds, repeats) in methods.items():
-        result.notes.append(f"{method}: {rounds * repeats * DEFAULT_CHUNK_EXTRA} samples per cell with the default "
-                            f"chunksize (upstream {rounds * repeats}), {rounds * repeats} with chunksize=1"
-                            + (f", {rounds * payload_repeats} of payloads" if method == "fork" else "")
-                            + f", over {rounds} interleaved rounds (a fresh pool each); pool start/shutdown: "
-                            f"{rounds} samples")
-    result.data = {"samples": samples, "start": starts, "shutdown": shutdowns, "items": items,
-                   "payload_bytes": payload_bytes}
+        result.notes.append(
+            f"{method}: {rounds * repeats * DEFAULT_CHUNK_EXTRA} samples per cell with the default "
+            f"chunksize (upstream {rounds * repeats}), {rounds * repeats} with chunksize=1"
+            + (f", {rounds * payload_repeats} of payloads" if method == "fork" else "")
+            + f", over {rounds} interleaved rounds (a fresh pool each); pool start/shutdown: "
+            f"{rounds} samples"
+        )
+    result.data = {
+        "samples": samples,
+        "start": starts,
+        "shutdown": shutdowns,
+        "items": items,
+        "payload_bytes": payload_bytes,
+    }
     return result
 
 
-register(Section("pool", "Pool.map throughput: tiny tasks, closures, ~100 KB payloads (fork, spawn)", run,
-                 issue=5))
+register(Section("pool", "Pool.map throughput: tiny tasks, closures, ~100 KB payloads (fork, spawn)", run, issue=5))

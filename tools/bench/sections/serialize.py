@@ -88,8 +88,7 @@ def _time_loop(dumps: Callable[[Any], Any], loads: Callable[[Any], Any], payload
             gc.enable()
 
 
-def _calibrate(dumps: Callable[[Any], Any], loads: Callable[[Any], Any], payload: Any,
-               target_time: float) -> int:
+def _calibrate(dumps: Callable[[Any], Any], loads: Callable[[Any], Any], payload: Any, target_time: float) -> int:
     loops = 1
     while True:
         per_op = _time_loop(dumps, loads, payload, loops)
@@ -98,8 +97,9 @@ def _calibrate(dumps: Callable[[Any], Any], loads: Callable[[Any], Any], payload
         loops *= 4
 
 
-def measure_roundtrip(api: Any, payloads: List[str], samples: int, target_time: float,
-                      references: bool = False) -> Dict[str, Any]:
+def measure_roundtrip(
+    api: Any, payloads: List[str], samples: int, target_time: float, references: bool = False
+) -> Dict[str, Any]:
     """Child side: per payload, ``samples`` per-op times for the implementation (and the C pickle references)."""
     candidates: List[Tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = []
     if api.key != "none":
@@ -160,8 +160,7 @@ def run(ctx: BenchContext) -> SectionResult:
     columns = [(k, k) for k in keys] + list(REFERENCES)
     ratios = [("ours", "stdlib"), ("upstream", "stdlib"), ("ours", "pickle5"), ("ours", "upstream")]
     times = result.table("dumps+loads time per payload (median)", columns, ratios=ratios)
-    rates = result.table("throughput: pickled bytes per second of dumps+loads (median)", columns, kind=RATE,
-                         ratios=[])
+    rates = result.table("throughput: pickled bytes per second of dumps+loads (median)", columns, kind=RATE, ratios=[])
     size_table = result.table("pickled size", columns, kind=SIZE, ratios=[])
     for payload in PAYLOADS:
         medians, spreads = summarize_columns({col: samples.get(payload, {}).get(col) for col, _ in columns})
@@ -181,9 +180,11 @@ def run(ctx: BenchContext) -> SectionResult:
             failed_by.setdefault((LABELS.get(payload, payload), reason), []).append(who)
     for (label, reason), whom in failed_by.items():
         result.notes.append(f"{label}: n/a for {', '.join(whom)} — {reason}")
-    result.notes.append(f"{params['samples'] * rounds} samples per cell over {rounds} interleaved rounds, "
-                        f"each a loop of ~{params['target_time'] * 1e3:.0f} ms; C pickle references measured "
-                        f"in the ours worker, interleaved with ours")
+    result.notes.append(
+        f"{params['samples'] * rounds} samples per cell over {rounds} interleaved rounds, "
+        f"each a loop of ~{params['target_time'] * 1e3:.0f} ms; C pickle references measured "
+        f"in the ours worker, interleaved with ours"
+    )
     result.data = {"samples": samples, "sizes": sizes, "errors": errors}
     return result
 

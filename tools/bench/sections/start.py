@@ -54,8 +54,9 @@ def run(ctx: BenchContext) -> SectionResult:
     result = SectionResult("start", "process start+join latency per start method")
     keys = ctx.runner.keys
     steady = result.table("start+join, steady state (median)", [(k, k) for k in keys])
-    first = result.table("first start+join of a fresh process (forkserver: includes starting the server)",
-                         [(k, k) for k in keys])
+    first = result.table(
+        "first start+join of a fresh process (forkserver: includes starting the server)", [(k, k) for k in keys]
+    )
     repeats = {"fork": ctx.pick(25, 10), "spawn": ctx.pick(4, 3), "forkserver": ctx.pick(10, 5)}
     rounds = ctx.pick(4, 2)
     for method in METHODS:
@@ -78,9 +79,11 @@ def run(ctx: BenchContext) -> SectionResult:
             result.notes.append(f"{method}/{key}: {short_error(message)}")
         result.data[method] = {"samples": samples, "first": firsts, "errors": errors}
     n = {m: repeats[m] * rounds for m in METHODS}
-    result.notes.append(f"samples per implementation: fork {n['fork']}, spawn {n['spawn']}, "
-                        f"forkserver {n['forkserver']} (over {rounds} interleaved rounds); "
-                        f"first start: {rounds} samples")
+    result.notes.append(
+        f"samples per implementation: fork {n['fork']}, spawn {n['spawn']}, "
+        f"forkserver {n['forkserver']} (over {rounds} interleaved rounds); "
+        f"first start: {rounds} samples"
+    )
     return result
 
 

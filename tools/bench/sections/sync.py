@@ -178,8 +178,12 @@ def run(ctx: BenchContext) -> SectionResult:
     queue_params = {"kinds": list(QUEUE_CASES), "count": count, "samples": ctx.pick(2, 1)}
     ctx.log("  sync: Queue, SimpleQueue")
     queue_results, queue_errors = ctx.collect("sync:queues", queue_params, queue_rounds)
-    queues = result.table(f"throughput of {count // 1000}k small messages, child → parent ({START_METHOD})",
-                          [(k, k) for k in keys], kind=OPS, name="queues")
+    queues = result.table(
+        f"throughput of {count // 1000}k small messages, child → parent ({START_METHOD})",
+        [(k, k) for k in keys],
+        kind=OPS,
+        name="queues",
+    )
     queue_samples: Dict[str, Dict[str, List[float]]] = {}
     for kind, label in QUEUE_CASES.items():
         cells = {k: [s for r in queue_results.get(k, []) for s in r["samples"].get(kind, [])] for k in keys}
@@ -196,16 +200,19 @@ def run(ctx: BenchContext) -> SectionResult:
     for what, errors in (("Lock", lock_errors), ("queues", queue_errors)):
         for key, message in errors.items():
             result.notes.append(f"{what}/{key}: {short_error(message)}")
-    result.notes.append(f"Lock: {lock_params['samples'] * lock_rounds} samples per cell over {lock_rounds} "
-                        f"interleaved rounds, each the fastest of {BEST_OF} loops of "
-                        f"~{lock_params['target_time'] * 1e3:.0f} ms")
-    result.notes.append(f"queues: messages are the ints 0..{count - 1}, put by a forked ctx.Process and got by "
-                        f"the worker; timed from a go byte until the last message arrives; "
-                        f"{queue_params['samples'] * queue_rounds} samples per cell over {queue_rounds} "
-                        f"interleaved rounds")
+    result.notes.append(
+        f"Lock: {lock_params['samples'] * lock_rounds} samples per cell over {lock_rounds} "
+        f"interleaved rounds, each the fastest of {BEST_OF} loops of "
+        f"~{lock_params['target_time'] * 1e3:.0f} ms"
+    )
+    result.notes.append(
+        f"queues: messages are the ints 0..{count - 1}, put by a forked ctx.Process and got by "
+        f"the worker; timed from a go byte until the last message arrives; "
+        f"{queue_params['samples'] * queue_rounds} samples per cell over {queue_rounds} "
+        f"interleaved rounds"
+    )
     result.data = {"lock": lock_samples, "queues": queue_samples}
     return result
 
 
-register(Section("sync", "uncontended Lock; Queue and SimpleQueue throughput of 100k small messages", run,
-                 issue=4))
+register(Section("sync", "uncontended Lock; Queue and SimpleQueue throughput of 100k small messages", run, issue=4))

@@ -22,8 +22,16 @@ from __future__ import annotations
 from .context import AuthenticationError
 
 __all__ = [
-    "_CHALLENGE", "_WELCOME", "_FAILURE", "_ALLOWED_DIGESTS", "_MAX_DIGEST_LEN", "_MD5ONLY_MESSAGE_LENGTH",
-    "_MD5_DIGEST_LEN", "_LEGACY_LENGTHS", "_get_digest_name_and_payload", "_create_response",
+    "_CHALLENGE",
+    "_WELCOME",
+    "_FAILURE",
+    "_ALLOWED_DIGESTS",
+    "_MAX_DIGEST_LEN",
+    "_MD5ONLY_MESSAGE_LENGTH",
+    "_MD5_DIGEST_LEN",
+    "_LEGACY_LENGTHS",
+    "_get_digest_name_and_payload",
+    "_create_response",
     "_verify_challenge",
 ]
 
@@ -54,13 +62,15 @@ def _get_digest_name_and_payload(message: bytes) -> tuple[str, bytes]:
     if message[:1] == b"{":
         end = message.find(b"}", 1, _MAX_DIGEST_LEN + 2)
         if end > 0 and message[1:end] in _ALLOWED_DIGESTS:
-            return message[1:end].decode("ascii"), message[end + 1:]
+            return message[1:end].decode("ascii"), message[end + 1 :]
     raise AuthenticationError(
-        f"unsupported message length, missing digest prefix, or unsupported digest: {message[:40]!r}")
+        f"unsupported message length, missing digest prefix, or unsupported digest: {message[:40]!r}"
+    )
 
 
 def _mac(authkey: bytes, message: bytes, digest: str) -> bytes:
     import hmac  # deferred: only processes that authenticate pay for OpenSSL's hashes
+
     return hmac.digest(authkey, message, digest)
 
 

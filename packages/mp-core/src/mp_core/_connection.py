@@ -46,8 +46,16 @@ from ._framing import MAX_MESSAGE_SIZE, BadMessageLength, PayloadBuffer
 from ._io import write_buffers
 from .context import AuthenticationError, BufferTooShort
 
-__all__ = ["Connection", "Pipe", "reduce_connection", "rebuild_connection", "BUFSIZE", "write_buffers",
-           "message_header", "write_message"]
+__all__ = [
+    "Connection",
+    "Pipe",
+    "reduce_connection",
+    "rebuild_connection",
+    "BUFSIZE",
+    "write_buffers",
+    "message_header",
+    "write_message",
+]
 
 #: Kept for compatibility with code that reads it; framing does not use it.
 BUFSIZE = 8192
@@ -190,7 +198,7 @@ class _ConnectionBase:
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
         if offset or size != n:
-            view = view[offset:offset + size]
+            view = view[offset : offset + size]
         self._write_frame(view)
 
     def send(self, obj: Any) -> None:
@@ -248,7 +256,7 @@ class _ConnectionBase:
                 if offset + size > capacity:
                     raise BufferTooShort(self._read_payload(size))
                 if size:
-                    self._read_into(view[offset:offset + size])
+                    self._read_into(view[offset : offset + size])
                 return size
             finally:
                 if view is not outer:
@@ -269,7 +277,8 @@ class _ConnectionBase:
         except Exception:
             if payload.startswith(_CHALLENGE):
                 raise AuthenticationError(
-                    "received an authentication challenge: the listener requires an authkey") from None
+                    "received an authentication challenge: the listener requires an authkey"
+                ) from None
             raise
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
@@ -403,6 +412,7 @@ class Connection(_ConnectionBase):
 
 # ---------------------------------------------------------------- fd helpers
 
+
 def message_header(size: int) -> bytes:
     """The size header in front of a message of ``size`` bytes: 4 bytes, or 12 above 2 GiB - 1."""
     return _SHORT_HEADER.pack(size) if size <= _MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
@@ -512,6 +522,7 @@ else:  # pragma: no cover - platforms without poll()
 
 # ---------------------------------------------------------------- Pipe
 
+
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """Return a pair ``(conn1, conn2)`` of connected ``Connection`` objects.
 
@@ -586,6 +597,7 @@ if hasattr(os, "register_at_fork"):
 
 
 # ---------------------------------------------------------------- pickling
+
 
 def reduce_connection(conn: Connection) -> tuple:
     """Reduce ``conn`` for another process: its descriptor travels as a ``DupFd``."""

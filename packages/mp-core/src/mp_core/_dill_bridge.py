@@ -145,21 +145,24 @@ class DillPickler(dill.Pickler):
     def save(self, obj: Any, save_persistent_id: bool = True) -> None:
         if reduction._REFUSE_RUNNING_FRAMES:  # dill on PyPy writes a payload that cannot load
             reduction._refuse_running_frame(obj)
-        if isinstance(obj, types.ModuleType) and obj.__name__ not in MAIN_MODULE_NAMES \
-                and sys.modules.get(obj.__name__) is obj:
+        if (
+            isinstance(obj, types.ModuleType)
+            and obj.__name__ not in MAIN_MODULE_NAMES
+            and sys.modules.get(obj.__name__) is obj
+        ):
             # dill would copy a module that is not installed in site-packages
             # (a project's own) by value; an importable module goes by name.
             self.save_reduce(importlib.import_module, (obj.__name__,), obj=obj)
             return
-        if (self.carry_main and is_main_definition(obj) and not self._serializer.recurse
-                and id(obj) not in self.memo):
+        if self.carry_main and is_main_definition(obj) and not self._serializer.recurse and id(obj) not in self.memo:
             self.save_reduce(load_main, (dumps_main(obj, self.proto, self._serializer),), obj=obj)
             return
         super().save(obj, save_persistent_id)
 
 
-def _make_pickler(buf: io.BytesIO, protocol: int, serializer: Any, extra_reducers: dict,
-                  carry_main: bool = True) -> DillPickler:
+def _make_pickler(
+    buf: io.BytesIO, protocol: int, serializer: Any, extra_reducers: dict, carry_main: bool = True
+) -> DillPickler:
     pickler = DillPickler(buf, protocol=protocol, **_pickler_options(serializer))
     pickler._serializer = serializer
     pickler.carry_main = carry_main
@@ -213,4 +216,3 @@ def load_main(payload: bytes) -> Any:
         if name not in namespace:
             namespace[name] = importlib.import_module(value.name) if isinstance(value, ModuleRef) else value
     return obj
-

@@ -68,8 +68,9 @@ class ForkSafeThread:
     across the pauses: the thread is alive until ``body`` has finished.
     """
 
-    def __init__(self, body: Callable[[], Optional[bool]], *, name: str,
-                 wake: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self, body: Callable[[], Optional[bool]], *, name: str, wake: Optional[Callable[[], None]] = None
+    ) -> None:
         self._body = body
         self._wake = wake
         self.name = name
@@ -284,6 +285,8 @@ def _signal_fork(requested: bool) -> None:
                 pass
     except OSError:
         pass  # full (already signalled) or empty (nothing to clear)
+
+
 # Threads whose body has finished: the next fork waits until the kernel has
 # released them too (they may still count for a moment after they end).
 _exiting: list[threading.Thread] = []
@@ -304,7 +307,7 @@ def _before_fork() -> None:
         _signal_fork(True)
     deadline = time.monotonic() + PAUSE_WAIT
     ended = list(_exiting)
-    del _exiting[:len(ended)]
+    del _exiting[: len(ended)]
     current = threading.current_thread()
     for thread in ended:
         if thread is not current:
@@ -350,8 +353,7 @@ def _after_fork_in_child() -> None:
 
 _HOOKED = hasattr(os, "register_at_fork")
 if _HOOKED:
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def fork() -> int:

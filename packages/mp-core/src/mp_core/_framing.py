@@ -112,8 +112,8 @@ class PayloadBuffer:
                 self.view = memoryview(holder)
         except (MemoryError, OverflowError, OSError, ValueError) as exc:
             raise BadMessageLength(
-                f"a message of {size} bytes was announced, which cannot be allocated "
-                f"({type(exc).__name__})") from None
+                f"a message of {size} bytes was announced, which cannot be allocated ({type(exc).__name__})"
+            ) from None
         self._holder = holder
 
     def take(self) -> bytes:
@@ -150,13 +150,13 @@ class FrameReader:
         self.fd = fd
         self.eof = False
         self.error: Optional[BadMessageLength] = None
-        self._data = b""          # the block last read, parsed up to _pos
+        self._data = b""  # the block last read, parsed up to _pos
         self._pos = 0
-        self._head = b""          # a size header cut in two by the end of a read
+        self._head = b""  # a size header cut in two by the end of a read
         self._partial: Optional[PayloadBuffer] = None  # the frame being completed in place
         self._got = 0
         self._ready: deque[Payload] = deque()
-        self._short = False        # the last read got less than it asked for
+        self._short = False  # the last read got less than it asked for
 
     def read_available(self) -> list[Payload]:
         """Read what a non-blocking descriptor holds; return the frames completed (sets ``eof``)."""
@@ -199,7 +199,7 @@ class FrameReader:
         partial = self._partial
         if partial is not None:
             wanted = len(partial.view) - self._got
-            count = _io.readinto(self.fd, partial.view[self._got:])
+            count = _io.readinto(self.fd, partial.view[self._got :])
             if not count:
                 self.eof = True
                 return False
@@ -247,7 +247,7 @@ class FrameReader:
                 start += 8
             have = end - start
             if have >= size:
-                out.append(view[start:start + size])
+                out.append(view[start : start + size])
                 pos = start + size
             else:
                 try:

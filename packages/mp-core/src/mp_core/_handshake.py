@@ -68,6 +68,7 @@ def _check_authkey(authkey: Any) -> None:
 
 def _hmac(authkey: bytes, message: bytes, digest: str) -> bytes:
     import hmac  # deferred: only processes that authenticate pay for OpenSSL's hashes
+
     return hmac.digest(authkey, message, digest)
 
 
@@ -77,7 +78,7 @@ def _split_digest_name(message: bytes) -> tuple[Optional[str], bytes]:
         end = message.find(b"}", 1, _MAX_DIGEST_NAME + 1)
         if end > 0:
             try:
-                return message[1:end].decode("ascii"), message[end + 1:]
+                return message[1:end].decode("ascii"), message[end + 1 :]
             except UnicodeDecodeError:
                 pass
     return None, message
@@ -96,7 +97,8 @@ def _receive(connection: Any, timeout: Optional[float], what: str) -> bytes:
     except BadMessageLength as exc:
         raise AuthenticationError(
             f"protocol error: {what} is not a handshake message ({exc}; "
-            f"handshake messages are at most {_MAX_HANDSHAKE_MESSAGE} bytes)") from exc
+            f"handshake messages are at most {_MAX_HANDSHAKE_MESSAGE} bytes)"
+        ) from exc
 
 
 _SIZE = struct.Struct("!i")
@@ -167,8 +169,9 @@ def prepare() -> None:
     _prepare_random_bytes()
 
 
-def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = _DIGEST, *,
-                      timeout: Optional[float] = None) -> None:
+def deliver_challenge(
+    connection: Any, authkey: bytes, digest_name: str = _DIGEST, *, timeout: Optional[float] = None
+) -> None:
     """Challenge the peer to prove it holds ``authkey``.
 
     Sends a random challenge, checks the HMAC answer (with ``digest_name``,
@@ -199,8 +202,8 @@ def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = _DIGES
     name, _ = _split_digest_name(response)
     if name is None and len(response) == 16:
         raise AuthenticationError(
-            "peer answered with a legacy HMAC-MD5 digest (Python < 3.12 multiprocessing?), "
-            "which is not accepted")
+            "peer answered with a legacy HMAC-MD5 digest (Python < 3.12 multiprocessing?), which is not accepted"
+        )
     raise AuthenticationError("digest received was wrong")
 
 
@@ -217,14 +220,15 @@ def answer_challenge(connection: Any, authkey: bytes, *, timeout: Optional[float
     # mismatch is the likeliest reason for a missing or unexpected message.
     message = _receive(connection, timeout, "the peer's challenge (a listener without an authkey sends none)")
     if not message.startswith(CHALLENGE):
-        raise AuthenticationError(f"protocol error: expected a challenge, got {_preview(message)} "
-                                  f"(does the listener use no authkey?)")
-    challenge = message[len(CHALLENGE):]
+        raise AuthenticationError(
+            f"protocol error: expected a challenge, got {_preview(message)} (does the listener use no authkey?)"
+        )
+    challenge = message[len(CHALLENGE) :]
     name, payload = _split_digest_name(challenge)
     if name is None:
         raise AuthenticationError(
-            "peer sent a legacy HMAC-MD5 challenge (Python < 3.12 multiprocessing?), "
-            "which is not accepted")
+            "peer sent a legacy HMAC-MD5 challenge (Python < 3.12 multiprocessing?), which is not accepted"
+        )
     if name not in _ANSWERABLE_DIGESTS:
         raise AuthenticationError(f"peer asked for an unsupported digest {name!r}")
     if len(payload) < _MIN_CHALLENGE_LENGTH:

@@ -32,8 +32,7 @@ import os
 from collections import deque
 from typing import Any, Callable, Sequence
 
-__all__ = ["write_buffers", "write_available", "readinto", "HAVE_WRITEV", "HAVE_READV", "IOV_MAX",
-           "JOIN_LIMIT"]
+__all__ = ["write_buffers", "write_available", "readinto", "HAVE_WRITEV", "HAVE_READV", "IOV_MAX", "JOIN_LIMIT"]
 
 #: The most buffers handed to one ``writev`` (POSIX guarantees at least 16; Linux takes 1024).
 IOV_MAX = 64
@@ -45,6 +44,7 @@ HAVE_READV = hasattr(os, "readv")
 
 
 # ---------------------------------------------------------------- one write
+
 
 def _write_head_writev(fd: int, buffers: Sequence[Any]) -> int:
     """Write the head of ``buffers`` (non-empty views) with one ``writev``; return the bytes written."""
@@ -103,6 +103,7 @@ def _byte_view(buffer: Any) -> memoryview:
 
 # ---------------------------------------------------------------- writers
 
+
 def write_buffers(fd: int, buffers: Sequence[Any]) -> None:
     """Write every byte of ``buffers`` (bytes-like objects) to the blocking ``fd``, in order.
 
@@ -140,6 +141,7 @@ def write_available(fd: int, outbox: deque[Any]) -> bool:
 
 # ---------------------------------------------------------------- reader
 
+
 def _readinto_readv(fd: int, view: memoryview) -> int:
     return os.readv(fd, [view])
 
@@ -152,7 +154,7 @@ def _readinto_file(fd: int, view: memoryview) -> int:
             # PyPy refuses a slice of a cast memoryview (the byte view of an
             # array) as a writable buffer: read, then copy into it.
             data = os.read(fd, len(view))
-            view[:len(data)] = data
+            view[: len(data)] = data
             return len(data)
     if count is None:  # FileIO's answer for "would block"; os.readv raises instead
         raise BlockingIOError(errno.EAGAIN, "read would block")

@@ -39,8 +39,18 @@ from ._handshake import answer_challenge, deliver_challenge
 from ._handshake import prepare as prepare_handshakes
 
 __all__ = [
-    "Listener", "Client", "SocketListener", "SocketClient", "address_type", "arbitrary_address",
-    "families", "default_family", "CONNECTION_TIMEOUT", "ConnectionWrapper", "XmlListener", "XmlClient",
+    "Listener",
+    "Client",
+    "SocketListener",
+    "SocketClient",
+    "address_type",
+    "arbitrary_address",
+    "families",
+    "default_family",
+    "CONNECTION_TIMEOUT",
+    "ConnectionWrapper",
+    "XmlListener",
+    "XmlClient",
 ]
 
 #: Seconds a listener waits for each handshake message of a client it accepted.
@@ -95,6 +105,7 @@ def _check_authkey(authkey: Optional[bytes]) -> Optional[bytes]:
 
 
 # ---------------------------------------------------------------- sockets
+
 
 class SocketListener:
     """A listening socket that returns unauthenticated ``Connection`` objects."""
@@ -151,6 +162,7 @@ def SocketClient(address: Any) -> Connection:
 
 # ---------------------------------------------------------------- the public pair
 
+
 class Listener:
     """Accept authenticated connections at ``address``.
 
@@ -165,8 +177,9 @@ class Listener:
     #: Seconds ``accept`` waits for each handshake message (``None``: no limit).
     handshake_timeout: Optional[float] = CONNECTION_TIMEOUT
 
-    def __init__(self, address: Any = None, family: Optional[str] = None, backlog: int = 1,
-                 authkey: Optional[bytes] = None) -> None:
+    def __init__(
+        self, address: Any = None, family: Optional[str] = None, backlog: int = 1, authkey: Optional[bytes] = None
+    ) -> None:
         family = family or (address and address_type(address)) or default_family
         address = address or arbitrary_address(family)
         _validate_family(family)
@@ -261,6 +274,7 @@ Client.handshake_timeout = None  # type: ignore[attr-defined]
 
 # ---------------------------------------------------------------- wrappers
 
+
 class ConnectionWrapper:
     """A connection that serializes with the given ``dumps``/``loads`` pair."""
 
@@ -280,11 +294,13 @@ class ConnectionWrapper:
 
 def _xml_dumps(obj: Any) -> bytes:
     import xmlrpc.client
+
     return xmlrpc.client.dumps((obj,), None, None, None, True).encode("utf-8")
 
 
 def _xml_loads(data: bytes) -> Any:
     import xmlrpc.client
+
     (obj,), _method = xmlrpc.client.loads(data.decode("utf-8"))
     return obj
 

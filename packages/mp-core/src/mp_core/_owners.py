@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any
@@ -75,8 +76,7 @@ def import_submodule(name: str) -> ModuleType:
         if exc.name != top:
             raise
         raise ImportError(
-            f"multiprocess.{name} is provided by the {dist!r} distribution, "
-            f"which is not installed: pip install {dist}",
+            f"multiprocess.{name} is provided by the {dist!r} distribution, which is not installed: pip install {dist}",
             name=module_name,
         ) from exc
 

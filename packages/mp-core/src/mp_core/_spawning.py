@@ -8,6 +8,7 @@ module whether such a transfer is under way and which ``Popen`` does it.
 from __future__ import annotations
 
 import threading
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
@@ -28,6 +29,4 @@ def set_spawning_popen(popen: Optional[Any]) -> None:
 def assert_spawning(obj: Any) -> None:
     """Raise ``RuntimeError`` unless a child is being created in this thread."""
     if get_spawning_popen() is None:
-        raise RuntimeError(
-            f"{type(obj).__name__} objects should only be shared between processes through inheritance"
-        )
+        raise RuntimeError(f"{type(obj).__name__} objects should only be shared between processes through inheritance")

@@ -113,6 +113,7 @@ class Zygote:
                 code = _serve(remote, build, owner, exit_w)
             except BaseException:
                 import traceback
+
                 traceback.print_exc()
             finally:
                 util._flush_std_streams()
@@ -141,9 +142,12 @@ class Zygote:
         what ``build`` gets in the zygote.  ``start()`` raises
         ``ZygoteLost`` if the zygote is gone.
         """
+
         def make_popen(process_obj: Any) -> Any:
             from .popen_zygote import Popen
+
             return Popen(process_obj, self, fds, info)
+
         return make_popen
 
     def shut(self) -> None:
@@ -272,8 +276,10 @@ def _read_message(sock: socket.socket) -> str:
 
 # ---------------------------------------------------------------- the zygote
 
-def _serve(control: socket.socket, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]], owner: int,
-           exit_w: int) -> int:
+
+def _serve(
+    control: socket.socket, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]], owner: int, exit_w: int
+) -> int:
     """The zygote's life: serve requests until its owner hangs up, then stop its children."""
     _become_forked_child()
     sig_r, sig_w = os.pipe()
@@ -337,9 +343,17 @@ def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
     return fds, info
 
 
-def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]],
-                 owner: int, children: dict[int, socket.socket], control: socket.socket, zygote_fds: list[int],
-                 old_handlers: dict, old_wakeup: int) -> None:
+def _start_child(
+    fds: list[int],
+    info: Any,
+    build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]],
+    owner: int,
+    children: dict[int, socket.socket],
+    control: socket.socket,
+    zygote_fds: list[int],
+    old_handlers: dict,
+    old_wakeup: int,
+) -> None:
     status = util.socket_over_fd(fds[0], socket.AF_UNIX, socket.SOCK_STREAM)
     sentinel_r, child_fds = fds[1], fds[2:]
     owned: Sequence[Any] = ()
@@ -369,6 +383,7 @@ def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tu
             code = process_obj._bootstrap(parent_sentinel=sentinel_r)
         except BaseException:
             import traceback
+
             traceback.print_exc()
         finally:
             util._flush_std_streams()
@@ -387,8 +402,7 @@ def _start_child(fds: list[int], info: Any, build: Callable[[list[int], Any], tu
 def _refuse(status: socket.socket, exc: BaseException) -> None:
     message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
     try:
-        status.sendall(SIGNED_STRUCT.pack(_FAILED) + SIGNED_STRUCT.pack(len(message))
-                       + message)
+        status.sendall(SIGNED_STRUCT.pack(_FAILED) + SIGNED_STRUCT.pack(len(message)) + message)
     except OSError:
         pass
     status.close()

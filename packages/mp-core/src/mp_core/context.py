@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Optional, Sequence
 
-from . import _owners
-from . import process
-from . import reduction
+from . import _owners, process, reduction
 from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
 
 __all__ = ()  # the public names are those of BaseContext.__all__ below
 
 
 # ---------------------------------------------------------------- exceptions
+
 
 class ProcessError(Exception):
     """Base class of this library's errors."""
@@ -50,6 +49,7 @@ class AuthenticationError(ProcessError):
 
 
 # ---------------------------------------------------------------- contexts
+
 
 class BaseContext:
     """The API of ``multiprocess``, bound to a start method."""
@@ -107,8 +107,7 @@ class BaseContext:
         """An event shared between processes (needs mp-sync)."""
         return _owners.load_factory("Event")(ctx=self.get_context())
 
-    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None,
-                timeout: Optional[float] = None) -> Any:
+    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None, timeout: Optional[float] = None) -> Any:
         """A barrier shared between processes (needs mp-sync)."""
         return _owners.load_factory("Barrier")(parties, action, timeout, ctx=self.get_context())
 
@@ -124,11 +123,17 @@ class BaseContext:
         """A simplified, lock-protected pipe queue (needs mp-sync)."""
         return _owners.load_factory("SimpleQueue")(ctx=self.get_context())
 
-    def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-             initargs: Sequence[Any] = (), maxtasksperchild: Optional[int] = None) -> Any:
+    def Pool(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Sequence[Any] = (),
+        maxtasksperchild: Optional[int] = None,
+    ) -> Any:
         """A pool of worker processes (needs mp-pool)."""
-        return _owners.load_factory("Pool")(processes, initializer, initargs, maxtasksperchild,
-                                            context=self.get_context())
+        return _owners.load_factory("Pool")(
+            processes, initializer, initargs, maxtasksperchild, context=self.get_context()
+        )
 
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
         """A ctypes object in shared memory (needs mp-managers)."""
@@ -144,23 +149,25 @@ class BaseContext:
 
     def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
         """A synchronized ctypes array in shared memory (needs mp-managers)."""
-        return _owners.load_factory("Array")(typecode_or_type, size_or_initializer, lock=lock,
-                                             ctx=self.get_context())
+        return _owners.load_factory("Array")(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
 
     def freeze_support(self) -> None:
         """Run a spawned child when a frozen Windows executable starts as one."""
         if sys.platform == "win32" and getattr(sys, "frozen", False):
             from .spawn import freeze_support
+
             freeze_support()
 
     def get_logger(self) -> Any:
         """Return the library's logger (created on first use)."""
         from .util import get_logger
+
         return get_logger()
 
     def log_to_stderr(self, level: Any = None) -> Any:
         """Turn on logging to stderr and return the logger."""
         from .util import log_to_stderr
+
         return log_to_stderr(level)
 
     def allow_connection_pickling(self) -> None:
@@ -170,6 +177,7 @@ class BaseContext:
     def set_executable(self, executable: str) -> None:
         """Set the Python interpreter that spawned children run."""
         from .spawn import set_executable
+
         set_executable(executable)
 
     def set_forkserver_preload(self, module_names: Sequence[str], *, on_error: str = "ignore") -> None:
@@ -180,9 +188,10 @@ class BaseContext:
         ``mp_core.forkserver.ForkServer.set_forkserver_preload``.
         """
         from .forkserver import set_forkserver_preload
+
         set_forkserver_preload(module_names, on_error=on_error)
 
-    def get_context(self, method: Optional[str] = None) -> "BaseContext":
+    def get_context(self, method: Optional[str] = None) -> BaseContext:
         """Return the context of ``method`` (this context when ``None``)."""
         if method is None:
             return self
@@ -287,6 +296,7 @@ if sys.platform != "win32":
         @staticmethod
         def _Popen(process_obj: process.BaseProcess) -> Any:
             from .popen_fork import Popen
+
             return Popen(process_obj)
 
     class SpawnProcess(process.BaseProcess):
@@ -295,6 +305,7 @@ if sys.platform != "win32":
         @staticmethod
         def _Popen(process_obj: process.BaseProcess) -> Any:
             from .popen_spawn_posix import Popen
+
             return Popen(process_obj)
 
         @staticmethod
@@ -308,6 +319,7 @@ if sys.platform != "win32":
         @staticmethod
         def _Popen(process_obj: process.BaseProcess) -> Any:
             from .popen_forkserver import Popen
+
             return Popen(process_obj)
 
         @staticmethod
@@ -347,6 +359,7 @@ else:  # pragma: no cover - Windows is designed in, not tested here
         @staticmethod
         def _Popen(process_obj: process.BaseProcess) -> Any:
             from .popen_spawn_win32 import Popen
+
             return Popen(process_obj)
 
         @staticmethod
@@ -388,8 +401,14 @@ def _force_start_method(method: str) -> None:
 
 
 __all__ = (
-    "ProcessError", "BufferTooShort", "TimeoutError", "AuthenticationError",
-    "BaseContext", "DefaultContext", "Process",
-    "get_spawning_popen", "set_spawning_popen", "assert_spawning",
+    "ProcessError",
+    "BufferTooShort",
+    "TimeoutError",
+    "AuthenticationError",
+    "BaseContext",
+    "DefaultContext",
+    "Process",
+    "get_spawning_popen",
+    "set_spawning_popen",
+    "assert_spawning",
 )
-

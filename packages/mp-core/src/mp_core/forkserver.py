@@ -31,14 +31,13 @@ import signal
 import socket
 import sys
 import threading
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional, Sequence
 
-from . import process
-from . import reduction
-from . import spawn
-from . import util
+from . import process, reduction, spawn, util
+
 # The status wire shared with the zygote (pid, then exit code, per child).
 from ._child_status import SIGNED_STRUCT, read_signed  # noqa: F401  (read_signed: the stdlib's name)
 from ._child_status import drain as _drain
@@ -55,8 +54,10 @@ _HANDSHAKE_TIMEOUT = 5.0
 _FIXED_FDS = 4
 #: What set_forkserver_preload(on_error=...) accepts (Python 3.15's parameter).
 _ON_ERROR_CHOICES = ("ignore", "warn", "fail")
-_CRASH_NOTE = ("Forkserver process may have crashed: see its output on stderr "
-               "(set_forkserver_preload(..., on_error='fail') makes a failed preload end it)")
+_CRASH_NOTE = (
+    "Forkserver process may have crashed: see its output on stderr "
+    "(set_forkserver_preload(..., on_error='fail') makes a failed preload end it)"
+)
 
 
 class ForkServer:
@@ -152,6 +153,7 @@ class ForkServer:
     def ensure_running(self) -> None:
         """Start the server unless it is already running."""
         from . import resource_tracker
+
         with self._lock:
             resource_tracker.ensure_running()
             if self._server_alive():
@@ -180,8 +182,7 @@ class ForkServer:
             config_r, config_w = os.pipe()
             try:
                 fds = [listener.fileno(), alive_r, config_r]
-                program = (f"from mp_core.forkserver import main; "
-                           f"main({listener.fileno()}, {alive_r}, {config_r})")
+                program = f"from mp_core.forkserver import main; main({listener.fileno()}, {alive_r}, {config_r})"
                 exe = spawn.get_executable()
                 assert exe is not None
                 cmd = [exe, *util._args_from_interpreter_flags(), "-c", program]
@@ -211,6 +212,7 @@ class ForkServer:
         and are found there through ``get_inherited_fds()``.
         """
         from . import resource_tracker
+
         if len(fds) + _FIXED_FDS >= MAXFDS_TO_SEND:
             raise ValueError("too many fds")
         for attempt in range(2):
@@ -248,6 +250,7 @@ class ForkServer:
         assert self._forkserver_address is not None and self._forkserver_authkey is not None
         client = util.new_blocking_socket(socket.AF_UNIX)
         import hmac
+
         try:
             client.connect(self._forkserver_address)
             challenge = _recv_exactly(client, _CHALLENGE_SIZE)
@@ -293,6 +296,7 @@ def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the server
 
+
 def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     """Run the fork server (the program of its process)."""
     with open(config_fd, "rb") as f:
@@ -318,8 +322,7 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     _forkserver._forkserver_authkey = authkey
 
     pid_to_conn: dict[int, socket.socket] = {}
-    with util.socket_over_fd(listener_fd, socket.AF_UNIX) as listener, \
-            selectors.DefaultSelector() as selector:
+    with util.socket_over_fd(listener_fd, socket.AF_UNIX) as listener, selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
         selector.register(alive_r, selectors.EVENT_READ)
         selector.register(sig_r, selectors.EVENT_READ)
@@ -334,8 +337,9 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
                     _drain(sig_r)
                     _report_exited_children(pid_to_conn)
                 if listener in ready:
-                    _accept_request(listener, authkey, pid_to_conn, (listener, selector),
-                                    [alive_r, sig_r, sig_w], old_handlers)
+                    _accept_request(
+                        listener, authkey, pid_to_conn, (listener, selector), [alive_r, sig_r, sig_w], old_handlers
+                    )
             except OSError as exc:
                 if exc.errno != errno.ECONNABORTED:
                     raise
@@ -383,8 +387,12 @@ def _remove_orphaned_address(address: str) -> None:
         pass
 
 
-def _handle_preload(preload: Sequence[str], main_path: Optional[str] = None, sys_path: Optional[list[str]] = None,
-                    on_error: str = "ignore") -> None:
+def _handle_preload(
+    preload: Sequence[str],
+    main_path: Optional[str] = None,
+    sys_path: Optional[list[str]] = None,
+    on_error: str = "ignore",
+) -> None:
     """Import ``preload`` as the server does (the standard library's helper, by name and signature).
 
     ``'__main__'`` in ``preload`` with a ``main_path`` imports that script as
@@ -405,6 +413,7 @@ def _preload_failed(on_error: str, what: str, exc: BaseException) -> None:
         raise  # noqa: PLE0704 - re-raises the exception being handled
     if on_error == "warn":
         import warnings
+
         # Under -W error this is an error, as every warning is.
         warnings.warn(f"Failed to preload {what}: {exc}", ImportWarning, stacklevel=3)
 
@@ -442,8 +451,14 @@ def _preload(modules: Sequence[str], prep: dict[str, Any], on_error: str = "igno
             _preload_failed(on_error, f"module {name!r}", exc)
 
 
-def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[int, socket.socket],
-                    closables: tuple[Any, ...], unused_fds: list[int], old_handlers: dict) -> None:
+def _accept_request(
+    listener: socket.socket,
+    authkey: bytes,
+    pid_to_conn: dict[int, socket.socket],
+    closables: tuple[Any, ...],
+    unused_fds: list[int],
+    old_handlers: dict,
+) -> None:
     conn, _ = listener.accept()
     try:
         conn.settimeout(_HANDSHAKE_TIMEOUT)
@@ -474,6 +489,7 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
             code = _serve_one(fds, old_handlers)
         except BaseException:
             import traceback
+
             traceback.print_exc()
         finally:
             try:
@@ -490,6 +506,7 @@ def _accept_request(listener: socket.socket, authkey: bytes, pid_to_conn: dict[i
 
 def _authenticate(conn: socket.socket, authkey: bytes) -> bool:
     import hmac
+
     challenge = os.urandom(_CHALLENGE_SIZE)
     conn.sendall(challenge)
     expected = hmac.new(authkey, challenge, _DIGEST).digest()
@@ -507,6 +524,7 @@ def _serve_one(fds: list[int], old_handlers: dict) -> int:
     os.dup2(stderr_fd, 2)
     util.close_fds(stdout_fd, stderr_fd)
     from . import resource_tracker
+
     resource_tracker._resource_tracker._fd = tracker_fd
     _forkserver._inherited_fds = inherited
     # The server's finalizers are the server's; its after-fork hooks are

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
@@ -95,6 +96,7 @@ class Popen:
         if finalizer is None or not finalizer.still_active():
             return  # closed already (or a copy in a forked sibling): not ours to touch
         from ._wait import wait
+
         if wait([self.sentinel], grace):
             return
         at_eof, write_end = os.pipe()
@@ -109,6 +111,7 @@ class Popen:
         if self.returncode is None:
             if timeout is not None:
                 from .connection import wait
+
                 if not wait([self.sentinel], timeout):
                     return None
             # The sentinel is ready: the child is gone and waitpid won't block.
@@ -165,4 +168,3 @@ class Popen:
     def close(self) -> None:
         if self.finalizer is not None:
             self.finalizer()
-

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import io
 import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
 
-from . import forkserver
-from . import popen_fork
-from . import reduction
-from . import spawn
-from . import util
+from . import forkserver, popen_fork, reduction, spawn, util
 from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
@@ -70,6 +67,7 @@ class Popen(popen_fork.Popen):
 
     def _collect(self, flag: int) -> Optional[int]:
         from .connection import wait
+
         timeout = 0 if flag == os.WNOHANG else None
         if not wait([self.sentinel], timeout):
             return None

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import io
 import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any
 
-from . import popen_fork
-from . import reduction
-from . import spawn
-from . import util
+from . import popen_fork, reduction, spawn, util
 from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
@@ -60,6 +58,7 @@ class Popen(popen_fork.Popen):
 
     def _launch(self, process_obj: Any) -> None:
         from . import resource_tracker
+
         tracker_fd = resource_tracker.getfd()
         self._fds.append(tracker_fd)
         buf = self._serialize_child(process_obj)

@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
 
-from . import reduction
-from . import spawn
-from . import util
+from . import reduction, spawn, util
 from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
@@ -45,7 +44,8 @@ if sys.platform == "win32":  # pragma: no cover - exercised only on Windows
             with open(wfd, "wb", closefd=True) as to_child:
                 try:
                     hp, ht, pid, _tid = _winapi.CreateProcess(
-                        exe, subprocess.list2cmdline(cmd), None, None, False, 0, None, None, None)
+                        exe, subprocess.list2cmdline(cmd), None, None, False, 0, None, None, None
+                    )
                     _winapi.CloseHandle(ht)
                 except BaseException:
                     _winapi.CloseHandle(rhandle)

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import weakref
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Iterable, Mapping, Optional
@@ -34,17 +35,17 @@ except OSError:  # the working directory was removed under us
     ORIGINAL_DIR = None
 
 
-def current_process() -> "BaseProcess":
+def current_process() -> BaseProcess:
     """Return the ``Process`` object that represents the running process."""
     return _current_process
 
 
-def parent_process() -> Optional["BaseProcess"]:
+def parent_process() -> Optional[BaseProcess]:
     """Return the parent's ``Process`` object, or ``None`` in the main process."""
     return _parent_process
 
 
-def active_children() -> list["BaseProcess"]:
+def active_children() -> list[BaseProcess]:
     """Return the children of this process that are still alive.
 
     As a side effect, children that have finished are reaped.
@@ -65,6 +66,7 @@ class AuthenticationString(bytes):
 
     def __reduce__(self) -> Any:
         from ._spawning import get_spawning_popen
+
         if get_spawning_popen() is None:
             raise TypeError("Pickling an AuthenticationString object is disallowed for security reasons")
         return AuthenticationString, (bytes(self),)
@@ -89,7 +91,7 @@ class BaseProcess:
 
     _start_method: Optional[str] = None
 
-    def _Popen(self, process_obj: "BaseProcess") -> Any:  # pragma: no cover - abstract
+    def _Popen(self, process_obj: BaseProcess) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _check_closed(self) -> None:
@@ -200,8 +202,9 @@ class BaseProcess:
         """
         if self._popen is not None:
             if self._popen.poll() is None:
-                raise ValueError("Cannot close a process while it is still running. "
-                                 "You should first call join() or terminate().")
+                raise ValueError(
+                    "Cannot close a process while it is still running. You should first call join() or terminate()."
+                )
             self._popen.close()
             self._popen = None
             del self._sentinel
@@ -292,10 +295,12 @@ class BaseProcess:
     def _bootstrap(self, parent_sentinel: Optional[int] = None) -> int:
         """Run in the new child: become the current process, run, report status."""
         from . import util
+
         global _current_process, _parent_process, _process_counter, _children
         try:
             if self._start_method is not None:
                 from . import context
+
                 context._force_start_method(self._start_method)
             _process_counter = itertools.count(1)
             inherited = _children
@@ -330,6 +335,7 @@ class BaseProcess:
         except BaseException:
             exitcode = 1
             import traceback
+
             sys.stderr.write(f"Process {self.name}:\n")
             traceback.print_exc()
         finally:
@@ -341,6 +347,7 @@ class BaseProcess:
     @staticmethod
     def _after_fork() -> None:
         from . import util
+
         util._finalizer_registry.clear()
         util._run_after_forkers()
 
@@ -382,6 +389,7 @@ class _ParentProcess(BaseProcess):
         if self._sentinel is None:
             return False
         from .connection import wait
+
         return not wait([self._sentinel], timeout=0)
 
     @property
@@ -391,6 +399,7 @@ class _ParentProcess(BaseProcess):
     def join(self, timeout: Optional[float] = None) -> None:
         """Wait until the parent exits or ``timeout`` seconds pass."""
         from .connection import wait
+
         if self._sentinel is not None:
             wait([self._sentinel], timeout=timeout)
 
@@ -422,4 +431,4 @@ _exitcode_to_name = {-sig.value: f"-{sig.name}" for sig in signal.Signals}
 
 # Process objects that have been created but maybe not started; tests use it
 # to find processes that were left behind.
-_dangling: "weakref.WeakSet[BaseProcess]" = weakref.WeakSet()
+_dangling: weakref.WeakSet[BaseProcess] = weakref.WeakSet()

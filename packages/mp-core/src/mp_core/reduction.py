@@ -35,6 +35,7 @@ import socket
 import sys
 import threading
 import types
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Optional
@@ -42,8 +43,19 @@ if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
 from ._spawning import get_spawning_popen
 
 __all__ = [
-    "send_handle", "recv_handle", "ForkingPickler", "register", "dump", "DupFd",
-    "sendfds", "recvfds", "Serializer", "configure", "get_serializer", "dumps", "loads",
+    "send_handle",
+    "recv_handle",
+    "ForkingPickler",
+    "register",
+    "dump",
+    "DupFd",
+    "sendfds",
+    "recvfds",
+    "Serializer",
+    "configure",
+    "get_serializer",
+    "dumps",
+    "loads",
 ]
 
 HAVE_SEND_HANDLE = sys.platform == "win32" or (
@@ -79,6 +91,7 @@ def _refuse_running_frame(obj: Any) -> None:
 
 # ---------------------------------------------------------------- settings
 
+
 class Serializer:
     """Serialization settings that a call site (a pool, a queue) can carry.
 
@@ -95,8 +108,13 @@ class Serializer:
 
     __slots__ = ("mode", "recurse", "byref", "protocol")
 
-    def __init__(self, mode: str = "auto", recurse: Optional[bool] = None, byref: Optional[bool] = None,
-                 protocol: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        mode: str = "auto",
+        recurse: Optional[bool] = None,
+        byref: Optional[bool] = None,
+        protocol: Optional[int] = None,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"serializer mode must be one of {', '.join(MODES)}, not {mode!r}")
         if protocol is not None and not 2 <= protocol <= pickle.HIGHEST_PROTOCOL:
@@ -106,7 +124,7 @@ class Serializer:
         self.byref = byref
         self.protocol = protocol
 
-    def replace(self, **changes: Any) -> "Serializer":
+    def replace(self, **changes: Any) -> Serializer:
         """A copy with some settings changed."""
         settings = {name: getattr(self, name) for name in self.__slots__}
         settings.update(changes)
@@ -183,8 +201,7 @@ def get_serializer() -> Serializer:
     return _default_serializer
 
 
-def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ...,
-              protocol: Any = ...) -> Serializer:
+def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ..., protocol: Any = ...) -> Serializer:
     """Change the process-wide default serializer; return the new one.
 
     Arguments left out keep their current value.  Children started later
@@ -205,15 +222,15 @@ def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ..
         return _default_serializer
 
 
-def dumps(obj: Any, protocol: Optional[int] = None, *, mode: Optional[str] = None,
-          serializer: Optional[Serializer] = None) -> memoryview:
+def dumps(
+    obj: Any, protocol: Optional[int] = None, *, mode: Optional[str] = None, serializer: Optional[Serializer] = None
+) -> memoryview:
     """Serialize ``obj`` with the default (or the given) settings."""
     if serializer is None and mode is None and protocol is None:
         return _default_serializer.dumps(obj)
     chosen = serializer or _default_serializer
     if mode is not None or protocol is not None:
-        chosen = chosen.replace(**({"mode": mode} if mode else {}),
-                                **({"protocol": protocol} if protocol else {}))
+        chosen = chosen.replace(**({"mode": mode} if mode else {}), **({"protocol": protocol} if protocol else {}))
     return chosen.dumps(obj)
 
 
@@ -236,8 +253,10 @@ def _cannot_serialize(obj: Any, exc: BaseException) -> BaseException:
 
 # ---------------------------------------------------------------- dill bridge
 
+
 def _bridge() -> types.ModuleType:
     from . import _dill_bridge  # deferred: imports dill, which plain data never needs
+
     return _dill_bridge
 
 
@@ -276,9 +295,12 @@ _MAIN_MODULE_NAMES = ("__main__", "__mp_main__")
 def _needs_value(obj: Any) -> bool:
     """Whether pickle's by-reference rule cannot carry this function or class."""
     qualname = getattr(obj, "__qualname__", "")
-    return ("<locals>" in qualname or "<lambda>" in qualname
-            or getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES
-            or getattr(obj, "__module__", "") is None)
+    return (
+        "<locals>" in qualname
+        or "<lambda>" in qualname
+        or getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES
+        or getattr(obj, "__module__", "") is None
+    )
 
 
 def _fingerprint(obj: Any) -> tuple:
@@ -301,13 +323,15 @@ def _lookup_main(qualname: str) -> Any:
 def _load_main_object(qualname: str, fingerprint: tuple, payload: bytes) -> Any:
     """The receiver's own ``__main__.<qualname>`` if it is the same; else the payload's copy."""
     candidate = _lookup_main(qualname)
-    if candidate is not None and (isinstance(candidate, (type, types.FunctionType))
-                                  and _fingerprint(candidate) == fingerprint):
+    if candidate is not None and (
+        isinstance(candidate, (type, types.FunctionType)) and _fingerprint(candidate) == fingerprint
+    ):
         return candidate
     return _load_main(payload)
 
 
 # ---------------------------------------------------------------- picklers
+
 
 class _PlainForkingPickler(pickle.Pickler):
     """The C pickler with the registered reducers and nothing else (``pickle`` mode)."""
@@ -329,8 +353,11 @@ class _PlainForkingPickler(pickle.Pickler):
         # which importing dill fills with dill's own savers (``dill.extend``):
         # "pickle" mode would turn into dill, and "auto" would stop handing
         # whole objects to dill as it does on CPython.  Ours keeps pickle's.
-        dispatch = {kind: save for kind, save in pickle._Pickler.dispatch.items()  # type: ignore[attr-defined]
-                    if getattr(save, "__module__", None) == "pickle"}
+        dispatch = {
+            kind: save
+            for kind, save in pickle._Pickler.dispatch.items()  # type: ignore[attr-defined]
+            if getattr(save, "__module__", None) == "pickle"
+        }
 
         def __init__(self, *args: Any, **kwds: Any) -> None:
             # The stdlib ForkingPickler's signature; on CPython the C
@@ -422,23 +449,35 @@ def load(file: Any) -> Any:
 if sys.platform == "win32":  # pragma: no cover - designed in, untested here
     import _winapi
 
-    def duplicate(handle: int, target_process: Optional[int] = None, inheritable: bool = False,
-                  *, source_process: Optional[int] = None) -> int:
+    def duplicate(
+        handle: int,
+        target_process: Optional[int] = None,
+        inheritable: bool = False,
+        *,
+        source_process: Optional[int] = None,
+    ) -> int:
         """Duplicate a Windows handle into ``target_process`` (default: ourselves)."""
         current_process = _winapi.GetCurrentProcess()
         if source_process is None:
             source_process = current_process
         if target_process is None:
             target_process = current_process
-        return _winapi.DuplicateHandle(source_process, handle, target_process, 0, inheritable,
-                                       _winapi.DUPLICATE_SAME_ACCESS)
+        return _winapi.DuplicateHandle(
+            source_process, handle, target_process, 0, inheritable, _winapi.DUPLICATE_SAME_ACCESS
+        )
 
     def steal_handle(source_pid: int, handle: int) -> int:
         """Move ``handle`` out of process ``source_pid`` into this one."""
         source_process = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, source_pid)
         try:
-            return _winapi.DuplicateHandle(source_process, handle, _winapi.GetCurrentProcess(), 0, False,
-                                           _winapi.DUPLICATE_SAME_ACCESS | _winapi.DUPLICATE_CLOSE_SOURCE)
+            return _winapi.DuplicateHandle(
+                source_process,
+                handle,
+                _winapi.GetCurrentProcess(),
+                0,
+                False,
+                _winapi.DUPLICATE_SAME_ACCESS | _winapi.DUPLICATE_CLOSE_SOURCE,
+            )
         finally:
             _winapi.CloseHandle(source_process)
 
@@ -459,8 +498,7 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
                 pid = os.getpid()
             proc = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, pid)
             try:
-                self._handle = _winapi.DuplicateHandle(_winapi.GetCurrentProcess(), handle, proc, access,
-                                                       False, 0)
+                self._handle = _winapi.DuplicateHandle(_winapi.GetCurrentProcess(), handle, proc, access, False, 0)
             finally:
                 _winapi.CloseHandle(proc)
             self._access = access
@@ -471,9 +509,9 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
                 return self._handle
             proc = _winapi.OpenProcess(_winapi.PROCESS_DUP_HANDLE, False, self._pid)
             try:
-                return _winapi.DuplicateHandle(proc, self._handle, _winapi.GetCurrentProcess(),
-                                               self._access, False,
-                                               _winapi.DUPLICATE_CLOSE_SOURCE)
+                return _winapi.DuplicateHandle(
+                    proc, self._handle, _winapi.GetCurrentProcess(), self._access, False, _winapi.DUPLICATE_CLOSE_SOURCE
+                )
             finally:
                 _winapi.CloseHandle(proc)
 
@@ -520,6 +558,7 @@ else:
         # A socket object over a copy of the connection's descriptor that
         # leaves its (shared) blocking mode alone, whatever the default timeout.
         from . import util
+
         return util.socket_over_fd(os.dup(conn.fileno()), socket.AF_UNIX, socket.SOCK_STREAM)
 
     def send_handle(conn: Any, handle: int, destination_pid: int) -> None:
@@ -543,11 +582,13 @@ else:
             return popen_obj.DupFd(popen_obj.duplicate_for_child(fd))
         if HAVE_SEND_HANDLE:
             from . import resource_sharer
+
             return resource_sharer.DupFd(fd)
         raise ValueError("SCM_RIGHTS appears not to be available")
 
 
 # ---------------------------------------------------------------- sockets
+
 
 def _reduce_socket(sock: socket.socket) -> tuple:
     df = DupFd(sock.fileno())

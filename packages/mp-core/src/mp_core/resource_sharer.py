@@ -153,8 +153,9 @@ class _ResourceSharer:
         self._address = self._listener.address
         wake_r, wake_w = self._wake_fds = os.pipe()
         os.set_blocking(wake_w, False)
-        thread = ForkSafeThread(lambda: self._serve(thread, wake_r), name="mp_core.resource_sharer",
-                                wake=lambda: _poke(wake_w))
+        thread = ForkSafeThread(
+            lambda: self._serve(thread, wake_r), name="mp_core.resource_sharer", wake=lambda: _poke(wake_w)
+        )
         thread.start()
         self._thread = thread
 

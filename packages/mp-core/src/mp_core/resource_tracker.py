@@ -54,8 +54,7 @@ from typing import Callable, Optional
 
 from . import util
 
-__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "ResourceTracker",
-           "ReentrantCallError"]
+__all__ = ["ensure_running", "register", "unregister", "getfd", "main", "ResourceTracker", "ReentrantCallError"]
 
 # POSIX guarantees atomic pipe writes up to PIPE_BUF, at least 512 bytes.
 _MAX_MESSAGE = 512
@@ -65,11 +64,13 @@ _IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def _unlink_semaphore(name: str) -> None:
     import _multiprocessing
+
     _multiprocessing.sem_unlink(name)
 
 
 def _unlink_shared_memory(name: str) -> None:
     import _posixshmem
+
     _posixshmem.shm_unlink(name)
 
 
@@ -79,6 +80,7 @@ def _remove_folder(name: str) -> None:
             raise ValueError("not a private temp dir of this library; left alone")
         return  # removed by its owner already
     import shutil
+
     shutil.rmtree(name)
 
 
@@ -159,7 +161,8 @@ class ResourceTracker:
             self._lock.release()
             raise ReentrantCallError(
                 "Reentrant call into the multiprocess resource tracker "
-                "(from a signal handler or finalizer during another of its calls)")
+                "(from a signal handler or finalizer during another of its calls)"
+            )
         self._depth += 1
 
     def _leave(self) -> None:
@@ -218,8 +221,9 @@ class ResourceTracker:
             if self._check_alive():
                 return
             self._forget_dead_tracker()
-            warnings.warn("resource_tracker: process died unexpectedly, relaunching. "
-                          "Some resources might leak.", stacklevel=3)
+            warnings.warn(
+                "resource_tracker: process died unexpectedly, relaunching. Some resources might leak.", stacklevel=3
+            )
         self._launch()
 
     def _check_alive(self) -> bool:
@@ -256,8 +260,10 @@ class ResourceTracker:
             if exe is None:
                 raise RuntimeError("no Python executable to start the resource tracker with")
             package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            program = (f"import sys; sys.path.insert(0, {package_parent!r}); "
-                       f"from mp_core.resource_tracker import main; main({read_fd}, {linger_pid!r})")
+            program = (
+                f"import sys; sys.path.insert(0, {package_parent!r}); "
+                f"from mp_core.resource_tracker import main; main({read_fd}, {linger_pid!r})"
+            )
             args = [exe, *util._args_from_interpreter_flags(), "-c", program]
             # Blocked here, SIGINT/SIGTERM stay blocked in the new process
             # until main() has set them to be ignored: no startup window.
@@ -294,8 +300,9 @@ class ResourceTracker:
                 # The tracker died: what it knew is lost, but later
                 # registrations should still be honoured.
                 self._forget_dead_tracker()
-                warnings.warn("resource_tracker: process died unexpectedly, relaunching. "
-                              "Some resources might leak.", stacklevel=3)
+                warnings.warn(
+                    "resource_tracker: process died unexpectedly, relaunching. Some resources might leak.", stacklevel=3
+                )
                 self._launch()
                 written = os.write(self._fd, message)  # type: ignore[arg-type]
             if written != len(message):  # pragma: no cover - atomic below PIPE_BUF
@@ -372,8 +379,7 @@ def _wait_for_exit(pid: int) -> None:
     if kqueue is not None:  # macOS and the BSDs
         queue = kqueue()
         try:
-            event = select.kevent(pid, filter=select.KQ_FILTER_PROC, flags=select.KQ_EV_ADD,
-                                  fflags=select.KQ_NOTE_EXIT)
+            event = select.kevent(pid, filter=select.KQ_FILTER_PROC, flags=select.KQ_EV_ADD, fflags=select.KQ_NOTE_EXIT)
             queue.control([event], 1, None)
             return
         except ProcessLookupError:
@@ -411,7 +417,7 @@ def _is_zombie(pid: int) -> bool:
         return False  # no /proc here, or the process is gone: kill() tells next time
     # "pid (comm) state ...": comm may hold spaces and parentheses, the last ')' ends it.
     state = stat.rindex(b")") + 2
-    return stat[state:state + 1] == b"Z"
+    return stat[state : state + 1] == b"Z"
 
 
 def _reap(pid: int, timeout: Optional[float]) -> Optional[int]:
@@ -437,12 +443,13 @@ def _encode(command: str, name: str, rtype: str) -> bytes:
     if not isinstance(name, str) or any(ch in name for ch in ":\r\n\0"):
         raise ValueError(f"resource name {name!r} must be a string without ':', line breaks or NUL")
     if rtype == "folder" and command == "REGISTER" and not util.is_private_temp_dir(name):
-        raise ValueError(f"folder {name!r} is not a private temp dir of this library "
-                         f"(a pymp-* directory of util.get_temp_dir() in the temp root): not tracked")
+        raise ValueError(
+            f"folder {name!r} is not a private temp dir of this library "
+            f"(a pymp-* directory of util.get_temp_dir() in the temp root): not tracked"
+        )
     message = f"{command}:{name}:{rtype}\n".encode("ascii")
     if len(message) > _MAX_MESSAGE:
-        raise ValueError(f"resource name too long ({len(message)} bytes in the message, "
-                         f"at most {_MAX_MESSAGE})")
+        raise ValueError(f"resource name too long ({len(message)} bytes in the message, at most {_MAX_MESSAGE})")
     return message
 
 
@@ -457,6 +464,7 @@ if hasattr(os, "register_at_fork"):
 
 
 # ---------------------------------------------------------------- the tracker process
+
 
 def main(fd: int, linger_pid: Optional[int] = None) -> None:
     """Run the tracker: read commands from ``fd`` until EOF, then clean up leaks.
@@ -515,8 +523,12 @@ def _clean_up(registered: dict[str, set[str]]) -> int:
             outcome = max(outcome, 1)
         leaked = sorted(names)
         if rtype not in _QUIET_TYPES:
-            warnings.warn(f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
-                          f"to clean up at shutdown: {leaked}", UserWarning, stacklevel=1)
+            warnings.warn(
+                f"resource_tracker: There appear to be {len(leaked)} leaked {rtype} objects "
+                f"to clean up at shutdown: {leaked}",
+                UserWarning,
+                stacklevel=1,
+            )
         cleanup = cleanups[rtype]
         for name in leaked:
             try:

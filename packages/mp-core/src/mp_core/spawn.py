@@ -17,16 +17,22 @@ import os
 import runpy
 import sys
 import types
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
 
-from . import process
-from . import reduction
-from . import util
+from . import process, reduction, util
 
-__all__ = ["_main", "freeze_support", "set_executable", "get_executable", "get_preparation_data",
-           "get_command_line", "import_main_path"]
+__all__ = [
+    "_main",
+    "freeze_support",
+    "set_executable",
+    "get_executable",
+    "get_preparation_data",
+    "get_command_line",
+    "import_main_path",
+]
 
 if sys.platform != "win32":
     WINEXE = False
@@ -35,8 +41,12 @@ else:  # pragma: no cover - Windows is designed in, untested here
     WINEXE = getattr(sys, "frozen", False)
     WINSERVICE = sys.executable.lower().endswith("pythonservice.exe")
 
-_python_exe: Optional[str] = sys._base_executable if (  # type: ignore[attr-defined]
-    sys.platform == "win32" and not WINEXE) else sys.executable
+_python_exe: Optional[str] = (
+    sys._base_executable
+    # type: ignore[attr-defined]
+    if (sys.platform == "win32" and not WINEXE)
+    else sys.executable
+)
 
 # Set in a spawned child that is running a process object: the module that
 # the parent's main module was before we replaced it.
@@ -106,13 +116,16 @@ def spawn_main(pipe_handle: int, parent_pid: Optional[int] = None, tracker_fd: O
         raise RuntimeError("spawn_main() is only for the command line of a spawned child")
     if sys.platform == "win32":  # pragma: no cover
         import msvcrt
+
         from .reduction import steal_handle  # type: ignore[attr-defined]
+
         new_handle = steal_handle(parent_pid, pipe_handle)
         fd = msvcrt.open_osfhandle(new_handle, os.O_RDONLY)
         parent_sentinel = new_handle
     else:
         if tracker_fd is not None:
             from . import resource_tracker
+
             resource_tracker._resource_tracker._fd = tracker_fd
         fd = pipe_handle
         # Our copy of the pipe reports EOF once the parent has closed its end,
@@ -155,6 +168,7 @@ def get_preparation_data(name: str) -> dict[str, Any]:
     except ValueError:
         pass
     from .context import _default_context
+
     data.update(
         name=name,
         sys_path=sys_path,
@@ -215,6 +229,7 @@ def prepare(data: dict[str, Any]) -> None:
         process.ORIGINAL_DIR = data["orig_dir"]
     if "start_method" in data:
         from .context import _force_start_method
+
         _force_start_method(data["start_method"])
     if "serializer" in data:
         reduction._default_serializer = data["serializer"]

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import weakref
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     import logging
@@ -24,10 +25,23 @@ if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
 from . import process
 
 __all__ = [
-    "sub_debug", "debug", "info", "sub_warning", "get_logger", "log_to_stderr",
-    "get_temp_dir", "is_private_temp_dir", "remove_private_temp_dir", "register_after_fork", "is_exiting", "Finalize",
-    "ForkAwareThreadLock", "ForkAwareLocal", "close_all_fds_except",
-    "SUBDEBUG", "SUBWARNING",
+    "sub_debug",
+    "debug",
+    "info",
+    "sub_warning",
+    "get_logger",
+    "log_to_stderr",
+    "get_temp_dir",
+    "is_private_temp_dir",
+    "remove_private_temp_dir",
+    "register_after_fork",
+    "is_exiting",
+    "Finalize",
+    "ForkAwareThreadLock",
+    "ForkAwareLocal",
+    "close_all_fds_except",
+    "SUBDEBUG",
+    "SUBWARNING",
 ]
 
 # ---------------------------------------------------------------- logging
@@ -73,6 +87,7 @@ def get_logger() -> logging.Logger:
     """
     global _logger
     import logging  # deferred: most programs never turn logging on
+
     with logging._lock:  # type: ignore[attr-defined]
         if not _logger:
             _logger = logging.getLogger(LOGGER_NAME)
@@ -93,6 +108,7 @@ def log_to_stderr(level: Optional[int | str] = None) -> logging.Logger:
     """
     global _log_to_stderr
     import logging
+
     logger = get_logger()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
@@ -104,6 +120,7 @@ def log_to_stderr(level: Optional[int | str] = None) -> logging.Logger:
 
 
 # ---------------------------------------------------------------- temp dir
+
 
 def get_temp_dir() -> str:
     """Return a private temporary directory for this process, created lazily.
@@ -118,6 +135,7 @@ def get_temp_dir() -> str:
     if tempdir is None:
         import shutil
         import tempfile
+
         tempdir = tempfile.mkdtemp(prefix=_TEMP_DIR_PREFIX)
         info("created temp directory %s", tempdir)
         _track_temp_dir(tempdir)
@@ -153,11 +171,12 @@ def is_private_temp_dir(path: str, existing: bool = True) -> bool:
     if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path:
         return False
     parent, name = os.path.split(path)
-    suffix = name[len(_TEMP_DIR_PREFIX):]
+    suffix = name[len(_TEMP_DIR_PREFIX) :]
     if not name.startswith(_TEMP_DIR_PREFIX) or len(suffix) != 8 or not _TEMP_DIR_SUFFIX.issuperset(suffix):
         return False
     import stat
     import tempfile
+
     root = tempfile.gettempdir()
     if parent not in (root, os.path.realpath(root)):
         return False
@@ -181,6 +200,7 @@ def remove_private_temp_dir(path: str) -> bool:
     if not is_private_temp_dir(path):
         return False
     import shutil
+
     _untrack_temp_dir(path)
     shutil.rmtree(path, ignore_errors=True)
     return not os.path.lexists(path)
@@ -191,6 +211,7 @@ def _track_temp_dir(tempdir: str) -> None:
     if not is_private_temp_dir(tempdir):
         return  # a temp root the tracker would not accept (tempfile.tempdir changed, say)
     from . import resource_tracker
+
     try:
         resource_tracker.register(tempdir, "folder")
     except Exception as exc:  # the directory works without it; only a crash would leave it behind
@@ -201,6 +222,7 @@ def _untrack_temp_dir(tempdir: str) -> None:
     """Tell a tracker that still runs that ``tempdir`` is being removed (never starts one)."""
     try:
         from . import resource_tracker
+
         resource_tracker._resource_tracker._unregister_if_running(tempdir, "folder")
     except Exception:  # at exit, or a reentrant call: the tracker copes with a folder already gone
         pass
@@ -208,7 +230,7 @@ def _untrack_temp_dir(tempdir: str) -> None:
 
 # ---------------------------------------------------------------- after fork
 
-_afterfork_registry: "weakref.WeakValueDictionary[tuple[int, int, Callable[..., Any]], Any]" = (
+_afterfork_registry: weakref.WeakValueDictionary[tuple[int, int, Callable[..., Any]], Any] = (
     weakref.WeakValueDictionary()
 )
 _afterfork_counter = itertools.count()
@@ -234,7 +256,7 @@ def register_after_fork(obj: Any, func: Callable[[Any], None]) -> None:
 
 # ---------------------------------------------------------------- finalizers
 
-_finalizer_registry: dict[tuple[Any, int], "Finalize"] = {}
+_finalizer_registry: dict[tuple[Any, int], Finalize] = {}
 _finalizer_counter = itertools.count()
 
 
@@ -331,9 +353,11 @@ def _run_finalizers(minpriority: Optional[int] = None) -> None:
     if _finalizer_registry is None:  # pragma: no cover - interpreter teardown
         return
     if minpriority is None:
+
         def wanted(priority: Optional[int]) -> bool:
             return priority is not None
     else:
+
         def wanted(priority: Optional[int]) -> bool:
             return priority is not None and priority >= minpriority
 
@@ -350,6 +374,7 @@ def _run_finalizers(minpriority: Optional[int] = None) -> None:
             finalizer()
         except Exception:
             import traceback
+
             traceback.print_exc()
     if minpriority is None:
         _finalizer_registry.clear()
@@ -419,6 +444,7 @@ def _run_child_atexit() -> None:
 
 
 # ---------------------------------------------------------------- fork-aware helpers
+
 
 class ForkAwareThreadLock:
     """A ``threading.Lock`` that is replaced by a fresh one in forked children."""
@@ -604,6 +630,7 @@ def _cleanup_tests() -> None:
     forgets the start method, so that the next test starts from scratch.
     """
     from . import context, forkserver, resource_sharer, resource_tracker
+
     forkserver._forkserver._stop()
     resource_sharer.stop()
     stop_tracker = getattr(resource_tracker._resource_tracker, "_stop", None)
@@ -615,4 +642,5 @@ def _cleanup_tests() -> None:
 
 def _args_from_interpreter_flags() -> list[str]:
     import subprocess
+
     return subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]

@@ -54,8 +54,15 @@ class BaseManager:
     _registry: dict[str, tuple] = {}
     _Server: type = Server
 
-    def __init__(self, address: Any = None, authkey: Optional[bytes] = None, serializer: str = "pickle",
-                 ctx: Any = None, *, shutdown_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        address: Any = None,
+        authkey: Optional[bytes] = None,
+        serializer: str = "pickle",
+        ctx: Any = None,
+        *,
+        shutdown_timeout: float = 1.0,
+    ) -> None:
         check_serializer(serializer)
         if authkey is None:
             authkey = process.current_process().authkey
@@ -113,8 +120,16 @@ class BaseManager:
         # would have to travel by value to a spawned server.
         self._process = self._ctx.Process(
             target=_serve_in_child,
-            args=(self._Server, self._server_registry(), address, self._authkey, self._serializer, writer,
-                  initializer, tuple(initargs)),
+            args=(
+                self._Server,
+                self._server_registry(),
+                address,
+                self._authkey,
+                self._serializer,
+                writer,
+                initializer,
+                tuple(initargs),
+            ),
         )
         ident = ":".join(str(i) for i in self._process._identity)
         self._process.name = f"{type(self).__name__}-{ident}"
@@ -126,9 +141,9 @@ class BaseManager:
             reader.close()
         self._state.value = State.STARTED
         self._finalizer = util.Finalize(
-            self, type(self)._finalize_manager,
-            args=(self._process, self._address, self._authkey, self._state, self._serializer,
-                  self._shutdown_timeout),
+            self,
+            type(self)._finalize_manager,
+            args=(self._process, self._address, self._authkey, self._state, self._serializer, self._shutdown_timeout),
             exitpriority=0,
         )
 
@@ -139,16 +154,26 @@ class BaseManager:
             return reader.recv()
         except EOFError:
             proc.join(self._shutdown_timeout)
-            raise ProcessError(f"the server process of {type(self).__name__} exited (exit code "
-                               f"{proc.exitcode}) before it started serving") from None
+            raise ProcessError(
+                f"the server process of {type(self).__name__} exited (exit code "
+                f"{proc.exitcode}) before it started serving"
+            ) from None
 
     def _server_registry(self) -> dict:
         # The server needs neither proxy types nor creation flags.
         return {typeid: entry[:3] for typeid, entry in self._registry.items()}
 
     @classmethod
-    def _run_server(cls, registry: dict, address: Any, authkey: bytes, serializer: str, writer: Any,
-                    initializer: Optional[Callable[..., Any]] = None, initargs: Sequence[Any] = ()) -> None:
+    def _run_server(
+        cls,
+        registry: dict,
+        address: Any,
+        authkey: bytes,
+        serializer: str,
+        writer: Any,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Sequence[Any] = (),
+    ) -> None:
         """Run this class's server in the current (new) process; the standard library's entry point."""
         _serve_in_child(cls._Server, registry, address, authkey, serializer, writer, initializer, initargs)
 
@@ -167,8 +192,9 @@ class BaseManager:
             forget_address(self._address)
 
     @staticmethod
-    def _finalize_manager(proc: Any, address: Any, authkey: bytes, state: State, serializer: str,
-                          shutdown_timeout: float) -> None:
+    def _finalize_manager(
+        proc: Any, address: Any, authkey: bytes, state: State, serializer: str, shutdown_timeout: float
+    ) -> None:
         if proc.is_alive():
             util.info("sending shutdown message to manager")
             _ask_to_shut_down(address, authkey, serializer, shutdown_timeout)
@@ -214,8 +240,11 @@ class BaseManager:
 
     def _call(self, name: str, *args: Any, **kwds: Any) -> Any:
         if self._state.value != State.STARTED:
-            raise ManagerStateError("manager has shut down" if self._state.value == State.SHUTDOWN
-                                    else "manager has not been started (call start() or connect())")
+            raise ManagerStateError(
+                "manager has shut down"
+                if self._state.value == State.SHUTDOWN
+                else "manager has not been started (call start() or connect())"
+            )
         return call_control(self._address, self._authkey, self._serializer, name, args, kwds)
 
     def _create(self, typeid: str, /, *args: Any, **kwds: Any) -> tuple[Token, tuple]:
@@ -235,9 +264,15 @@ class BaseManager:
         return self._call("number_of_objects")
 
     @classmethod
-    def register(cls, typeid: str, callable: Optional[Callable[..., Any]] = None,
-                 proxytype: Optional[Callable[..., Any]] = None, exposed: Optional[Sequence[str]] = None,
-                 method_to_typeid: Optional[dict[str, str]] = None, create_method: bool = True) -> None:
+    def register(
+        cls,
+        typeid: str,
+        callable: Optional[Callable[..., Any]] = None,
+        proxytype: Optional[Callable[..., Any]] = None,
+        exposed: Optional[Sequence[str]] = None,
+        method_to_typeid: Optional[dict[str, str]] = None,
+        create_method: bool = True,
+    ) -> None:
         """Register a type of shared object under ``typeid`` for this manager class.
 
         ``callable`` makes the object in the server (``None`` on a client
@@ -258,8 +293,12 @@ class BaseManager:
             for key, value in method_to_typeid.items():
                 if type(key) is not str or type(value) is not str:
                     raise TypeError(f"method_to_typeid must map str to str, not {key!r} to {value!r}")
-        cls._registry[typeid] = (callable, tuple(exposed) if exposed is not None else None,
-                                 dict(method_to_typeid) if method_to_typeid else None, proxytype)
+        cls._registry[typeid] = (
+            callable,
+            tuple(exposed) if exposed is not None else None,
+            dict(method_to_typeid) if method_to_typeid else None,
+            proxytype,
+        )
         register_proxytype(typeid, proxytype)
         if create_method:
             setattr(cls, typeid, _creator(typeid, proxytype))
@@ -270,8 +309,9 @@ def _creator(typeid: str, proxytype: Callable[..., Any]) -> Callable[..., Any]:
         util.debug("requesting creation of a shared %r object", typeid)
         token, exposed = self._create(typeid, *args, **kwds)
         try:
-            proxy = proxytype(token, self._serializer, manager=self, authkey=self._authkey, exposed=exposed,
-                              incref=False)
+            proxy = proxytype(
+                token, self._serializer, manager=self, authkey=self._authkey, exposed=exposed, incref=False
+            )
         except BaseException:
             self._call("decref", token.id)
             raise
@@ -283,9 +323,16 @@ def _creator(typeid: str, proxytype: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
-def _serve_in_child(server_class: type, registry: dict, address: Any, authkey: bytes, serializer: str,
-                    writer: Any, initializer: Optional[Callable[..., Any]] = None,
-                    initargs: Sequence[Any] = ()) -> None:
+def _serve_in_child(
+    server_class: type,
+    registry: dict,
+    address: Any,
+    authkey: bytes,
+    serializer: str,
+    writer: Any,
+    initializer: Optional[Callable[..., Any]] = None,
+    initargs: Sequence[Any] = (),
+) -> None:
     """The body of a manager's server process: report the address, serve, clean up."""
     # Ctrl-C goes to the whole foreground process group: the manager must
     # outlive it until its owner shuts it down.

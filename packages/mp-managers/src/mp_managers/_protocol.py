@@ -24,10 +24,27 @@ from mp_core import connection
 from mp_core.context import ProcessError
 
 __all__ = [
-    "State", "Token", "RemoteError", "RemoteTraceback", "UnexposedMethodError", "ManagerStateError",
-    "dispatch", "convert_to_error", "public_methods", "all_methods", "listener_client", "connect",
-    "REPLY_RETURN", "REPLY_ERROR", "REPLY_PROXY", "REPLY_FAILURE", "RELEASE",
-    "STDLIB_RETURN", "STDLIB_ERROR", "STDLIB_TRACEBACK", "STDLIB_UNSERIALIZABLE",
+    "State",
+    "Token",
+    "RemoteError",
+    "RemoteTraceback",
+    "UnexposedMethodError",
+    "ManagerStateError",
+    "dispatch",
+    "convert_to_error",
+    "public_methods",
+    "all_methods",
+    "listener_client",
+    "connect",
+    "REPLY_RETURN",
+    "REPLY_ERROR",
+    "REPLY_PROXY",
+    "REPLY_FAILURE",
+    "RELEASE",
+    "STDLIB_RETURN",
+    "STDLIB_ERROR",
+    "STDLIB_TRACEBACK",
+    "STDLIB_UNSERIALIZABLE",
 ]
 
 #: The call returned; value is the result.

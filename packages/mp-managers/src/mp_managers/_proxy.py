@@ -41,11 +41,19 @@ from ._protocol import (
 from ._server import Server, local_server
 from ._wire import MessageStream
 
-__all__ = ["BaseProxy", "RebuildProxy", "AutoProxy", "MakeProxyType", "call_control", "forwarding",
-           "register_proxytype"]
+__all__ = [
+    "BaseProxy",
+    "RebuildProxy",
+    "AutoProxy",
+    "MakeProxyType",
+    "call_control",
+    "forwarding",
+    "register_proxytype",
+]
 
 
 # ---------------------------------------------------------------- connections
+
 
 class _Channel:
     """One thread's connection to one server, and the releases waiting to go out on it."""
@@ -126,8 +134,9 @@ def forget_address(address: Any) -> None:
 _decoding = threading.local()
 
 
-def _roundtrip(tls: Any, address: Any, authkey: bytes, serializer: str, request: tuple,
-               caller: Optional[BaseProxy] = None) -> Any:
+def _roundtrip(
+    tls: Any, address: Any, authkey: bytes, serializer: str, request: tuple, caller: Optional[BaseProxy] = None
+) -> Any:
     try:
         chan = tls.channel
     except AttributeError:
@@ -148,8 +157,9 @@ def _roundtrip(tls: Any, address: Any, authkey: bytes, serializer: str, request:
         chan.busy = False
         _drop_channel(tls, chan)
         if isinstance(exc, EOFError):
-            raise EOFError(f"the manager at {address!r} closed the connection "
-                           f"(has it been shut down, or did its process die?)") from exc
+            raise EOFError(
+                f"the manager at {address!r} closed the connection (has it been shut down, or did its process die?)"
+            ) from exc
         raise
     chan.busy = False
     if chan.pending:
@@ -165,8 +175,9 @@ def _roundtrip(tls: Any, address: Any, authkey: bytes, serializer: str, request:
         _decoding.caller = previous
 
 
-def call_control(address: Any, authkey: bytes, serializer: str, name: str, args: tuple = (),
-                 kwds: Optional[dict] = None) -> Any:
+def call_control(
+    address: Any, authkey: bytes, serializer: str, name: str, args: tuple = (), kwds: Optional[dict] = None
+) -> Any:
     """Run the server's control operation ``name`` over this thread's connection."""
     request = (None, name, args, kwds or {})
     kind, result = _roundtrip(_local_for(address, authkey), address, authkey, serializer, request)
@@ -176,6 +187,7 @@ def call_control(address: Any, authkey: bytes, serializer: str, name: str, args:
 
 
 # ---------------------------------------------------------------- releasing references
+
 
 def _release_remote(token: Token, authkey: bytes, state: Optional[State], tls: Any, serializer: str) -> None:
     # A finalizer: runs on garbage collection, in whatever thread, or at exit.
@@ -206,6 +218,7 @@ _held_for_children: weakref.WeakKeyDictionary[Any, list[BaseProxy]] = weakref.We
 
 # ---------------------------------------------------------------- proxies
 
+
 class BaseProxy:
     """Base class of proxies: forwards method calls to an object held by a manager.
 
@@ -223,8 +236,16 @@ class BaseProxy:
     _address_to_local = _address_to_local
     _mutex = _address_lock
 
-    def __init__(self, token: Token, serializer: str, manager: Any = None, authkey: Optional[bytes] = None,
-                 exposed: Any = None, incref: bool = True, manager_owned: bool = False) -> None:
+    def __init__(
+        self,
+        token: Token,
+        serializer: str,
+        manager: Any = None,
+        authkey: Optional[bytes] = None,
+        exposed: Any = None,
+        incref: bool = True,
+        manager_owned: bool = False,
+    ) -> None:
         self._token = token
         self._id = token.id
         self._manager = manager
@@ -253,8 +274,9 @@ class BaseProxy:
         A result the manager registered as a new shared object (see
         ``method_to_typeid``) comes back as a proxy for it.
         """
-        kind, result = _roundtrip(self._tls, self._token.address, self._authkey, self._serializer,
-                                  (self._id, methodname, args, kwds), self)
+        kind, result = _roundtrip(
+            self._tls, self._token.address, self._authkey, self._serializer, (self._id, methodname, args, kwds), self
+        )
         if kind == REPLY_RETURN:
             return result
         if kind == REPLY_PROXY:
@@ -272,8 +294,9 @@ class BaseProxy:
         token = Token(typeid, self._token.address, ident)
         proxytype = _proxytype_for(self._manager, typeid)
         try:
-            proxy = proxytype(token, self._serializer, manager=self._manager, authkey=self._authkey,
-                              exposed=exposed, incref=False)
+            proxy = proxytype(
+                token, self._serializer, manager=self._manager, authkey=self._authkey, exposed=exposed, incref=False
+            )
         except BaseException:
             self._release_now(token)
             raise
@@ -299,9 +322,12 @@ class BaseProxy:
     def _adopt(self) -> None:
         """Take over a reference the server already counts for this proxy."""
         state = self._manager._state if self._manager is not None else None
-        self._close = util.Finalize(self, _release_remote,
-                                    args=(self._token, self._authkey, state, self._tls, self._serializer),
-                                    exitpriority=10)
+        self._close = util.Finalize(
+            self,
+            _release_remote,
+            args=(self._token, self._authkey, state, self._tls, self._serializer),
+            exitpriority=10,
+        )
 
     def _hold_locally(self, server: Server, counted: bool = False) -> None:
         """Count this proxy directly in ``server``, which runs in this process.
@@ -403,11 +429,25 @@ def RebuildProxy(func: Callable[..., Any], token: Token, serializer: str, kwds: 
 
 # Names a generated forwarding method must never shadow: the proxy itself
 # needs them to work at all.
-_NOT_FORWARDED = frozenset({
-    "__getattribute__", "__getattr__", "__setattr__", "__delattr__", "__init__", "__new__",
-    "__init_subclass__", "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__class__",
-    "__del__", "__dict__", "__weakref__",
-})
+_NOT_FORWARDED = frozenset(
+    {
+        "__getattribute__",
+        "__getattr__",
+        "__setattr__",
+        "__delattr__",
+        "__init__",
+        "__new__",
+        "__init_subclass__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__getstate__",
+        "__setstate__",
+        "__class__",
+        "__del__",
+        "__dict__",
+        "__weakref__",
+    }
+)
 
 
 def _forwarder(name: str) -> Callable[..., Any]:
@@ -464,15 +504,23 @@ class _MadeProxyType:
         return _MadeProxyType, (self.name, self.exposed)
 
 
-def AutoProxy(token: Token, serializer: str, manager: Any = None, authkey: Optional[bytes] = None,
-              exposed: Any = None, incref: bool = True, manager_owned: bool = False) -> BaseProxy:
+def AutoProxy(
+    token: Token,
+    serializer: str,
+    manager: Any = None,
+    authkey: Optional[bytes] = None,
+    exposed: Any = None,
+    incref: bool = True,
+    manager_owned: bool = False,
+) -> BaseProxy:
     """A proxy forwarding the referent's public methods (asked from the server if not given)."""
     if authkey is None:
         authkey = manager._authkey if manager is not None else process.current_process().authkey
     if exposed is None:
         exposed = call_control(token.address, authkey, serializer, "get_methods", (token,))
     proxy = MakeProxyType(f"AutoProxy[{token.typeid}]", exposed)(
-        token, serializer, manager=manager, authkey=authkey, incref=incref, manager_owned=manager_owned)
+        token, serializer, manager=manager, authkey=authkey, incref=incref, manager_owned=manager_owned
+    )
     proxy._isauto = True
     return proxy
 

@@ -20,14 +20,32 @@ from mp_sync import synchronize
 from ._proxy import BaseProxy, forwarding
 
 __all__ = [
-    "Namespace", "Value", "Array", "ServerRLock", "ServerSemaphore", "ServerBoundedSemaphore",
-    "IteratorProxy", "AcquirerProxy", "ConditionProxy", "EventProxy", "BarrierProxy", "NamespaceProxy",
-    "ValueProxy", "BaseListProxy", "ListProxy", "DictProxy", "SetProxy", "ArrayProxy", "BasePoolProxy",
-    "PoolProxy", "register_view_reducers",
+    "Namespace",
+    "Value",
+    "Array",
+    "ServerRLock",
+    "ServerSemaphore",
+    "ServerBoundedSemaphore",
+    "IteratorProxy",
+    "AcquirerProxy",
+    "ConditionProxy",
+    "EventProxy",
+    "BarrierProxy",
+    "NamespaceProxy",
+    "ValueProxy",
+    "BaseListProxy",
+    "ListProxy",
+    "DictProxy",
+    "SetProxy",
+    "ArrayProxy",
+    "BasePoolProxy",
+    "PoolProxy",
+    "register_view_reducers",
 ]
 
 
 # ---------------------------------------------------------------- objects held by the server
+
 
 class Namespace:
     """A bag of attributes; its ``repr`` lists the public ones, sorted."""
@@ -110,6 +128,7 @@ def register_view_reducers() -> None:
 
 
 # ---------------------------------------------------------------- proxies
+
 
 class IteratorProxy(BaseProxy):
     """Proxy for an iterator or generator held by the manager."""
@@ -252,9 +271,29 @@ class BaseListProxy(BaseProxy):
     ``copy()`` and ``a + b`` return plain lists.
     """
 
-    _exposed_ = ("__add__", "__contains__", "__delitem__", "__getitem__", "__imul__", "__len__", "__mul__",
-                 "__reversed__", "__rmul__", "__setitem__", "append", "clear", "copy", "count", "extend",
-                 "index", "insert", "pop", "remove", "reverse", "sort")
+    _exposed_ = (
+        "__add__",
+        "__contains__",
+        "__delitem__",
+        "__getitem__",
+        "__imul__",
+        "__len__",
+        "__mul__",
+        "__reversed__",
+        "__rmul__",
+        "__setitem__",
+        "append",
+        "clear",
+        "copy",
+        "count",
+        "extend",
+        "index",
+        "insert",
+        "pop",
+        "remove",
+        "reverse",
+        "sort",
+    )
 
 
 class ListProxy(BaseListProxy):
@@ -282,9 +321,29 @@ class DictProxy(BaseProxy):
     plain dict and leaves the shared one alone.
     """
 
-    _exposed_ = ("__contains__", "__delitem__", "__getitem__", "__ior__", "__iter__", "__len__", "__or__",
-                 "__reversed__", "__ror__", "__setitem__", "clear", "copy", "fromkeys", "get", "items", "keys",
-                 "pop", "popitem", "setdefault", "update", "values")
+    _exposed_ = (
+        "__contains__",
+        "__delitem__",
+        "__getitem__",
+        "__ior__",
+        "__iter__",
+        "__len__",
+        "__or__",
+        "__reversed__",
+        "__ror__",
+        "__setitem__",
+        "clear",
+        "copy",
+        "fromkeys",
+        "get",
+        "items",
+        "keys",
+        "pop",
+        "popitem",
+        "setdefault",
+        "update",
+        "values",
+    )
     _method_to_typeid_ = {"__iter__": "Iterator"}
 
     def __ior__(self, value: Any) -> DictProxy:
@@ -314,12 +373,45 @@ class _BaseSetProxy(BaseProxy):
     a snapshot.
     """
 
-    _exposed_ = ("__and__", "__class_getitem__", "__contains__", "__ge__", "__gt__", "__iand__", "__ior__",
-                 "__isub__", "__iter__", "__ixor__", "__le__", "__len__", "__lt__", "__or__", "__rand__",
-                 "__ror__", "__rsub__", "__rxor__", "__sub__", "__xor__", "add", "clear", "copy",
-                 "difference", "difference_update", "discard", "intersection", "intersection_update",
-                 "isdisjoint", "issubset", "issuperset", "pop", "remove", "symmetric_difference",
-                 "symmetric_difference_update", "union", "update")
+    _exposed_ = (
+        "__and__",
+        "__class_getitem__",
+        "__contains__",
+        "__ge__",
+        "__gt__",
+        "__iand__",
+        "__ior__",
+        "__isub__",
+        "__iter__",
+        "__ixor__",
+        "__le__",
+        "__len__",
+        "__lt__",
+        "__or__",
+        "__rand__",
+        "__ror__",
+        "__rsub__",
+        "__rxor__",
+        "__sub__",
+        "__xor__",
+        "add",
+        "clear",
+        "copy",
+        "difference",
+        "difference_update",
+        "discard",
+        "intersection",
+        "intersection_update",
+        "isdisjoint",
+        "issubset",
+        "issuperset",
+        "pop",
+        "remove",
+        "symmetric_difference",
+        "symmetric_difference_update",
+        "union",
+        "update",
+    )
 
     # A generic alias of the proxy type, never a call to the server.
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
@@ -362,8 +454,19 @@ class ArrayProxy(BaseProxy):
 class BasePoolProxy(BaseProxy):
     """Proxy for a process pool held by the manager."""
 
-    _exposed_ = ("apply", "apply_async", "close", "imap", "imap_unordered", "join", "map", "map_async",
-                 "starmap", "starmap_async", "terminate")
+    _exposed_ = (
+        "apply",
+        "apply_async",
+        "close",
+        "imap",
+        "imap_unordered",
+        "join",
+        "map",
+        "map_async",
+        "starmap",
+        "starmap_async",
+        "terminate",
+    )
     _method_to_typeid_ = {
         "apply_async": "AsyncResult",
         "map_async": "AsyncResult",

@@ -83,8 +83,17 @@ class Server:
     """
 
     #: Control operations a client may request (``None`` as the object id).
-    public: tuple[str, ...] = ("shutdown", "create", "accept_connection", "get_methods", "debug_info",
-              "number_of_objects", "dummy", "incref", "decref")
+    public: tuple[str, ...] = (
+        "shutdown",
+        "create",
+        "accept_connection",
+        "get_methods",
+        "debug_info",
+        "number_of_objects",
+        "dummy",
+        "incref",
+        "decref",
+    )
 
     #: Connections accepted but not yet authenticated, at most; further
     #: peers wait in the listen backlog.
@@ -105,8 +114,7 @@ class Server:
         self.authkey = process.AuthenticationString(authkey)
         self.serializer = serializer
         family = connection.address_type(address) if address else connection.default_family
-        self._listener = connection.SocketListener(address or connection.arbitrary_address(family),
-                                                   family, backlog=128)
+        self._listener = connection.SocketListener(address or connection.arbitrary_address(family), family, backlog=128)
         #: The listening socket (closing it before ``serve_forever`` frees the address).
         self.listener = self._listener
         self.address = self._listener._address
@@ -123,10 +131,13 @@ class Server:
         #: Whether the server stopped because the process that started it died.
         self.owner_gone = False
         timeout = self.handshake_timeout
-        self._pending = PendingHandshakes(self.max_pending_handshakes,
-                                          connection.Listener.handshake_timeout if timeout is None else timeout,
-                                          self.eviction_age)
+        self._pending = PendingHandshakes(
+            self.max_pending_handshakes,
+            connection.Listener.handshake_timeout if timeout is None else timeout,
+            self.eviction_age,
+        )
         from ._proxytypes import register_view_reducers
+
         register_view_reducers()
 
     # ------------------------------------------------------------ running
@@ -232,16 +243,16 @@ class Server:
                     backoff = 0.0
                 else:
                     if not backoff:
-                        util.sub_warning("manager at %r cannot accept connections: %s; retrying",
-                                         self.address, exc)
+                        util.sub_warning("manager at %r cannot accept connections: %s; retrying", self.address, exc)
                     backoff = min(max(backoff * 2, 0.01), _MAX_ACCEPT_BACKOFF)
                 connection.wait([self._wake_r], backoff or 0.01)
                 continue
             backoff = 0.0
             key = pending.admit(conn)
             try:
-                threading.Thread(target=self._handle_connection, args=(conn, key), daemon=True,
-                                 name="manager-connection").start()
+                threading.Thread(
+                    target=self._handle_connection, args=(conn, key), daemon=True, name="manager-connection"
+                ).start()
             except RuntimeError as exc:  # no more threads: as with descriptors, wait
                 pending.finish(key)
                 conn.close()
@@ -291,8 +302,7 @@ class Server:
                     # The stream is out of step: say why, then hang up.
                     util.info("manager: closing a connection that sent a corrupt message: %s", exc)
                     try:
-                        send((REPLY_FAILURE, f"the manager received a corrupt message ({exc}); "
-                                             f"closing the connection"))
+                        send((REPLY_FAILURE, f"the manager received a corrupt message ({exc}); closing the connection"))
                     except Exception:
                         pass
                 return
@@ -308,8 +318,7 @@ class Server:
                 # Serializing failed before anything was written: the
                 # connection is intact, tell the caller why.
                 try:
-                    send((REPLY_FAILURE, f"the manager could not serialize its reply ({exc}):\n"
-                                         + format_remote(exc)))
+                    send((REPLY_FAILURE, f"the manager could not serialize its reply ({exc}):\n" + format_remote(exc)))
                 except Exception:
                     return
             del reply
@@ -329,8 +338,11 @@ class Server:
         try:
             ident, name, args, kwds = request
         except Exception as exc:
-            return (REPLY_FAILURE, f"a manager request is a tuple (id, method, args, kwds), not "
-                                   f"{_describe(request)}:\n" + format_remote(exc))
+            return (
+                REPLY_FAILURE,
+                f"a manager request is a tuple (id, method, args, kwds), not "
+                f"{_describe(request)}:\n" + format_remote(exc),
+            )
         try:
             if ident is None:
                 if name == RELEASE:
@@ -340,8 +352,11 @@ class Server:
                 return _NO_REPLY if reply is _ALREADY_REPLIED else reply
             return self._call_method(ident, name, args, kwds)
         except Exception as exc:
-            return (REPLY_FAILURE, f"the manager could not handle a request for method {_describe(name)} "
-                                   f"of object {_describe(ident)}:\n" + format_remote(exc))
+            return (
+                REPLY_FAILURE,
+                f"the manager could not handle a request for method {_describe(name)} "
+                f"of object {_describe(ident)}:\n" + format_remote(exc),
+            )
 
     def _call_method(self, ident: Any, name: Any, args: Any, kwds: Any) -> tuple:
         entry = self.id_to_obj.get(ident)
@@ -366,12 +381,15 @@ class Server:
             return lambda: repr(obj)
         if name == "__str__":
             return lambda: str(obj)
-        raise UnexposedMethodError(f"method {name!r} of {type(obj).__name__!r} object is not in "
-                                   f"exposed={tuple(sorted(exposed))!r}")
+        raise UnexposedMethodError(
+            f"method {name!r} of {type(obj).__name__!r} object is not in exposed={tuple(sorted(exposed))!r}"
+        )
 
     def _missing(self, ident: Any) -> BaseException:
-        return ReferenceError(f"the manager at {self.address!r} holds no object with id {ident!r} "
-                              f"(its last proxy was released, or the id is wrong)")
+        return ReferenceError(
+            f"the manager at {self.address!r} holds no object with id {ident!r} "
+            f"(its last proxy was released, or the id is wrong)"
+        )
 
     def _error_reply(self, exc: BaseException) -> tuple:
         text = format_remote(exc)
@@ -392,8 +410,10 @@ class Server:
 
     def _control(self, conn: Any, name: str, args: Any, kwds: Any) -> Any:
         if name not in self.public:
-            return (REPLY_FAILURE, f"{name!r} is not an operation of this manager "
-                                   f"(operations: {', '.join(self.public)})")
+            return (
+                REPLY_FAILURE,
+                f"{name!r} is not an operation of this manager (operations: {', '.join(self.public)})",
+            )
         try:
             result = getattr(self, name)(conn, *args, **kwds)
         except Exception as exc:

@@ -105,6 +105,7 @@ class SharedMemoryManager(BaseManager):
             # The server must share this process's tracker: it unregisters
             # the blocks that this process registered.
             from mp_core import resource_tracker
+
             resource_tracker.ensure_running()
         super().__init__(*args, **kwargs)
         util.debug("%s created by pid %d", type(self).__name__, os.getpid())

@@ -153,7 +153,8 @@ class MessageStream:
                 self._pending = b""
                 raise connection.BadMessageLength(
                     f"malformed message header: size {size} (the only negative size is -1, "
-                    f"the marker of an 8-byte size)")
+                    f"the marker of an 8-byte size)"
+                )
             if len(data) < 12:
                 data = self._read_at_least(data, 12)
             size = _LONG.unpack_from(data, 4)[0]
@@ -183,7 +184,7 @@ class MessageStream:
         chunk = memoryview(bytearray(min(size - len(payload), _EAGER_LIMIT)))
         readinto = _io.readinto
         while len(payload) < size:
-            n = readinto(self._fd, chunk[:size - len(payload)])
+            n = readinto(self._fd, chunk[: size - len(payload)])
             if not n:
                 raise EOFError("got end of file during message")
             payload += chunk[:n]

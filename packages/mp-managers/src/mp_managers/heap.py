@@ -300,8 +300,7 @@ class BufferWrapper:
     def create_memoryview(self) -> memoryview:
         """A writable view of exactly the requested bytes."""
         (arena, start, _stop), size = self._state
-        return memoryview(arena.buffer)[start:start + size]
+        return memoryview(arena.buffer)[start : start + size]
 
     def __reduce__(self) -> tuple:
         return _rebuild_wrapper, (self._state,)
-

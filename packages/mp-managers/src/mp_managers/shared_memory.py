@@ -69,9 +69,11 @@ def _check_trackable(name: str) -> None:
     try:
         resource_tracker._encode("REGISTER", name, "shared_memory")
     except ValueError as exc:
-        reason = ("it is not ASCII" if isinstance(exc, UnicodeError) else str(exc))
-        raise ValueError(f"cannot create shared memory {name[1:]!r} tracked by the resource tracker: "
-                         f"{reason} (choose another name, or pass track=False)") from None
+        reason = "it is not ASCII" if isinstance(exc, UnicodeError) else str(exc)
+        raise ValueError(
+            f"cannot create shared memory {name[1:]!r} tracked by the resource tracker: "
+            f"{reason} (choose another name, or pass track=False)"
+        ) from None
 
 
 def _is_trackable(name: str) -> bool:
@@ -123,8 +125,7 @@ class SharedMemory:
     _size = 0
     _track = True
 
-    def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0, *,
-                 track: bool = True) -> None:
+    def __init__(self, name: Optional[str] = None, create: bool = False, size: int = 0, *, track: bool = True) -> None:
         try:
             size = operator.index(size)
         except TypeError:
@@ -169,6 +170,7 @@ class SharedMemory:
             # cannot take it is only attached to.
             if track and (create or _is_trackable(self._name)):
                 from mp_core import resource_tracker
+
                 resource_tracker.register(self._name, "shared_memory")
         except BaseException as exc:
             if isinstance(exc, OSError) and exc.filename is None:
@@ -237,6 +239,7 @@ class SharedMemory:
             _posixshmem.shm_unlink(self._name)
             if self._track and _is_trackable(self._name):
                 from mp_core import resource_tracker
+
                 resource_tracker.unregister(self._name, "shared_memory")
 
 
@@ -285,8 +288,9 @@ def _encode(item: Any) -> tuple[str, int, Any]:
     if fmt is None:
         base = next((t for t in (bool, int, float) if isinstance(item, t)), None)
         if base is None:
-            raise TypeError(f"ShareableList cannot hold {kind.__name__!r} items "
-                            f"(only int, float, bool, str, bytes and None)")
+            raise TypeError(
+                f"ShareableList cannot hold {kind.__name__!r} items (only int, float, bool, str, bytes and None)"
+            )
         fmt, item = _FIXED_FORMATS[base], base(item)
     return fmt, (_NONE if item is None else _PLAIN), item
 
@@ -311,8 +315,10 @@ class ShareableList:
             items = [_encode(item) for item in (sequence or ())]
             for fmt, _code, _value in items:
                 if len(fmt) > _SLOT:
-                    raise ValueError(f"an item of {_slot_size(fmt)} bytes is too large for a ShareableList "
-                                     f"(its format {fmt!r} must fit in {_SLOT} characters)")
+                    raise ValueError(
+                        f"an item of {_slot_size(fmt)} bytes is too large for a ShareableList "
+                        f"(its format {fmt!r} must fit in {_SLOT} characters)"
+                    )
             self._list_len = len(items)
             offsets = [0]
             for fmt, _code, _value in items:

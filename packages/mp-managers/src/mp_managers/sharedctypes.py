@@ -27,13 +27,20 @@ from . import heap
 __all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized"]
 
 typecode_to_type: dict[str, Any] = {
-    "c": ctypes.c_char, "u": ctypes.c_wchar,
-    "b": ctypes.c_byte, "B": ctypes.c_ubyte,
-    "h": ctypes.c_short, "H": ctypes.c_ushort,
-    "i": ctypes.c_int, "I": ctypes.c_uint,
-    "l": ctypes.c_long, "L": ctypes.c_ulong,
-    "q": ctypes.c_longlong, "Q": ctypes.c_ulonglong,
-    "f": ctypes.c_float, "d": ctypes.c_double,
+    "c": ctypes.c_char,
+    "u": ctypes.c_wchar,
+    "b": ctypes.c_byte,
+    "B": ctypes.c_ubyte,
+    "h": ctypes.c_short,
+    "H": ctypes.c_ushort,
+    "i": ctypes.c_int,
+    "I": ctypes.c_uint,
+    "l": ctypes.c_long,
+    "L": ctypes.c_ulong,
+    "q": ctypes.c_longlong,
+    "Q": ctypes.c_ulonglong,
+    "f": ctypes.c_float,
+    "d": ctypes.c_double,
 }
 
 
@@ -44,6 +51,7 @@ def _ctype(typecode_or_type: Any) -> Any:
 
 
 # ---------------------------------------------------------------- raw objects
+
 
 def _new_value(type_: Any) -> Any:
     wrapper = heap.BufferWrapper(ctypes.sizeof(type_))
@@ -104,6 +112,7 @@ def copy(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------- synchronized objects
+
 
 def _lock_for(lock: Any, ctx: Any) -> Any:
     if lock is True or lock is None:

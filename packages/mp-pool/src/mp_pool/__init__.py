@@ -28,8 +28,18 @@ if TYPE_CHECKING:
     from .pool import WorkerLostError as WorkerLostError
 
 __all__ = [
-    "ApplyResult", "AsyncResult", "BrokenPoolError", "IMapIterator", "IMapUnorderedIterator", "MapResult",
-    "MaybeEncodingError", "Pool", "PoolTerminatedError", "RemoteTraceback", "ThreadPool", "WorkerLostError",
+    "ApplyResult",
+    "AsyncResult",
+    "BrokenPoolError",
+    "IMapIterator",
+    "IMapUnorderedIterator",
+    "MapResult",
+    "MaybeEncodingError",
+    "Pool",
+    "PoolTerminatedError",
+    "RemoteTraceback",
+    "ThreadPool",
+    "WorkerLostError",
     "__version__",
 ]
 
@@ -37,6 +47,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in __all__:
         from . import pool
+
         value = getattr(pool, name)
         globals()[name] = value
         return value

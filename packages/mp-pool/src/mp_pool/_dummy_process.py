@@ -17,9 +17,16 @@ class DummyProcess(threading.Thread):
     it may start it.
     """
 
-    def __init__(self, group: None = None, target: Optional[Callable[..., Any]] = None,
-                 name: Optional[str] = None, args: Iterable[Any] = (),
-                 kwargs: Optional[Mapping[str, Any]] = None, *, daemon: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        group: None = None,
+        target: Optional[Callable[..., Any]] = None,
+        name: Optional[str] = None,
+        args: Iterable[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        *,
+        daemon: Optional[bool] = None,
+    ) -> None:
         super().__init__(group, target, name, tuple(args), dict(kwargs or {}), daemon=daemon)
         self._pid = None
         self._children: weakref.WeakKeyDictionary[DummyProcess, None] = weakref.WeakKeyDictionary()

@@ -110,8 +110,25 @@ _READABLE = select.POLLIN | select.POLLPRI
 class _Worker:
     """A worker process and the parent's ends of its pipes."""
 
-    __slots__ = ("process", "pid", "tasks", "task_fd", "results", "result_fd", "reader", "sentinel", "outbox",
-                 "writing", "running", "sent", "funcs", "ready", "retiring", "closing", "eof")
+    __slots__ = (
+        "process",
+        "pid",
+        "tasks",
+        "task_fd",
+        "results",
+        "result_fd",
+        "reader",
+        "sentinel",
+        "outbox",
+        "writing",
+        "running",
+        "sent",
+        "funcs",
+        "ready",
+        "retiring",
+        "closing",
+        "eof",
+    )
 
     def __init__(self, process: Any, tasks: connection.Connection, results: connection.Connection) -> None:
         self.process = process
@@ -124,24 +141,31 @@ class _Worker:
         self.result_fd = results.fileno()
         self.reader = connection.FrameReader(self.result_fd)
         self.sentinel: Optional[int] = getattr(process, "sentinel", None)
-        self.outbox: deque[Any] = deque()   # frames (or their unwritten tails) to write
-        self.writing = False                # registered for POLLOUT
+        self.outbox: deque[Any] = deque()  # frames (or their unwritten tails) to write
+        self.writing = False  # registered for POLLOUT
         self.running: deque[Task] = deque()  # sent, not answered; the first is the one running
         self.sent = 0
-        self.funcs: set[int] = set()        # jobs whose function this worker holds
-        self.ready = False                  # the initializer has run
-        self.retiring = False               # has been sent its last task (maxtasksperchild)
-        self.closing = False                # will get end of file once its outbox is written
-        self.eof = False                    # its result pipe is closed
+        self.funcs: set[int] = set()  # jobs whose function this worker holds
+        self.ready = False  # the initializer has run
+        self.retiring = False  # has been sent its last task (maxtasksperchild)
+        self.closing = False  # will get end of file once its outbox is written
+        self.eof = False  # its result pipe is closed
 
 
 class ProcessEngine:
     """Runs a pool's jobs on worker processes; owned by a ``Pool``, never referring back to it."""
 
-    def __init__(self, *, process_factory: Callable[..., Any], processes: int,
-                 initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
-                 maxtasksperchild: Optional[int], serializer: Optional[reduction.Serializer],
-                 zygote: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        process_factory: Callable[..., Any],
+        processes: int,
+        initializer: Optional[Callable[..., Any]],
+        initargs: Sequence[Any],
+        maxtasksperchild: Optional[int],
+        serializer: Optional[reduction.Serializer],
+        zygote: bool = False,
+    ) -> None:
         self._factory = process_factory
         self.size = processes
         self._initializer = initializer
@@ -157,18 +181,18 @@ class ProcessEngine:
         self._retired_zygote: Optional[Zygote] = None
         if zygote and not util.process.current_process()._config.get("daemon"):
             self._zygote = Zygote(self._build_in_zygote)
-        self.processes: list[Any] = []          # the pool's ``_pool``: live worker processes
+        self.processes: list[Any] = []  # the pool's ``_pool``: live worker processes
         self.broken: Optional[BrokenPoolError] = None
         self._workers: list[_Worker] = []
         self._fds: dict[int, tuple[int, Optional[_Worker]]] = {}
         self._poller = select.poll()
         self._inbox: deque[Job] = deque()
-        self._lock = threading.Lock()            # submitters against the final shutdown
-        self._queue: deque[Job] = deque()        # jobs that may have chunks to hand out
-        self._requeued: deque[Task] = deque()   # tasks of dead workers that had not started
+        self._lock = threading.Lock()  # submitters against the final shutdown
+        self._queue: deque[Job] = deque()  # jobs that may have chunks to hand out
+        self._requeued: deque[Task] = deque()  # tasks of dead workers that had not started
         self._active: dict[int, Job] = {}
         self._task_ids = itertools.count(1)
-        self._avg: Optional[float] = None        # recent task duration, across jobs
+        self._avg: Optional[float] = None  # recent task duration, across jobs
         self._startup_kills = 0
         self._closing = False
         self._terminating = False
@@ -211,13 +235,13 @@ class ProcessEngine:
         try:
             frame = _wire.task_frame(_wire.CALL, task_id, result._job, (func, args, kwds), True, self._serializer)
         except Exception as exc:
-            result._abort(call_serialization_error(result._job, func, args, kwds, exc, self._serializer),
-                          notify=True)
+            result._abort(call_serialization_error(result._job, func, args, kwds, exc, self._serializer), notify=True)
             return
         self._submit(Job(_wire.CALL, "apply", func, result, SingleSource((task_id, frame))))
 
-    def submit_map(self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int,
-                   sized: bool = False) -> None:
+    def submit_map(
+        self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int, sized: bool = False
+    ) -> None:
         """Queue ``func`` over the items of ``iterable`` in chunks, for ``result``.
 
         The function is serialized once, here; a list, tuple or range is
@@ -237,8 +261,13 @@ class ProcessEngine:
             job.source = SizedSequenceSource(iterable, chunksize)
             self._submit(job)
             return
-        job.source = make_source(iterable, chunksize, lambda: self.notify_source(job),
-                                 limit=2 * MAX_DEPTH * self.size, name=f"PoolFeeder-{job.id}")
+        job.source = make_source(
+            iterable,
+            chunksize,
+            lambda: self.notify_source(job),
+            limit=2 * MAX_DEPTH * self.size,
+            name=f"PoolFeeder-{job.id}",
+        )
         feeder = getattr(job.source, "thread", None)
         if feeder is not None:
             self._feeders.add(feeder)
@@ -287,9 +316,11 @@ class ProcessEngine:
     def join(self) -> None:
         """Wait until the manager thread (and with it every worker) has finished."""
         if self.owns_current_thread():
-            raise RuntimeError("cannot join a pool from one of its own threads (a callback, or an object "
-                               "collected while results were delivered): that thread is the one that "
-                               "stops the workers")
+            raise RuntimeError(
+                "cannot join a pool from one of its own threads (a callback, or an object "
+                "collected while results were delivered): that thread is the one that "
+                "stops the workers"
+            )
         self.thread.join()
         for process in self.processes:
             process.join()
@@ -414,8 +445,10 @@ class ProcessEngine:
         # _after_fork_in_child), so that only the parent holds them.
         self._starting = (tasks_w, results_r)
         try:
-            process = self._factory(target=run_worker, args=(
-                tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
+            process = self._factory(
+                target=run_worker,
+                args=(tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer),
+            )
             process.name = process.name.replace("Process", "PoolWorker")
             process.daemon = True
             self._start_process(process, tasks_r, results_w, from_zygote)
@@ -437,14 +470,14 @@ class ProcessEngine:
             self._register(worker.sentinel, _SENTINEL, worker)
         util.debug("added worker %s", process.name)
 
-    def _start_process(self, process: Any, tasks_r: connection.Connection,
-                       results_w: connection.Connection, from_zygote: bool) -> None:
+    def _start_process(
+        self, process: Any, tasks_r: connection.Connection, results_w: connection.Connection, from_zygote: bool
+    ) -> None:
         zygote = self._zygote
         if not from_zygote or zygote is None or not context._forks_when_started(process):
             process.start()
             return
-        process._Popen = zygote.popen_for(
-            [tasks_r.fileno(), results_w.fileno()], (process.name, process._identity))
+        process._Popen = zygote.popen_for([tasks_r.fileno(), results_w.fileno()], (process.name, process._identity))
         try:
             process.start()
         except ZygoteLost as exc:
@@ -459,8 +492,10 @@ class ProcessEngine:
         """In the zygote: the worker process object for a request of ``_start_process``."""
         tasks_r = connection.Connection(fds[0], writable=False)
         results_w = connection.Connection(fds[1], readable=False)
-        process = self._factory(target=run_worker, args=(
-            tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer))
+        process = self._factory(
+            target=run_worker,
+            args=(tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer),
+        )
         process.name, process._identity = info
         process.daemon = True
         return process, (tasks_r, results_w)
@@ -504,7 +539,10 @@ class ProcessEngine:
             self._requeued.extendleft(reversed(lost))
             error = WorkerLostError(
                 f"worker {worker.pid} {describe_exit(exitcode)} while running {task.describe()}",
-                pid=worker.pid, exitcode=exitcode, task=task.describe())
+                pid=worker.pid,
+                exitcode=exitcode,
+                task=task.describe(),
+            )
             self._finish(task, False, error)
         self._fill_up()
 
@@ -522,12 +560,16 @@ class ProcessEngine:
             self._startup_kills += 1
             if self._startup_kills < MAX_STARTUP_KILLS:
                 return False
-            message = (f"{MAX_STARTUP_KILLS} workers in a row were killed while starting up "
-                       f"(the last, {worker.pid}, {describe_exit(exitcode)})")
+            message = (
+                f"{MAX_STARTUP_KILLS} workers in a row were killed while starting up "
+                f"(the last, {worker.pid}, {describe_exit(exitcode)})"
+            )
         else:
-            message = (f"worker {worker.pid} {describe_exit(exitcode)} while starting up, before running "
-                       "any task (its error output above says why: often the main module could not be "
-                       "imported, or the initializer could not be loaded)")
+            message = (
+                f"worker {worker.pid} {describe_exit(exitcode)} while starting up, before running "
+                "any task (its error output above says why: often the main module could not be "
+                "imported, or the initializer could not be loaded)"
+            )
         self._break(BrokenPoolError(message), None)
         return True
 
@@ -783,9 +825,13 @@ class ProcessEngine:
         worker.reader.eof = True
         if self._terminating or self.broken is not None:
             return
-        self._break(BrokenPoolError(
-            f"worker {worker.pid} sent a corrupt result stream: {problem} (something else in the worker "
-            "wrote to its result pipe, or closed it); the pool cannot tell whose results follow"), None)
+        self._break(
+            BrokenPoolError(
+                f"worker {worker.pid} sent a corrupt result stream: {problem} (something else in the worker "
+                "wrote to its result pipe, or closed it); the pool cannot tell whose results follow"
+            ),
+            None,
+        )
 
     def _handle_result(self, worker: _Worker, data: Any) -> None:
         if self.broken is not None:
@@ -795,7 +841,7 @@ class ProcessEngine:
             self._corrupt(worker, problem)
             return
         task_id, status, elapsed = _wire.RESULT_HEAD.unpack_from(data)
-        body = memoryview(data)[_wire.RESULT_HEAD.size:]
+        body = memoryview(data)[_wire.RESULT_HEAD.size :]
         if task_id == _wire.NO_TASK:
             if status == _wire.READY:
                 worker.ready = True
@@ -896,8 +942,7 @@ def _load_exception(body: memoryview, what: str) -> BaseException:
     try:
         exc, tb = reduction.loads(body)
         if not isinstance(exc, BaseException) or not (tb is None or isinstance(tb, str)):
-            raise TypeError(f"expected (exception, traceback text), got ({type(exc).__name__}, "
-                            f"{type(tb).__name__})")
+            raise TypeError(f"expected (exception, traceback text), got ({type(exc).__name__}, {type(tb).__name__})")
     except Exception as load_error:
         return MaybeEncodingError(load_error, f"<the exception raised by {what}>")
     return attach_remote_traceback(exc, tb)

@@ -15,9 +15,16 @@ from typing import Any, Optional
 from mp_core.context import ProcessError
 
 __all__ = [
-    "RemoteTraceback", "MaybeEncodingError", "WorkerLostError", "BrokenPoolError",
-    "PoolTerminatedError", "describe_exit", "format_remote", "attach_remote_traceback",
-    "ExceptionWithTraceback", "rebuild_exc",
+    "RemoteTraceback",
+    "MaybeEncodingError",
+    "WorkerLostError",
+    "BrokenPoolError",
+    "PoolTerminatedError",
+    "describe_exit",
+    "format_remote",
+    "attach_remote_traceback",
+    "ExceptionWithTraceback",
+    "rebuild_exc",
 ]
 
 
@@ -68,8 +75,9 @@ class WorkerLostError(ProcessError, RuntimeError):
     that wrap worker crashes in their own ``RuntimeError``) still catches it.
     """
 
-    def __init__(self, message: str, pid: Optional[int] = None, exitcode: Optional[int] = None,
-                 task: Optional[str] = None) -> None:
+    def __init__(
+        self, message: str, pid: Optional[int] = None, exitcode: Optional[int] = None, task: Optional[str] = None
+    ) -> None:
         super().__init__(message)
         self.pid = pid
         self.exitcode = exitcode

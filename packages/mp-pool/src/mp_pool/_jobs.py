@@ -17,15 +17,32 @@ from mp_core import reduction
 from . import _wire
 from ._errors import BrokenPoolError
 
-__all__ = ["Job", "Task", "describe_object", "function_serialization_error", "call_serialization_error",
-           "chunk_serialization_error"]
+__all__ = [
+    "Job",
+    "Task",
+    "describe_object",
+    "function_serialization_error",
+    "call_serialization_error",
+    "chunk_serialization_error",
+]
 
 
 class Job:
     """One submitted call, as the engines see it: its source of chunks and its result."""
 
-    __slots__ = ("id", "kind", "name", "func", "result", "source", "func_frame", "outstanding",
-                 "drained", "queued", "avg")
+    __slots__ = (
+        "id",
+        "kind",
+        "name",
+        "func",
+        "result",
+        "source",
+        "func_frame",
+        "outstanding",
+        "drained",
+        "queued",
+        "avg",
+    )
 
     def __init__(self, kind: Any, name: str, func: Any, result: Any, source: Any) -> None:
         self.id: int = result._job
@@ -35,8 +52,8 @@ class Job:
         self.result = result
         self.source = source
         self.func_frame: Optional[list] = None
-        self.outstanding = 0    # tasks cut from the source and not yet finished
-        self.drained = False    # the source has been seen exhausted
+        self.outstanding = 0  # tasks cut from the source and not yet finished
+        self.drained = False  # the source has been seen exhausted
         self.queued = False
         self.avg: Optional[float] = None
 
@@ -115,12 +132,12 @@ def as_sending_error(message: str, exc: BaseException) -> BaseException:
 
 
 def function_serialization_error(name: str, job_id: int, func: Any, exc: BaseException) -> BaseException:
-    return as_sending_error(f"cannot send the function of {name} job {job_id} ({describe_object(func)}): {exc}",
-                             exc)
+    return as_sending_error(f"cannot send the function of {name} job {job_id} ({describe_object(func)}): {exc}", exc)
 
 
-def call_serialization_error(job_id: int, func: Any, args: Any, kwds: Any, exc: BaseException,
-                              serializer: Optional[reduction.Serializer]) -> BaseException:
+def call_serialization_error(
+    job_id: int, func: Any, args: Any, kwds: Any, exc: BaseException, serializer: Optional[reduction.Serializer]
+) -> BaseException:
     """Name the part of an ``apply`` call that cannot be serialized."""
     chosen = serializer or reduction.get_serializer()
     parts: list[tuple[str, Any]] = [("the function", func)]
@@ -134,12 +151,14 @@ def call_serialization_error(job_id: int, func: Any, args: Any, kwds: Any, exc: 
             chosen.dumps(obj)
         except Exception as part_exc:
             return as_sending_error(
-                f"cannot send {what} of apply job {job_id} ({describe_object(obj)}): {part_exc}", part_exc)
+                f"cannot send {what} of apply job {job_id} ({describe_object(obj)}): {part_exc}", part_exc
+            )
     return as_sending_error(f"cannot send apply job {job_id}: {exc}", exc)
 
 
-def chunk_serialization_error(task: Task, items: Any, exc: BaseException,
-                         serializer: Optional[reduction.Serializer]) -> BaseException:
+def chunk_serialization_error(
+    task: Task, items: Any, exc: BaseException, serializer: Optional[reduction.Serializer]
+) -> BaseException:
     """Name what could not be serialized: the function, or the item of the chunk."""
     what = task.describe()
     if task.job.kind != _wire.CALL and isinstance(items, (list, tuple)):
@@ -152,4 +171,3 @@ def chunk_serialization_error(task: Task, items: Any, exc: BaseException,
                 exc = item_exc
                 break
     return as_sending_error(f"cannot send {what}: {exc}", exc)
-

@@ -54,7 +54,8 @@ class _PendingResult:
         if pool is not None and pool._engine.delivers_in_current_thread():
             raise RuntimeError(
                 f"cannot wait for {self!r} in a callback of its own pool: "
-                "the thread that runs callbacks is the one that delivers results")
+                "the thread that runs callbacks is the one that delivers results"
+            )
 
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
@@ -69,8 +70,12 @@ class ApplyResult(_PendingResult):
     raises ``ValueError`` while not ready).
     """
 
-    def __init__(self, pool: Any, callback: Optional[Callable[[Any], Any]],
-                 error_callback: Optional[Callable[[BaseException], Any]]) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        callback: Optional[Callable[[Any], Any]],
+        error_callback: Optional[Callable[[BaseException], Any]],
+    ) -> None:
         self._event = threading.Event()
         self._callback = callback
         self._error_callback = error_callback
@@ -132,8 +137,14 @@ class MapResult(ApplyResult):
     library.
     """
 
-    def __init__(self, pool: Any, chunksize: int, length: int, callback: Optional[Callable[[Any], Any]],
-                 error_callback: Optional[Callable[[BaseException], Any]]) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        chunksize: int,
+        length: int,
+        callback: Optional[Callable[[Any], Any]],
+        error_callback: Optional[Callable[[BaseException], Any]],
+    ) -> None:
         super().__init__(pool, callback, error_callback)
         self._success = True
         self._value = [None] * length
@@ -148,7 +159,7 @@ class MapResult(ApplyResult):
         if self._event.is_set():
             return
         if ok:
-            self._value[start:start + span] = value
+            self._value[start : start + span] = value
             self._number_left -= span
             if self._number_left <= 0:
                 self._finish(True, self._value, notify=True)
@@ -177,9 +188,9 @@ class IMapIterator(_PendingResult):
         self._current: Any = iter(())
         self._early: dict[int, tuple[bool, Any, int]] = {}  # chunks that came before their turn
         self._next_chunk = 0
-        self._received = 0           # positions that have arrived (in order)
+        self._received = 0  # positions that have arrived (in order)
         self._length: Optional[int] = None
-        self._finished = False       # nothing more will be added to _items
+        self._finished = False  # nothing more will be added to _items
         super().__init__(pool)
 
     def __iter__(self) -> IMapIterator:

@@ -81,7 +81,7 @@ class SequenceSource:
         start = self._next
         if start >= len(self._items):
             return None
-        items = self._items[start:start + self._chunksize]
+        items = self._items[start : start + self._chunksize]
         self._next = start + len(items)
         index = self._index
         self._index = index + 1
@@ -125,15 +125,16 @@ class IteratorSource:
     starts with ``start()``.
     """
 
-    def __init__(self, iterable: Iterable[Any], chunksize: int, on_ready: Callable[[], None], limit: int,
-                 name: str) -> None:
+    def __init__(
+        self, iterable: Iterable[Any], chunksize: int, on_ready: Callable[[], None], limit: int, name: str
+    ) -> None:
         self._iterator = iter(iterable)
         self._chunksize = chunksize
         self._on_ready = on_ready
         self._limit = max(1, limit)
         self._buffer: deque[Chunk] = deque()
         self._room = threading.Condition(threading.Lock())
-        self._ended = False     # the feeder has added its last chunk
+        self._ended = False  # the feeder has added its last chunk
         self._stopped = False
         self._count = 0
         self._index = 0
@@ -224,8 +225,7 @@ class IteratorSource:
         self._on_ready()
 
 
-def make_source(iterable: Iterable[Any], chunksize: int, on_ready: Callable[[], None], limit: int,
-                name: str) -> Any:
+def make_source(iterable: Iterable[Any], chunksize: int, on_ready: Callable[[], None], limit: int, name: str) -> Any:
     """A ``SequenceSource`` for a list, tuple or range; an ``IteratorSource`` for anything else."""
     if type(iterable) in (list, tuple, range):
         return SequenceSource(iterable, chunksize)

@@ -35,14 +35,22 @@ def _in_background(stop: Callable[[], None], fallback: Callable[[], None]) -> No
     except RuntimeError:
         fallback()
 
+
 _CALL, _MAP, _STARMAP = "call", "map", "starmap"
 
 
 class ThreadEngine:
     """Runs a ``ThreadPool``'s jobs on worker threads; never refers back to the pool."""
 
-    def __init__(self, *, process_factory: Callable[..., Any], processes: int,
-                 initializer: Optional[Callable[..., Any]], initargs: Sequence[Any], **_ignored: Any) -> None:
+    def __init__(
+        self,
+        *,
+        process_factory: Callable[..., Any],
+        processes: int,
+        initializer: Optional[Callable[..., Any]],
+        initargs: Sequence[Any],
+        **_ignored: Any,
+    ) -> None:
         self.size = processes
         self.processes: list[Any] = []
         self.broken: Optional[BrokenPoolError] = None
@@ -74,11 +82,13 @@ class ThreadEngine:
     def submit_call(self, result: Any, func: Any, args: Any, kwds: Any) -> None:
         self._submit(Job(_CALL, "apply", func, result, SingleSource((func, args, kwds))))
 
-    def submit_map(self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int,
-                   sized: bool = False) -> None:
+    def submit_map(
+        self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int, sized: bool = False
+    ) -> None:
         job = Job(_STARMAP if star else _MAP, name, func, result, None)
-        job.source = make_source(iterable, chunksize, lambda: self._notify_source(job),
-                                 limit=4 * self.size, name=f"PoolFeeder-{job.id}")
+        job.source = make_source(
+            iterable, chunksize, lambda: self._notify_source(job), limit=4 * self.size, name=f"PoolFeeder-{job.id}"
+        )
         feeder = getattr(job.source, "thread", None)
         if feeder is not None:
             self._feeders.add(feeder)
@@ -133,8 +143,10 @@ class ThreadEngine:
     def join(self) -> None:
         """Wait for every worker thread to finish (from outside the pool's own threads)."""
         if self.owns_current_thread():
-            raise RuntimeError("cannot join a pool from one of its own threads (a callback, or an object "
-                               "collected in a worker): the workers may be waiting for this very thread")
+            raise RuntimeError(
+                "cannot join a pool from one of its own threads (a callback, or an object "
+                "collected in a worker): the workers may be waiting for this very thread"
+            )
         with self._joining:
             for worker in self.processes:
                 worker.join()
@@ -176,8 +188,7 @@ class ThreadEngine:
             try:
                 self._initializer(*self._initargs)
             except BaseException as exc:  # noqa: BLE001 - reported through every pending result
-                error = BrokenPoolError(f"the pool's initializer failed in {threading.current_thread().name}: "
-                                        f"{exc!r}")
+                error = BrokenPoolError(f"the pool's initializer failed in {threading.current_thread().name}: {exc!r}")
                 error.__cause__ = exc
                 self._stop(error, notify=True)
                 return

@@ -33,8 +33,23 @@ from typing import Any, Optional
 from mp_core import connection, reduction
 
 __all__ = [
-    "TASK_HEAD", "RESULT_HEAD", "CALL", "MAP", "STARMAP", "FUNC", "FORGET",
-    "STOP", "OK", "ERROR", "READY", "INIT_FAILED", "NO_TASK", "Frame", "task_frame", "result_frame", "frame_size",
+    "TASK_HEAD",
+    "RESULT_HEAD",
+    "CALL",
+    "MAP",
+    "STARMAP",
+    "FUNC",
+    "FORGET",
+    "STOP",
+    "OK",
+    "ERROR",
+    "READY",
+    "INIT_FAILED",
+    "NO_TASK",
+    "Frame",
+    "task_frame",
+    "result_frame",
+    "frame_size",
     "STOP_FRAME",
 ]
 
@@ -44,7 +59,6 @@ RESULT_HEAD = struct.Struct("!qBd")
 CALL, MAP, STARMAP, FUNC, FORGET, STOP = 1, 2, 3, 4, 5, 6
 OK, ERROR, READY, INIT_FAILED = 0, 1, 2, 3
 NO_TASK = -1
-
 
 
 class Frame:
@@ -97,7 +111,7 @@ class Frame:
             last = parts.pop()
             self.size -= len(last)
             if self.size < cut:
-                parts.append(last[:cut - self.size])
+                parts.append(last[: cut - self.size])
                 self.size = cut
         self._cut = None
         return cut
@@ -110,8 +124,14 @@ class Frame:
         return self.parts
 
 
-def task_frame(kind: int, task_id: int, job_id: int, body: Any = None, has_body: bool = False,
-               serializer: Optional[reduction.Serializer] = None) -> list[Any]:
+def task_frame(
+    kind: int,
+    task_id: int,
+    job_id: int,
+    body: Any = None,
+    has_body: bool = False,
+    serializer: Optional[reduction.Serializer] = None,
+) -> list[Any]:
     """A complete wire frame for a parent -> worker message, as buffers to write in order.
 
     Serialization errors propagate to the caller with the object named by
@@ -123,8 +143,14 @@ def task_frame(kind: int, task_id: int, job_id: int, body: Any = None, has_body:
     return frame.seal()
 
 
-def result_frame(task_id: int, status: int, elapsed: float, body: Any = None, has_body: bool = True,
-                 serializer: Optional[reduction.Serializer] = None) -> list[Any]:
+def result_frame(
+    task_id: int,
+    status: int,
+    elapsed: float,
+    body: Any = None,
+    has_body: bool = True,
+    serializer: Optional[reduction.Serializer] = None,
+) -> list[Any]:
     """A complete wire frame for a worker -> parent message, as buffers to write in order."""
     frame = Frame(RESULT_HEAD.pack(task_id, status, elapsed))
     if has_body:

@@ -71,15 +71,21 @@ def _watch_parent() -> None:
     ForkSafeThread(watch, name="pool-parent-watch", wake=wake).start()
 
 
-def run_worker(tasks: connection.Connection, results: connection.Connection,
-               initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
-               maxtasks: Optional[int], serializer: Optional[reduction.Serializer]) -> None:
+def run_worker(
+    tasks: connection.Connection,
+    results: connection.Connection,
+    initializer: Optional[Callable[..., Any]],
+    initargs: Sequence[Any],
+    maxtasks: Optional[int],
+    serializer: Optional[reduction.Serializer],
+) -> None:
     """The body of a pool worker process (the ``target`` of its ``Process``)."""
     _watch_parent()
     results_fd = results.fileno()
 
     def send(parts: list) -> None:
         connection.write_buffers(results_fd, parts)
+
     if initializer is not None:
         try:
             initializer(*initargs)
@@ -94,8 +100,12 @@ def run_worker(tasks: connection.Connection, results: connection.Connection,
         return
 
 
-def _serve(tasks: connection.Connection, send: Callable[[Any], None], maxtasks: Optional[int],
-           serializer: Optional[reduction.Serializer]) -> None:
+def _serve(
+    tasks: connection.Connection,
+    send: Callable[[Any], None],
+    maxtasks: Optional[int],
+    serializer: Optional[reduction.Serializer],
+) -> None:
     recv = connection.FrameReader(tasks.fileno()).next_frame
     unpack = _wire.TASK_HEAD.unpack_from
     body_at = _wire.TASK_HEAD.size
@@ -157,8 +167,9 @@ def _corrupt_tasks(problem: str) -> SystemExit:
     return SystemExit(f"pool worker {os.getpid()}: corrupt task stream from the pool: {problem}")
 
 
-def _send_value(send: Callable[[Any], None], task_id: int, elapsed: float, value: Any,
-                serializer: Optional[reduction.Serializer]) -> None:
+def _send_value(
+    send: Callable[[Any], None], task_id: int, elapsed: float, value: Any, serializer: Optional[reduction.Serializer]
+) -> None:
     try:
         payload = _wire.result_frame(task_id, _wire.OK, elapsed, value, serializer=serializer)
     except Exception as exc:
@@ -167,8 +178,14 @@ def _send_value(send: Callable[[Any], None], task_id: int, elapsed: float, value
     send(payload)
 
 
-def _send_failure(send: Callable[[Any], None], task_id: int, status: int, exc: BaseException,
-                  serializer: Optional[reduction.Serializer], tb: Optional[str] = None) -> None:
+def _send_failure(
+    send: Callable[[Any], None],
+    task_id: int,
+    status: int,
+    exc: BaseException,
+    serializer: Optional[reduction.Serializer],
+    tb: Optional[str] = None,
+) -> None:
     if tb is None:
         tb = format_remote(exc)
     try:

@@ -106,9 +106,16 @@ class Pool:
         """Create a worker process object (override to customize workers)."""
         return ctx.Process(*args, **kwds)
 
-    def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-                 initargs: Sequence[Any] = (), maxtasksperchild: Optional[int] = None, context: Any = None,
-                 *, serializer: Optional[reduction.Serializer] = None) -> None:
+    def __init__(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Sequence[Any] = (),
+        maxtasksperchild: Optional[int] = None,
+        context: Any = None,
+        *,
+        serializer: Optional[reduction.Serializer] = None,
+    ) -> None:
         self._pool: list[Any] = []
         self._state = INIT
         self._cache: dict[int, Any] = {}
@@ -136,9 +143,13 @@ class Pool:
         ctx, factory = self._ctx, type(self).Process
         return ProcessEngine(
             process_factory=lambda *args, **kwds: factory(ctx, *args, **kwds),
-            processes=self._processes, initializer=self._initializer, initargs=self._initargs,
-            maxtasksperchild=self._maxtasksperchild, serializer=self._serializer,
-            zygote=self._ctx.get_start_method() == "fork")
+            processes=self._processes,
+            initializer=self._initializer,
+            initargs=self._initargs,
+            maxtasksperchild=self._maxtasksperchild,
+            serializer=self._serializer,
+            zygote=self._ctx.get_start_method() == "fork",
+        )
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
         if getattr(self, "_state", None) == RUN and getattr(self, "_creator_pid", None) == os.getpid():
@@ -177,9 +188,14 @@ class Pool:
         self._check_running()
         return self.apply_async(func, args, kwds if kwds is not None else {}).get()
 
-    def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Optional[dict] = None,
-                    callback: Optional[Callable[[Any], Any]] = None,
-                    error_callback: Optional[Callable[[BaseException], Any]] = None) -> ApplyResult:
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Optional[dict] = None,
+        callback: Optional[Callable[[Any], Any]] = None,
+        error_callback: Optional[Callable[[BaseException], Any]] = None,
+    ) -> ApplyResult:
         """Call ``func(*args, **kwds)`` in a worker; return an ``ApplyResult`` at once.
 
         ``callback(value)`` or ``error_callback(exception)`` runs in the pool's
@@ -196,26 +212,44 @@ class Pool:
         """``list(map(func, iterable))`` computed by the workers, in chunks."""
         return self._map_async(func, iterable, False, chunksize, "map").get()
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
-                chunksize: Optional[int] = None) -> list:
+    def starmap(
+        self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None
+    ) -> list:
         """Like ``map``, with each item unpacked as arguments: ``func(*item)``."""
         return self._map_async(func, iterable, True, chunksize, "starmap").get()
 
-    def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None,
-                  callback: Optional[Callable[[Any], Any]] = None,
-                  error_callback: Optional[Callable[[BaseException], Any]] = None) -> MapResult:
+    def map_async(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: Optional[int] = None,
+        callback: Optional[Callable[[Any], Any]] = None,
+        error_callback: Optional[Callable[[BaseException], Any]] = None,
+    ) -> MapResult:
         """Asynchronous ``map``: return a ``MapResult`` at once."""
         return self._map_async(func, iterable, False, chunksize, "map", callback, error_callback)
 
-    def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
-                      chunksize: Optional[int] = None, callback: Optional[Callable[[Any], Any]] = None,
-                      error_callback: Optional[Callable[[BaseException], Any]] = None) -> MapResult:
+    def starmap_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: Optional[int] = None,
+        callback: Optional[Callable[[Any], Any]] = None,
+        error_callback: Optional[Callable[[BaseException], Any]] = None,
+    ) -> MapResult:
         """Asynchronous ``starmap``: return a ``MapResult`` at once."""
         return self._map_async(func, iterable, True, chunksize, "starmap", callback, error_callback)
 
-    def _map_async(self, func: Callable[..., Any], iterable: Iterable[Any], star: bool,
-                   chunksize: Optional[int], name: str, callback: Optional[Callable[[Any], Any]] = None,
-                   error_callback: Optional[Callable[[BaseException], Any]] = None) -> MapResult:
+    def _map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        star: bool,
+        chunksize: Optional[int],
+        name: str,
+        callback: Optional[Callable[[Any], Any]] = None,
+        error_callback: Optional[Callable[[BaseException], Any]] = None,
+    ) -> MapResult:
         self._check_running()
         if type(iterable) not in _SEQUENCES:
             iterable = list(iterable)
@@ -238,13 +272,13 @@ class Pool:
         """
         return self._imap(IMapIterator, func, iterable, chunksize, "imap")
 
-    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any],
-                       chunksize: int = 1) -> IMapIterator:
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
         """Like ``imap``, but results come in the order they finish."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
 
-    def _imap(self, kind: type, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int,
-              name: str) -> IMapIterator:
+    def _imap(
+        self, kind: type, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int, name: str
+    ) -> IMapIterator:
         self._check_running()
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
@@ -302,11 +336,19 @@ class ThreadPool(Pool):
         """Create a worker thread (a ``DummyProcess``)."""
         return DummyProcess(*args, **kwds)
 
-    def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-                 initargs: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Sequence[Any] = (),
+    ) -> None:
         Pool.__init__(self, processes, initializer, initargs)
 
     def _make_engine(self) -> Any:
         factory = type(self).Process
-        return ThreadEngine(process_factory=lambda *args, **kwds: factory(None, *args, **kwds),
-                            processes=self._processes, initializer=self._initializer, initargs=self._initargs)
+        return ThreadEngine(
+            process_factory=lambda *args, **kwds: factory(None, *args, **kwds),
+            processes=self._processes,
+            initializer=self._initializer,
+            initargs=self._initargs,
+        )

@@ -21,6 +21,16 @@ from .synchronize import RLock as RLock
 from .synchronize import Semaphore as Semaphore
 
 __all__ = [
-    "Barrier", "BoundedSemaphore", "BrokenBarrierError", "Condition", "Event", "JoinableQueue",
-    "Lock", "Queue", "RLock", "Semaphore", "SimpleQueue", "__version__",
+    "Barrier",
+    "BoundedSemaphore",
+    "BrokenBarrierError",
+    "Condition",
+    "Event",
+    "JoinableQueue",
+    "Lock",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "SimpleQueue",
+    "__version__",
 ]

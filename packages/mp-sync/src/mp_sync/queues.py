@@ -97,7 +97,7 @@ def _send_batch(writer: Any, batch: list) -> None:
     fd = writer.fileno()
     # The write lock is held: a short write (a signal) just continues.
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _notify(condition: threading.Condition) -> None:
@@ -116,8 +116,9 @@ class Queue:
     pickling it otherwise raises ``RuntimeError``.
     """
 
-    def __init__(self, maxsize: int = 0, *, ctx: Optional[BaseContext] = None,
-                 serializer: Optional[reduction.Serializer] = None) -> None:
+    def __init__(
+        self, maxsize: int = 0, *, ctx: Optional[BaseContext] = None, serializer: Optional[reduction.Serializer] = None
+    ) -> None:
         ctx = _resolve(ctx)
         if maxsize <= 0:
             maxsize = SEM_VALUE_MAX
@@ -134,12 +135,28 @@ class Queue:
 
     def __getstate__(self) -> tuple:
         assert_spawning(self)
-        return (self._ignore_epipe, self._maxsize, self._reader, self._writer,
-                self._rlock, self._wlock, self._sem, self._serializer)
+        return (
+            self._ignore_epipe,
+            self._maxsize,
+            self._reader,
+            self._writer,
+            self._rlock,
+            self._wlock,
+            self._sem,
+            self._serializer,
+        )
 
     def __setstate__(self, state: tuple) -> None:
-        (self._ignore_epipe, self._maxsize, self._reader, self._writer,
-         self._rlock, self._wlock, self._sem, self._serializer) = state
+        (
+            self._ignore_epipe,
+            self._maxsize,
+            self._reader,
+            self._writer,
+            self._rlock,
+            self._wlock,
+            self._sem,
+            self._serializer,
+        ) = state
         self._reset()
         util.register_after_fork(self, Queue._after_fork)
 
@@ -212,12 +229,21 @@ class Queue:
         # The feeder steps aside whenever this process forks (see
         # mp_core._forksafe_threads), leaving what it has not written in
         # the buffer; it holds no reference to the queue.
-        args = (self._buffer, self._notempty, self._writer, self._wlock,
-                self._reader.close, self._writer.close, self._ignore_epipe,
-                self._feeder_error_hook(), self._sem)
+        args = (
+            self._buffer,
+            self._notempty,
+            self._writer,
+            self._wlock,
+            self._reader.close,
+            self._writer.close,
+            self._ignore_epipe,
+            self._feeder_error_hook(),
+            self._sem,
+        )
         notempty, state = self._notempty, self._feed_state
-        feeder = ForkSafeThread(lambda: Queue._feed(*args, feeder, state), name="QueueFeederThread",
-                                wake=lambda: _notify(notempty))
+        feeder = ForkSafeThread(
+            lambda: Queue._feed(*args, feeder, state), name="QueueFeederThread", wake=lambda: _notify(notempty)
+        )
         self._thread = feeder
         try:
             self._thread.start()
@@ -228,10 +254,10 @@ class Queue:
             # Priority below that of the children's join: the feeder may
             # need a child to read before it can finish writing.
             self._jointhread = util.Finalize(
-                self._thread, Queue._finalize_join, [weakref.ref(self._thread)], exitpriority=-5)
+                self._thread, Queue._finalize_join, [weakref.ref(self._thread)], exitpriority=-5
+            )
         # Collected or exiting: let the feeder flush and stop.
-        self._close = util.Finalize(
-            self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
+        self._close = util.Finalize(self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
 
     def _feeder_error_hook(self) -> Callable[[BaseException, Any], None]:
         """``_on_queue_feeder_error`` in a form the feeder thread can hold."""
@@ -245,6 +271,7 @@ class Queue:
 
         def call_hook(exc: BaseException, obj: Any) -> None:
             (weak_hook() or Queue._on_queue_feeder_error)(exc, obj)
+
         return call_hook
 
     @staticmethod
@@ -261,10 +288,19 @@ class Queue:
             notempty.notify()
 
     @staticmethod
-    def _feed(buffer: collections.deque, notempty: threading.Condition, writer: Any,
-              writelock: Optional[Lock], reader_close: Callable[[], None], writer_close: Callable[[], None],
-              ignore_epipe: bool, onerror: Callable[[BaseException, Any], None],
-              queue_sem: BoundedSemaphore, thread: ForkSafeThread, state: FeedState) -> bool:
+    def _feed(
+        buffer: collections.deque,
+        notempty: threading.Condition,
+        writer: Any,
+        writelock: Optional[Lock],
+        reader_close: Callable[[], None],
+        writer_close: Callable[[], None],
+        ignore_epipe: bool,
+        onerror: Callable[[BaseException, Any], None],
+        queue_sem: BoundedSemaphore,
+        thread: ForkSafeThread,
+        state: FeedState,
+    ) -> bool:
         """The feeder thread: write buffered payloads to the pipe until the sentinel.
 
         Returns true to step aside for a fork (``thread.pausing``), leaving
@@ -272,6 +308,7 @@ class Queue:
         when it stops in the middle of a batch (see ``_feed_writer``); it is
         then called again.
         """
+
         def failed(exc: BaseException, batch: list) -> bool:
             """Report a write that failed; true if the feeder must end."""
             if ignore_epipe and getattr(exc, "errno", 0) == errno.EPIPE:
@@ -355,6 +392,7 @@ class Queue:
         default ``put`` raises).  The default prints the traceback.
         """
         import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__)
 
     # ------------------------------------------------------------ getting
@@ -460,8 +498,9 @@ class JoinableQueue(Queue):
     ``join()`` blocks until none is left.
     """
 
-    def __init__(self, maxsize: int = 0, *, ctx: Optional[BaseContext] = None,
-                 serializer: Optional[reduction.Serializer] = None) -> None:
+    def __init__(
+        self, maxsize: int = 0, *, ctx: Optional[BaseContext] = None, serializer: Optional[reduction.Serializer] = None
+    ) -> None:
         ctx = _resolve(ctx)
         super().__init__(maxsize, ctx=ctx, serializer=serializer)
         self._unfinished_tasks = Semaphore(0, ctx=ctx)
@@ -505,8 +544,7 @@ class SimpleQueue:
     ``RuntimeError``.
     """
 
-    def __init__(self, *, ctx: Optional[BaseContext] = None,
-                 serializer: Optional[reduction.Serializer] = None) -> None:
+    def __init__(self, *, ctx: Optional[BaseContext] = None, serializer: Optional[reduction.Serializer] = None) -> None:
         ctx = _resolve(ctx)
         self._reader, self._writer = Pipe(duplex=False)
         self._rlock = Lock(ctx=ctx)

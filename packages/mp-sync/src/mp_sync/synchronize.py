@@ -55,8 +55,15 @@ from mp_core import process, util
 from mp_core.context import BaseContext, assert_spawning, get_spawning_popen
 
 __all__ = [
-    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
-    "BrokenBarrierError", "SemLock",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "BrokenBarrierError",
+    "SemLock",
 ]
 
 # The kinds of the C SemLock: a recursive mutex tracks its owner thread and
@@ -89,6 +96,7 @@ def _new_name() -> str:
 def _unlink_named(name: str) -> None:
     """Remove a semaphore's name and stop the resource tracker watching it."""
     from mp_core import resource_tracker
+
     try:
         sem_unlink(name)  # type: ignore[misc]
     except FileNotFoundError:
@@ -97,6 +105,7 @@ def _unlink_named(name: str) -> None:
 
 
 # ---------------------------------------------------------------- SemLock
+
 
 class SemLock:
     """Base of every primitive here: one ``_multiprocessing.SemLock`` and its life cycle.
@@ -127,6 +136,7 @@ class SemLock:
         util.register_after_fork(self, SemLock._after_fork)
         if semlock.name is not None:
             from mp_core import resource_tracker
+
             resource_tracker.register(semlock.name, "semaphore")
             util.Finalize(self, _unlink_named, (semlock.name,), exitpriority=0)
 
@@ -293,6 +303,7 @@ class RLock(SemLock):
 
 # ---------------------------------------------------------------- Condition
 
+
 class _NotOwnedError(AssertionError, RuntimeError):
     """Waiting or notifying without holding the condition's lock.
 
@@ -420,6 +431,7 @@ class Condition:
 
 # ---------------------------------------------------------------- Event
 
+
 class Event:
     """A flag shared between processes (``threading.Event``)."""
 
@@ -509,8 +521,14 @@ class Barrier:
     forkserver children (lambdas are, through dill).
     """
 
-    def __init__(self, parties: int, action: Optional[Callable[[], Any]] = None,
-                 timeout: Optional[float] = None, *, ctx: Optional[BaseContext] = None) -> None:
+    def __init__(
+        self,
+        parties: int,
+        action: Optional[Callable[[], Any]] = None,
+        timeout: Optional[float] = None,
+        *,
+        ctx: Optional[BaseContext] = None,
+    ) -> None:
         if parties < 1:
             raise ValueError("parties must be >= 1")
         ctx = _resolve(ctx)

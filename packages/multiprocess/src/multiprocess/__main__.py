@@ -26,16 +26,17 @@ def main() -> int:
         scale = 3
         # A lambda closing over a local and calling os.getpid: nothing
         # pickle could send to a spawned interpreter.
-        child = ctx.Process(target=lambda conn: conn.send((os.getpid(), [scale * i for i in range(5)])),
-                            args=(sender,))
+        child = ctx.Process(target=lambda conn: conn.send((os.getpid(), [scale * i for i in range(5)])), args=(sender,))
         child.start()
         sender.close()
         pid, values = receiver.recv()
         child.join()
         ok = child.exitcode == 0 and values == [0, 3, 6, 9, 12] and pid != os.getpid()
         failures += not ok
-        print(f"  {method:<10} lambda ran in child pid {pid}: {values} (exit code {child.exitcode})"
-              f"{'' if ok else '  <-- FAILED'}")
+        print(
+            f"  {method:<10} lambda ran in child pid {pid}: {values} (exit code {child.exitcode})"
+            f"{'' if ok else '  <-- FAILED'}"
+        )
     return 1 if failures else 0
 
 

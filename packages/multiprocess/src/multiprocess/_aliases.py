@@ -43,17 +43,19 @@ class _ExistingModuleLoader:
 class NestedAliasFinder:
     """Resolves ``multiprocess.<sub>.<rest>`` to ``<owner of sub>.<rest>``."""
 
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
-                  target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(
+        self, fullname: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
+    ) -> Optional[importlib.machinery.ModuleSpec]:
         if not fullname.startswith(PREFIX):
             return None
-        sub, dot, rest = fullname[len(PREFIX):].partition(".")
+        sub, dot, rest = fullname[len(PREFIX) :].partition(".")
         if not dot or sub not in SUBMODULES:
             return None
         real_name = f"{SUBMODULES[sub][0]}.{rest}"
         module = importlib.import_module(real_name)
-        spec = importlib.machinery.ModuleSpec(fullname, _ExistingModuleLoader(module),
-                                              is_package=hasattr(module, "__path__"))
+        spec = importlib.machinery.ModuleSpec(
+            fullname, _ExistingModuleLoader(module), is_package=hasattr(module, "__path__")
+        )
         return spec
 
 

@@ -21,8 +21,22 @@ from ..pool import ThreadPool
 from .connection import Pipe
 
 __all__ = [
-    "Process", "current_process", "active_children", "freeze_support", "Lock", "RLock", "Semaphore",
-    "BoundedSemaphore", "Condition", "Event", "Barrier", "Queue", "Manager", "Pipe", "Pool", "JoinableQueue",
+    "Process",
+    "current_process",
+    "active_children",
+    "freeze_support",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Queue",
+    "Manager",
+    "Pipe",
+    "Pool",
+    "JoinableQueue",
 ]
 
 Process = DummyProcess
@@ -88,7 +102,8 @@ def shutdown() -> None:
     """Nothing to shut down (the dummy manager is this module)."""
 
 
-def Pool(processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-         initargs: Iterable[Any] = ()) -> ThreadPool:
+def Pool(
+    processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None, initargs: Iterable[Any] = ()
+) -> ThreadPool:
     """A ``ThreadPool`` of ``processes`` threads."""
     return ThreadPool(processes, initializer, tuple(initargs))

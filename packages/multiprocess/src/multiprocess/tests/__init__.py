@@ -96,6 +96,7 @@ def check_shared_memory(ctx) -> str:
         p.join(30)
     assert counter.value == 400, counter.value
     from multiprocess import shared_memory
+
     segment = shared_memory.SharedMemory(create=True, size=16)
     try:
         p = ctx.Process(target=_write_segment, args=(segment.name,))
@@ -116,6 +117,7 @@ def _increment(counter, times):
 
 def _write_segment(name):
     from multiprocess import shared_memory
+
     segment = shared_memory.SharedMemory(name=name)
     segment.buf[:5] = b"hello"
     segment.close()
@@ -137,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     methods = (argv if argv is not None else sys.argv[1:]) or mp.get_all_start_methods()
     unknown = [m for m in methods if m not in mp.get_all_start_methods()]
     if unknown:
-        print(f"unknown start method(s): {', '.join(unknown)}; "
-              f"available: {', '.join(mp.get_all_start_methods())}", file=sys.stderr)
+        print(
+            f"unknown start method(s): {', '.join(unknown)}; available: {', '.join(mp.get_all_start_methods())}",
+            file=sys.stderr,
+        )
         return 2
-    print(f"multiprocess {mp.__version__} self-test on Python {sys.version.split()[0]}, "
-          f"start methods: {', '.join(methods)}")
+    print(
+        f"multiprocess {mp.__version__} self-test on Python {sys.version.split()[0]}, "
+        f"start methods: {', '.join(methods)}"
+    )
     failures = 0
     started = time.monotonic()
     for method in methods:
