@@ -42,9 +42,10 @@ import time
 from typing import Any, Optional
 
 from . import _io, reduction, util
+from ._challenge_response import _CHALLENGE  # what a keyed listener sends first
+from ._exceptions import AuthenticationError, BufferTooShort
 from ._framing import MAX_MESSAGE_SIZE, BadMessageLength, PayloadBuffer
 from ._io import write_buffers
-from .context import AuthenticationError, BufferTooShort
 
 __all__ = [
     "Connection",
@@ -67,10 +68,6 @@ _SMALL_MESSAGE = 16 * 1024
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
 _MAX_SHORT_SIZE = 0x7FFFFFFF
-
-# What a keyed listener sends first (``_handshake.CHALLENGE``; not imported
-# from there, which imports this module).
-_CHALLENGE = b"#CHALLENGE#"
 
 _MSG_WAITALL: Optional[int] = getattr(socket, "MSG_WAITALL", None)
 

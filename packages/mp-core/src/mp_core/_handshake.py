@@ -36,16 +36,16 @@ import struct
 import time
 from typing import Any, Optional
 
+# The handshake's markers, defined once, beside the stdlib's primitives of the same protocol.
+from ._challenge_response import _CHALLENGE as CHALLENGE
+from ._challenge_response import _FAILURE as FAILURE
+from ._challenge_response import _WELCOME as WELCOME
 from ._connection import BadMessageLength, _fd_ready
 from ._entropy import prepare as _prepare_random_bytes
 from ._entropy import random_bytes
-from .context import AuthenticationError
+from ._exceptions import AuthenticationError
 
 __all__ = ["deliver_challenge", "answer_challenge", "prepare", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
-
-CHALLENGE = b"#CHALLENGE#"
-WELCOME = b"#WELCOME#"
-FAILURE = b"#FAILURE#"
 
 #: Random bytes in a challenge (after the digest name).
 MESSAGE_LENGTH = 40

@@ -51,6 +51,7 @@ from ._connection import (  # noqa: F401
     write_buffers,  # beyond the stdlib: writes a message given as several buffers
     write_message,  # beyond the stdlib: writes one framed message to a descriptor
 )
+from ._exceptions import AuthenticationError, BufferTooShort  # noqa: F401
 from ._framing import FrameReader, PayloadBuffer  # noqa: F401  (beyond the stdlib: the read-ahead reader)
 from ._handshake import (  # noqa: F401
     CHALLENGE,
@@ -78,7 +79,6 @@ from ._listener import (  # noqa: F401
     families,
 )
 from ._wait import wait  # noqa: F401
-from .context import AuthenticationError, BufferTooShort  # noqa: F401
 
 __all__ = ["Client", "Listener", "Pipe", "wait"]
 

@@ -12,12 +12,12 @@ import os
 import signal
 import threading
 
+from . import util
+from ._forksafe_threads import fork
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import util
-from ._forksafe_threads import fork
 
 __all__ = ["Popen"]
 
@@ -110,7 +110,7 @@ class Popen:
         """Wait up to ``timeout`` seconds for the child; return its exit code or ``None``."""
         if self.returncode is None:
             if timeout is not None:
-                from .connection import wait
+                from ._wait import wait
 
                 if not wait([self.sentinel], timeout):
                     return None

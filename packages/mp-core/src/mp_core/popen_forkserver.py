@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 
+from . import forkserver, popen_fork, reduction, spawn, util
+from ._spawning import set_spawning_popen
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import forkserver, popen_fork, reduction, spawn, util
-from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
@@ -66,7 +66,7 @@ class Popen(popen_fork.Popen):
             to_child.write(buf.getbuffer())
 
     def _collect(self, flag: int) -> Optional[int]:
-        from .connection import wait
+        from ._wait import wait
 
         timeout = 0 if flag == os.WNOHANG else None
         if not wait([self.sentinel], timeout):

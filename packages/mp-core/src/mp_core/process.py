@@ -16,6 +16,8 @@ import sys
 import threading
 import weakref
 
+from . import _current_method
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Iterable, Mapping, Optional
@@ -278,17 +280,17 @@ class BaseProcess:
         else:
             exitcode = self._popen.poll()
             status = "started" if exitcode is None else "stopped"
-        info = [type(self).__name__, "name=%r" % self._name]
+        info = [type(self).__name__, f"name={self._name!r}"]
         if self._popen is not None:
-            info.append("pid=%s" % self._popen.pid)
-        info.append("parent=%s" % self._parent_pid)
+            info.append(f"pid={self._popen.pid}")
+        info.append(f"parent={self._parent_pid}")
         info.append(status)
         if exitcode is not None:
             name = _exitcode_to_name.get(exitcode, exitcode)
-            info.append("exitcode=%s" % name)
+            info.append(f"exitcode={name}")
         if self.daemon:
             info.append("daemon")
-        return "<%s>" % " ".join(info)
+        return "<" + " ".join(info) + ">"
 
     # ------------------------------------------------------------ child side
 
@@ -299,9 +301,7 @@ class BaseProcess:
         global _current_process, _parent_process, _process_counter, _children
         try:
             if self._start_method is not None:
-                from . import context
-
-                context._force_start_method(self._start_method)
+                _current_method.force(self._start_method)
             _process_counter = itertools.count(1)
             inherited = _children
             _children = set()
@@ -388,7 +388,7 @@ class _ParentProcess(BaseProcess):
     def is_alive(self) -> bool:
         if self._sentinel is None:
             return False
-        from .connection import wait
+        from ._wait import wait
 
         return not wait([self._sentinel], timeout=0)
 
@@ -398,7 +398,7 @@ class _ParentProcess(BaseProcess):
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Wait until the parent exits or ``timeout`` seconds pass."""
-        from .connection import wait
+        from ._wait import wait
 
         if self._sentinel is not None:
             wait([self._sentinel], timeout=timeout)

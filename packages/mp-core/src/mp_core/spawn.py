@@ -18,11 +18,11 @@ import runpy
 import sys
 import types
 
+from . import _current_method, process, reduction, util
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import process, reduction, util
 
 __all__ = [
     "_main",
@@ -167,15 +167,13 @@ def get_preparation_data(name: str) -> dict[str, Any]:
         sys_path[sys_path.index("")] = process.ORIGINAL_DIR
     except ValueError:
         pass
-    from .context import _default_context
-
     data.update(
         name=name,
         sys_path=sys_path,
         sys_argv=sys.argv,
         orig_dir=process.ORIGINAL_DIR,
         dir=os.getcwd(),
-        start_method=_default_context.get_start_method(),
+        start_method=_current_method.get(),
         serializer=reduction.get_serializer(),
     )
     data.update(_main_module_origin(sys.modules["__main__"]))
@@ -228,9 +226,7 @@ def prepare(data: dict[str, Any]) -> None:
     if "orig_dir" in data:
         process.ORIGINAL_DIR = data["orig_dir"]
     if "start_method" in data:
-        from .context import _force_start_method
-
-        _force_start_method(data["start_method"])
+        _current_method.force(data["start_method"])
     if "serializer" in data:
         reduction._default_serializer = data["serializer"]
     if "init_main_from_name" in data:
