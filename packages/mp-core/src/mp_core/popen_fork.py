@@ -155,9 +155,18 @@ class Popen:
                     os._exit(code)
         os.close(child_w)
         os.close(child_r)
-        self._parent_only_fds = (parent_r, parent_w)
-        self.finalizer = util.Finalize(self, util.close_fds, (parent_r, parent_w))
+        self._own_parent_fds(parent_r, parent_w)
         self.sentinel = parent_r
+
+    def _own_parent_fds(self, *fds: int) -> None:
+        """Hold ``fds`` (this side's ends of the channels to the child) until ``close()``.
+
+        They are closed by ``close()``, when this object is collected, or in
+        a forked sibling (``_close_in_forked_child``), which must not keep
+        them: the child's "parent gone" detection depends on it.
+        """
+        self._parent_only_fds = fds
+        self.finalizer = util.Finalize(self, util.close_fds, fds)
 
     def _close_in_forked_child(self) -> None:
         """Drop, in a forked sibling, the copies of this child's parent-side pipe ends."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 import io
 import os
 
+from . import popen_fork, spawn, util
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any
-
-from . import popen_fork, reduction, spawn, util
-from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
@@ -44,24 +43,14 @@ class Popen(popen_fork.Popen):
         self._fds.append(fd)
         return fd
 
-    def _serialize_child(self, process_obj: Any) -> io.BytesIO:
-        """Pickle what the child needs; errors surface here, in ``start()``."""
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        buf = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            set_spawning_popen(None)
-        return buf
-
     def _launch(self, process_obj: Any) -> None:
         from . import resource_tracker
 
         tracker_fd = resource_tracker.getfd()
         self._fds.append(tracker_fd)
-        buf = self._serialize_child(process_obj)
+        # Pickled before the child exists: errors surface here, in start().
+        buf = io.BytesIO()
+        spawn._dump_child(self, process_obj, buf)
         parent_r = child_w = child_r = parent_w = None
         try:
             parent_r, child_w = os.pipe()
@@ -73,9 +62,7 @@ class Popen(popen_fork.Popen):
             with open(parent_w, "wb", closefd=False) as to_child:
                 to_child.write(buf.getbuffer())
         finally:
-            to_close = tuple(fd for fd in (parent_r, parent_w) if fd is not None)
-            self._parent_only_fds = to_close
-            self.finalizer = util.Finalize(self, util.close_fds, to_close)
+            self._own_parent_fds(*(fd for fd in (parent_r, parent_w) if fd is not None))
             for fd in (child_r, child_w):
                 if fd is not None:
                     os.close(fd)
