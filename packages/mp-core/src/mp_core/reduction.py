@@ -36,11 +36,11 @@ import sys
 import threading
 import types
 
+from ._spawning import get_spawning_popen
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Optional
-
-from ._spawning import get_spawning_popen
 
 __all__ = [
     "send_handle",
@@ -581,6 +581,12 @@ else:
         if popen_obj is not None:
             return popen_obj.DupFd(popen_obj.duplicate_for_child(fd))
         if HAVE_SEND_HANDLE:
+            # The one import cycle the platform forces: outside a child's
+            # creation a descriptor can only reach another process through a
+            # server that sends it over an authenticated connection (the
+            # resource sharer: _listener, _handshake, _connection), and
+            # connections pickle their messages with this module.  Deferred
+            # to here, so that neither side needs the other to load.
             from . import resource_sharer
 
             return resource_sharer.DupFd(fd)
