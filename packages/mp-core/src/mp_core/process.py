@@ -91,7 +91,10 @@ class BaseProcess:
 
     _start_method: Optional[str] = None
 
-    def _Popen(self, process_obj: BaseProcess) -> Any:  # pragma: no cover - abstract
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> Any:  # pragma: no cover - abstract
+        # A static method, as in every start method's subclass: the contexts
+        # call ``SomeProcess._Popen(process_obj)`` on the class.
         raise NotImplementedError
 
     def _check_closed(self) -> None:
@@ -278,17 +281,17 @@ class BaseProcess:
         else:
             exitcode = self._popen.poll()
             status = "started" if exitcode is None else "stopped"
-        info = [type(self).__name__, "name=%r" % self._name]
+        info = [type(self).__name__, f"name={self._name!r}"]
         if self._popen is not None:
-            info.append("pid=%s" % self._popen.pid)
-        info.append("parent=%s" % self._parent_pid)
+            info.append(f"pid={self._popen.pid}")
+        info.append(f"parent={self._parent_pid}")
         info.append(status)
         if exitcode is not None:
             name = _exitcode_to_name.get(exitcode, exitcode)
-            info.append("exitcode=%s" % name)
+            info.append(f"exitcode={name}")
         if self.daemon:
             info.append("daemon")
-        return "<%s>" % " ".join(info)
+        return f"<{' '.join(info)}>"
 
     # ------------------------------------------------------------ child side
 
