@@ -73,7 +73,7 @@ class BaseManager:
         self._state = State()
         self._serializer = serializer
         self._Listener, self._Client = listener_client[serializer]
-        self._ctx = ctx or mp_core.get_context()  # type: ignore[attr-defined]
+        self._ctx = ctx or mp_core.get_context()
         self._shutdown_timeout = shutdown_timeout
         self._process: Any = None
         self._finalizer: Optional[util.Finalize] = None

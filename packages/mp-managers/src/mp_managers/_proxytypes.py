@@ -120,7 +120,7 @@ class ServerSemaphore(threading.Semaphore):
 
     def locked(self) -> bool:
         with self._cond:  # type: ignore[attr-defined]
-            return self._value == 0  # type: ignore[attr-defined]
+            return self._value == 0
 
 
 class ServerBoundedSemaphore(threading.BoundedSemaphore):

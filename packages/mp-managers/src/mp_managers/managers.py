@@ -113,7 +113,7 @@ def _pool(*args: Any, **kwds: Any) -> Any:
     # Through the context when a pool is created, in the server: mp-pool is
     # optional (and named in the ImportError if it is missing), and the pool
     # uses the server's start method, which is the manager's.
-    return mp_core.get_context().Pool(*args, **kwds)  # type: ignore[attr-defined]
+    return mp_core.get_context().Pool(*args, **kwds)
 
 
 SyncManager.register("Queue", queue.Queue)

@@ -123,7 +123,7 @@ class Pool:
         self._pool: list[Any] = []
         self._state = INIT
         self._cache: dict[int, Any] = {}
-        self._ctx = context or mp_core.get_context()  # type: ignore[attr-defined]
+        self._ctx = context or mp_core.get_context()
         if processes is None:
             processes = _default_processes()
         if processes < 1:

@@ -369,9 +369,10 @@ class Queue(Generic[_T]):
                             paused = True
                             return True
                     except Exception as exc:
-                        batch, stop = state.batch, state.stop
+                        # (batch is set whenever parts are: begin() sets both.)
+                        batch, stop = state.batch or [], state.stop
                         state.finish()
-                        if failed(exc, batch):  # type: ignore[arg-type]
+                        if failed(exc, batch):
                             return False
                     else:
                         stop = state.stop
