@@ -28,11 +28,11 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
+from mp_core._owners import SUBMODULES, import_submodule
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing (and importlib.abc) would cost ``import multiprocess`` time
     from typing import Optional, Sequence
-
-from mp_core._owners import SUBMODULES, import_submodule
 
 __all__ = ["NestedAliasFinder", "install"]
 
