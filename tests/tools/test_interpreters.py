@@ -111,8 +111,10 @@ def test_the_nox_sessions_are_the_supported_interpreters(tmp_path, monkeypatch):
     try:
         spec.loader.exec_module(module)
         sessions = registry.get()
-        assert list(sessions) == ["tests"]
+        assert list(sessions) == ["tests", "lint"]
         assert sessions["tests"].python == interpreters.SUPPORTED
+        assert sessions["lint"].python == module.LINT_PYTHON
+        assert module.LINT_PYTHON in interpreters.SUPPORTED
         assert nox.options.error_on_missing_interpreters is False
         assert os.environ["PATH"].split(os.pathsep)[0] == str(tmp_path)
     finally:
