@@ -10,7 +10,10 @@ from __future__ import annotations
 import io
 import os
 
-from . import forkserver, popen_fork, spawn
+# reduction and set_spawning_popen (util too, in popen_forkserver): names the stdlib's module has,
+# kept for code that reads them there; the pickling itself is spawn._dump_child's.
+from . import forkserver, popen_fork, reduction, spawn, util  # noqa: F401
+from ._spawning import set_spawning_popen  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway

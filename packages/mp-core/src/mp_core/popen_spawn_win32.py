@@ -15,6 +15,9 @@ import sys
 
 from . import reduction, spawn, util
 
+# A name the stdlib's module has, kept for code that reads it there; the pickling is spawn._dump_child's.
+from ._spawning import set_spawning_popen  # noqa: F401
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
