@@ -46,13 +46,15 @@ from ._errors import MaybeEncodingError as MaybeEncodingError
 from ._errors import PoolTerminatedError as PoolTerminatedError
 from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import WorkerLostError as WorkerLostError
+from ._errors import fresh_copy
 from ._errors import rebuild_exc as rebuild_exc
+from ._jobs import job_counter as job_counter
 from ._results import ApplyResult as ApplyResult
 from ._results import AsyncResult as AsyncResult
 from ._results import IMapIterator as IMapIterator
 from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
-from ._results import job_counter as job_counter
+from ._sources import SEQUENCE_TYPES, map_chunksize
 from ._threads import ThreadEngine
 
 __all__ = ["Pool", "ThreadPool"]
@@ -62,8 +64,6 @@ INIT = "INIT"
 RUN = "RUN"
 CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
-
-_SEQUENCES = (list, tuple, range)
 
 
 def mapstar(args: tuple) -> list:
@@ -99,6 +99,9 @@ class Pool:
     of the same pool.
     """
 
+    # The standard library's class attribute (its workers wrap exceptions for
+    # sending when true); nothing here reads it, it is kept because code
+    # written against the standard library's Pool may look it up.
     _wrap_exception = True
 
     @staticmethod
@@ -148,6 +151,7 @@ class Pool:
             initargs=self._initargs,
             maxtasksperchild=self._maxtasksperchild,
             serializer=self._serializer,
+            cache=self._cache,
             zygote=self._ctx.get_start_method() == "fork",
         )
 
@@ -177,9 +181,7 @@ class Pool:
             raise RuntimeError("a pool can only be used by the process that created it")
         broken = self._engine.broken
         if broken is not None:
-            error = BrokenPoolError(*broken.args)
-            error.__cause__ = broken.__cause__
-            raise error
+            raise fresh_copy(broken)
 
     # ---------------------------------------------------------------- single calls
 
@@ -251,16 +253,12 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], Any]] = None,
     ) -> MapResult:
         self._check_running()
-        if type(iterable) not in _SEQUENCES:
-            iterable = list(iterable)
-        sized = chunksize is None
-        if sized:
-            chunksize, extra = divmod(len(iterable), self._processes * 4)  # type: ignore[arg-type]
-            if extra:
-                chunksize += 1
-        result = MapResult(self, chunksize, len(iterable), callback, error_callback)  # type: ignore[arg-type]
+        items = iterable if type(iterable) in SEQUENCE_TYPES else list(iterable)
+        length = len(items)  # type: ignore[arg-type]
+        size, sized = map_chunksize(length, chunksize, self._processes)
+        result = MapResult(self, size, length, callback, error_callback)
         if not result.ready():
-            self._engine.submit_map(result, func, star, name, iterable, chunksize, sized)
+            self._engine.submit_map(result, func, star, name, items, size, sized)
         return result
 
     def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
@@ -351,4 +349,5 @@ class ThreadPool(Pool):
             processes=self._processes,
             initializer=self._initializer,
             initargs=self._initargs,
+            cache=self._cache,
         )
