@@ -2,22 +2,34 @@
 
 How a task travels::
 
-    caller thread               manager thread (one per pool)                worker process
-    -------------               -----------------------------                --------------
-    map_async(f, items)
-      pickle f once ─> job ─> inbox ─(wake pipe)─> job queue (FIFO)
-                                  │ a worker has room? cut the next chunk
-                                  │ (sized by bytes when no chunksize),
-                                  │ pickle it; first chunk of this job for
-                                  │ this worker: FUNC frame (f) in front
-                                  │ outbox ─ non-blocking write ── task pipe ─> read ahead, run f
-                                  │                                             over the chunk
-                                  │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
-                                  │ writable task pipes, wake pipe                    per task
-                                  └ results (many per read): unpickle,
-                                    deliver to the MapResult ─> callback, get() wakes
+    caller thread                 manager thread (one per pool)                  worker process
+    -------------                 -----------------------------                  --------------
+    pool.map_async(f, items)
+      MapResult ─> submit_map:
+        open_job: a job id, the
+        result filed in Pool._cache
+        pickle f once
+        Job ─> inbox ─(wake pipe)─> job queue (FIFO)
+                                    │ a worker has room? take the job's next
+                                    │ Chunk (sized in _sources), pickle it:
+                                    │ a Task; the job's first task for this
+                                    │ worker: FUNC frame (f) in front
+                                    │ outbox ─ non-blocking write ── task pipe ─> read ahead,
+                                    │                                             run f over the chunk
+                                    │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
+                                    │ writable task pipes, wake pipe                    per task
+                                    └ results (many per read): unpickle,
+                                      result._deliver(the chunk's values)
+                                      ─> callback; the last chunk: the
+                                      result leaves Pool._cache, get() wakes
+    result.get() <───────────────────────────┘
     imap(f, generator)
-      feeder thread: reads the input a few chunks ahead ─> job's buffer ─(wake)─> (as above)
+      feeder thread: reads the input a few chunks ahead ─> the job's buffer ─(wake)─> (as above)
+
+The engine and the results meet only at ``_results.PendingResult`` (what
+the engine calls) and ``_results.ResultOwner`` (what a result asks of the
+engine).  The engine never refers to the ``Pool``; a result holds it only
+to keep it alive while pending.
 
 Each worker owns its two pipes: no lock is shared between processes, so a
 worker that dies holds nothing another needs.  A worker answers its tasks
