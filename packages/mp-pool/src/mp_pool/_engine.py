@@ -896,9 +896,9 @@ class ProcessEngine:
     def _finish(self, task: Task, ok: bool, value: Any) -> None:
         job = task.job
         task.frame = None
-        job.outstanding -= 1
+        done = job.task_finished()
         job.result._deliver(task.index, task.start, task.span, ok, value)
-        if job.drained and job.outstanding == 0:
+        if done:
             self._retire(job)
 
     def _retire(self, job: Job) -> None:

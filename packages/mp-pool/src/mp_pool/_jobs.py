@@ -79,10 +79,15 @@ class Job:
         self.avg: Optional[float] = None
 
     def mark_drained(self) -> bool:
-        """The source is exhausted: tell the result how long the input was; true if no task is left to wait for."""
+        """The source is exhausted: tell the result how long the input was; true if the job is done (retire it)."""
         self.drained = True
         self.result._set_length(self.source.count)
         return self.outstanding == 0
+
+    def task_finished(self) -> bool:
+        """One of its tasks has finished; true if it was the last of a drained job (retire it)."""
+        self.outstanding -= 1
+        return self.drained and self.outstanding == 0
 
     def describe(self, task_id: int, index: int, start: int, span: int) -> str:
         func = getattr(self.func, "__qualname__", None) or type(self.func).__name__

@@ -278,7 +278,6 @@ class ThreadEngine:
             finally:
                 self._local.delivering = False
         with self._cond:
-            job.outstanding -= 1
-            if job.drained and job.outstanding == 0 and self._active.pop(job.id, None) is not None:
+            if job.task_finished() and self._active.pop(job.id, None) is not None:
                 if self._closing and not self._active:
                     self._cond.notify_all()
