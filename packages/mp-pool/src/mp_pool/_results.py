@@ -23,9 +23,8 @@ import sys
 import threading
 import time
 import traceback
-import types
 from collections import deque
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
 
 from mp_core.context import TimeoutError
 
@@ -38,6 +37,9 @@ __all__ = [
     "PendingResult",
     "ResultOwner",
 ]
+
+#: The type of a result's value (``AsyncResult[int]``); unchecked at run time.
+_T = TypeVar("_T")
 
 
 def _report_callback_error(result: Any, which: str) -> None:
@@ -75,8 +77,8 @@ class PendingResult:
 
     def _release(self) -> None:
         owner, self._owner = self._owner, None
-        if owner is not None:
-            owner.forget_result(self._job)  # type: ignore[arg-type]
+        if owner is not None and self._job is not None:
+            owner.forget_result(self._job)
         self._pool = None
 
     def _check_waitable(self) -> None:
@@ -101,10 +103,8 @@ class PendingResult:
         """End early with ``error`` (calling the error callback if ``notify``), unless already finished."""
         raise NotImplementedError
 
-    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
-
-class ApplyResult(PendingResult):
+class ApplyResult(PendingResult, Generic[_T]):
     """The result of ``apply_async`` (and the base of ``MapResult``).
 
     ``get(timeout)`` returns the value or raises the task's exception (with
@@ -117,8 +117,8 @@ class ApplyResult(PendingResult):
     def __init__(
         self,
         pool: Any,
-        callback: Optional[Callable[[Any], Any]],
-        error_callback: Optional[Callable[[BaseException], Any]],
+        callback: Optional[Callable[[_T], object]],
+        error_callback: Optional[Callable[[BaseException], object]],
     ) -> None:
         self._event = threading.Event()
         self._callback = callback
@@ -140,7 +140,7 @@ class ApplyResult(PendingResult):
             self._check_waitable()
             self._event.wait(timeout)
 
-    def get(self, timeout: Optional[float] = None) -> Any:
+    def get(self, timeout: Optional[float] = None) -> _T:
         self.wait(timeout)
         if not self._event.is_set():
             raise TimeoutError
@@ -175,7 +175,7 @@ class ApplyResult(PendingResult):
 AsyncResult = ApplyResult
 
 
-class MapResult(ApplyResult):
+class MapResult(ApplyResult[list[_T]]):
     """The result of ``map_async``/``starmap_async``: a list in input order.
 
     The first failing chunk fails the whole result (its exception is what
@@ -188,8 +188,8 @@ class MapResult(ApplyResult):
         pool: Any,
         chunksize: int,
         length: int,
-        callback: Optional[Callable[[Any], Any]],
-        error_callback: Optional[Callable[[BaseException], Any]],
+        callback: Optional[Callable[[list[_T]], object]],
+        error_callback: Optional[Callable[[BaseException], object]],
     ) -> None:
         super().__init__(pool, callback, error_callback)
         self._success = True
@@ -213,7 +213,7 @@ class MapResult(ApplyResult):
             self._finish(False, value, notify=True)
 
 
-class IMapIterator(PendingResult):
+class IMapIterator(PendingResult, Generic[_T]):
     """The iterator ``imap`` returns: results in input order as they become ready.
 
     ``next(timeout)`` raises ``TimeoutError`` when the next result is not
@@ -239,10 +239,10 @@ class IMapIterator(PendingResult):
         self._finished = False  # nothing more will be added to _items
         super().__init__(pool)
 
-    def __iter__(self) -> IMapIterator:
+    def __iter__(self) -> IMapIterator[_T]:
         return self
 
-    def next(self, timeout: Optional[float] = None) -> Any:
+    def next(self, timeout: Optional[float] = None) -> _T:
         for value in self._current:
             return value
         with self._cond:
@@ -316,7 +316,7 @@ class IMapIterator(PendingResult):
             self._cond.notify_all()
 
 
-class IMapUnorderedIterator(IMapIterator):
+class IMapUnorderedIterator(IMapIterator[_T]):
     """The iterator ``imap_unordered`` returns: results in the order they finish."""
 
     _ordered = False
