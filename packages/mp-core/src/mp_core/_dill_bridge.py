@@ -44,7 +44,7 @@ MAIN_MODULE_NAMES = ("__main__", "__mp_main__")
 
 import dill  # noqa: E402  (this whole module exists to be imported lazily)
 
-from . import reduction  # noqa: E402
+from ._running_frames import REFUSE_RUNNING_FRAMES, refuse_running_frame  # noqa: E402
 
 
 def is_main_definition(obj: Any) -> bool:
@@ -143,8 +143,8 @@ class DillPickler(dill.Pickler):
     _serializer: Any = None
 
     def save(self, obj: Any, save_persistent_id: bool = True) -> None:
-        if reduction._REFUSE_RUNNING_FRAMES:  # dill on PyPy writes a payload that cannot load
-            reduction._refuse_running_frame(obj)
+        if REFUSE_RUNNING_FRAMES:  # dill on PyPy writes a payload that cannot load
+            refuse_running_frame(obj)
         if (
             isinstance(obj, types.ModuleType)
             and obj.__name__ not in MAIN_MODULE_NAMES

@@ -545,3 +545,5 @@ ensure_running = _forkserver.ensure_running
 get_inherited_fds = _forkserver.get_inherited_fds
 connect_to_new_process = _forkserver.connect_to_new_process
 set_forkserver_preload = _forkserver.set_forkserver_preload
+# util._cleanup_tests stops the server (looked up at the call: a test may put in another).
+util._register_helper_stop(__name__, 0, lambda: _forkserver._stop())

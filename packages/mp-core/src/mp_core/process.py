@@ -63,6 +63,36 @@ def _cleanup() -> None:
             _children.discard(proc)
 
 
+# ---------------------------------------------------------------- the child's life cycle
+
+# Besides its target, a child runs steps that belong to util: after a fork it
+# drops the parent's finalizers and runs the after-fork hooks, it logs, and it
+# ends with the exit sequence (finalizers, then its own children).  util owns
+# the finalizers, the hooks and the logger, and it imports this module (the
+# exit sequence terminates and joins our children; the temp dir is kept in our
+# process's config), so util installs those steps here when it loads instead of
+# the bootstrap importing it.  Until then there is nothing for them to do: no
+# finalizer, hook or logger exists without util, and no child either (every
+# start method's Popen imports util).
+
+
+def _nothing(*args: Any) -> None:
+    pass
+
+
+_child_log_info: Callable[..., None] = _nothing
+_child_after_fork: Callable[[], None] = _nothing
+_child_exit: Callable[[], None] = _nothing
+
+
+def _install_life_cycle(
+    *, info: Callable[..., None], after_fork: Callable[[], None], exit_function: Callable[[], None]
+) -> None:
+    """Called by util once, when it is imported: the steps the bootstrap runs (see above)."""
+    global _child_log_info, _child_after_fork, _child_exit
+    _child_log_info, _child_after_fork, _child_exit = info, after_fork, exit_function
+
+
 class AuthenticationString(bytes):
     """The authkey's type: bytes that refuse to be pickled except to a new child."""
 
@@ -303,7 +333,7 @@ class BaseProcess:
 
     def _bootstrap(self, parent_sentinel: Optional[int] = None) -> int:
         """Run in the new child: become the current process, run, report status."""
-        from . import util
+        from ._std_streams import close_stdin, flush_std_streams
 
         global _current_process, _parent_process, _process_counter, _children
         try:
@@ -313,7 +343,7 @@ class BaseProcess:
             inherited = _children
             _children = set()
             _close_inherited_child_fds(inherited)
-            util._close_stdin()
+            close_stdin()
             old_process = _current_process
             _current_process = self
             _parent_process = _ParentProcess(self._parent_name, self._parent_pid, parent_sentinel)
@@ -328,7 +358,7 @@ class BaseProcess:
                 # The parent's process object lives on in the child only as a
                 # reference to release.
                 del old_process
-            util.info("child process calling self.run()")
+            _child_log_info("child process calling self.run()")
             try:
                 self.run()
                 exitcode = 0
@@ -336,7 +366,7 @@ class BaseProcess:
                 # Flush queues, run finalizers and reap children now, before
                 # the threads are joined below (a forked child leaves through
                 # os._exit: only the atexit handlers registered in it run, after this).
-                util._exit_function()
+                _child_exit()
         except SystemExit as exc:
             exitcode = _exitcode_from_system_exit(exc)
         except BaseException:
@@ -347,16 +377,13 @@ class BaseProcess:
             traceback.print_exc()
         finally:
             threading._shutdown()  # type: ignore[attr-defined]
-            util.info("process exiting with exitcode %d", exitcode)
-            util._flush_std_streams()
+            _child_log_info("process exiting with exitcode %d", exitcode)
+            flush_std_streams()
         return exitcode
 
     @staticmethod
     def _after_fork() -> None:
-        from . import util
-
-        util._finalizer_registry.clear()
-        util._run_after_forkers()
+        _child_after_fork()
 
 
 def _exitcode_from_system_exit(exc: SystemExit) -> int:

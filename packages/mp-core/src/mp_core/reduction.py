@@ -36,6 +36,8 @@ import sys
 import threading
 import types
 
+from ._running_frames import REFUSE_RUNNING_FRAMES as _REFUSE_RUNNING_FRAMES
+from ._running_frames import refuse_running_frame as _refuse_running_frame
 from ._spawning import get_spawning_popen
 
 TYPE_CHECKING = False
@@ -72,22 +74,6 @@ _extra_reducers: dict[type, Callable[[Any], Any]] = {}
 # anything else comes from user code (a __reduce__ that refuses on purpose,
 # like a lock outside of process creation) and is passed through untouched.
 _CANNOT_PICKLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
-
-# Objects that hold a running frame cannot travel.  CPython's picklers (C
-# pickle, and dill) refuse them with "TypeError: cannot pickle 'generator'
-# object"; PyPy's pure-Python pickler gives another reason, and dill there
-# "succeeds" with a payload that fails to load in the receiver.  There
-# (only: the C pickler already refuses them) we refuse them up front, with
-# CPython's error, so that such a send fails at the sender everywhere.
-_RUNNING_FRAME_TYPES = frozenset({types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType})
-_REFUSE_RUNNING_FRAMES = sys.implementation.name != "cpython"
-
-
-def _refuse_running_frame(obj: Any) -> None:
-    """Raise CPython's ``TypeError`` for a generator, coroutine or async generator."""
-    if type(obj) in _RUNNING_FRAME_TYPES:
-        raise TypeError(f"cannot pickle {type(obj).__name__!r} object")
-
 
 # ---------------------------------------------------------------- settings
 

@@ -213,3 +213,5 @@ def _poke(fd: int) -> None:
 
 _resource_sharer = _ResourceSharer()
 stop = _resource_sharer.stop
+# util._cleanup_tests stops the sharer (looked up at the call: a test may put in another).
+util._register_helper_stop(__name__, 0, lambda: stop())

@@ -52,7 +52,7 @@ import threading
 import warnings
 from typing import Callable, Optional
 
-from . import util
+from . import _executable, util
 
 __all__ = ["ensure_running", "register", "unregister", "getfd", "main", "ResourceTracker", "ReentrantCallError"]
 
@@ -251,12 +251,10 @@ class ResourceTracker:
         self._pid = self._starter = None
 
     def _launch(self) -> None:
-        from . import spawn
-
         linger_pid = _parent_to_outlive()
         read_fd, write_fd = os.pipe()
         try:
-            exe = spawn.get_executable()
+            exe = _executable.get_executable()
             if exe is None:
                 raise RuntimeError("no Python executable to start the resource tracker with")
             package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -463,6 +461,9 @@ ensure_running = _resource_tracker.ensure_running
 register = _resource_tracker.register
 unregister = _resource_tracker.unregister
 getfd = _resource_tracker.getfd
+# util._cleanup_tests stops the tracker after the other helpers, which hold its
+# descriptor (looked up at the call: a test may put in another tracker).
+util._register_helper_stop(__name__, 1, lambda: _resource_tracker._stop())
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _resource_tracker._at_fork_reinit())

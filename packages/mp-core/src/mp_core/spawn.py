@@ -19,6 +19,7 @@ import sys
 import types
 
 from . import _current_method, process, reduction, util
+from ._executable import WINEXE, WINSERVICE, get_executable, set_executable
 from ._spawning import set_spawning_popen
 
 TYPE_CHECKING = False
@@ -34,17 +35,6 @@ __all__ = [
     "get_command_line",
     "import_main_path",
 ]
-
-if sys.platform != "win32":
-    WINEXE = False
-    WINSERVICE = False
-else:  # pragma: no cover - Windows is designed in, untested here
-    WINEXE = getattr(sys, "frozen", False)
-    WINSERVICE = sys.executable.lower().endswith("pythonservice.exe")
-
-_python_exe: Optional[str] = sys.executable
-if sys.platform == "win32" and not WINEXE:  # pragma: no cover - the venv's base interpreter, as the stdlib
-    _python_exe = sys._base_executable
 
 # Set in a spawned child that is running a process object: the module that
 # the parent's main module was before we replaced it.
@@ -68,17 +58,6 @@ _GUARD_MESSAGE = """
         To fix this issue, refer to the "Safe importing of main module"
         section in https://docs.python.org/3/library/multiprocessing.html
         """
-
-
-def set_executable(exe: str) -> None:
-    """Use ``exe`` as the Python interpreter for spawned children."""
-    global _python_exe
-    _python_exe = os.fsdecode(exe) if exe is not None else None
-
-
-def get_executable() -> Optional[str]:
-    """The interpreter that spawned children run."""
-    return _python_exe
 
 
 def is_forking(argv: list[str]) -> bool:

@@ -18,6 +18,8 @@ import threading
 import weakref
 
 from . import process
+from ._std_streams import close_stdin as _close_stdin  # noqa: F401  (the stdlib's name, used by forkserver)
+from ._std_streams import flush_std_streams as _flush_std_streams
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -204,6 +206,17 @@ def remove_private_temp_dir(path: str) -> bool:
     _untrack_temp_dir(path)
     shutil.rmtree(path, ignore_errors=True)
     return not os.path.lexists(path)
+
+
+# The one import cycle outside the serialization layer, left on purpose: the
+# temp dir is this module's (``util.get_temp_dir``, the stdlib's name and
+# place), and the resource tracker that removes it after a crash is started
+# and stopped with this module's helpers (``Finalize``, ``spawnv_passfds``,
+# ``close_fds``).  The tracker must be started when the directory is made,
+# whichever module was imported before, so it cannot register itself here
+# when it loads; moving the temp dir above it would take ``get_temp_dir`` out
+# of ``util``.  Deferred to the call, so that neither side needs the other to
+# load.
 
 
 def _track_temp_dir(tempdir: str) -> None:
@@ -420,6 +433,17 @@ def _exit_function(
 atexit.register(_exit_function)
 
 
+def _reset_after_fork() -> None:
+    """In a child just forked: the parent's finalizers are not its own; the after-fork hooks run."""
+    _finalizer_registry.clear()
+    _run_after_forkers()
+
+
+# What a child's bootstrap runs besides its target (process cannot import us:
+# we import it; see there).
+process._install_life_cycle(info=info, after_fork=_reset_after_fork, exit_function=_exit_function)
+
+
 def _forget_inherited_atexit() -> None:
     """In a child just forked (fork or forkserver): the parent's ``atexit`` handlers are not its own.
 
@@ -528,34 +552,6 @@ def new_blocking_socket(family: int) -> Any:
     return sock
 
 
-def _close_stdin() -> None:
-    """Give a new child an empty stdin: reading the parent's would race it."""
-    if sys.stdin is None:
-        return
-    try:
-        sys.stdin.close()
-    except (OSError, ValueError):
-        pass
-    try:
-        fd = os.open(os.devnull, os.O_RDONLY)
-        try:
-            sys.stdin = open(fd, encoding="utf-8", closefd=False)
-        except BaseException:
-            os.close(fd)
-            raise
-    except (OSError, ValueError):
-        pass
-
-
-def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (AttributeError, ValueError):
-            pass
-
-
 def spawnv_passfds(path: str, args: Sequence[str], passfds: Iterable[int]) -> int:
     """Start ``path`` with ``args`` in a new process that inherits ``passfds``.
 
@@ -621,19 +617,32 @@ def _fork_exec(path: str, args: Sequence[str], fds: list[int]) -> int:
 abstract_sockets_supported = sys.platform == "linux"
 
 
+# How to stop each long-lived helper (fork server, resource sharer, resource
+# tracker), registered by its module when it loads: those modules sit above
+# this one and import it.  A helper whose module was never imported is not
+# running.  By module name: (order, stop).
+_helper_stops: dict[str, tuple[int, Callable[[], None]]] = {}
+
+
+def _register_helper_stop(module: str, order: int, stop: Callable[[], None]) -> None:
+    """Have ``_cleanup_tests`` call ``stop()``, in ascending ``order`` among the helpers.
+
+    The resource tracker comes last: the other helpers hold its descriptor,
+    and it exits only once every holder has closed it.
+    """
+    _helper_stops[module] = (order, stop)
+
+
 def _cleanup_tests() -> None:
     """Stop this package's long-lived helpers; for test suites (the stdlib's name).
 
     Stops the fork server, the resource sharer and the resource tracker, and
     forgets the start method, so that the next test starts from scratch.
     """
-    from . import _current_method, forkserver, resource_sharer, resource_tracker
+    from . import _current_method
 
-    forkserver._forkserver._stop()
-    resource_sharer.stop()
-    stop_tracker = getattr(resource_tracker._resource_tracker, "_stop", None)
-    if stop_tracker is not None:
-        stop_tracker()
+    for _order, stop in sorted(_helper_stops.values(), key=lambda entry: entry[0]):
+        stop()
     _current_method.force(None)
     process._cleanup()
 
