@@ -621,11 +621,11 @@ abstract_sockets_supported = sys.platform == "linux"
 # tracker), registered by its module when it loads: those modules sit above
 # this one and import it.  A helper whose module was never imported is not
 # running.  By module name: (order, stop).
-_helper_stops: dict[str, tuple[int, Callable[[], None]]] = {}
+_helper_stops: dict[str, tuple[int, Callable[[], object]]] = {}
 
 
-def _register_helper_stop(module: str, order: int, stop: Callable[[], None]) -> None:
-    """Have ``_cleanup_tests`` call ``stop()``, in ascending ``order`` among the helpers.
+def _register_helper_stop(module: str, order: int, stop: Callable[[], object]) -> None:
+    """Have ``_cleanup_tests`` call ``stop()`` (its result is ignored), in ascending ``order`` among the helpers.
 
     The resource tracker comes last: the other helpers hold its descriptor,
     and it exits only once every holder has closed it.
