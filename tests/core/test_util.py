@@ -122,6 +122,42 @@ def test_temp_dir_is_private_and_removed_at_exit():
     assert not os.path.exists(path)
 
 
+def test_cleanup_tests_stops_every_helper_running_and_forgets_the_start_method():
+    # Each helper's module registers its stop with util when it loads; the
+    # tracker must stop last (the fork server holds its descriptor: stopped
+    # first, it would wait for ever, and the run would time out).
+    out = run_python(
+        """
+        import os
+        import mp_core
+        from mp_core import forkserver, resource_sharer, resource_tracker, util
+
+        mp_core.set_start_method("forkserver")
+        child = mp_core.Process(target=os.getpid)
+        child.start()
+        child.join()
+        server_pid = forkserver._forkserver._forkserver_pid
+        tracker_pid = resource_tracker._resource_tracker._pid
+        r, w = os.pipe()
+        resource_sharer.DupFd(r)  # starts the sharer's thread
+        sharer_thread = resource_sharer._resource_sharer._thread
+        print(child.exitcode, server_pid is not None, tracker_pid is not None, sharer_thread.is_alive())
+        util._cleanup_tests()
+        for pid in (server_pid, tracker_pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                print("reaped")
+            else:
+                print("still running", pid)
+        print(sharer_thread.is_alive(), mp_core.get_start_method(allow_none=True))
+        """,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["0 True True True", "reaped", "reaped", "False None"]
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_exit_terminates_daemonic_children_and_joins_the_others(tmp_path, method):
     marker = tmp_path / "nondaemon-finished"
