@@ -74,7 +74,7 @@ import os
 import struct
 import sys
 from collections import deque
-from typing import Any, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from . import _io
 
@@ -194,7 +194,8 @@ def write_message(fd: int, payload: Any) -> None:
 class Outbox:
     """Frames waiting to be written to a non-blocking descriptor, in order.
 
-    ``put`` queues a frame given as buffers (a header and payload blocks);
+    ``put(frame)`` queues a frame given as buffers (a header and payload
+    blocks: what ``mp_pool._wire`` builds), after everything queued before;
     ``flush`` writes as much as the descriptor takes now (one ``writev`` of
     many frames where it can) and keeps the rest, a partly written buffer
     as a view of its tail, for the next ``flush``.  Nothing blocks: a full
@@ -202,15 +203,13 @@ class Outbox:
     change until written.
     """
 
-    __slots__ = ("fd", "_buffers")
+    __slots__ = ("fd", "_buffers", "put")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._buffers: deque[Any] = deque()
-
-    def put(self, frame: Any) -> None:
-        """Queue the buffers of one frame (written after everything queued before)."""
-        self._buffers.extend(frame)
+        # A pool queues a frame per task: the deque's own method, no Python call.
+        self.put: Callable[[Iterable[Any]], None] = self._buffers.extend
 
     def flush(self) -> bool:
         """Write what the descriptor takes; return whether everything is written.
