@@ -68,17 +68,12 @@ class MessageStream:
     must be its only reader and writer from now on.
     """
 
-    __slots__ = ("_fd", "_reader", "encode", "decode", "recv_bytes")
+    __slots__ = ("_fd", "_next_frame", "encode", "decode")
 
     def __init__(self, conn: Any, serializer: str) -> None:
         self._fd = conn.fileno()
         _send_without_delay(self._fd)
-        self._reader = FrameReader(self._fd, _READ_SIZE)
-        #: The payload of the next message (``bytes`` or a view of them).
-        #: Raises ``EOFError`` at end of file (naming a message it cut short)
-        #: and ``BadMessageLength`` for a malformed header; after either, the
-        #: stream is out of step and must be closed.
-        self.recv_bytes: Callable[[], Any] = self._reader.next_frame
+        self._next_frame = FrameReader(self._fd, _READ_SIZE).next_frame
         self.encode: Callable[[Any], bytes]
         self.decode: Callable[[Any], Any]
         if serializer == "xmlrpclib":
@@ -93,6 +88,15 @@ class MessageStream:
     def send_bytes(self, payload: Any) -> None:
         """Send ``payload`` (bytes-like) as one message."""
         write_message(self._fd, payload)
+
+    def recv_bytes(self) -> Any:
+        """The payload of the next message (``bytes`` or a view of them).
+
+        Raises ``EOFError`` at end of file (naming a message it cut short)
+        and ``BadMessageLength`` for a malformed header; after either, the
+        stream is out of step and must be closed.
+        """
+        return self._next_frame()
 
     def recv(self) -> Any:
         """Receive and deserialize one message; ``EOFError`` once the peer has closed."""
