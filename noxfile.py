@@ -1,10 +1,11 @@
-"""The interpreter matrix as one command per interpreter: ``nox -s tests-3.12``.
+"""The interpreter matrix, one session per interpreter (``nox -s tests-3.12``), and the static checks (``nox -s lint``).
 
 ``nox -l`` lists the sessions; ``nox -s tests-pypy3 -- -x tests/core``
-passes what follows ``--`` to pytest.  Each session installs the project's
-own requirements (every distribution, editable, and the test tools) into
-a fresh virtual environment of that interpreter (``.nox/``) and runs the
-suite.  ``.ci/run`` runs the same sessions.
+passes what follows ``--`` to pytest, ``nox -s lint -- mypy`` the names of
+checks to ``tools/lint.py``.  Each session installs the project's own
+requirements (every distribution, editable, and the test and lint tools)
+into a fresh virtual environment of its interpreter (``.nox/``) and runs
+the suite or the checks.  ``.ci/run`` runs the same sessions and checks.
 
 Interpreters are looked up on ``PATH`` (``python3.12``, ``pypy3``) and,
 where pyenv is installed, among its builds: a pyenv shim on ``PATH`` only
@@ -22,6 +23,10 @@ import nox
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tools import interpreters  # noqa: E402
+
+#: The interpreter of the lint session: the oldest CPython on which every lint
+#: tool pinned in requirements-dev.txt installs (import-linter 2.17 needs 3.11).
+LINT_PYTHON = "3.11"
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = False
@@ -41,3 +46,10 @@ def tests(session: nox.Session) -> None:
     """The whole test suite on one interpreter (pytest arguments after ``--``)."""
     session.install("-r", "requirements-dev.txt")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=LINT_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check, ruff format --check, mypy and import-linter, as CI runs them (check names after ``--``)."""
+    session.install("-r", "requirements-dev.txt")
+    session.run("python", "-m", "tools.lint", *session.posargs)

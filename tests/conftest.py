@@ -1,4 +1,4 @@
-"""Shared fixtures: start-method parametrization and leak checks.
+"""Shared fixtures and hooks: start-method parametrization and leak checks (helpers: tests/support.py).
 
 Every test runs with a time limit (pytest-timeout, configured in the root
 pyproject.toml).  After every test we check that it left no running or
@@ -9,7 +9,6 @@ cleanly and nothing of ours is left in /dev/shm.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import time
@@ -19,18 +18,20 @@ import pytest
 
 import mp_core
 
-START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp_core.get_all_start_methods()]
+from .support import (
+    SEMAPHORE_PREFIX,
+    SHARED_MEMORY_PREFIX,
+    START_METHODS,
+    collect_garbage,
+    direct_children,
+    long_lived_helper_pids,
+    shm_entries,
+)
 
-# Named semaphores and shared-memory blocks made by this test session (and by
-# its children, which inherit the prefixes) carry our pid, so that another
-# program using /dev/shm at the same time (a second test run, a user's job)
-# cannot make our leak checks fail, and we never count its entries as ours.
-SEMAPHORE_PREFIX = f"/mp-t{os.getpid()}"
-SHARED_MEMORY_PREFIX = f"/psm_t{os.getpid()}_"
+# This session's names in /dev/shm carry its pid (see tests/support.py); the
+# children inherit the prefixes with the rest of the process configuration.
 mp_core.current_process()._config["semprefix"] = SEMAPHORE_PREFIX
 mp_core.current_process()._config["shmprefix"] = SHARED_MEMORY_PREFIX
-# The separators matter: run 123's "sem.mp-t123" is a prefix of run 1234's names.
-SHM_PREFIXES = (SHARED_MEMORY_PREFIX[1:], f"sem.{SEMAPHORE_PREFIX[1:]}-")
 
 
 @pytest.fixture(params=START_METHODS)
@@ -72,70 +73,6 @@ def start(ctx: mp_core.context.BaseContext) -> Iterator[Callable[..., Any]]:
     started.clear()
 
 
-def collect_garbage() -> None:
-    """Collect until what one collection frees has been collected too.
-
-    Dropping an object can free others only at the next collection (the
-    values of a ``WeakKeyDictionary`` entry removed by a weakref callback);
-    CPython's reference counting frees them at once, PyPy needs a pass each.
-    """
-    for _ in range(3):
-        gc.collect()
-
-
-def shm_entries() -> set[str]:
-    """This session's named semaphores and shared-memory segments now in /dev/shm.
-
-    Only names under this session's prefixes count: a block or semaphore made
-    by an unrelated program (or a test's separate interpreter, which reports
-    its own names) is not ours to check.
-    """
-    try:
-        names = os.listdir("/dev/shm")
-    except OSError:
-        return set()
-    return {name for name in names if name.startswith(SHM_PREFIXES)}
-
-
-def _long_lived_helper_pids() -> set[int]:
-    pids = set()
-    try:
-        from mp_core import forkserver
-
-        if forkserver._forkserver._forkserver_pid:
-            pids.add(forkserver._forkserver._forkserver_pid)
-    except ImportError:
-        pass
-    try:
-        from mp_core import resource_tracker
-
-        pid = getattr(resource_tracker._resource_tracker, "_pid", None)
-        if pid:
-            pids.add(pid)
-    except ImportError:
-        pass
-    return pids
-
-
-def direct_children() -> dict[int, str]:
-    """pid -> state letter ('Z' for zombies) of this process's children."""
-    me = os.getpid()
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: split after it.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == me:
-            children[int(entry)] = fields[0]
-    return children
-
-
 @pytest.fixture(autouse=True)
 def no_leaked_processes_or_segments() -> Iterator[None]:
     shm_before = shm_entries()
@@ -146,7 +83,7 @@ def no_leaked_processes_or_segments() -> Iterator[None]:
         proc.join(10)
     deadline = time.monotonic() + 30
     while True:
-        helpers = _long_lived_helper_pids()
+        helpers = long_lived_helper_pids()
         stray = {pid: state for pid, state in direct_children().items() if pid not in helpers}
         if not stray or time.monotonic() > deadline:
             break

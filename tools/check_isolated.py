@@ -19,12 +19,13 @@ For every selected distribution this:
 3. runs a probe in that venv (``python -I``, outside the checkout, so neither
    the working tree nor PYTHONPATH can leak in) that imports the module,
    compares ``__version__`` with ``__about__.py``, runs a ``fork`` smoke test
-   for mp_core when ``get_context`` exists, and checks that every internal
-   module the dist does not depend on fails to import with ImportError.
+   (mp_core: a ``Process``; mp_pool: a ``Pool`` mapping a lambda), and checks
+   that every internal module the dist does not depend on fails to import
+   with ImportError.
 
 Prints one PASS/FAIL row per distribution and exits 1 on any failure (2 on a
-usage error).  Standard library only; distribution metadata comes from
-``tools/versions.py``.
+usage error).  Distribution metadata comes from ``tools/versions.py`` (the
+dev requirements); the probe in each venv needs only the standard library.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ PROBE_TIMEOUT = 180
 #: hung child is reported by the probe itself rather than as a probe timeout.
 SMOKE_JOIN_SECONDS = 30
 OUTPUT_TAIL_LINES = 20
+
+#: The distributions whose probe runs something, not only imports: a fork
+#: ``Process`` for mp-core, a ``Pool`` (with mp-core alone under it) for mp-pool.
+SMOKE_TESTS: Dict[str, str] = {"mp-core": "process", "mp-pool": "pool"}
 
 #: The order in which check categories appear as table columns.
 CATEGORIES = ("build", "install", "import", "isolation", "smoke")
@@ -385,7 +390,7 @@ def reap(pid):
     except ChildProcessError:
         pass  # already reaped by the library under test
 
-def smoke():
+def smoke_process():
     get_context = getattr(module, "get_context", None)
     if get_context is None:
         return ["skip", "%s has no get_context yet: import-only" % args["module"]]
@@ -409,9 +414,25 @@ def smoke():
         return ["fail", "child exit code %r, expected 0" % proc.exitcode]
     return ["pass", "fork Process(target=os.getpid) exited 0"]
 
+def smoke_pool():
+    # A lambda: the pool works alone with only mp-core's serializer (dill) under it.
+    if not hasattr(os, "fork"):
+        return ["skip", "no fork on this platform"]
+    import mp_core
+    pool = module.Pool(2, context=mp_core.get_context("fork"))
+    try:
+        squares = pool.map_async(lambda x: x * x, range(5)).get(args["join_seconds"])
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+    if squares != [0, 1, 4, 9, 16]:
+        return ["fail", "Pool(2).map(lambda x: x * x, range(5)) returned %r" % (squares,)]
+    return ["pass", "fork Pool(2).map(lambda x: x * x, range(5)) == [0, 1, 4, 9, 16]"]
+
 if module is not None and args["smoke"]:
     try:
-        report["smoke"] = smoke()
+        report["smoke"] = {"process": smoke_process, "pool": smoke_pool}[args["smoke"]]()
     except BaseException as exc:
         report["smoke"] = ["fail", describe(exc), traceback.format_exc()]
 
@@ -567,7 +588,7 @@ def probe_venv(
     probe_args = {
         "module": dist.import_name,
         "forbidden": forbidden,
-        "smoke": dist.key == "mp-core",
+        "smoke": SMOKE_TESTS.get(dist.key),
         "join_seconds": SMOKE_JOIN_SECONDS,
     }
     result = run_command(
@@ -600,7 +621,13 @@ def probe_venv(
         report.add("isolation", f"import {name} fails", PASS if ok else FAIL, why)
     if probe_args["smoke"] and probe["smoke"] is not None:
         status, detail, *trace = probe["smoke"]
-        report.add("smoke", "fork smoke", {"pass": PASS, "fail": FAIL}.get(status, SKIP), detail, "".join(trace))
+        report.add(
+            "smoke",
+            f"{probe_args['smoke']} smoke",
+            {"pass": PASS, "fail": FAIL}.get(status, SKIP),
+            detail,
+            "".join(trace),
+        )
 
 
 def check_installed_set(report: DistReport, installed: List[str], allowed: Set[str], internal: Set[str]) -> None:

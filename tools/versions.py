@@ -1,6 +1,6 @@
 """Show, bump and check the versions of the distributions under ``packages/``.
 
-Usage (from the repository root)::
+Usage (from the repository root, with the dev requirements installed)::
 
     python tools/versions.py show
     python tools/versions.py bump mp-core minor --update-ranges
@@ -17,11 +17,8 @@ The only hard-coded knowledge is the layering policy (which of our
 distributions may depend on which), because that is a design decision, not a
 fact that can be read from the tree.
 
-Standard library only.  ``tomllib`` (3.11+) or ``tomli`` is used when present,
-otherwise the minimal TOML reader in ``tools/toml_compat.py``.
-Version specifiers are judged by a tiny parser for the forms we use
-(``>=A,<B``, ``==``, ``!=``, ``~=``, ``==X.*``); anything beyond it is handed
-to ``packaging`` when that is importable, and reported as unsupported otherwise.
+TOML is read with ``tomllib`` (``tomli`` before Python 3.11); versions,
+specifiers and requirements are judged by ``packaging``, as pip judges them.
 """
 
 from __future__ import annotations
@@ -34,10 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
-try:
-    from tools.toml_compat import load_toml
-except ImportError:  # run as a script: tools/ itself is sys.path[0]
-    from toml_compat import load_toml  # type: ignore[no-redef]
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as PackagingRequirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 # --------------------------------------------------------------------------
 # Layering policy
@@ -45,10 +48,12 @@ except ImportError:  # run as a script: tools/ itself is sys.path[0]
 
 #: Which of our distributions each distribution may depend on.  Arrows point
 #: down only (see DESIGN.md): a lower layer must never need a higher one, or
-#: "each distribution installs and works alone" stops being true.
+#: "each distribution installs and works alone" stops being true.  mp-pool
+#: needs nothing of mp-sync (its engine has its own channels), so it may not
+#: name it: ``pip install mp-core mp-pool`` is a working pool.
 ALLOWED_INTERNAL_DEPS: Dict[str, frozenset] = {
     "multiprocess": frozenset({"mp-core", "mp-sync", "mp-pool", "mp-managers"}),
-    "mp-pool": frozenset({"mp-core", "mp-sync"}),
+    "mp-pool": frozenset({"mp-core"}),
     "mp-managers": frozenset({"mp-core", "mp-sync"}),
     "mp-sync": frozenset({"mp-core"}),
     "mp-core": frozenset(),
@@ -63,62 +68,17 @@ BUMP_PARTS: Tuple[str, ...] = ("major", "minor", "patch")
 
 
 # --------------------------------------------------------------------------
-# Versions
+# Versions and specifiers
 # --------------------------------------------------------------------------
-
-Release = Tuple[int, ...]
-
-_RELEASE_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)\s*$")
-
-
-class UnsupportedSpecifier(ValueError):
-    """A version or specifier outside what the tiny built-in parser handles."""
-
-
-def parse_release(text: str) -> Release:
-    """Parse a plain release version ``N(.N)*`` into a tuple of ints.
-
-    Raises :class:`UnsupportedSpecifier` for anything else (pre-releases,
-    local versions, garbage), which callers may hand to ``packaging``.
-    """
-    match = _RELEASE_RE.match(text)
-    if not match:
-        raise UnsupportedSpecifier(f"not a plain release version: {text!r}")
-    return tuple(int(part) for part in match.group(1).split("."))
-
-
-def format_release(release: Release) -> str:
-    """Inverse of :func:`parse_release`."""
-    return ".".join(str(part) for part in release)
-
-
-def _padded(a: Release, b: Release) -> Tuple[Release, Release]:
-    """Zero-pad two releases to the same length (PEP 440: 1.0 == 1.0.0)."""
-    width = max(len(a), len(b))
-    return a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
-
-
-def compare_releases(a: Release, b: Release) -> int:
-    """Return -1, 0 or 1 as *a* is lower than, equal to or higher than *b*."""
-    pa, pb = _padded(a, b)
-    return (pa > pb) - (pa < pb)
 
 
 def is_valid_version(text: str) -> bool:
-    """True if *text* is a PEP 440 version (a plain release always is)."""
+    """True if *text* is a PEP 440 version."""
     try:
-        parse_release(text)
-        return True
-    except UnsupportedSpecifier:
-        pass
-    packaging_version = _packaging_module("version")
-    if packaging_version is None:
+        Version(text)
+    except InvalidVersion:
         return False
-    try:
-        packaging_version.Version(text)
-        return True
-    except packaging_version.InvalidVersion:
-        return False
+    return True
 
 
 def bump_version(version: str, part: str) -> str:
@@ -127,15 +87,18 @@ def bump_version(version: str, part: str) -> str:
     Lower parts reset to zero and the result always has three components:
     ``bump_version("0.1.7", "minor") == "0.2.0"``,
     ``bump_version("1.2", "patch") == "1.2.1"``.  Only plain releases can be
-    bumped; a pre-release must be moved with ``--to``.
+    bumped (``ValueError`` otherwise); a pre-release must be moved with ``--to``.
     """
     if part not in BUMP_PARTS:
         raise ValueError(f"unknown version part {part!r}; use one of {', '.join(BUMP_PARTS)}")
-    release = list(parse_release(version)) + [0, 0, 0]
+    parsed = Version(version)
+    if str(parsed) != ".".join(map(str, parsed.release)):
+        raise ValueError(f"{version!r} is not a plain release (N.N.N): set the new version with --to")
+    release = list(parsed.release) + [0, 0, 0]
     index = BUMP_PARTS.index(part)
     release[index] += 1
     release[index + 1 :] = [0] * (len(release) - index - 1)
-    return format_release(tuple(release[:3]))
+    return ".".join(map(str, release[:3]))
 
 
 def compatible_range(version: str) -> str:
@@ -145,123 +108,33 @@ def compatible_range(version: str) -> str:
     next minor (``0.2.0`` -> ``>=0.2.0,<0.3``); from 1.0 on it stops at the
     next major (``1.4.2`` -> ``>=1.4.2,<2``).
     """
-    release = parse_release(version) + (0, 0)
-    if release[0] == 0:
-        upper = f"0.{release[1] + 1}"
-    else:
-        upper = str(release[0] + 1)
+    release = Version(version).release + (0, 0)
+    upper = f"0.{release[1] + 1}" if release[0] == 0 else str(release[0] + 1)
     return f">={version},<{upper}"
-
-
-# --------------------------------------------------------------------------
-# Specifiers
-# --------------------------------------------------------------------------
-
-_CLAUSE_RE = re.compile(r"^\s*(~=|==|!=|<=|>=|<|>)\s*(\d+(?:\.\d+)*)(\.\*)?\s*$")
-
-
-@dataclass(frozen=True)
-class Clause:
-    """One comparison of a specifier, e.g. ``>=0.1.0`` or ``==0.1.*``."""
-
-    operator: str
-    release: Release
-    wildcard: bool = False
-
-    def admits(self, version: Release) -> bool:
-        """True if the plain release *version* satisfies this clause."""
-        if self.wildcard:
-            prefix = self.release
-            candidate = _padded(version, prefix)[0][: len(prefix)]
-            matches = candidate == prefix
-            return matches if self.operator == "==" else not matches
-        order = compare_releases(version, self.release)
-        if self.operator == "~=":
-            prefix = self.release[:-1]
-            return order >= 0 and _padded(version, prefix)[0][: len(prefix)] == prefix
-        return {
-            "==": order == 0,
-            "!=": order != 0,
-            ">=": order >= 0,
-            "<=": order <= 0,
-            ">": order > 0,
-            "<": order < 0,
-        }[self.operator]
-
-
-def parse_specifier(text: str) -> List[Clause]:
-    """Parse a comma-separated specifier such as ``>=0.1.0,<0.2``.
-
-    An empty string gives no clauses (admits everything).  Raises
-    :class:`UnsupportedSpecifier` for syntax beyond the forms we use
-    (``===``, pre-release versions, wildcards on ordering operators...).
-    """
-    clauses = []
-    for piece in text.split(","):
-        if not piece.strip():
-            if text.strip():
-                raise UnsupportedSpecifier(f"empty clause in specifier {text!r}")
-            continue
-        match = _CLAUSE_RE.match(piece)
-        if not match:
-            raise UnsupportedSpecifier(f"unsupported specifier clause {piece.strip()!r}")
-        operator, release_text, wildcard = match.groups()
-        release = parse_release(release_text)
-        if wildcard and operator not in ("==", "!="):
-            raise UnsupportedSpecifier(f"wildcard not allowed with {operator}: {piece.strip()!r}")
-        if operator == "~=" and len(release) < 2:
-            raise UnsupportedSpecifier(f"~= needs at least two components: {piece.strip()!r}")
-        clauses.append(Clause(operator, release, bool(wildcard)))
-    return clauses
 
 
 def specifier_admits(specifier: str, version: str) -> bool:
     """True if *version* satisfies *specifier* (pre-releases included).
 
-    Uses the built-in parser; falls back to ``packaging`` for forms it does
-    not know.  Raises ``ValueError`` when neither can judge.
+    Raises ``ValueError`` naming both when either cannot be parsed.
     """
     try:
-        release = parse_release(version)
-        return all(clause.admits(release) for clause in parse_specifier(specifier))
-    except UnsupportedSpecifier as exc:
-        packaging_specifiers = _packaging_module("specifiers")
-        if packaging_specifiers is None:
-            raise ValueError(f"{exc} (install 'packaging' to judge it)") from exc
-        try:
-            spec_set = packaging_specifiers.SpecifierSet(specifier)
-            return spec_set.contains(version, prereleases=True)
-        except Exception as packaging_error:  # InvalidSpecifier/InvalidVersion
-            raise ValueError(f"cannot judge {version!r} against {specifier!r}: {packaging_error}") from exc
-
-
-def _packaging_module(name: str) -> Any | None:
-    """Import ``packaging.<name>`` if available; ``None`` means degrade."""
-    try:
-        import importlib
-
-        return importlib.import_module(f"packaging.{name}")
-    except ImportError:
-        return None
+        return SpecifierSet(specifier).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion) as exc:
+        raise ValueError(f"cannot judge {version!r} against {specifier!r}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------
 # Requirements
 # --------------------------------------------------------------------------
 
-_REQUIREMENT_RE = re.compile(
-    r"""^\s*
-    (?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)
-    \s*(?P<extras>\[[^\]]*\])?
-    \s*(?P<spec>\(?[^;@(]*?\)?)
-    \s*(?:;\s*(?P<marker>.*?))?\s*$""",
-    re.VERBOSE,
-)
+#: The name and extras that open a requirement; its specifier follows them.
+_REQUIREMENT_HEAD_RE = re.compile(r"\s*[A-Za-z0-9._-]+\s*(?:\[[^\]]*\])?\s*")
 
 
 def normalize_name(name: str) -> str:
     """PEP 503 normalization: ``MP_Core`` and ``mp.core`` both become ``mp-core``."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return canonicalize_name(name)
 
 
 @dataclass(frozen=True)
@@ -270,7 +143,7 @@ class Requirement:
 
     ``raw`` is the string exactly as written (used to rewrite it in place);
     ``spec_start``/``spec_end`` delimit the specifier inside ``raw`` so a
-    rewrite keeps the name, extras and marker untouched.
+    rewrite keeps the name, extras, marker, spacing and quotes untouched.
     """
 
     raw: str
@@ -291,22 +164,28 @@ class Requirement:
 
 
 def parse_requirement(raw: str) -> Requirement:
-    """Parse a PEP 508 dependency string (URL requirements are rejected).
+    """Parse a PEP 508 dependency string; URL requirements are rejected.
 
-    Raises ``ValueError`` if *raw* is not a requirement we can read.
+    ``packaging`` validates it; the specifier and marker are kept as written
+    (``packaging`` would reorder and requote them).  Raises ``ValueError``.
     """
-    match = _REQUIREMENT_RE.match(raw)
-    if not match or "@" in (match.group("spec") or ""):
-        raise ValueError(f"cannot parse requirement {raw!r}")
-    start, end = match.span("spec")
-    spec = match.group("spec")
-    if spec.startswith("(") and spec.endswith(")"):  # the legacy "name (>=1)" form
-        start, end, spec = start + 1, end - 1, spec[1:-1]
+    try:
+        parsed = PackagingRequirement(raw)
+    except InvalidRequirement as exc:
+        raise ValueError(f"cannot parse requirement {raw!r}: {exc}") from exc
+    if parsed.url:
+        raise ValueError(f"cannot parse requirement {raw!r}: URL requirements are not ours to version")
+    requirement, _, marker = raw.partition(";")
+    head = _REQUIREMENT_HEAD_RE.match(requirement)
+    assert head is not None, raw  # packaging accepted it, so it starts with a name
+    start, end = head.end(), len(requirement.rstrip())
+    if raw[start:end].startswith("(") and raw[start:end].endswith(")"):  # the legacy "name (>=1)" form
+        start, end = start + 1, end - 1
     return Requirement(
         raw=raw,
-        name=match.group("name"),
-        specifier=spec.strip(),
-        marker=match.group("marker") or None,
+        name=parsed.name,
+        specifier=raw[start:end].strip(),
+        marker=marker.strip() or None,
         spec_start=start,
         spec_end=end,
     )
@@ -363,8 +242,8 @@ def read_distribution(folder: Path) -> Distribution:
     """
     pyproject = folder / "pyproject.toml"
     try:
-        data = load_toml(pyproject)
-    except (OSError, ValueError) as exc:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         fallback = folder.name.replace("-", "_")
         dist = Distribution(folder, folder.name, fallback, folder / "src" / fallback / "__about__.py")
         dist.problems.append(f"{pyproject}: cannot read: {exc}")

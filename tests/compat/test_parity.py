@@ -492,9 +492,11 @@ def _module_files_of_the_package() -> list[str]:
 
 def test_every_module_file_has_an_all_that_holds():
     # As the stdlib suite's _TestImportStar: `from multiprocess.X import *`
-    # works for every module file of the package, private ones included.
+    # works for every module file of the package, private ones included, and
+    # for every submodule the owner table answers.
     names = _module_files_of_the_package()
     assert {"multiprocess", "multiprocess.__about__", "multiprocess.__main__", "multiprocess._aliases"} <= set(names)
+    names += [f"multiprocess.{sub}" for sub in sorted(_owners.SUBMODULES)]
     for name in names:
         if name == "multiprocess.popen_spawn_win32" and sys.platform != "win32":
             continue
@@ -516,6 +518,58 @@ def test_submodule_is_the_owning_module_object(submodule):
     assert getattr(multiprocess, submodule) is owner
 
 
+def test_the_submodules_are_no_files_but_the_owner_table():
+    # No alias module is written by hand: the finder answers from
+    # _owners.SUBMODULES, and the stubs beside it name the same modules.
+    import os
+
+    folder = os.path.dirname(multiprocess.__file__)
+    assert not [sub for sub in _owners.SUBMODULES if os.path.exists(os.path.join(folder, f"{sub}.py"))]
+    assert sorted(
+        f[: -len(".pyi")] for f in os.listdir(folder) if f.endswith(".pyi") and f != "__init__.pyi"
+    ) == sorted(sub for sub in _owners.SUBMODULES if not os.path.isdir(os.path.join(folder, sub)))
+
+
+@pytest.mark.parametrize("how", ["import_module", "import_statement", "from_import", "attribute"])
+def test_a_submodule_of_a_missing_distribution_names_it(monkeypatch, how):
+    # Pretend mp-pool is not installed: every way of reaching multiprocess.pool
+    # raises ImportError telling what to install.
+    monkeypatch.setitem(_owners.SUBMODULES, "pool", ("not_installed_mp_pool.pool", "mp-pool"))
+    monkeypatch.delitem(sys.modules, "multiprocess.pool", raising=False)
+    monkeypatch.delattr(multiprocess, "pool", raising=False)
+    with pytest.raises(ImportError, match="multiprocess.pool is provided by the 'mp-pool' distribution") as excinfo:
+        if how == "import_module":
+            importlib.import_module("multiprocess.pool")
+        elif how == "import_statement":
+            exec("import multiprocess.pool", {})
+        elif how == "from_import":
+            exec("from multiprocess import pool", {})
+        else:
+            multiprocess.pool  # noqa: B018
+    assert "pip install mp-pool" in str(excinfo.value)
+    assert "multiprocess.pool" not in sys.modules
+
+
+def test_submodules_survive_pickling_and_a_fresh_interpreter():
+    # Unpickling and spawn's re-import name modules by their dotted path.
+    import pickle
+    import subprocess
+
+    import multiprocess.pool
+
+    assert pickle.loads(pickle.dumps(multiprocess.pool.Pool)) is multiprocess.pool.Pool
+    code = (
+        "import pickle, importlib; "
+        "cls = pickle.loads(pickle.dumps(importlib.import_module('multiprocess.pool').ThreadPool)); "
+        "import multiprocess.pool, mp_pool.pool, multiprocess.dummy.connection as c, mp_pool.dummy.connection as d; "
+        "from multiprocess import managers; import mp_managers.managers as m; "
+        "print(cls is mp_pool.pool.ThreadPool, multiprocess.pool is mp_pool.pool, c is d, managers is m)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"] * 4
+
+
 def test_import_multiprocess_is_cheap():
     import subprocess
 
@@ -532,9 +586,8 @@ def test_nested_submodules_are_the_owners_modules_too():
     # multiprocess.dummy is a package (mp_pool.dummy); its connection module
     # must not be loaded a second time under the alias name.
     pytest.importorskip("mp_pool.dummy.connection")
-    import multiprocess.dummy.connection as alias
-
     import mp_pool.dummy.connection as real
+    import multiprocess.dummy.connection as alias
 
     assert alias is real
     assert real.__spec__.name == "mp_pool.dummy.connection"

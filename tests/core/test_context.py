@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
 import mp_core
 from mp_core import _owners, context, reduction
 
+from ..support import run_python
+
 pytestmark = pytest.mark.timeout(60)
-
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 def test_get_context_returns_one_context_per_method():

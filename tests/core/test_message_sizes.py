@@ -16,7 +16,7 @@ import pytest
 
 from mp_core.connection import BadMessageLength, FrameReader, PayloadBuffer, Pipe
 
-from ..conftest import collect_garbage
+from ..support import collect_garbage
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,9 +6,6 @@ import functools
 import io
 import pickle
 import pickletools
-import subprocess
-import sys
-import textwrap
 import threading
 import types
 
@@ -17,6 +14,8 @@ import pytest
 from mp_core import reduction
 from mp_core.process import AuthenticationString
 from mp_core.reduction import ForkingPickler, Serializer
+
+from ..support import run_python, run_script
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,16 +30,6 @@ class ModuleLevelClass:
 
     def __eq__(self, other):
         return type(other) is type(self) and other.value == self.value
-
-
-def run_python(code: str, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args] if stdin is not None else [sys.executable, "-c", code, *args],
-        input=stdin if stdin is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def first_opcodes(data, count=3):
@@ -268,9 +257,9 @@ def test_authkey_cannot_be_pickled_outside_process_creation():
 
 
 def test_main_objects_keep_identity_in_the_same_program_and_travel_by_value_elsewhere(tmp_path):
-    script = tmp_path / "prog.py"
-    script.write_text(
-        textwrap.dedent("""
+    result = run_script(
+        tmp_path / "prog.py",
+        """
         import pickle, subprocess, sys
         from mp_core import reduction
 
@@ -292,21 +281,19 @@ def test_main_objects_keep_identity_in_the_same_program_and_travel_by_value_else
                   "print('other', d['function'](), d['class'].__name__, d['instance'].v, d['lambda']())")
         out = subprocess.run([sys.executable, "-c", reader], input=payload, capture_output=True)
         sys.stdout.write(out.stdout.decode() + out.stderr.decode())
-    """)
+    """,
     )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["identity True True True", "other 41 Record 5 42"]
 
 
 def test_plain_data_never_imports_dill_in_sender_or_receiver():
-    code = textwrap.dedent("""
+    result = run_python("""
         import pickle, sys
         from mp_core import reduction
         data = reduction.dumps({"ints": list(range(10)), "pairs": [(1, "a")], "text": "x" * 100})
         assert reduction.loads(data)["ints"] == list(range(10))
         print("dill" in sys.modules)
     """)
-    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

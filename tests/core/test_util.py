@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import gc
 import os
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 from mp_core import util
 
+from ..support import run_python
+
 pytestmark = pytest.mark.timeout(120)
-
-
-def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 class Resource:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tools.fuzz.managers import BATCH, Harness, cases, run
 
-from tests.conftest import START_METHODS
+from tests.support import START_METHODS
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -61,8 +59,3 @@ def children(ctx: Any) -> Iterator[Children]:
     group = Children(ctx)
     yield group
     group.reap()
-
-
-def run_python(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    """Run ``python *args`` (an unrelated program) and capture its output."""
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)

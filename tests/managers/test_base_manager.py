@@ -21,7 +21,7 @@ from mp_managers.managers import (
     dispatch,
 )
 
-from ..conftest import collect_garbage
+from ..support import collect_garbage
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ import pytest
 import mp_core
 from mp_managers.managers import SyncManager
 
-from .conftest import run_python
+from ..support import run_interpreter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,7 +98,7 @@ def test_manager_killed_mid_session(manager, children):
 
 
 def test_owner_sigkilled_server_exits_and_unlinks_shared_memory(start_method):
-    result = run_python(SCENARIO, start_method, timeout=90)
+    result = run_interpreter(SCENARIO, start_method)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report.get("error") is None, report

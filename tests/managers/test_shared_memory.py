@@ -18,8 +18,7 @@ import mp_core
 from mp_managers.managers import SharedMemoryManager
 from mp_managers.shared_memory import ShareableList, SharedMemory
 
-from ..conftest import SHARED_MEMORY_PREFIX
-from .conftest import run_python
+from ..support import SHARED_MEMORY_PREFIX, run_python, shm_entries
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,14 +129,13 @@ def test_fresh_names_carry_the_programs_prefix_into_every_child(ctx, start):
 
 def test_fresh_names_are_the_stdlibs_without_a_prefix():
     out = run_python(
-        "-c",
-        textwrap.dedent("""
+        """
         from mp_managers.shared_memory import SharedMemory
         block = SharedMemory(create=True, size=8)
         print(block.name)
         block.close()
         block.unlink()
-    """),
+    """
     )
     assert out.returncode == 0, out.stderr
     assert re.fullmatch("psm_[0-9a-f]{8}", out.stdout.strip())
@@ -523,7 +521,6 @@ def test_a_name_the_tracker_refuses_is_refused_before_anything_is_created(suffix
 
 
 def test_a_block_that_cannot_be_sized_is_not_left_behind():
-    from tests.conftest import shm_entries
 
     before = shm_entries()
     with pytest.raises(OSError) as info:
@@ -536,7 +533,6 @@ def test_a_block_that_cannot_be_sized_is_not_left_behind():
 
 def test_a_block_the_tracker_cannot_register_is_not_left_behind(monkeypatch):
     from mp_core import resource_tracker
-    from tests.conftest import shm_entries
 
     def refuse(name, rtype):
         raise RuntimeError("no resource tracker here")

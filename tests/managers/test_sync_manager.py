@@ -20,21 +20,14 @@ from mp_managers.managers import (
     RemoteError,
     SyncManager,
 )
+from mp_pool.pool import Pool
 
-from ..conftest import collect_garbage
+from ..support import collect_garbage
 
 pytestmark = pytest.mark.timeout(120)
 
 WORKERS = 3
 ROUNDS = 15
-
-
-def _pool_available() -> bool:
-    try:
-        import mp_pool.pool  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------- child targets
@@ -285,18 +278,15 @@ def test_context_manager_and_states(ctx):
 
 
 def test_proxies_passed_to_a_pool(ctx, manager):
-    if not _pool_available():
-        pytest.skip("mp_pool.pool is not importable yet")
     d = manager.dict()
     with ctx.Pool(2) as pool:
+        assert isinstance(pool, Pool)
         keys = pool.starmap(add_item, [(d, i, i * i) for i in range(6)])
     assert sorted(keys) == list(range(6))
     assert dict(d.items()) == {i: i * i for i in range(6)}
 
 
 def test_pool_held_by_the_manager(manager):
-    if not _pool_available():
-        pytest.skip("mp_pool.pool is not importable yet")
     with manager.Pool(2) as pool:
         assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
         assert pool.apply_async(square, (7,)).get(timeout=30) == 49

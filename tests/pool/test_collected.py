@@ -19,7 +19,7 @@ import pytest
 import mp_core
 from mp_pool import Pool, PoolTerminatedError, ThreadPool
 
-from ..conftest import START_METHODS, collect_garbage
+from ..support import START_METHODS, collect_garbage
 from . import helpers
 from .helpers import square
 

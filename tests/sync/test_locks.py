@@ -13,8 +13,7 @@ import mp_core
 from mp_core import reduction
 from mp_sync import synchronize
 
-from ..conftest import collect_garbage, shm_entries
-from .conftest import run_python, run_script
+from ..support import collect_garbage, run_python, run_script, shm_entries
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,8 +16,7 @@ from mp_core import _forksafe_threads, reduction
 from mp_core.connection import Connection
 from mp_sync import JoinableQueue, Queue, SimpleQueue
 
-from ..conftest import collect_garbage
-from .conftest import run_python, run_script
+from ..support import collect_garbage, run_python, run_script
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tools import interpreters, toml_compat
+from tools import interpreters
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPYTHONS = [name for name in interpreters.SUPPORTED if name[0].isdigit()]
@@ -22,7 +27,7 @@ def test_the_matrix_is_cpython_3_9_to_3_13_and_pypy3():
 
 @pytest.mark.parametrize("pyproject", sorted(REPO_ROOT.glob("packages/*/pyproject.toml")), ids=lambda p: p.parent.name)
 def test_every_distribution_declares_the_interpreters_we_support(pyproject):
-    project = toml_compat.load_toml(pyproject)["project"]
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     oldest = min(CPYTHONS, key=lambda v: tuple(map(int, v.split("."))))
     assert project["requires-python"] == f">={oldest}"
     classifiers = set(project["classifiers"])
@@ -106,8 +111,10 @@ def test_the_nox_sessions_are_the_supported_interpreters(tmp_path, monkeypatch):
     try:
         spec.loader.exec_module(module)
         sessions = registry.get()
-        assert list(sessions) == ["tests"]
+        assert list(sessions) == ["tests", "lint"]
         assert sessions["tests"].python == interpreters.SUPPORTED
+        assert sessions["lint"].python == module.LINT_PYTHON
+        assert module.LINT_PYTHON in interpreters.SUPPORTED
         assert nox.options.error_on_missing_interpreters is False
         assert os.environ["PATH"].split(os.pathsep)[0] == str(tmp_path)
     finally:

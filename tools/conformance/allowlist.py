@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-try:
-    from tools.toml_compat import load_toml
-except ImportError:  # pragma: no cover - run from inside tools/
-    from toml_compat import load_toml  # type: ignore[no-redef]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 DEFAULT_PATH = Path(__file__).with_name("allowlist.toml")
 METHODS = ("fork", "spawn", "forkserver")
@@ -102,4 +103,4 @@ def parse(data: dict, source: str = "allow-list") -> AllowList:
 
 def load(path: Optional[Path] = None) -> AllowList:
     path = DEFAULT_PATH if path is None else Path(path)
-    return parse(load_toml(path), str(path))
+    return parse(tomllib.loads(path.read_text(encoding="utf-8")), str(path))

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
+from tools import versions
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mp-conformance"
@@ -109,28 +111,9 @@ def ensure_venv(
 
 def third_party_requirements(repo: Path = REPO_ROOT) -> List[str]:
     """The requirements of ``packages/*`` that are not the monorepo's own distributions, sorted."""
-    try:
-        from tools.toml_compat import load_toml
-    except ImportError:  # pragma: no cover - run from inside tools/
-        from toml_compat import load_toml  # type: ignore[no-redef]
-    own, requirements = set(), set()
-    for pyproject in sorted((repo / "packages").glob("*/pyproject.toml")):
-        project = load_toml(pyproject).get("project", {})
-        own.add(_canonical(project.get("name", "")))
-        requirements.update(project.get("dependencies", []))
-    return sorted(req for req in requirements if _canonical(_requirement_name(req)) not in own)
-
-
-def _requirement_name(requirement: str) -> str:
-    import re
-
-    return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]
-
-
-def _canonical(name: str) -> str:
-    import re
-
-    return re.sub(r"[-_.]+", "-", name).lower()
+    dists = versions.discover(repo)
+    own = versions.internal_names(dists)
+    return sorted({req.raw for dist in dists for req in dist.requirements if req.key not in own})
 
 
 def _write_if_changed(path: Path, text: str) -> None:

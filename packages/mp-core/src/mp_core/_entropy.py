@@ -75,7 +75,7 @@ if hasattr(os, "register_at_fork"):
 def _from_os_getrandom(size: int) -> bytes:
     chunks = []
     while size > 0:
-        chunk = os.getrandom(size)  # type: ignore[attr-defined]
+        chunk = os.getrandom(size)  # type: ignore[attr-defined, unused-ignore]  # Linux only in typeshed
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)

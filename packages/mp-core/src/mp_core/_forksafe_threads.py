@@ -313,8 +313,8 @@ def _before_fork() -> None:
         if thread is not current:
             thread.join(max(0.0, deadline - time.monotonic()))
             _wait_os_thread_gone(thread, deadline)
-    for thread in asked:
-        thread._wait_until_gone(deadline)
+    for paused in asked:
+        paused._wait_until_gone(deadline)
     # Per forking thread: two threads forking at once each restart their own.
     _local.paused = getattr(_local, "paused", []) + asked
 

@@ -54,7 +54,10 @@ from ._forksafe_threads import ForkSafeThread, fork, fork_requested_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
-    from typing import Any, Callable, Optional, Sequence
+    from types import FrameType
+    from typing import Any, Callable, Optional, Sequence, Union
+
+    _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 __all__ = ["Zygote", "ZygoteLost"]
 
@@ -287,7 +290,7 @@ def _serve(
     os.set_blocking(sig_w, False)
     # SIGCHLD only wakes the loop up (reaping happens in it); Ctrl-C is the
     # owner's business, not the zygote's.  Children get the owner's back.
-    handlers = {signal.SIGCHLD: _wake_only, signal.SIGINT: signal.SIG_IGN}
+    handlers: dict[signal.Signals, _Handler] = {signal.SIGCHLD: _wake_only, signal.SIGINT: signal.SIG_IGN}
     old_handlers = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     old_wakeup = signal.set_wakeup_fd(sig_w)
     children: dict[int, socket.socket] = {}
@@ -416,11 +419,12 @@ def _stop_children(children: dict[int, socket.socket], sig_r: int) -> None:
         report_exited_children(children)
         if not children:
             return
-        for pid in children if sig is not None else ():
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
+        if sig is not None:  # the first round only waits
+            for pid in children:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
         deadline = time.monotonic() + wait_for
         poller = select.poll()
         poller.register(sig_r, select.POLLIN)

@@ -16,14 +16,25 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
-    from typing import Any, Callable, Optional, Sequence
-
 from . import _owners, process, reduction
 from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
 
-__all__ = ()  # the public names are those of BaseContext.__all__ below
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # typing costs import time; annotations are strings anyway.  The
+    # classes of the higher distributions are named for type checkers only:
+    # at run time this module never imports them (the arrows point down).
+    from logging import Logger
+    from types import ModuleType
+    from typing import Any, Callable, Optional, Sequence, Union
+
+    from mp_managers.managers import SyncManager
+    from mp_pool.pool import Pool as _Pool
+    from mp_sync import queues, synchronize
+
+    from ._connection import Connection
+
+__all__: tuple[str, ...] = ()  # the public names are those of BaseContext.__all__ below
 
 
 # ---------------------------------------------------------------- exceptions
@@ -55,7 +66,7 @@ class BaseContext:
     """The API of ``multiprocess``, bound to a start method."""
 
     _name: Optional[str] = None
-    Process: type = process.BaseProcess
+    Process: type[process.BaseProcess] = process.BaseProcess
 
     ProcessError = ProcessError
     BufferTooShort = BufferTooShort
@@ -73,63 +84,65 @@ class BaseContext:
             raise NotImplementedError("cannot determine number of cpus")
         return num
 
-    def Manager(self) -> Any:
+    def Manager(self) -> SyncManager:
         """Start and return a ``SyncManager`` (needs mp-managers)."""
         manager = _owners.load_factory("Manager")(ctx=self.get_context())
         manager.start()
         return manager
 
-    def Pipe(self, duplex: bool = True) -> tuple[Any, Any]:
+    def Pipe(self, duplex: bool = True) -> tuple[Connection, Connection]:
         """Return a pair of connected ``Connection`` objects."""
         return _owners.load_factory("Pipe")(duplex)
 
-    def Lock(self) -> Any:
+    def Lock(self) -> synchronize.Lock:
         """A non-recursive lock shared between processes (needs mp-sync)."""
         return _owners.load_factory("Lock")(ctx=self.get_context())
 
-    def RLock(self) -> Any:
+    def RLock(self) -> synchronize.RLock:
         """A recursive lock shared between processes (needs mp-sync)."""
         return _owners.load_factory("RLock")(ctx=self.get_context())
 
-    def Condition(self, lock: Any = None) -> Any:
+    def Condition(self, lock: Optional[Union[synchronize.Lock, synchronize.RLock]] = None) -> synchronize.Condition:
         """A condition variable shared between processes (needs mp-sync)."""
         return _owners.load_factory("Condition")(lock, ctx=self.get_context())
 
-    def Semaphore(self, value: int = 1) -> Any:
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:
         """A semaphore shared between processes (needs mp-sync)."""
         return _owners.load_factory("Semaphore")(value, ctx=self.get_context())
 
-    def BoundedSemaphore(self, value: int = 1) -> Any:
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:
         """A bounded semaphore shared between processes (needs mp-sync)."""
         return _owners.load_factory("BoundedSemaphore")(value, ctx=self.get_context())
 
-    def Event(self) -> Any:
+    def Event(self) -> synchronize.Event:
         """An event shared between processes (needs mp-sync)."""
         return _owners.load_factory("Event")(ctx=self.get_context())
 
-    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None, timeout: Optional[float] = None) -> Any:
+    def Barrier(
+        self, parties: int, action: Optional[Callable[[], object]] = None, timeout: Optional[float] = None
+    ) -> synchronize.Barrier:
         """A barrier shared between processes (needs mp-sync)."""
         return _owners.load_factory("Barrier")(parties, action, timeout, ctx=self.get_context())
 
-    def Queue(self, maxsize: int = 0) -> Any:
+    def Queue(self, maxsize: int = 0) -> queues.Queue[Any]:
         """A multi-producer, multi-consumer queue (needs mp-sync)."""
         return _owners.load_factory("Queue")(maxsize, ctx=self.get_context())
 
-    def JoinableQueue(self, maxsize: int = 0) -> Any:
+    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue[Any]:
         """A queue with ``task_done``/``join`` (needs mp-sync)."""
         return _owners.load_factory("JoinableQueue")(maxsize, ctx=self.get_context())
 
-    def SimpleQueue(self) -> Any:
+    def SimpleQueue(self) -> queues.SimpleQueue[Any]:
         """A simplified, lock-protected pipe queue (needs mp-sync)."""
         return _owners.load_factory("SimpleQueue")(ctx=self.get_context())
 
     def Pool(
         self,
         processes: Optional[int] = None,
-        initializer: Optional[Callable[..., Any]] = None,
+        initializer: Optional[Callable[..., object]] = None,
         initargs: Sequence[Any] = (),
         maxtasksperchild: Optional[int] = None,
-    ) -> Any:
+    ) -> _Pool:
         """A pool of worker processes (needs mp-pool)."""
         return _owners.load_factory("Pool")(
             processes, initializer, initargs, maxtasksperchild, context=self.get_context()
@@ -158,13 +171,13 @@ class BaseContext:
 
             freeze_support()
 
-    def get_logger(self) -> Any:
+    def get_logger(self) -> Logger:
         """Return the library's logger (created on first use)."""
         from .util import get_logger
 
         return get_logger()
 
-    def log_to_stderr(self, level: Any = None) -> Any:
+    def log_to_stderr(self, level: Optional[Union[int, str]] = None) -> Logger:
         """Turn on logging to stderr and return the logger."""
         from .util import log_to_stderr
 
@@ -209,12 +222,12 @@ class BaseContext:
         raise ValueError("cannot set start method of concrete context")
 
     @property
-    def reducer(self) -> Any:
+    def reducer(self) -> ModuleType:
         """The serialization module used for sending objects (``mp_core.reduction``)."""
-        return globals().get("reduction")
+        return globals()["reduction"]
 
     @reducer.setter
-    def reducer(self, reduction: Any) -> None:
+    def reducer(self, reduction: ModuleType) -> None:
         globals()["reduction"] = reduction
 
     def _check_available(self) -> None:
@@ -281,6 +294,7 @@ class DefaultContext(BaseContext):
         if reduction.HAVE_SEND_HANDLE:
             methods.append("forkserver")
         default = self._default_context._name
+        assert default is not None, "the default context is a concrete, named one"
         methods.remove(default)
         return [default, *methods]
 

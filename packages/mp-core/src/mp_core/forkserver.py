@@ -32,10 +32,6 @@ import socket
 import sys
 import threading
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
-    from typing import Any, Optional, Sequence
-
 from . import process, reduction, spawn, util
 
 # The status wire shared with the zygote (pid, then exit code, per child).
@@ -43,6 +39,13 @@ from ._child_status import SIGNED_STRUCT, read_signed  # noqa: F401  (read_signe
 from ._child_status import drain as _drain
 from ._child_status import recv_exactly as _recv_exactly
 from ._child_status import report_exited_children as _report_exited_children
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from types import FrameType
+    from typing import Any, Callable, Optional, Sequence, Union
+
+    _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 __all__ = ["ensure_running", "get_inherited_fds", "connect_to_new_process", "set_forkserver_preload"]
 
@@ -267,7 +270,7 @@ def _add_note(exc: BaseException, note: str) -> None:
     if add_note is not None:
         add_note(note)
     else:
-        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined, unused-ignore]  # typed from 3.11
 
 
 def _standard_output_fds() -> list[int]:
@@ -312,7 +315,7 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
     os.set_blocking(sig_w, False)
-    handlers = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
+    handlers: dict[signal.Signals, _Handler] = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
     old_handlers = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     signal.set_wakeup_fd(sig_w)
 

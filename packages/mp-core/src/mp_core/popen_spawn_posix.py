@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 
+from . import popen_fork, reduction, spawn, util
+from ._spawning import set_spawning_popen
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any
-
-from . import popen_fork, reduction, spawn, util
-from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
@@ -59,6 +59,9 @@ class Popen(popen_fork.Popen):
     def _launch(self, process_obj: Any) -> None:
         from . import resource_tracker
 
+        executable = spawn.get_executable()
+        if executable is None:
+            raise ValueError(f"cannot spawn {process_obj!r}: no Python executable (see set_executable())")
         tracker_fd = resource_tracker.getfd()
         self._fds.append(tracker_fd)
         buf = self._serialize_child(process_obj)
@@ -68,7 +71,7 @@ class Popen(popen_fork.Popen):
             child_r, parent_w = os.pipe()
             cmd = spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)
             self._fds.extend([child_r, child_w])
-            self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
+            self.pid = util.spawnv_passfds(executable, cmd, self._fds)
             self.sentinel = parent_r
             with open(parent_w, "wb", closefd=False) as to_child:
                 to_child.write(buf.getbuffer())

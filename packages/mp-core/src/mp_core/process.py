@@ -90,8 +90,15 @@ class BaseProcess:
     """
 
     _start_method: Optional[str] = None
+    # Set by __init__ (and by the _MainProcess/_ParentProcess stand-ins).
+    _identity: tuple[int, ...]
+    _config: dict[str, Any]
+    _parent_pid: Optional[int]
 
-    def _Popen(self, process_obj: BaseProcess) -> Any:  # pragma: no cover - abstract
+    @staticmethod
+    def _Popen(process_obj: BaseProcess) -> Any:  # pragma: no cover - abstract
+        # A static method, as in every start method's subclass: the contexts
+        # call ``SomeProcess._Popen(process_obj)`` on the class.
         raise NotImplementedError
 
     def _check_closed(self) -> None:
@@ -278,17 +285,17 @@ class BaseProcess:
         else:
             exitcode = self._popen.poll()
             status = "started" if exitcode is None else "stopped"
-        info = [type(self).__name__, "name=%r" % self._name]
+        info = [type(self).__name__, f"name={self._name!r}"]
         if self._popen is not None:
-            info.append("pid=%s" % self._popen.pid)
-        info.append("parent=%s" % self._parent_pid)
+            info.append(f"pid={self._popen.pid}")
+        info.append(f"parent={self._parent_pid}")
         info.append(status)
         if exitcode is not None:
             name = _exitcode_to_name.get(exitcode, exitcode)
-            info.append("exitcode=%s" % name)
+            info.append(f"exitcode={name}")
         if self.daemon:
             info.append("daemon")
-        return "<%s>" % " ".join(info)
+        return f"<{' '.join(info)}>"
 
     # ------------------------------------------------------------ child side
 
@@ -375,7 +382,7 @@ def _close_inherited_child_fds(inherited: Iterable[BaseProcess]) -> None:
 class _ParentProcess(BaseProcess):
     """The parent, as seen from a child: name, pid and liveness only."""
 
-    def __init__(self, name: str, pid: int, sentinel: Optional[int]) -> None:
+    def __init__(self, name: str, pid: Optional[int], sentinel: Optional[int]) -> None:
         self._identity = ()
         self._name = name
         self._pid = pid
@@ -393,7 +400,7 @@ class _ParentProcess(BaseProcess):
         return not wait([self._sentinel], timeout=0)
 
     @property
-    def ident(self) -> int:
+    def ident(self) -> Optional[int]:
         return self._pid
 
     def join(self, timeout: Optional[float] = None) -> None:

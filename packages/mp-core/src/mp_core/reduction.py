@@ -405,7 +405,7 @@ class _PlainForkingPickler(pickle.Pickler):
         # whole objects to dill as it does on CPython.  Ours keeps pickle's.
         dispatch = {
             kind: save
-            for kind, save in pickle._Pickler.dispatch.items()  # type: ignore[attr-defined]
+            for kind, save in pickle._Pickler.dispatch.items()
             if getattr(save, "__module__", None) == "pickle"
         }
 
@@ -471,7 +471,7 @@ class ForkingPickler(_PlainForkingPickler):
         _extra_reducers[type] = reduce
 
     @classmethod
-    def dumps(cls, obj: Any, protocol: Optional[int] = None) -> memoryview:  # type: ignore[override]
+    def dumps(cls, obj: Any, protocol: Optional[int] = None) -> memoryview:
         """Serialize ``obj`` with the default settings (``protocol`` optional)."""
         return dumps(obj, protocol)
 

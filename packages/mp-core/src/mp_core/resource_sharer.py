@@ -204,7 +204,7 @@ class _ResourceSharer:
             except Exception:
                 if listener._listener is None or util.is_exiting():
                     break
-                sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+                sys.excepthook(*sys.exc_info())
             finally:
                 thread.blocked = False
         return False

@@ -236,7 +236,7 @@ class ResourceTracker:
         if self._fd is None:
             return False
         try:
-            os.write(self._fd, b"PROBE:0:noop\n")  # type: ignore[arg-type]
+            os.write(self._fd, b"PROBE:0:noop\n")
         except OSError:
             return False
         return True
@@ -379,7 +379,12 @@ def _wait_for_exit(pid: int) -> None:
     if kqueue is not None:  # macOS and the BSDs
         queue = kqueue()
         try:
-            event = select.kevent(pid, filter=select.KQ_FILTER_PROC, flags=select.KQ_EV_ADD, fflags=select.KQ_NOTE_EXIT)
+            event = select.kevent(  # type: ignore[attr-defined, unused-ignore]  # typeshed: macOS and the BSDs only
+                pid,
+                filter=select.KQ_FILTER_PROC,  # type: ignore[attr-defined, unused-ignore]
+                flags=select.KQ_EV_ADD,  # type: ignore[attr-defined, unused-ignore]
+                fflags=select.KQ_NOTE_EXIT,  # type: ignore[attr-defined, unused-ignore]
+            )
             queue.control([event], 1, None)
             return
         except ProcessLookupError:

@@ -18,11 +18,11 @@ import runpy
 import sys
 import types
 
+from . import process, reduction, util
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import process, reduction, util
 
 __all__ = [
     "_main",
@@ -41,12 +41,9 @@ else:  # pragma: no cover - Windows is designed in, untested here
     WINEXE = getattr(sys, "frozen", False)
     WINSERVICE = sys.executable.lower().endswith("pythonservice.exe")
 
-_python_exe: Optional[str] = (
-    sys._base_executable
-    # type: ignore[attr-defined]
-    if (sys.platform == "win32" and not WINEXE)
-    else sys.executable
-)
+_python_exe: Optional[str] = sys.executable
+if sys.platform == "win32" and not WINEXE:  # pragma: no cover - the venv's base interpreter, as the stdlib
+    _python_exe = sys._base_executable
 
 # Set in a spawned child that is running a process object: the module that
 # the parent's main module was before we replaced it.
@@ -162,7 +159,7 @@ def get_preparation_data(name: str) -> dict[str, Any]:
     }
     if util._logger is not None:
         data["log_level"] = util._logger.getEffectiveLevel()
-    sys_path = sys.path.copy()
+    sys_path: list[Optional[str]] = [*sys.path]  # ORIGINAL_DIR is None when the cwd was gone
     try:
         sys_path[sys_path.index("")] = process.ORIGINAL_DIR
     except ValueError:

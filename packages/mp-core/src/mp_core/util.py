@@ -17,12 +17,12 @@ import sys
 import threading
 import weakref
 
+from . import process
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     import logging
     from typing import Any, Callable, Iterable, Optional, Sequence
-
-from . import process
 
 __all__ = [
     "sub_debug",
@@ -302,7 +302,7 @@ class Finalize:
     ) -> Any:
         """Run the callback if it has not run yet; return its result."""
         try:
-            del _finalizer_registry[self._key]  # type: ignore[index]
+            del _finalizer_registry[self._key]
         except KeyError:
             sub_debug("finalizer no longer registered")
             return None
@@ -317,11 +317,9 @@ class Finalize:
 
     def cancel(self) -> None:
         """Forget the finalizer without running it."""
-        try:
-            del _finalizer_registry[self._key]  # type: ignore[index]
-        except KeyError:
-            pass
-        else:
+        key = self._key
+        # None once run or cancelled; pop() is as atomic as the del it replaces.
+        if key is not None and _finalizer_registry.pop(key, None) is not None:
             self._weakref = self._callback = self._args = self._kwargs = self._key = None  # type: ignore[assignment]
 
     def still_active(self) -> bool:
@@ -429,7 +427,7 @@ def _forget_inherited_atexit() -> None:
     registered again, and whatever the child registers from now on runs
     when it ends (``_run_child_atexit``).
     """
-    atexit._clear()  # type: ignore[attr-defined]
+    atexit._clear()
     atexit.register(_exit_function)
 
 
@@ -439,7 +437,7 @@ def _run_child_atexit() -> None:
     A handler that raises is reported on stderr and the others still run;
     the exit code stays the child's.
     """
-    atexit._run_exitfuncs()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
     _flush_std_streams()
 
 

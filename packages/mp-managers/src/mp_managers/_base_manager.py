@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import mp_core
 from mp_core import connection, process, util
@@ -36,6 +36,8 @@ from ._proxy import AutoProxy, call_control, forget_address, register_proxytype
 from ._server import Server
 
 __all__ = ["BaseManager"]
+
+_M = TypeVar("_M", bound="BaseManager")  # ``with SyncManager() as manager`` is a SyncManager
 
 
 class BaseManager:
@@ -71,7 +73,7 @@ class BaseManager:
         self._state = State()
         self._serializer = serializer
         self._Listener, self._Client = listener_client[serializer]
-        self._ctx = ctx or mp_core.get_context()  # type: ignore[attr-defined]
+        self._ctx = ctx or mp_core.get_context()
         self._shutdown_timeout = shutdown_timeout
         self._process: Any = None
         self._finalizer: Optional[util.Finalize] = None
@@ -221,7 +223,7 @@ class BaseManager:
             if not self._process.is_alive():
                 self._process = None
 
-    def __enter__(self) -> BaseManager:
+    def __enter__(self: _M) -> _M:
         if self._state.value == State.INITIAL:
             self.start()
         if self._state.value != State.STARTED:

@@ -19,6 +19,18 @@ from mp_sync import synchronize
 
 from ._proxy import BaseProxy, forwarding
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import MutableMapping, MutableSequence
+
+    # What type checkers see of the forwarders @forwarding writes at run time:
+    # the list and dict proxies are registered as virtual subclasses of these
+    # ABCs below, and forward every method of them.
+    _ListFace = MutableSequence[Any]
+    _DictFace = MutableMapping[Any, Any]
+else:
+    _ListFace = _DictFace = object
+
 __all__ = [
     "Namespace",
     "Value",
@@ -108,7 +120,7 @@ class ServerSemaphore(threading.Semaphore):
 
     def locked(self) -> bool:
         with self._cond:  # type: ignore[attr-defined]
-            return self._value == 0  # type: ignore[attr-defined]
+            return self._value == 0
 
 
 class ServerBoundedSemaphore(threading.BoundedSemaphore):
@@ -265,7 +277,7 @@ class ValueProxy(BaseProxy):
 
 
 @forwarding
-class BaseListProxy(BaseProxy):
+class BaseListProxy(BaseProxy, _ListFace):
     """Proxy for a list: the list methods, forwarded (``clear`` and ``copy`` as in Python 3.14).
 
     ``copy()`` and ``a + b`` return plain lists.
@@ -311,7 +323,7 @@ class ListProxy(BaseListProxy):
 
 
 @forwarding
-class DictProxy(BaseProxy):
+class DictProxy(BaseProxy, _DictFace):
     """Proxy for a dict; iterating it iterates the dict in the server.
 
     As in Python 3.14: ``d | other`` and ``other | d`` return plain dicts,
@@ -438,8 +450,9 @@ class SetProxy(_BaseSetProxy):
 
 
 # As the types they stand for (Python 3.14): isinstance(proxy, MutableMapping)...
-collections.abc.MutableSequence.register(BaseListProxy)
-collections.abc.MutableMapping.register(DictProxy)
+if not TYPE_CHECKING:  # type checkers see them as subclasses already (_ListFace, _DictFace)
+    collections.abc.MutableSequence.register(BaseListProxy)
+    collections.abc.MutableMapping.register(DictProxy)
 collections.abc.MutableSet.register(_BaseSetProxy)
 
 

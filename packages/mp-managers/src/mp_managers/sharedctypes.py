@@ -64,7 +64,7 @@ def rebuild_ctype(type_: Any, wrapper: heap.BufferWrapper, length: Optional[int]
         type_ = type_ * length
     reduction.register(type_, reduce_ctype)
     obj = type_.from_buffer(wrapper.create_memoryview())
-    obj._wrapper = wrapper  # type: ignore[attr-defined]  # the block lives as long as the object
+    obj._wrapper = wrapper  # the block lives as long as the object
     return obj
 
 
@@ -116,7 +116,7 @@ def copy(obj: Any) -> Any:
 
 def _lock_for(lock: Any, ctx: Any) -> Any:
     if lock is True or lock is None:
-        return (ctx or mp_core.get_context()).RLock()  # type: ignore[attr-defined]
+        return (ctx or mp_core.get_context()).RLock()
     if not hasattr(lock, "acquire"):
         raise AttributeError(f"{lock!r} has no method 'acquire'")
     return lock
@@ -201,7 +201,7 @@ class SynchronizedBase:
 
     def __init__(self, obj: Any, lock: Any = None, ctx: Any = None) -> None:
         self._obj = obj
-        self._lock = lock if lock is not None else (ctx or mp_core.get_context()).RLock()  # type: ignore[attr-defined]
+        self._lock = lock if lock is not None else (ctx or mp_core.get_context()).RLock()
         self.acquire = self._lock.acquire
         self.release = self._lock.release
 

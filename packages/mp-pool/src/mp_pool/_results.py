@@ -15,9 +15,8 @@ import sys
 import threading
 import time
 import traceback
-import types
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from mp_core.context import TimeoutError
 
@@ -25,6 +24,9 @@ __all__ = ["ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnord
 
 #: Job ids, unique within the process (the keys of ``Pool._cache``).
 job_counter = itertools.count()
+
+#: The type of a result's value (``AsyncResult[int]``); unchecked at run time.
+_T = TypeVar("_T")
 
 
 def _report_callback_error(result: Any, which: str) -> None:
@@ -57,10 +59,8 @@ class _PendingResult:
                 "the thread that runs callbacks is the one that delivers results"
             )
 
-    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
-
-class ApplyResult(_PendingResult):
+class ApplyResult(_PendingResult, Generic[_T]):
     """The result of ``apply_async`` (and the base of ``MapResult``).
 
     ``get(timeout)`` returns the value or raises the task's exception (with
@@ -73,8 +73,8 @@ class ApplyResult(_PendingResult):
     def __init__(
         self,
         pool: Any,
-        callback: Optional[Callable[[Any], Any]],
-        error_callback: Optional[Callable[[BaseException], Any]],
+        callback: Optional[Callable[[_T], object]],
+        error_callback: Optional[Callable[[BaseException], object]],
     ) -> None:
         self._event = threading.Event()
         self._callback = callback
@@ -96,7 +96,7 @@ class ApplyResult(_PendingResult):
             self._check_waitable()
             self._event.wait(timeout)
 
-    def get(self, timeout: Optional[float] = None) -> Any:
+    def get(self, timeout: Optional[float] = None) -> _T:
         self.wait(timeout)
         if not self._event.is_set():
             raise TimeoutError
@@ -129,7 +129,7 @@ class ApplyResult(_PendingResult):
 AsyncResult = ApplyResult
 
 
-class MapResult(ApplyResult):
+class MapResult(ApplyResult[list[_T]]):
     """The result of ``map_async``/``starmap_async``: a list in input order.
 
     The first failing chunk fails the whole result (its exception is what
@@ -142,8 +142,8 @@ class MapResult(ApplyResult):
         pool: Any,
         chunksize: int,
         length: int,
-        callback: Optional[Callable[[Any], Any]],
-        error_callback: Optional[Callable[[BaseException], Any]],
+        callback: Optional[Callable[[list[_T]], object]],
+        error_callback: Optional[Callable[[BaseException], object]],
     ) -> None:
         super().__init__(pool, callback, error_callback)
         self._success = True
@@ -167,7 +167,7 @@ class MapResult(ApplyResult):
             self._finish(False, value, notify=True)
 
 
-class IMapIterator(_PendingResult):
+class IMapIterator(_PendingResult, Generic[_T]):
     """The iterator ``imap`` returns: results in input order as they become ready.
 
     ``next(timeout)`` raises ``TimeoutError`` when the next result is not
@@ -193,10 +193,10 @@ class IMapIterator(_PendingResult):
         self._finished = False  # nothing more will be added to _items
         super().__init__(pool)
 
-    def __iter__(self) -> IMapIterator:
+    def __iter__(self) -> IMapIterator[_T]:
         return self
 
-    def next(self, timeout: Optional[float] = None) -> Any:
+    def next(self, timeout: Optional[float] = None) -> _T:
         for value in self._current:
             return value
         with self._cond:
@@ -270,7 +270,7 @@ class IMapIterator(_PendingResult):
             self._cond.notify_all()
 
 
-class IMapUnorderedIterator(IMapIterator):
+class IMapUnorderedIterator(IMapIterator[_T]):
     """The iterator ``imap_unordered`` returns: results in the order they finish."""
 
     _ordered = False

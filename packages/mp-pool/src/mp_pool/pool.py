@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 import mp_core
 from mp_core import reduction, util
@@ -64,6 +64,10 @@ CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
 
 _SEQUENCES = (list, tuple, range)
+
+_S = TypeVar("_S")  # an item of a map's input
+_T = TypeVar("_T")  # what the mapped or applied function returns
+_P = TypeVar("_P", bound="Pool")  # ``with ThreadPool() as pool`` is a ThreadPool
 
 
 def mapstar(args: tuple) -> list:
@@ -119,7 +123,7 @@ class Pool:
         self._pool: list[Any] = []
         self._state = INIT
         self._cache: dict[int, Any] = {}
-        self._ctx = context or mp_core.get_context()  # type: ignore[attr-defined]
+        self._ctx = context or mp_core.get_context()
         if processes is None:
             processes = _default_processes()
         if processes < 1:
@@ -183,73 +187,73 @@ class Pool:
 
     # ---------------------------------------------------------------- single calls
 
-    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Optional[dict] = None) -> Any:
+    def apply(self, func: Callable[..., _T], args: Iterable[Any] = (), kwds: Optional[Mapping[str, Any]] = None) -> _T:
         """Call ``func(*args, **kwds)`` in a worker and return its result (blocking)."""
         self._check_running()
         return self.apply_async(func, args, kwds if kwds is not None else {}).get()
 
     def apply_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         args: Iterable[Any] = (),
-        kwds: Optional[dict] = None,
-        callback: Optional[Callable[[Any], Any]] = None,
-        error_callback: Optional[Callable[[BaseException], Any]] = None,
-    ) -> ApplyResult:
+        kwds: Optional[Mapping[str, Any]] = None,
+        callback: Optional[Callable[[_T], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> ApplyResult[_T]:
         """Call ``func(*args, **kwds)`` in a worker; return an ``ApplyResult`` at once.
 
         ``callback(value)`` or ``error_callback(exception)`` runs in the pool's
         manager thread when the call finishes, before ``get()`` returns.
         """
         self._check_running()
-        result = ApplyResult(self, callback, error_callback)
+        result: ApplyResult[_T] = ApplyResult(self, callback, error_callback)
         self._engine.submit_call(result, func, args, kwds if kwds is not None else {})
         return result
 
     # ---------------------------------------------------------------- maps
 
-    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> list:
+    def map(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: Optional[int] = None) -> list[_T]:
         """``list(map(func, iterable))`` computed by the workers, in chunks."""
         return self._map_async(func, iterable, False, chunksize, "map").get()
 
     def starmap(
-        self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None
-    ) -> list:
+        self, func: Callable[..., _T], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None
+    ) -> list[_T]:
         """Like ``map``, with each item unpacked as arguments: ``func(*item)``."""
         return self._map_async(func, iterable, True, chunksize, "starmap").get()
 
     def map_async(
         self,
-        func: Callable[[Any], Any],
-        iterable: Iterable[Any],
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
         chunksize: Optional[int] = None,
-        callback: Optional[Callable[[Any], Any]] = None,
-        error_callback: Optional[Callable[[BaseException], Any]] = None,
-    ) -> MapResult:
+        callback: Optional[Callable[[list[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> MapResult[_T]:
         """Asynchronous ``map``: return a ``MapResult`` at once."""
         return self._map_async(func, iterable, False, chunksize, "map", callback, error_callback)
 
     def starmap_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         iterable: Iterable[Iterable[Any]],
         chunksize: Optional[int] = None,
-        callback: Optional[Callable[[Any], Any]] = None,
-        error_callback: Optional[Callable[[BaseException], Any]] = None,
-    ) -> MapResult:
+        callback: Optional[Callable[[list[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> MapResult[_T]:
         """Asynchronous ``starmap``: return a ``MapResult`` at once."""
         return self._map_async(func, iterable, True, chunksize, "starmap", callback, error_callback)
 
     def _map_async(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         iterable: Iterable[Any],
         star: bool,
         chunksize: Optional[int],
         name: str,
-        callback: Optional[Callable[[Any], Any]] = None,
-        error_callback: Optional[Callable[[BaseException], Any]] = None,
-    ) -> MapResult:
+        callback: Optional[Callable[[list[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> MapResult[_T]:
         self._check_running()
         if type(iterable) not in _SEQUENCES:
             iterable = list(iterable)
@@ -263,7 +267,7 @@ class Pool:
             self._engine.submit_map(result, func, star, name, iterable, chunksize, sized)
         return result
 
-    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+    def imap(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int = 1) -> IMapIterator[_T]:
         """An iterator over ``func(item)`` for each item, in input order, as results arrive.
 
         The input is read lazily (a few chunks ahead of the workers) in a
@@ -272,13 +276,13 @@ class Pool:
         """
         return self._imap(IMapIterator, func, iterable, chunksize, "imap")
 
-    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+    def imap_unordered(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int = 1) -> IMapIterator[_T]:
         """Like ``imap``, but results come in the order they finish."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
 
     def _imap(
-        self, kind: type, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int, name: str
-    ) -> IMapIterator:
+        self, kind: type[IMapIterator[_T]], func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int, name: str
+    ) -> IMapIterator[_T]:
         self._check_running()
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
@@ -318,7 +322,7 @@ class Pool:
             raise ValueError("In unknown state")
         self._engine.join()
 
-    def __enter__(self) -> Pool:
+    def __enter__(self: _P) -> _P:
         self._check_running()
         return self
 

@@ -35,7 +35,7 @@ import time
 import types
 import weakref
 from queue import Empty, Full
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from mp_core import reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
@@ -57,6 +57,9 @@ _SENTINEL = object()
 _BATCH_BYTES = 256 * 1024
 _LARGE_PAYLOAD = 64 * 1024
 _CAN_BATCH = sys.platform != "win32"
+
+#: The type of the items a queue carries (``Queue[int]``); unchecked at run time.
+_T = TypeVar("_T")
 
 
 def _take_batch(buffer: collections.deque) -> tuple[list, bool]:
@@ -102,7 +105,7 @@ def _notify(condition: threading.Condition) -> None:
         condition.notify()
 
 
-class Queue:
+class Queue(Generic[_T]):
     """A multi-producer, multi-consumer FIFO queue between processes (``queue.Queue``).
 
     Items put by one process arrive in the order they were put.  ``maxsize``
@@ -182,7 +185,7 @@ class Queue:
 
     # ------------------------------------------------------------ putting
 
-    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def put(self, obj: _T, block: bool = True, timeout: Optional[float] = None) -> None:
         """Put ``obj`` in the queue.
 
         Serializes ``obj`` at once: an object that cannot be serialized
@@ -210,7 +213,7 @@ class Queue:
             raise Full
         self._enqueue(payload)
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: _T) -> None:
         """``put(obj, block=False)``."""
         self.put(obj, False)
 
@@ -363,9 +366,10 @@ class Queue:
                             paused = True
                             return True
                     except Exception as exc:
-                        batch, stop = state.batch, state.stop
+                        # (batch is set whenever parts are: begin() sets both.)
+                        batch, stop = state.batch or [], state.stop
                         state.finish()
-                        if failed(exc, batch):  # type: ignore[arg-type]
+                        if failed(exc, batch):
                             return False
                     else:
                         stop = state.stop
@@ -394,7 +398,7 @@ class Queue:
 
     # ------------------------------------------------------------ getting
 
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> _T:
         """Remove and return the next item.
 
         Waits (``block``) up to ``timeout`` seconds for one, then raises
@@ -423,7 +427,7 @@ class Queue:
                 self._rlock.release()
         return reduction.loads(data)
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> _T:
         """``get(block=False)``."""
         return self.get(False)
 
@@ -485,10 +489,8 @@ class Queue:
             self._jointhread.cancel()
             self._jointhread = None
 
-    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
-
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[_T]):
     """A ``Queue`` whose consumers report completed items (``queue.Queue.join``).
 
     Each ``put`` adds an unfinished task; ``task_done()`` finishes one;
@@ -533,7 +535,7 @@ class JoinableQueue(Queue):
             self._cond.wait_for(self._unfinished_tasks._semlock._is_zero)
 
 
-class SimpleQueue:
+class SimpleQueue(Generic[_T]):
     """A plain locked pipe: ``put`` writes at once, ``get`` reads (no feeder thread, no size).
 
     An object that cannot be serialized raises in ``put``.  Share it with a
@@ -569,13 +571,13 @@ class SimpleQueue:
         """Whether no item is ready to be read."""
         return not self._poll()
 
-    def get(self) -> Any:
+    def get(self) -> _T:
         """Remove and return the next item, waiting for one."""
         with self._rlock:
             data = self._reader.recv_bytes()
         return reduction.loads(data)
 
-    def put(self, obj: Any) -> None:
+    def put(self, obj: _T) -> None:
         """Put ``obj`` in the queue (serialization errors raise here)."""
         payload = reduction.dumps(obj, serializer=self._serializer)
         if self._wlock is None:
@@ -583,5 +585,3 @@ class SimpleQueue:
         else:
             with self._wlock:
                 self._writer.send_bytes(payload)
-
-    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]

@@ -83,7 +83,7 @@ _held_for_children: weakref.WeakKeyDictionary[Any, list[SemLock]] = weakref.Weak
 def _resolve(ctx: Optional[BaseContext]) -> BaseContext:
     """The context an object is created for: the given one, else the default."""
     # get_context is set on mp_core at import time (from the default context).
-    return ctx if ctx is not None else mp_core.get_context()  # type: ignore[attr-defined]
+    return ctx if ctx is not None else mp_core.get_context()
 
 
 def _new_name() -> str:

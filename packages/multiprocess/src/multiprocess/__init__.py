@@ -6,21 +6,26 @@ closures and interactively defined functions now work under every start
 method.  This package holds no logic: the module-level functions are the
 methods of mp-core's default context, and ``multiprocess.<submodule>`` is
 the owning distribution's module object itself (``multiprocess.pool`` *is*
-``mp_pool.pool``).  Submodules are imported on first use, so importing
-``multiprocess`` stays cheap.
+``mp_pool.pool``, answered from the owner table by ``_aliases``).
+Submodules are imported on first use, so importing ``multiprocess`` stays
+cheap.  Type checkers read ``__init__.pyi`` and the submodule stubs beside
+it, generated from the same table by ``python -m tools.stubs``.
 """
 
 from __future__ import annotations
 
 import importlib as _importlib
 import sys as _sys
+from types import ModuleType as _ModuleType
 
-from mp_core import context, process, reduction  # the modules the stdlib imports eagerly too
+from mp_core import context as context  # the modules the stdlib imports eagerly too
+from mp_core import process as process
+from mp_core import reduction as reduction
 from mp_core._owners import SUBMODULES as _SUBMODULES
 from mp_core.context import _default_context
 
 from . import _aliases
-from .__about__ import __version__
+from .__about__ import __version__ as __version__
 
 _aliases.install()
 
@@ -36,7 +41,7 @@ if "__mp_main__" not in _sys.modules:
     _sys.modules["__mp_main__"] = _sys.modules["__main__"]
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> _ModuleType:
     # ``multiprocess.pool`` works without ``import multiprocess.pool``, but
     # only costs an import when it is first touched.
     if name in _SUBMODULES:

@@ -20,10 +20,10 @@ def main() -> int:
     print(f"multiprocess {mp.__version__} on Python {sys.version.split()[0]}")
     print(f"default start method: {mp.get_start_method()}; available: {', '.join(mp.get_all_start_methods())}")
     failures = 0
+    scale = 3
     for method in mp.get_all_start_methods():
         ctx = mp.get_context(method)
         receiver, sender = ctx.Pipe(duplex=False)
-        scale = 3
         # A lambda closing over a local and calling os.getpid: nothing
         # pickle could send to a spawned interpreter.
         child = ctx.Process(target=lambda conn: conn.send((os.getpid(), [scale * i for i in range(5)])), args=(sender,))

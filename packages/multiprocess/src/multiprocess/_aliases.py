@@ -1,11 +1,24 @@
-"""Make ``multiprocess.<sub>.<name>`` the owning distribution's module object.
+"""Make ``multiprocess.<sub>[.<rest>]`` the owning distribution's module object.
 
-The first-level aliases (``multiprocess.pool`` is ``mp_pool.pool``) are the
-small modules beside this one.  Below that level Python would otherwise load
-a second copy: ``multiprocess.dummy`` *is* the package ``mp_pool.dummy``,
-and a plain import of ``multiprocess.dummy.connection`` would execute
-``mp_pool/dummy/connection.py`` again under the new name.  This finder
-answers such imports with the module already known under the owner's name.
+``multiprocess.pool`` *is* ``mp_pool.pool``: the same module object,
+registered under both names, so private names, monkeypatching, pickling and
+``isinstance`` behave as users and downstream code expect.  Which module
+stands behind which name is the owner table ``mp_core._owners.SUBMODULES``;
+this finder answers from it, so no alias module is written by hand.  The
+import system calls it before the path finders for every
+``multiprocess.<sub>`` (``import multiprocess.pool``, ``from multiprocess
+import pool``, ``importlib.import_module``, unpickling, spawn's re-import):
+
+* ``multiprocess.<sub>`` is the owner's module; when the owning
+  distribution is not installed the import raises ``ImportError`` naming it
+  (``pip install mp-pool``);
+* below that level (``multiprocess.dummy.connection``, ``dummy`` being the
+  package ``mp_pool.dummy``) it is the module already known under the
+  owner's name, never a second copy executed under the alias name.
+
+Static tools see the same names through the stubs beside this module
+(``pool.pyi``...), which ``python -m tools.stubs`` generates from the same
+table.
 """
 
 from __future__ import annotations
@@ -15,18 +28,26 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
+from mp_core._owners import SUBMODULES, import_submodule
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing (and importlib.abc) would cost ``import multiprocess`` time
     from typing import Optional, Sequence
-
-from mp_core._owners import SUBMODULES
 
 __all__ = ["NestedAliasFinder", "install"]
 
 PREFIX = "multiprocess."
 
 
-class _ExistingModuleLoader:
+if TYPE_CHECKING:
+    from importlib.abc import Loader as _Loader
+else:  # the protocol is all the import system needs; importlib.abc costs import time
+    _Loader = object
+
+
+class _ExistingModuleLoader(_Loader):
+    """Hands the import system a module that already exists instead of making one."""
+
     def __init__(self, module: ModuleType) -> None:
         self._module = module
         self._original_spec = module.__spec__
@@ -41,7 +62,7 @@ class _ExistingModuleLoader:
 
 
 class NestedAliasFinder:
-    """Resolves ``multiprocess.<sub>.<rest>`` to ``<owner of sub>.<rest>``."""
+    """Resolves ``multiprocess.<sub>[.<rest>]`` to ``<owner of sub>[.<rest>]`` (see the module docstring)."""
 
     def find_spec(
         self, fullname: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
@@ -49,14 +70,15 @@ class NestedAliasFinder:
         if not fullname.startswith(PREFIX):
             return None
         sub, dot, rest = fullname[len(PREFIX) :].partition(".")
-        if not dot or sub not in SUBMODULES:
-            return None
-        real_name = f"{SUBMODULES[sub][0]}.{rest}"
-        module = importlib.import_module(real_name)
-        spec = importlib.machinery.ModuleSpec(
+        if sub not in SUBMODULES:
+            return None  # multiprocess.tests, multiprocess.__main__...: real files
+        if dot:
+            module = importlib.import_module(f"{SUBMODULES[sub][0]}.{rest}")
+        else:
+            module = import_submodule(sub)  # ImportError names the distribution to install
+        return importlib.machinery.ModuleSpec(
             fullname, _ExistingModuleLoader(module), is_package=hasattr(module, "__path__")
         )
-        return spec
 
 
 def install() -> None:

@@ -1,0 +1,66 @@
+"""The ``.pyi`` stubs are the generator's output, and name what runtime has.
+
+``tools.stubs`` derives them from the owner table and the default context;
+a stub edited by hand, or a name added to the table or the context without
+regenerating, fails here (``python -m tools.stubs`` rewrites them).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+
+import pytest
+
+from tools import stubs
+
+pytestmark = pytest.mark.timeout(120)
+
+EXPECTED = stubs.expected_stubs()
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED), ids=lambda p: str(p.relative_to(stubs.ROOT / "packages")))
+def test_committed_stub_is_the_generators_output(path):
+    assert path.exists(), f"{path} is missing: run python -m tools.stubs"
+    assert path.read_text() == EXPECTED[path], f"{path} is stale: run python -m tools.stubs"
+
+
+def test_no_stub_beside_the_generated_ones():
+    committed = {p for p in (stubs.ROOT / "packages").glob("*/src/**/*.pyi")}
+    assert committed == set(EXPECTED)
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED), ids=lambda p: str(p.relative_to(stubs.ROOT / "packages")))
+def test_every_name_of_a_stub_exists_at_run_time(path):
+    # What a type checker is told must be what the import gives.
+    src = stubs.ROOT / "packages" / path.relative_to(stubs.ROOT / "packages").parts[0] / "src"
+    parts = path.relative_to(src).with_suffix("").parts
+    module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    names.discard("_default_context")
+    assert names, path
+    assert not [name for name in sorted(names) if not hasattr(module, name)]
+    runtime_all = [name for name in getattr(module, "__all__", ()) if hasattr(module, name)]
+    assert sorted(ast.literal_eval(next(n.value for n in tree.body if _assigns(n, "__all__")))) == sorted(runtime_all)
+
+
+def test_check_mode_reports_a_stale_stub(tmp_path, monkeypatch, capsys):
+    path = sorted(EXPECTED)[0]
+    moved = {tmp_path / "stale.pyi": "# not what the generator writes\n"}
+    (tmp_path / "stale.pyi").write_text("# stale\n")
+    monkeypatch.setattr(stubs, "expected_stubs", lambda: moved)
+    monkeypatch.setattr(stubs, "ROOT", tmp_path)
+    assert stubs.main(["--check"]) == 1
+    assert "stale: stale.pyi" in capsys.readouterr().out
+    assert (tmp_path / "stale.pyi").read_text() == "# stale\n"  # --check writes nothing
+    assert path.exists()
+
+
+def _assigns(node: ast.stmt, name: str) -> bool:
+    return isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)

@@ -1,0 +1,158 @@
+"""User code, as a type checker sees it: every ``assert_type`` must hold under mypy.
+
+``test_user_code.py`` checks this file with mypy (0 errors) and runs it, so
+that each expectation is about code that really works.  Written as a user
+of ``multiprocessing`` would write it, through ``multiprocess``'s names.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any, get_origin
+
+from typing_extensions import assert_type
+
+import mp_core
+import multiprocess as mp
+import multiprocess.dummy
+import multiprocess.managers
+import multiprocess.pool
+from mp_core.context import BaseContext
+from mp_managers.managers import SyncManager
+from mp_managers.shared_memory import ShareableList, SharedMemory
+from mp_pool.pool import ApplyResult, IMapIterator, MapResult, Pool, ThreadPool
+from mp_sync.queues import JoinableQueue, Queue, SimpleQueue
+from mp_sync.synchronize import Condition, Event, Lock, RLock, Semaphore
+from multiprocess.connection import Connection
+from multiprocess.process import BaseProcess
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def describe(x: int) -> str:
+    return f"<{x}>"
+
+
+def child(conn: Connection) -> None:
+    conn.send(sys.version_info[:2])
+    conn.close()
+
+
+def main() -> None:
+    ctx = mp.get_context("spawn")
+    assert_type(ctx, BaseContext)
+    assert_type(mp.get_start_method(), "str | None")
+    assert_type(mp.cpu_count(), int)
+    assert_type(mp.current_process(), BaseProcess)
+
+    # Processes and pipes.
+    reader, writer = ctx.Pipe(duplex=False)
+    assert_type(reader, Connection)
+    process = ctx.Process(target=child, args=(writer,))
+    assert_type(process, BaseProcess)
+    process.start()
+    writer.close()
+    assert reader.recv() == sys.version_info[:2]
+    process.join(60)
+    assert process.exitcode == 0
+    reader.close()
+    default_process = mp.Process(target=square, args=(3,))
+    assert_type(default_process, mp.Process)
+    assert_type(mp_core.Process(), mp_core.Process)
+
+    # Pools: results typed from the function's return type.
+    with ctx.Pool(2) as pool:
+        assert_type(pool, Pool)
+        assert_type(pool.map(square, range(4)), list[int])
+        assert_type(pool.map(describe, [1, 2]), list[str])
+        assert_type(pool.starmap(add, [(1, 2), (3, 4)]), list[int])
+        assert_type(pool.apply(add, (1, 2)), int)
+        pending = pool.apply_async(square, (5,))
+        assert_type(pending, ApplyResult[int])
+        assert_type(pending.get(60), int)
+        mapped = pool.map_async(describe, [1, 2, 3])
+        assert_type(mapped, MapResult[str])
+        assert_type(mapped.get(60), list[str])
+        assert_type(pool.imap(square, [1, 2]), IMapIterator[int])
+        assert_type(list(pool.imap_unordered(describe, [7])), list[str])
+        assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        assert mapped.get(60) == ["<1>", "<2>", "<3>"]
+    with mp.Pool(1) as default_pool:
+        assert_type(default_pool, Pool)
+    with multiprocess.pool.ThreadPool(2) as threads:
+        assert_type(threads, ThreadPool)
+        assert threads.map(square, [3]) == [9]
+
+    # Queues and locks.
+    queue = ctx.Queue()
+    assert_type(queue, Queue[Any])
+    typed: Queue[int] = ctx.Queue()
+    typed.put(1)
+    assert_type(typed.get(timeout=60), int)
+    assert_type(ctx.JoinableQueue(), JoinableQueue[Any])
+    simple: SimpleQueue[str] = mp.SimpleQueue()
+    simple.put("x")
+    assert_type(simple.get(), str)
+    simple.close()
+    queue.close()
+    typed.close()
+    assert_type(mp.Lock(), Lock)
+    assert_type(mp.RLock(), RLock)
+    assert_type(mp.Semaphore(2), Semaphore)
+    assert_type(mp.Event(), Event)
+    assert_type(mp.Condition(), Condition)
+    assert get_origin(Queue[int]) is Queue  # subscripting works at run time too
+
+    # A manager and its shared objects.
+    with mp.Manager() as manager:
+        assert_type(manager, SyncManager)
+        shared = manager.dict()
+        shared["a"] = 1
+        assert_type(shared["a"], Any)
+        items = manager.list([1, 2])
+        items.append(3)
+        assert len(items) == 3
+        value = manager.Value("i", 7)
+        assert value.value == 7
+        namespace = manager.Namespace(x=1)
+        assert namespace.x == 1
+    assert isinstance(multiprocess.managers.BaseManager(), multiprocess.managers.BaseManager)
+    counter = mp.Value(ctypes.c_int, 0)
+    with counter.get_lock():
+        counter.value += 1
+
+    # Shared memory.
+    block = SharedMemory(create=True, size=16)
+    try:
+        assert_type(block.buf, memoryview)
+        assert_type(block.name, str)
+        block.buf[0] = 1
+    finally:
+        block.close()
+        block.unlink()
+    numbers = ShareableList([1, 2, 3])
+    try:
+        assert numbers[0] == 1
+        assert_type(numbers.shm, SharedMemory)
+    finally:
+        numbers.shm.close()
+        numbers.shm.unlink()
+
+    # The thread-backed API.
+    dummy_pool = multiprocess.dummy.Pool(2)
+    assert_type(dummy_pool, ThreadPool)
+    assert dummy_pool.map(square, [2]) == [4]
+    dummy_pool.close()
+    dummy_pool.join()
+
+
+if __name__ == "__main__":
+    main()
+    print("user code ran")
