@@ -34,7 +34,7 @@ import stat
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from . import _io, reduction, util
 from ._framing import (
@@ -120,7 +120,7 @@ class _ConnectionBase:
         if not self._writable:
             raise OSError("connection is read-only")
 
-    def _bad_message_length(self, message: str = "bad message length") -> None:
+    def _bad_message_length(self, message: str = "bad message length") -> NoReturn:
         # The unread payload leaves the stream out of step: no further
         # message can be read from it.
         if self._writable:
@@ -363,11 +363,11 @@ class Connection(_ConnectionBase):
         # header announcing gigabytes costs nothing until they come.
         if self._is_socket():
             try:
-                data = _recv_exactly(self._handle, size)  # type: ignore[arg-type]
+                received = _recv_exactly(self._handle, size)  # type: ignore[arg-type]
             except (MemoryError, OverflowError):
                 self._bad_message_length(f"a message of {size} bytes was announced, which cannot be allocated")
-            if data is not None:
-                return data
+            if received is not None:
+                return received
         try:
             buffer = PayloadBuffer(size)  # committed page by page as it is written
         except BadMessageLength as exc:
@@ -501,8 +501,8 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
             end.setblocking(True)
             _enlarge_socket(end)
         ends = Connection(left.detach()), Connection(right.detach())
-        for end in ends:
-            end._socket = True
+        for conn in ends:
+            conn._socket = True
         return ends
     read_fd, write_fd = os.pipe()
     reader = Connection(read_fd, writable=False)
