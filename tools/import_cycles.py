@@ -55,7 +55,8 @@ def imported_names(module: str, path: Path, lazy: bool) -> set[str]:
                     prefix = ".".join(base + ([node.module] if node.module else []))
                 else:
                     prefix = node.module or ""
-                found.add(prefix)
+                # "from pkg import sub" imports pkg.sub (resolved in graph());
+                # pkg itself counts only for names it defines ("pkg.Name" -> pkg).
                 found.update(f"{prefix}.{alias.name}" for alias in node.names)
             elif isinstance(node, ast.If):
                 if not _is_type_checking(node.test):

@@ -169,7 +169,7 @@ def test_an_error_raised_by_the_object_itself_reaches_the_caller_as_it_is(make_p
     with pytest.raises(RuntimeError, match="^cannot pickle") as info:
         pool.map(helpers.square, [1, RefusesToPickle(), 3])
     if sys.version_info >= (3, 11):
-        assert any("cannot send item 1 (RefusesToPickle object)" in note for note in info.value.__notes__)
+        assert any(f"cannot send item 1 ({__name__}.RefusesToPickle object)" in note for note in info.value.__notes__)
     with pytest.raises(RuntimeError, match="^cannot pickle"):
         pool.apply(helpers.identity, (RefusesToPickle(),))
     assert pool.map(helpers.square, range(3)) == [0, 1, 4]

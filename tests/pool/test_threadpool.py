@@ -111,6 +111,24 @@ def test_initializer_close_join_and_context_manager(thread_pool):
         thread_pool(1).join()
 
 
+@pytest.mark.timeout(30)
+def test_joining_a_thread_pool_from_its_own_input_feeder_is_refused(thread_pool):
+    # The feeder thread reads imap's input: joining there would wait for
+    # workers that wait for this very job's input to end.
+    pool = thread_pool(2)
+
+    def items():
+        yield 1
+        pool.close()
+        pool.join()
+        yield 2
+
+    iterator = pool.imap(lambda x: x * 10, items())
+    assert next(iterator) == 10
+    with pytest.raises(RuntimeError, match="cannot join a pool from one of its own threads"):
+        next(iterator)
+
+
 def test_a_thread_pool_has_no_slots_and_warns_when_collected_running():
     assert not hasattr(ThreadPool, "__slots__")
     pool = ThreadPool(2)

@@ -18,7 +18,8 @@ from .__about__ import __version__
 __all__ = [name for name in _context._default_context.__all__]  # type: ignore[attr-defined]
 globals().update((name, getattr(_context._default_context, name)) for name in __all__)
 
-# Stdlib-compatible logging levels.
+# Stdlib-compatible logging levels (util's, written out: importing util here
+# would cost every ``import multiprocess``); ``multiprocess`` re-exports them.
 SUBDEBUG = 5
 SUBWARNING = 25
 

@@ -19,7 +19,7 @@ Python <= 3.11 one).  Whether MD5 is *accepted* is not theirs to decide:
 
 from __future__ import annotations
 
-from .context import AuthenticationError
+from ._exceptions import AuthenticationError
 
 __all__ = [
     "_CHALLENGE",

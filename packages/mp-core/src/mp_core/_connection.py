@@ -37,6 +37,8 @@ import time
 from typing import Any, NoReturn, Optional
 
 from . import _io, reduction, util
+from ._challenge_response import _CHALLENGE  # what a keyed listener sends first
+from ._exceptions import AuthenticationError, BufferTooShort
 from ._framing import (
     LONG_FOLLOWS,
     SHORT_HEADER,
@@ -47,7 +49,6 @@ from ._framing import (
     short_size,
     write_message,
 )
-from .context import AuthenticationError, BufferTooShort
 
 __all__ = [
     "Connection",
@@ -63,10 +64,6 @@ BUFSIZE = 8192
 # Payloads up to this size are read with os.read (which allocates the result
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
-
-# What a keyed listener sends first (``_handshake.CHALLENGE``; not imported
-# from there, which imports this module).
-_CHALLENGE = b"#CHALLENGE#"
 
 _MSG_WAITALL: Optional[int] = getattr(socket, "MSG_WAITALL", None)
 

@@ -141,8 +141,14 @@ class ForkSafeThread:
 
     def _spawn(self) -> None:
         thread = threading.Thread(target=self._main, name=self.name, daemon=True)
-        thread.start()
+        # Known before it runs: ``body`` may ask ``is_current()`` at once (an
+        # imap input that joins its own pool must be told it cannot).
         self._thread = thread
+        try:
+            thread.start()
+        except BaseException:
+            self._thread = None
+            raise
 
     def _main(self) -> None:
         finished = True

@@ -35,17 +35,17 @@ import os
 import time
 from typing import Any, Optional
 
+# The handshake's markers, defined once, beside the stdlib's primitives of the same protocol.
+from ._challenge_response import _CHALLENGE as CHALLENGE
+from ._challenge_response import _FAILURE as FAILURE
+from ._challenge_response import _WELCOME as WELCOME
 from ._connection import _fd_ready
 from ._entropy import prepare as _prepare_random_bytes
 from ._entropy import random_bytes
+from ._exceptions import AuthenticationError
 from ._framing import LONG_FOLLOWS, SHORT_HEADER_SIZE, BadMessageLength, long_size, short_size
-from .context import AuthenticationError
 
 __all__ = ["deliver_challenge", "answer_challenge", "prepare", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
-
-CHALLENGE = b"#CHALLENGE#"
-WELCOME = b"#WELCOME#"
-FAILURE = b"#FAILURE#"
 
 #: Random bytes in a challenge (after the digest name).
 MESSAGE_LENGTH = 40

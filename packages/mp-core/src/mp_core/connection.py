@@ -49,6 +49,7 @@ from ._connection import (  # noqa: F401
     rebuild_connection,
     reduce_connection,
 )
+from ._exceptions import AuthenticationError, BufferTooShort  # noqa: F401
 
 # Beyond the stdlib: the wire format, for the other readers and writers of it.
 from ._framing import (  # noqa: F401
@@ -85,7 +86,6 @@ from ._listener import (  # noqa: F401
     families,
 )
 from ._wait import wait  # noqa: F401
-from .context import AuthenticationError, BufferTooShort  # noqa: F401
 
 __all__ = ["Client", "Listener", "Pipe", "wait"]
 

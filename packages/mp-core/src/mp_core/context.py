@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
-from . import _owners, process, reduction
+from . import _current_method, _owners, process, reduction
+
+# The exceptions live in a leaf module (the transports raise them); this is their public home.
+from ._exceptions import AuthenticationError, BufferTooShort, ProcessError, TimeoutError
 from ._spawning import assert_spawning, get_spawning_popen, set_spawning_popen
 
 TYPE_CHECKING = False
@@ -35,28 +38,6 @@ if TYPE_CHECKING:
     from ._connection import Connection
 
 __all__: tuple[str, ...] = ()  # the public names are those of BaseContext.__all__ below
-
-
-# ---------------------------------------------------------------- exceptions
-
-
-class ProcessError(Exception):
-    """Base class of this library's errors."""
-
-
-class BufferTooShort(ProcessError):
-    """``recv_bytes_into`` got a message larger than the buffer.
-
-    ``args[0]`` is the whole message, as bytes.
-    """
-
-
-class TimeoutError(ProcessError):
-    """An operation with a timeout did not complete in time."""
-
-
-class AuthenticationError(ProcessError):
-    """The peer of a connection failed (or refused) authentication."""
 
 
 # ---------------------------------------------------------------- contexts
@@ -409,9 +390,14 @@ def _forks_when_started(process_obj: process.BaseProcess) -> bool:
     return popen is Process._Popen and _default_context.get_context()._name == "fork"
 
 
-def _force_start_method(method: str) -> None:
-    """Fix the default context's method (used in children, which must match the parent)."""
-    _default_context._actual_context = _concrete_contexts[method]
+def _force_start_method(method: Optional[str]) -> None:
+    """Fix the default context's method (used in children, which must match the parent); ``None`` forgets it."""
+    _default_context._actual_context = None if method is None else _concrete_contexts[method]
+
+
+# The modules below this one that read or set the start method (spawn, a
+# child's bootstrap, util._cleanup_tests) do it through these.
+_current_method.register(get=_default_context.get_start_method, force=_force_start_method)
 
 
 __all__ = (

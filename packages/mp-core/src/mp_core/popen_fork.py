@@ -12,12 +12,12 @@ import os
 import signal
 import threading
 
+from . import util
+from ._forksafe_threads import fork
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import util
-from ._forksafe_threads import fork
 
 __all__ = ["Popen"]
 
@@ -110,7 +110,7 @@ class Popen:
         """Wait up to ``timeout`` seconds for the child; return its exit code or ``None``."""
         if self.returncode is None:
             if timeout is not None:
-                from .connection import wait
+                from ._wait import wait
 
                 if not wait([self.sentinel], timeout):
                     return None
@@ -155,9 +155,18 @@ class Popen:
                     os._exit(code)
         os.close(child_w)
         os.close(child_r)
-        self._parent_only_fds = (parent_r, parent_w)
-        self.finalizer = util.Finalize(self, util.close_fds, (parent_r, parent_w))
+        self._own_parent_fds(parent_r, parent_w)
         self.sentinel = parent_r
+
+    def _own_parent_fds(self, *fds: int) -> None:
+        """Hold ``fds`` (this side's ends of the channels to the child) until ``close()``.
+
+        They are closed by ``close()``, when this object is collected, or in
+        a forked sibling (``_close_in_forked_child``), which must not keep
+        them: the child's "parent gone" detection depends on it.
+        """
+        self._parent_only_fds = fds
+        self.finalizer = util.Finalize(self, util.close_fds, fds)
 
     def _close_in_forked_child(self) -> None:
         """Drop, in a forked sibling, the copies of this child's parent-side pipe ends."""

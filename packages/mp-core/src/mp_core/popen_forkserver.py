@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import os
 
+# reduction and set_spawning_popen (util too, in popen_forkserver): names the stdlib's module has,
+# kept for code that reads them there; the pickling itself is spawn._dump_child's.
+from . import forkserver, popen_fork, reduction, spawn, util  # noqa: F401
+from ._spawning import set_spawning_popen  # noqa: F401
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import forkserver, popen_fork, reduction, spawn, util
-from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
@@ -49,24 +51,17 @@ class Popen(popen_fork.Popen):
         return len(self._fds) - 1
 
     def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
         buf = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            set_spawning_popen(None)
+        spawn._dump_child(self, process_obj, buf)
         self.sentinel, data_w = forkserver.connect_to_new_process(self._fds)
         # data_w stays open while we live: the child's parent sentinel.
-        self._parent_only_fds = (self.sentinel, data_w)
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel, data_w))
+        self._own_parent_fds(self.sentinel, data_w)
         self.pid = forkserver.read_signed(self.sentinel)
         with open(data_w, "wb", closefd=False) as to_child:
             to_child.write(buf.getbuffer())
 
     def _collect(self, flag: int) -> Optional[int]:
-        from .connection import wait
+        from ._wait import wait
 
         timeout = 0 if flag == os.WNOHANG else None
         if not wait([self.sentinel], timeout):

@@ -10,8 +10,15 @@ from __future__ import annotations
 import io
 import os
 
-from . import popen_fork, reduction, spawn, util
-from ._spawning import set_spawning_popen
+# reduction and set_spawning_popen (util too, in popen_forkserver): names the stdlib's module has,
+# kept for code that reads them there; the pickling itself is spawn._dump_child's.
+from . import (
+    popen_fork,
+    reduction,  # noqa: F401
+    spawn,
+    util,
+)
+from ._spawning import set_spawning_popen  # noqa: F401
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -44,18 +51,6 @@ class Popen(popen_fork.Popen):
         self._fds.append(fd)
         return fd
 
-    def _serialize_child(self, process_obj: Any) -> io.BytesIO:
-        """Pickle what the child needs; errors surface here, in ``start()``."""
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        buf = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            set_spawning_popen(None)
-        return buf
-
     def _launch(self, process_obj: Any) -> None:
         from . import resource_tracker
 
@@ -64,7 +59,9 @@ class Popen(popen_fork.Popen):
             raise ValueError(f"cannot spawn {process_obj!r}: no Python executable (see set_executable())")
         tracker_fd = resource_tracker.getfd()
         self._fds.append(tracker_fd)
-        buf = self._serialize_child(process_obj)
+        # Pickled before the child exists: errors surface here, in start().
+        buf = io.BytesIO()
+        spawn._dump_child(self, process_obj, buf)
         parent_r = child_w = child_r = parent_w = None
         try:
             parent_r, child_w = os.pipe()
@@ -76,9 +73,7 @@ class Popen(popen_fork.Popen):
             with open(parent_w, "wb", closefd=False) as to_child:
                 to_child.write(buf.getbuffer())
         finally:
-            to_close = tuple(fd for fd in (parent_r, parent_w) if fd is not None)
-            self._parent_only_fds = to_close
-            self.finalizer = util.Finalize(self, util.close_fds, to_close)
+            self._own_parent_fds(*(fd for fd in (parent_r, parent_w) if fd is not None))
             for fd in (child_r, child_w):
                 if fd is not None:
                     os.close(fd)

@@ -13,12 +13,14 @@ import signal
 import subprocess
 import sys
 
+from . import reduction, spawn, util
+
+# A name the stdlib's module has, kept for code that reads it there; the pickling is spawn._dump_child's.
+from ._spawning import set_spawning_popen  # noqa: F401
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Optional
-
-from . import reduction, spawn, util
-from ._spawning import set_spawning_popen
 
 __all__ = ["Popen"]
 
@@ -54,12 +56,7 @@ if sys.platform == "win32":  # pragma: no cover - exercised only on Windows
                 self._handle = hp
                 self.sentinel = int(hp)
                 self.finalizer = util.Finalize(self, _close_handles, (self.sentinel, int(rhandle)))
-                set_spawning_popen(self)
-                try:
-                    reduction.dump(prep_data, to_child)
-                    reduction.dump(process_obj, to_child)
-                finally:
-                    set_spawning_popen(None)
+                spawn._dump_child(self, process_obj, to_child, prep_data)
 
         def duplicate_for_child(self, handle: int) -> int:
             return reduction.duplicate(handle, self.sentinel)

@@ -9,7 +9,7 @@ holds, so ``parent_process()`` in the child is this process.
 
 from __future__ import annotations
 
-from . import popen_forkserver, util
+from . import popen_forkserver
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -37,5 +37,4 @@ class Popen(popen_forkserver.Popen):
     def _launch(self, process_obj: Any) -> None:
         self.sentinel, keep_w, self.pid = self._zygote._request(self._child_fds, self._info)
         # keep_w stays open while we live: the child's parent sentinel.
-        self._parent_only_fds = (self.sentinel, keep_w)
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel, keep_w))
+        self._own_parent_fds(self.sentinel, keep_w)

@@ -16,6 +16,8 @@ import sys
 import threading
 import weakref
 
+from . import _current_method
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Iterable, Mapping, Optional
@@ -306,9 +308,7 @@ class BaseProcess:
         global _current_process, _parent_process, _process_counter, _children
         try:
             if self._start_method is not None:
-                from . import context
-
-                context._force_start_method(self._start_method)
+                _current_method.force(self._start_method)
             _process_counter = itertools.count(1)
             inherited = _children
             _children = set()
@@ -395,7 +395,7 @@ class _ParentProcess(BaseProcess):
     def is_alive(self) -> bool:
         if self._sentinel is None:
             return False
-        from .connection import wait
+        from ._wait import wait
 
         return not wait([self._sentinel], timeout=0)
 
@@ -405,7 +405,7 @@ class _ParentProcess(BaseProcess):
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Wait until the parent exits or ``timeout`` seconds pass."""
-        from .connection import wait
+        from ._wait import wait
 
         if self._sentinel is not None:
             wait([self._sentinel], timeout=timeout)

@@ -287,18 +287,59 @@ class MessageEncoder:
         return buffer.getvalue()
 
 
-def _describe(obj: Any) -> str:
+# ---------------------------------------------------------------- naming what cannot be serialized
+
+
+def describe(obj: Any) -> str:
+    """How an error message names ``obj``: its type (module-qualified unless a builtin), and its name if it has one.
+
+    ``'list object'``, ``'_thread.lock object'``, ``"function object 'outer.<locals>.f'"``.
+    """
     kind = type(obj)
-    name = getattr(obj, "__qualname__", None) if isinstance(obj, (type, types.FunctionType)) else None
     what = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
-    return f"{what} object {name!r}" if name else f"{what} object"
+    name = getattr(obj, "__qualname__", None)
+    return f"{what} object {name!r}" if isinstance(name, str) else f"{what} object"
+
+
+def serialization_error(message: str, exc: BaseException) -> BaseException:
+    """The error a sender sees when something cannot be serialized; ``message`` names it.
+
+    A serializer's own error (``PicklingError``, ``TypeError``,
+    ``AttributeError``; anything else pickle gives up with, such as
+    ``RecursionError``, as a ``PicklingError``) becomes a new error carrying
+    ``message``, caused by the original.  Any other exception was raised on
+    purpose by the object (its ``__reduce__``) and goes on as it is, as with
+    the standard library, with ``message`` added as a note where Python has
+    notes (3.11+).
+    """
+    if isinstance(exc, _CANNOT_PICKLE):
+        kind = type(exc) if type(exc) in (pickle.PicklingError, TypeError, AttributeError) else pickle.PicklingError
+        error = kind(message)
+        error.__cause__ = exc
+        return error
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(message)
+    return exc
+
+
+def find_unserializable(objects: Any, serializer: Optional[Serializer] = None) -> Optional[tuple[int, Any, Exception]]:
+    """The first of ``objects`` that cannot be serialized: ``(its position, it, the error)``; ``None`` if all can be.
+
+    For naming the culprit once a whole payload (a call, a chunk of items
+    or results) has failed.
+    """
+    chosen = serializer or _default_serializer
+    for position, obj in enumerate(objects):
+        try:
+            chosen.dumps(obj)
+        except Exception as exc:
+            return position, obj, exc
+    return None
 
 
 def _cannot_serialize(obj: Any, exc: BaseException) -> BaseException:
-    """The error a sender sees: the same type as pickle's, naming the object."""
-    message = f"cannot serialize {_describe(obj)}: {exc}"
-    kind = type(exc) if type(exc) in (pickle.PicklingError, TypeError, AttributeError) else pickle.PicklingError
-    return kind(message)
+    return serialization_error(f"cannot serialize {describe(obj)}: {exc}", exc)
 
 
 # ---------------------------------------------------------------- dill bridge
@@ -631,6 +672,12 @@ else:
         if popen_obj is not None:
             return popen_obj.DupFd(popen_obj.duplicate_for_child(fd))
         if HAVE_SEND_HANDLE:
+            # The one import cycle the platform forces: outside a child's
+            # creation a descriptor can only reach another process through a
+            # server that sends it over an authenticated connection (the
+            # resource sharer: _listener, _handshake, _connection), and
+            # connections pickle their messages with this module.  Deferred
+            # to here, so that neither side needs the other to load.
             from . import resource_sharer
 
             return resource_sharer.DupFd(fd)

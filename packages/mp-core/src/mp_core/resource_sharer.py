@@ -34,11 +34,11 @@ import time
 from typing import Any, Callable, Optional
 
 from . import process, reduction, util
+from ._exceptions import AuthenticationError
 from ._forksafe_threads import ForkSafeThread
 from ._framing import BadMessageLength
 from ._handshake import recv_bytes_by
-from ._listener import CONNECTION_TIMEOUT
-from .context import AuthenticationError
+from ._listener import CONNECTION_TIMEOUT, Client, Listener
 
 # Far more than the pickle of a request (a key and a pid) takes.
 _MAX_REQUEST = 256
@@ -97,8 +97,6 @@ class _ResourceSharer:
     @staticmethod
     def get_connection(ident: tuple[Any, int]) -> Any:
         """Connect to the owner of ``ident`` and ask for it."""
-        from .connection import Client
-
         address, key = ident
         conn = Client(address, authkey=process.current_process().authkey)
         conn.send((key, os.getpid()))
@@ -107,8 +105,6 @@ class _ResourceSharer:
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop the serving thread (waiting up to ``timeout`` seconds) and close
         the descriptors that were never asked for."""
-        from .connection import Client
-
         with self._lock:
             address, thread, listener, wake_fds = self._address, self._thread, self._listener, self._wake_fds
         if address is not None:
@@ -146,8 +142,6 @@ class _ResourceSharer:
         self._listener = self._address = self._thread = None
 
     def _start(self) -> None:
-        from .connection import Listener
-
         util.debug("starting listener and thread for sending handles")
         self._listener = Listener(authkey=process.current_process().authkey, backlog=128)
         self._address = self._listener.address

@@ -18,7 +18,8 @@ import runpy
 import sys
 import types
 
-from . import process, reduction, util
+from . import _current_method, process, reduction, util
+from ._spawning import set_spawning_popen
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -164,19 +165,37 @@ def get_preparation_data(name: str) -> dict[str, Any]:
         sys_path[sys_path.index("")] = process.ORIGINAL_DIR
     except ValueError:
         pass
-    from .context import _default_context
-
     data.update(
         name=name,
         sys_path=sys_path,
         sys_argv=sys.argv,
         orig_dir=process.ORIGINAL_DIR,
         dir=os.getcwd(),
-        start_method=_default_context.get_start_method(),
+        start_method=_current_method.get(),
         serializer=reduction.get_serializer(),
     )
     data.update(_main_module_origin(sys.modules["__main__"]))
     return data
+
+
+def _dump_child(popen: Any, process_obj: Any, file: Any, preparation_data: Optional[dict[str, Any]] = None) -> None:
+    """Write to ``file`` what a fresh child reads first (``_main``): the preparation data, then ``process_obj``.
+
+    ``popen`` (the ``Popen`` starting the child) is marked as this thread's
+    spawning one meanwhile: objects that may only travel to a new child
+    (authkeys, semaphores, pipe ends) let themselves be pickled, and
+    descriptors reach the child through ``popen.DupFd``.  The preparation
+    data is gathered now unless given (Windows gathers it before creating
+    the child).  Serialization errors propagate to the caller (``start()``).
+    """
+    if preparation_data is None:
+        preparation_data = get_preparation_data(process_obj._name)
+    set_spawning_popen(popen)
+    try:
+        reduction.dump(preparation_data, file)
+        reduction.dump(process_obj, file)
+    finally:
+        set_spawning_popen(None)
 
 
 def _main_module_origin(main_module: types.ModuleType) -> dict[str, str]:
@@ -225,9 +244,7 @@ def prepare(data: dict[str, Any]) -> None:
     if "orig_dir" in data:
         process.ORIGINAL_DIR = data["orig_dir"]
     if "start_method" in data:
-        from .context import _force_start_method
-
-        _force_start_method(data["start_method"])
+        _current_method.force(data["start_method"])
     if "serializer" in data:
         reduction._default_serializer = data["serializer"]
     if "init_main_from_name" in data:

@@ -627,14 +627,14 @@ def _cleanup_tests() -> None:
     Stops the fork server, the resource sharer and the resource tracker, and
     forgets the start method, so that the next test starts from scratch.
     """
-    from . import context, forkserver, resource_sharer, resource_tracker
+    from . import _current_method, forkserver, resource_sharer, resource_tracker
 
     forkserver._forkserver._stop()
     resource_sharer.stop()
     stop_tracker = getattr(resource_tracker._resource_tracker, "_stop", None)
     if stop_tracker is not None:
         stop_tracker()
-    context._default_context._actual_context = None
+    _current_method.force(None)
     process._cleanup()
 
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from mp_core import process, util
 from mp_core.context import get_spawning_popen
 
+from ._local_servers import local_server
 from ._protocol import (
     RELEASE,
     REPLY_PROXY,
@@ -38,8 +39,10 @@ from ._protocol import (
     convert_to_error,
     listener_client,
 )
-from ._server import Server, local_server
 from ._wire import MessageStream
+
+if TYPE_CHECKING:
+    from ._server import Server
 
 __all__ = [
     "BaseProxy",

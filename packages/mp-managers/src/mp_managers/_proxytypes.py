@@ -14,7 +14,6 @@ import threading
 import types
 from typing import Any, Callable, Optional
 
-from mp_core import reduction
 from mp_sync import synchronize
 
 from ._proxy import BaseProxy, forwarding
@@ -52,7 +51,6 @@ __all__ = [
     "ArrayProxy",
     "BasePoolProxy",
     "PoolProxy",
-    "register_view_reducers",
 ]
 
 
@@ -127,16 +125,6 @@ class ServerBoundedSemaphore(threading.BoundedSemaphore):
     """``threading.BoundedSemaphore`` with ``locked()``, as ``ServerSemaphore``."""
 
     locked = ServerSemaphore.locked
-
-
-def _as_list(obj: Any) -> tuple:
-    return list, (list(obj),)
-
-
-def register_view_reducers() -> None:
-    """Send dict views (``keys()``, ``values()``, ``items()``) as lists, as the standard library does."""
-    for view in ("items", "keys", "values"):
-        reduction.register(type(getattr({}, view)()), _as_list)
 
 
 # ---------------------------------------------------------------- proxies

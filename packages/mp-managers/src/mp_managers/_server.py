@@ -30,9 +30,10 @@ import sys
 import threading
 from typing import Any, Optional
 
-from mp_core import _handshake, connection, process, util
+from mp_core import _handshake, connection, process, reduction, util
 from mp_core.context import AuthenticationError
 
+from . import _local_servers
 from ._handshakes import PendingHandshakes, shut_down_socket
 from ._protocol import (
     RELEASE,
@@ -47,21 +48,7 @@ from ._protocol import (
 )
 from ._wire import MessageStream
 
-__all__ = ["Server", "local_server"]
-
-# Servers running in this process, by address: a proxy unpickled here holds
-# its reference directly instead of through a connection to itself.
-_local_servers: dict[Any, Server] = {}
-
-if hasattr(os, "register_at_fork"):
-    # A forked child (a pool worker of the server, say) serves nothing.
-    os.register_at_fork(after_in_child=_local_servers.clear)
-
-
-def local_server(address: Any) -> Optional[Server]:
-    """The server running in this process at ``address``, if any."""
-    return _local_servers.get(address)
-
+__all__ = ["Server", "register_view_reducers"]
 
 _ALREADY_REPLIED = object()
 _NO_REFERENCE_COUNTING = sys.implementation.name != "cpython"
@@ -71,6 +58,20 @@ _NO_REPLY = object()
 # at once would spin; back off (and evict a stalled handshake) instead.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _MAX_ACCEPT_BACKOFF = 1.0
+
+
+def _as_list(obj: Any) -> tuple:
+    return list, (list(obj),)
+
+
+def register_view_reducers() -> None:
+    """Send dict views (``keys()``, ``values()``, ``items()``) as lists, as the standard library does.
+
+    Called by every server as it is made: a method of a managed dict returns
+    views, which its proxy receives as lists.
+    """
+    for view in ("items", "keys", "values"):
+        reduction.register(type(getattr({}, view)()), _as_list)
 
 
 class Server:
@@ -136,8 +137,6 @@ class Server:
             connection.Listener.handshake_timeout if timeout is None else timeout,
             self.eviction_age,
         )
-        from ._proxytypes import register_view_reducers
-
         register_view_reducers()
 
     # ------------------------------------------------------------ running
@@ -148,7 +147,7 @@ class Server:
         Returns once stopped (the standard library's server exits the
         process instead; code after this call runs here).
         """
-        _local_servers[self.address] = self
+        _local_servers.add(self)
         # What the handshake needs, loaded now: the first client must not
         # wait for OpenSSL to load (and look like a stalled peer meanwhile),
         # and out of descriptors, challenges must still be made (PyPy).
@@ -179,8 +178,7 @@ class Server:
 
     def _close(self) -> None:
         self._stop_event.set()
-        if _local_servers.get(self.address) is self:
-            del _local_servers[self.address]
+        _local_servers.discard(self)
         try:
             os.write(self._wake_w, b"x")
         except OSError:

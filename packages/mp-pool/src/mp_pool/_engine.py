@@ -2,22 +2,34 @@
 
 How a task travels::
 
-    caller thread               manager thread (one per pool)                worker process
-    -------------               -----------------------------                --------------
-    map_async(f, items)
-      pickle f once ─> job ─> inbox ─(wake pipe)─> job queue (FIFO)
-                                  │ a worker has room? cut the next chunk
-                                  │ (sized by bytes when no chunksize),
-                                  │ pickle it; first chunk of this job for
-                                  │ this worker: FUNC frame (f) in front
-                                  │ outbox ─ non-blocking write ── task pipe ─> read ahead, run f
-                                  │                                             over the chunk
-                                  │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
-                                  │ writable task pipes, wake pipe                    per task
-                                  └ results (many per read): unpickle,
-                                    deliver to the MapResult ─> callback, get() wakes
+    caller thread                 manager thread (one per pool)                  worker process
+    -------------                 -----------------------------                  --------------
+    pool.map_async(f, items)
+      MapResult ─> submit_map:
+        open_job: a job id, the
+        result filed in Pool._cache
+        pickle f once
+        Job ─> inbox ─(wake pipe)─> job queue (FIFO)
+                                    │ a worker has room? take the job's next
+                                    │ Chunk (sized in _sources), pickle it:
+                                    │ a Task; the job's first task for this
+                                    │ worker: FUNC frame (f) in front
+                                    │ outbox ─ non-blocking write ── task pipe ─> read ahead,
+                                    │                                             run f over the chunk
+                                    │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
+                                    │ writable task pipes, wake pipe                    per task
+                                    └ results (many per read): unpickle,
+                                      result._deliver(the chunk's values)
+                                      ─> callback; the last chunk: the
+                                      result leaves Pool._cache, get() wakes
+    result.get() <───────────────────────────┘
     imap(f, generator)
-      feeder thread: reads the input a few chunks ahead ─> job's buffer ─(wake)─> (as above)
+      feeder thread: reads the input a few chunks ahead ─> the job's buffer ─(wake)─> (as above)
+
+The engine and the results meet only at ``_results.PendingResult`` (what
+the engine calls) and ``_results.ResultOwner`` (what a result asks of the
+engine).  The engine never refers to the ``Pool``; a result holds it only
+to keep it alive while pending.
 
 Each worker owns its two pipes: no lock is shared between processes, so a
 worker that dies holds nothing another needs.  A worker answers its tasks
@@ -74,6 +86,7 @@ from ._errors import (
     WorkerLostError,
     attach_remote_traceback,
     describe_exit,
+    fresh_copy,
 )
 from ._jobs import (
     Job,
@@ -82,8 +95,10 @@ from ._jobs import (
     chunk_serialization_error,
     finish_submission,
     function_serialization_error,
+    open_job,
 )
-from ._sources import SingleSource, SizedSequenceSource, make_source
+from ._results import PendingResult
+from ._sources import SingleSource, make_source
 from ._transport import RESULTS, SENTINEL, WAKE, Transport, WorkerChannel
 from ._worker import run_worker
 
@@ -134,9 +149,11 @@ class ProcessEngine:
         initargs: Sequence[Any],
         maxtasksperchild: Optional[int],
         serializer: Optional[reduction.Serializer],
+        cache: dict[int, Any],
         zygote: bool = False,
     ) -> None:
         self._factory = process_factory
+        self._cache = cache  # the pool's ``_cache``: results not yet ready, by job id
         self.size = processes
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -194,65 +211,73 @@ class ProcessEngine:
 
     # ================================================================ any thread
 
-    def submit_call(self, result: Any, func: Any, args: Any, kwds: Any) -> None:
+    def submit_call(self, result: PendingResult, func: Any, args: Any, kwds: Any) -> None:
         """Queue ``func(*args, **kwds)`` for ``result``, serialized here, in the caller's thread.
 
         A payload that cannot be serialized fails ``result`` at once, naming
         the function or argument.
         """
+        job_id = open_job(self._cache, result, self)
         task_id = next(self._task_ids)
         try:
-            frame = _wire.task_frame(_wire.CALL, task_id, result._job, (func, args, kwds), True, self._serializer)
+            frame = _wire.task_frame(_wire.CALL, task_id, job_id, (func, args, kwds), True, self._serializer)
         except Exception as exc:
-            result._abort(call_serialization_error(result._job, func, args, kwds, exc, self._serializer), notify=True)
+            result._abort(call_serialization_error(job_id, func, args, kwds, exc, self._serializer), notify=True)
             return
-        self._submit(Job(_wire.CALL, "apply", func, result, SingleSource((task_id, frame))))
+        self._submit(Job(job_id, _wire.CALL, "apply", func, result, SingleSource((task_id, frame))))
 
     def submit_map(
-        self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int, sized: bool = False
+        self,
+        result: PendingResult,
+        func: Any,
+        star: bool,
+        name: str,
+        iterable: Any,
+        chunksize: int,
+        sized: bool = False,
     ) -> None:
         """Queue ``func`` over the items of ``iterable`` in chunks, for ``result``.
 
-        The function is serialized once, here; a list, tuple or range is
-        sliced lazily by the manager, any other iterable is read by a feeder
-        thread of its own.  With ``sized``, ``chunksize`` is only an upper
-        bound and chunks are cut by serialized size (``SizedSequenceSource``).
+        The function is serialized once, here; the chunks come from
+        ``make_source`` (``sized``: cut by serialized size, at most
+        ``chunksize`` items).
         """
+        job_id = open_job(self._cache, result, self)
         kind = _wire.STARMAP if star else _wire.MAP
         try:
-            func_frame = _wire.task_frame(_wire.FUNC, 0, result._job, func, True, self._serializer)
+            func_frame = _wire.task_frame(_wire.FUNC, 0, job_id, func, True, self._serializer)
         except Exception as exc:
-            result._abort(function_serialization_error(name, result._job, func, exc), notify=True)
+            result._abort(function_serialization_error(name, job_id, func, exc), notify=True)
             return
-        job = Job(kind, name, func, result, None)
-        job.func_frame = func_frame
-        if sized and type(iterable) in (list, tuple, range):
-            job.source = SizedSequenceSource(iterable, chunksize)
-            self._submit(job)
-            return
-        job.source = make_source(
+        source = make_source(
             iterable,
             chunksize,
             lambda: self.notify_source(job),
             limit=2 * MAX_DEPTH * self.size,
-            name=f"PoolFeeder-{job.id}",
+            name=f"PoolFeeder-{job_id}",
+            sized=sized,
         )
-        feeder = getattr(job.source, "thread", None)
-        if feeder is not None:
-            self._feeders.add(feeder)
+        job = Job(job_id, kind, name, func, result, source)
+        job.func_frame = func_frame
+        if source.thread is not None:
+            self._feeders.add(source.thread)
         self._submit(job)
 
     def _submit(self, job: Job) -> None:
         with self._lock:
             error: Optional[BaseException] = None
             if self.broken is not None:
-                error = _fresh(self.broken)
+                error = fresh_copy(self.broken)
             elif self._stopped:
                 error = PoolTerminatedError("the pool was terminated")
             else:
                 self._inbox.append(job)
         if finish_submission(job, error):
             self._wake()
+
+    def forget_result(self, job_id: int) -> None:
+        """The result of job ``job_id`` is ready: it leaves the pool's cache."""
+        self._cache.pop(job_id, None)
 
     def notify_source(self, job: Job) -> None:
         """A feeder has added chunks to ``job`` (or finished): have it looked at again."""
@@ -303,6 +328,7 @@ class ProcessEngine:
         return any(feeder.is_current() for feeder in list(self._feeders))
 
     def delivers_in_current_thread(self) -> bool:
+        """Whether the running thread is the manager thread, the one that delivers results."""
         return self.thread.is_current()
 
     def _wake(self) -> None:
@@ -648,16 +674,17 @@ class ProcessEngine:
             job = queue[0]
             if busy >= self._depth(job):
                 return None
-            chunk = job.source.take()
+            source = job.source
+            chunk = source.take()
             if chunk is None:
                 queue.popleft()
                 job.queued = False
-                if job.source.exhausted:
-                    self._drained(job)
+                if source.exhausted and job.mark_drained():
+                    self._retire(job)
                 continue
             index, start, items, error = chunk
             if job.kind == _wire.CALL:
-                task_id, task_frame = items
+                task_id, task_frame = items  # serialized by submit_call
                 task = Task(task_id, job, 0, 0, 1)
                 task.frame = task_frame
                 job.outstanding += 1
@@ -673,9 +700,8 @@ class ProcessEngine:
             except Exception as exc:
                 self._finish(task, False, chunk_serialization_error(task, items, exc, self._serializer))
                 continue
-            observe = getattr(job.source, "observe", None)
-            if observe is not None:
-                observe(span, _wire.frame_size(task.frame))
+            if source.sized:
+                source.observe(span, _wire.frame_size(task.frame))
             return task
         return None
 
@@ -789,17 +815,9 @@ class ProcessEngine:
     def _finish(self, task: Task, ok: bool, value: Any) -> None:
         job = task.job
         task.frame = None
-        job.outstanding -= 1
+        done = job.task_finished()
         job.result._deliver(task.index, task.start, task.span, ok, value)
-        if job.drained and job.outstanding == 0:
-            self._retire(job)
-
-    def _drained(self, job: Job) -> None:
-        job.drained = True
-        set_length = getattr(job.result, "_set_length", None)
-        if set_length is not None:
-            set_length(job.source.count)
-        if job.outstanding == 0:
+        if done:
             self._retire(job)
 
     def _retire(self, job: Job) -> None:
@@ -835,13 +853,6 @@ class ProcessEngine:
         for conn in self._starting:
             conn.close()
         self._close_own_fds()
-
-
-def _fresh(error: BrokenPoolError) -> BrokenPoolError:
-    """A new exception equal to ``error``, so each raise gets its own traceback."""
-    copy = BrokenPoolError(*error.args)
-    copy.__cause__ = error.__cause__
-    return copy
 
 
 def _signal(send: Callable[[], None]) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "WorkerLostError",
     "BrokenPoolError",
     "PoolTerminatedError",
+    "fresh_copy",
     "describe_exit",
     "format_remote",
     "attach_remote_traceback",
@@ -94,6 +95,13 @@ class BrokenPoolError(ProcessError):
     later submission; ``__cause__`` carries the original error when there
     is one.  ``close()``, ``terminate()`` and ``join()`` still work.
     """
+
+
+def fresh_copy(error: BrokenPoolError) -> BrokenPoolError:
+    """A new exception equal to the pool's ``error`` (its cause included), so that each raise gets its own traceback."""
+    copy = BrokenPoolError(*error.args)
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 class PoolTerminatedError(ProcessError):

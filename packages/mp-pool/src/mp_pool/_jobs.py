@@ -2,29 +2,48 @@
 
 A *job* is one call of the pool's API (``apply_async``, ``map``, ``imap``...):
 a result to fill and a source of chunks.  A *task* is one chunk of a job
-sent to one worker.  Errors about serialization name the job, the task, the
+sent to one worker.  The engine mints the job's id when it is submitted
+(``open_job``) and retires it once its source is drained and its last task
+has finished.  Errors about serialization name the job, the task, the
 chunk and the item or argument at fault, with the serializer's exception
-type (``PicklingError``, ``TypeError``...) and its message.
+type (``PicklingError``, ``TypeError``...) and its message
+(``mp_core.reduction.serialization_error``).
 """
 
 from __future__ import annotations
 
-import pickle
+import itertools
 from typing import Any, Optional
 
 from mp_core import reduction
+from mp_core.reduction import describe, find_unserializable, serialization_error
 
 from . import _wire
 from ._errors import BrokenPoolError
+from ._results import PendingResult, ResultOwner
+from ._sources import ChunkSource
 
 __all__ = [
     "Job",
     "Task",
-    "describe_object",
+    "job_counter",
+    "open_job",
+    "finish_submission",
     "function_serialization_error",
     "call_serialization_error",
     "chunk_serialization_error",
 ]
+
+#: Job ids, unique within the process (the keys of ``Pool._cache``), as the standard library's.
+job_counter = itertools.count()
+
+
+def open_job(cache: dict[int, Any], result: PendingResult, owner: ResultOwner) -> int:
+    """Mint a job id for ``result`` and file it in the pool's ``cache`` until it is ready."""
+    job_id = next(job_counter)
+    cache[job_id] = result
+    result._opened(job_id, owner)
+    return job_id
 
 
 class Job:
@@ -44,8 +63,10 @@ class Job:
         "avg",
     )
 
-    def __init__(self, kind: Any, name: str, func: Any, result: Any, source: Any) -> None:
-        self.id: int = result._job
+    def __init__(
+        self, job_id: int, kind: Any, name: str, func: Any, result: PendingResult, source: ChunkSource
+    ) -> None:
+        self.id = job_id
         self.kind = kind
         self.name = name
         self.func = func
@@ -56,6 +77,17 @@ class Job:
         self.drained = False  # the source has been seen exhausted
         self.queued = False
         self.avg: Optional[float] = None
+
+    def mark_drained(self) -> bool:
+        """The source is exhausted: tell the result how long the input was; true if the job is done (retire it)."""
+        self.drained = True
+        self.result._set_length(self.source.count)
+        return self.outstanding == 0
+
+    def task_finished(self) -> bool:
+        """One of its tasks has finished; true if it was the last of a drained job (retire it)."""
+        self.outstanding -= 1
+        return self.drained and self.outstanding == 0
 
     def describe(self, task_id: int, index: int, start: int, span: int) -> str:
         func = getattr(self.func, "__qualname__", None) or type(self.func).__name__
@@ -99,61 +131,30 @@ def finish_submission(job: Job, error: Optional[BaseException]) -> bool:
         if isinstance(error, BrokenPoolError):
             raise error
         return False
-    start_feeding = getattr(job.source, "start", None)
-    if start_feeding is not None:
-        start_feeding()
+    job.source.start()
     return True
 
 
-def describe_object(obj: Any) -> str:
-    name = getattr(obj, "__qualname__", None)
-    kind = type(obj).__qualname__
-    return f"{kind} {name!r}" if isinstance(name, str) else f"{kind} object"
-
-
-def as_sending_error(message: str, exc: BaseException) -> BaseException:
-    """The error a submitter sees when something cannot be serialized, naming it.
-
-    The serializer's own errors (``PicklingError``, ``TypeError``,
-    ``AttributeError``) become a new exception of the same type carrying
-    ``message``.  Anything else was raised by the object itself (its
-    ``__reduce__``, say) and is what the standard library lets through: the
-    original exception, with ``message`` attached as a note where Python
-    supports notes (3.11+).
-    """
-    if type(exc) in (pickle.PicklingError, TypeError, AttributeError):
-        error = type(exc)(message)
-        error.__cause__ = exc
-        return error
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(message)
-    return exc
-
-
 def function_serialization_error(name: str, job_id: int, func: Any, exc: BaseException) -> BaseException:
-    return as_sending_error(f"cannot send the function of {name} job {job_id} ({describe_object(func)}): {exc}", exc)
+    return serialization_error(f"cannot send the function of {name} job {job_id} ({describe(func)}): {exc}", exc)
 
 
 def call_serialization_error(
     job_id: int, func: Any, args: Any, kwds: Any, exc: BaseException, serializer: Optional[reduction.Serializer]
 ) -> BaseException:
     """Name the part of an ``apply`` call that cannot be serialized."""
-    chosen = serializer or reduction.get_serializer()
     parts: list[tuple[str, Any]] = [("the function", func)]
     try:
         parts += [(f"argument {i}", arg) for i, arg in enumerate(args)]
         parts += [(f"keyword argument {key!r}", value) for key, value in dict(kwds).items()]
     except Exception:
         pass  # args/kwds of the wrong type: the original error says so
-    for what, obj in parts:
-        try:
-            chosen.dumps(obj)
-        except Exception as part_exc:
-            return as_sending_error(
-                f"cannot send {what} of apply job {job_id} ({describe_object(obj)}): {part_exc}", part_exc
-            )
-    return as_sending_error(f"cannot send apply job {job_id}: {exc}", exc)
+    culprit = find_unserializable([obj for _what, obj in parts], serializer)
+    if culprit is None:
+        return serialization_error(f"cannot send apply job {job_id}: {exc}", exc)
+    position, obj, part_exc = culprit
+    what = parts[position][0]
+    return serialization_error(f"cannot send {what} of apply job {job_id} ({describe(obj)}): {part_exc}", part_exc)
 
 
 def chunk_serialization_error(
@@ -162,12 +163,8 @@ def chunk_serialization_error(
     """Name what could not be serialized: the function, or the item of the chunk."""
     what = task.describe()
     if task.job.kind != _wire.CALL and isinstance(items, (list, tuple)):
-        chosen = serializer or reduction.get_serializer()
-        for offset, item in enumerate(items):
-            try:
-                chosen.dumps(item)
-            except Exception as item_exc:
-                what = f"item {task.start + offset} ({describe_object(item)}) of {task.describe()}"
-                exc = item_exc
-                break
-    return as_sending_error(f"cannot send {what}: {exc}", exc)
+        culprit = find_unserializable(items, serializer)
+        if culprit is not None:
+            offset, item, exc = culprit
+            what = f"item {task.start + offset} ({describe(item)}) of {what}"
+    return serialization_error(f"cannot send {what}: {exc}", exc)

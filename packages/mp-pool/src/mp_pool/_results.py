@@ -1,29 +1,42 @@
 """What ``apply_async``, ``map_async`` and ``imap`` hand back: results that fill in later.
 
-The pool's engine delivers each finished chunk with ``_deliver`` (from one
-thread at a time), and ``_abort`` ends a result early (terminate, broken
-pool).  Callbacks run in the delivering thread, before ``ready()`` turns
-true, as in the standard library: once ``get()`` returns, the callback has
-run.  A result holds a reference to its pool until it is ready, so a pool
-with pending work is not collected (and terminated) under the caller.
+The seam with the pool's engine, and nothing else, is what the engine
+calls (``PendingResult``: ``_opened``, ``_deliver``, ``_set_length``,
+``_abort``) and what a result asks of its engine (``ResultOwner``).  The
+engine mints the job id and files the result in the pool's cache when the
+job is submitted (``_opened``); it delivers each finished chunk with
+``_deliver`` (from one thread at a time), tells an ``imap`` iterator its
+length once the input is read (``_set_length``), and ``_abort`` ends a
+result early (terminate, broken pool).  A ready result leaves the cache
+through ``ResultOwner.forget_result``.
+
+Callbacks run in the delivering thread, before ``ready()`` turns true, as
+in the standard library: once ``get()`` returns, the callback has run.  A
+result holds a reference to its pool until it is ready, so a pool with
+pending work is not collected (and terminated) under the caller; it never
+looks into the pool.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
 
 from mp_core.context import TimeoutError
 
-__all__ = ["ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator", "job_counter"]
-
-#: Job ids, unique within the process (the keys of ``Pool._cache``).
-job_counter = itertools.count()
+__all__ = [
+    "ApplyResult",
+    "AsyncResult",
+    "MapResult",
+    "IMapIterator",
+    "IMapUnorderedIterator",
+    "PendingResult",
+    "ResultOwner",
+]
 
 #: The type of a result's value (``AsyncResult[int]``); unchecked at run time.
 _T = TypeVar("_T")
@@ -37,30 +50,61 @@ def _report_callback_error(result: Any, which: str) -> None:
     traceback.print_exc()
 
 
-class _PendingResult:
-    """What every result shares: the job id, the cache entry, the pool reference."""
+class ResultOwner(Protocol):
+    """What a pending result asks of the engine that fills it."""
+
+    def delivers_in_current_thread(self) -> bool:
+        """Whether the running thread is the one that delivers results (and so must not wait for one)."""
+        ...
+
+    def forget_result(self, job_id: int) -> None:
+        """The result of job ``job_id`` is ready: drop it from the pool's cache."""
+        ...
+
+
+class PendingResult:
+    """What every result shares: its job id and owner once submitted, and the engine's side of the seam."""
 
     def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self._job = next(job_counter)
-        self._cache = pool._cache
-        self._cache[self._job] = self
+        self._pool = pool  # only to keep the pool alive while this is pending
+        self._job: Optional[int] = None  # minted by the engine on submission
+        self._owner: Optional[ResultOwner] = None
+
+    def _opened(self, job_id: int, owner: ResultOwner) -> None:
+        """The engine accepted the job: its id, and whom to tell when this is ready."""
+        self._job = job_id
+        self._owner = owner
 
     def _release(self) -> None:
-        self._cache.pop(self._job, None)
+        owner, self._owner = self._owner, None
+        if owner is not None and self._job is not None:
+            owner.forget_result(self._job)
         self._pool = None
 
     def _check_waitable(self) -> None:
         # Waiting from the thread that delivers results would wait forever.
-        pool = self._pool
-        if pool is not None and pool._engine.delivers_in_current_thread():
+        owner = self._owner
+        if owner is not None and owner.delivers_in_current_thread():
             raise RuntimeError(
                 f"cannot wait for {self!r} in a callback of its own pool: "
                 "the thread that runs callbacks is the one that delivers results"
             )
 
+    # ------------------------------------------------------------ engine side
 
-class ApplyResult(_PendingResult, Generic[_T]):
+    def _deliver(self, index: int, start: int, span: int, ok: bool, value: Any) -> None:
+        """Chunk ``index`` (``span`` positions from ``start``) finished: its values, or its exception."""
+        raise NotImplementedError
+
+    def _set_length(self, length: int) -> None:
+        """The input had ``length`` positions (told once it is read); only iterators need it."""
+
+    def _abort(self, error: BaseException, notify: bool) -> None:
+        """End early with ``error`` (calling the error callback if ``notify``), unless already finished."""
+        raise NotImplementedError
+
+
+class ApplyResult(PendingResult, Generic[_T]):
     """The result of ``apply_async`` (and the base of ``MapResult``).
 
     ``get(timeout)`` returns the value or raises the task's exception (with
@@ -122,8 +166,10 @@ class ApplyResult(_PendingResult, Generic[_T]):
                 callback(value)
             except Exception:
                 _report_callback_error(self, "callback" if ok else "error_callback")
-        self._event.set()
+        # Released before ``ready()`` turns true: once ``get()`` returns, the
+        # result has left the pool's cache and no longer keeps the pool alive.
         self._release()
+        self._event.set()
 
 
 AsyncResult = ApplyResult
@@ -167,7 +213,7 @@ class MapResult(ApplyResult[list[_T]]):
             self._finish(False, value, notify=True)
 
 
-class IMapIterator(_PendingResult, Generic[_T]):
+class IMapIterator(PendingResult, Generic[_T]):
     """The iterator ``imap`` returns: results in input order as they become ready.
 
     ``next(timeout)`` raises ``TimeoutError`` when the next result is not

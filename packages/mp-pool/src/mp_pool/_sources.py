@@ -1,9 +1,13 @@
 """Where a job's tasks come from: chunks cut from the caller's input.
 
-A chunk is ``(index, start, items, error)``: its position among the job's
-chunks, the position of its first item in the input, the items, and, for
-an input iterator that raised, the exception (``items`` is then ``None``
-and the chunk stands for one position).
+A ``Chunk`` is ``(number, start, items, error)``: its position among the
+job's chunks, the position of its first item in the input, the items, and,
+for an input iterator that raised, the exception (``items`` is then
+``None`` and the chunk stands for one position).
+
+How big the chunks are is decided here, and only here: ``map_chunksize``
+for ``map`` (the standard library's default, or chunks cut by serialized
+size) and ``make_source`` for every kind of input.
 
 ``SequenceSource`` slices a list, tuple or range on demand, in the thread
 that dispatches: no user code runs there.  ``IteratorSource`` reads any
@@ -18,46 +22,107 @@ from __future__ import annotations
 import threading
 from collections import deque
 from itertools import islice
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from mp_core._forksafe_threads import ForkSafeThread
 
-__all__ = ["Chunk", "SingleSource", "SequenceSource", "SizedSequenceSource", "IteratorSource", "make_source"]
+__all__ = [
+    "Chunk",
+    "ChunkSource",
+    "SEQUENCE_TYPES",
+    "SingleSource",
+    "SequenceSource",
+    "SizedSequenceSource",
+    "IteratorSource",
+    "map_chunksize",
+    "make_source",
+]
 
 #: What a chunk of a ``map`` without ``chunksize`` should weigh, serialized (bytes).
 CHUNK_BYTES = 256 * 1024
 #: Items in the first such chunk, cut before anything is known about their size.
 FIRST_CHUNK = 4
 
-Chunk = tuple  # (index, start, items, error)
+#: The inputs sliced on demand (and measured with ``len``); any other iterable is read by a feeder thread.
+SEQUENCE_TYPES = (list, tuple, range)
 
 
-class SingleSource:
+class Chunk(NamedTuple):
+    """A piece of a job's input, the unit a task carries."""
+
+    number: int  # its position among the job's chunks
+    start: int  # the position of its first item in the input
+    items: Any  # the items (for ``apply``, the call); ``None`` for an input error
+    error: Optional[BaseException]  # what the input iterator raised here, if it did
+
+
+class ChunkSource:
+    """What every source offers the engines.
+
+    ``take()`` returns the next chunk, or ``None`` when none is ready (or
+    none is left: then ``exhausted`` is true and ``count`` is the number of
+    positions handed out); ``stop()`` drops the rest.  The defaults below
+    serve the sources that need no thread and no feedback.
+    """
+
+    __slots__ = ()
+
+    #: The feeder thread reading the input, for a source that has one.
+    thread: Optional[ForkSafeThread] = None
+    #: Whether the source wants ``observe`` calls (it sizes chunks by bytes).
+    sized = False
+
+    @property
+    def exhausted(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def take(self) -> Optional[Chunk]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start reading the input (once the engine knows the job); nothing to do by default."""
+
+    def observe(self, span: int, nbytes: int) -> None:
+        """A chunk of ``span`` items weighed ``nbytes`` serialized; only ``sized`` sources care."""
+
+
+class SingleSource(ChunkSource):
     """One task: ``apply``'s call, whose payload the submitter already prepared."""
 
-    __slots__ = ("payload", "exhausted")
+    __slots__ = ("payload", "_taken")
 
     def __init__(self, payload: Any) -> None:
         self.payload = payload
-        self.exhausted = False
+        self._taken = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self._taken
 
     @property
     def count(self) -> int:
         return 1
 
     def take(self) -> Optional[Chunk]:
-        if self.exhausted:
+        if self._taken:
             return None
-        self.exhausted = True
+        self._taken = True
         payload, self.payload = self.payload, None
-        return (0, 0, payload, None)
+        return Chunk(0, 0, payload, None)
 
     def stop(self) -> None:
-        self.exhausted = True
+        self._taken = True
         self.payload = None
 
 
-class SequenceSource:
+class SequenceSource(ChunkSource):
     """Chunks of ``chunksize`` items sliced from a list, tuple or range."""
 
     __slots__ = ("_items", "_chunksize", "_next", "_index")
@@ -85,7 +150,7 @@ class SequenceSource:
         self._next = start + len(items)
         index = self._index
         self._index = index + 1
-        return (index, start, items, None)
+        return Chunk(index, start, items, None)
 
     def stop(self) -> None:
         self._next = len(self._items)
@@ -104,6 +169,8 @@ class SizedSequenceSource(SequenceSource):
 
     __slots__ = ("_limit", "_per_item")
 
+    sized = True
+
     def __init__(self, items: Any, limit: int) -> None:
         super().__init__(items, min(limit, FIRST_CHUNK))
         self._limit = limit
@@ -117,7 +184,7 @@ class SizedSequenceSource(SequenceSource):
         self._chunksize = max(1, min(self._limit, int(CHUNK_BYTES / per_item)))
 
 
-class IteratorSource:
+class IteratorSource(ChunkSource):
     """Chunks read from an iterator by a feeder thread, at most ``limit`` ahead.
 
     ``on_ready()`` is called (from the feeder thread) each time a chunk is
@@ -138,7 +205,7 @@ class IteratorSource:
         self._stopped = False
         self._count = 0
         self._index = 0
-        self.thread = ForkSafeThread(self._feed, name=name, wake=self._wake)
+        self.thread: ForkSafeThread = ForkSafeThread(self._feed, name=name, wake=self._wake)
 
     def start(self) -> None:
         """Start reading (once the job is known to the engine that ``on_ready`` tells)."""
@@ -204,12 +271,12 @@ class IteratorSource:
                     except BaseException as exc:  # noqa: BLE001 - delivered to the caller at its position
                         # (The items of the chunk being read are lost with
                         # it, as with the standard library.)
-                        self._push((self._index, self._count, None, exc), 1)
+                        self._push(Chunk(self._index, self._count, None, exc), 1)
                         return False
                     finally:
                         thread.blocked = False
                     if items:
-                        self._push((self._index, self._count, items, None), len(items))
+                        self._push(Chunk(self._index, self._count, items, None), len(items))
                         self._index += 1
                     if len(items) < size:
                         return False
@@ -225,8 +292,35 @@ class IteratorSource:
         self._on_ready()
 
 
-def make_source(iterable: Iterable[Any], chunksize: int, on_ready: Callable[[], None], limit: int, name: str) -> Any:
-    """A ``SequenceSource`` for a list, tuple or range; an ``IteratorSource`` for anything else."""
-    if type(iterable) in (list, tuple, range):
-        return SequenceSource(iterable, chunksize)
+def map_chunksize(length: int, chunksize: Optional[int], processes: int) -> tuple[int, bool]:
+    """The chunk size of a ``map`` over ``length`` items, and whether chunks are to be cut by serialized size.
+
+    An explicit ``chunksize`` is used as it is.  Without one, the standard
+    library's default (about four chunks per worker) becomes the upper
+    bound of chunks sized by bytes (``SizedSequenceSource``).
+    """
+    if chunksize is not None:
+        return chunksize, False
+    chunksize, extra = divmod(length, processes * 4)
+    return chunksize + (1 if extra else 0), True
+
+
+def make_source(
+    iterable: Iterable[Any],
+    chunksize: int,
+    on_ready: Callable[[], None],
+    limit: int,
+    name: str,
+    sized: bool = False,
+) -> ChunkSource:
+    """Where the chunks of a job over ``iterable`` come from.
+
+    A list, tuple or range is sliced on demand: in chunks of ``chunksize``,
+    or, with ``sized``, in chunks weighing about ``CHUNK_BYTES`` of at most
+    ``chunksize`` items.  Any other iterable is read by a feeder thread
+    (``IteratorSource``, at most ``limit`` chunks ahead, calling
+    ``on_ready``; the thread is named ``name``).
+    """
+    if type(iterable) in SEQUENCE_TYPES:
+        return SizedSequenceSource(iterable, chunksize) if sized else SequenceSource(iterable, chunksize)
     return IteratorSource(iterable, chunksize, on_ready, limit, name)

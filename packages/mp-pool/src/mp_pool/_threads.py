@@ -21,9 +21,12 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from ._errors import BrokenPoolError, PoolTerminatedError
-from ._jobs import Job, finish_submission
-from ._sources import SingleSource, make_source
+from mp_core._forksafe_threads import ForkSafeThread
+
+from ._errors import BrokenPoolError, PoolTerminatedError, fresh_copy
+from ._jobs import Job, finish_submission, open_job
+from ._results import PendingResult
+from ._sources import Chunk, SingleSource, make_source
 
 __all__ = ["ThreadEngine"]
 
@@ -49,9 +52,11 @@ class ThreadEngine:
         processes: int,
         initializer: Optional[Callable[..., Any]],
         initargs: Sequence[Any],
+        cache: dict[int, Any],
         **_ignored: Any,
     ) -> None:
         self.size = processes
+        self._cache = cache  # the pool's ``_cache``: results not yet ready, by job id
         self.processes: list[Any] = []
         self.broken: Optional[BrokenPoolError] = None
         self._initializer = initializer
@@ -67,7 +72,7 @@ class ThreadEngine:
         self._active: dict[int, Job] = {}
         self._closing = False
         self._terminating = False
-        self._feeders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self._feeders: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
         for _ in range(processes):
             worker = process_factory(target=self._work)
             worker.daemon = True
@@ -79,27 +84,39 @@ class ThreadEngine:
 
     # ---------------------------------------------------------------- submission (any thread)
 
-    def submit_call(self, result: Any, func: Any, args: Any, kwds: Any) -> None:
-        self._submit(Job(_CALL, "apply", func, result, SingleSource((func, args, kwds))))
+    def submit_call(self, result: PendingResult, func: Any, args: Any, kwds: Any) -> None:
+        job_id = open_job(self._cache, result, self)
+        self._submit(Job(job_id, _CALL, "apply", func, result, SingleSource((func, args, kwds))))
 
     def submit_map(
-        self, result: Any, func: Any, star: bool, name: str, iterable: Any, chunksize: int, sized: bool = False
+        self,
+        result: PendingResult,
+        func: Any,
+        star: bool,
+        name: str,
+        iterable: Any,
+        chunksize: int,
+        sized: bool = False,
     ) -> None:
-        job = Job(_STARMAP if star else _MAP, name, func, result, None)
-        job.source = make_source(
-            iterable, chunksize, lambda: self._notify_source(job), limit=4 * self.size, name=f"PoolFeeder-{job.id}"
+        """As ``ProcessEngine.submit_map``; chunks are never cut by size here (nothing is serialized)."""
+        job_id = open_job(self._cache, result, self)
+        source = make_source(
+            iterable, chunksize, lambda: self._notify_source(job), limit=4 * self.size, name=f"PoolFeeder-{job_id}"
         )
-        feeder = getattr(job.source, "thread", None)
-        if feeder is not None:
-            self._feeders.add(feeder)
+        job = Job(job_id, _STARMAP if star else _MAP, name, func, result, source)
+        if source.thread is not None:
+            self._feeders.add(source.thread)
         self._submit(job)
+
+    def forget_result(self, job_id: int) -> None:
+        """The result of job ``job_id`` is ready: it leaves the pool's cache."""
+        self._cache.pop(job_id, None)
 
     def _submit(self, job: Job) -> None:
         with self._cond:
             error: Optional[BaseException] = None
             if self.broken is not None:
-                error = BrokenPoolError(*self.broken.args)
-                error.__cause__ = self.broken.__cause__
+                error = fresh_copy(self.broken)
             elif self._terminating:
                 error = PoolTerminatedError("the pool was terminated")
             else:
@@ -154,7 +171,10 @@ class ThreadEngine:
     def owns_current_thread(self) -> bool:
         """Whether the running thread is one of this engine's workers or input feeders."""
         current = threading.current_thread()
-        return any(worker is current for worker in self.processes) or current in self._feeders
+        # (Feeders are ForkSafeThreads: the thread under each changes when the process forks.)
+        return any(worker is current for worker in self.processes) or any(
+            feeder.is_current() for feeder in list(self._feeders)
+        )
 
     def _request_stop(self) -> None:
         # Only when no thread can be started (interpreter shutdown): the
@@ -162,6 +182,7 @@ class ThreadEngine:
         self._terminating = True
 
     def delivers_in_current_thread(self) -> bool:
+        """Whether the running thread is delivering a result (running a callback)."""
         return getattr(self._local, "delivering", False)
 
     def _stop(self, error: BaseException, notify: bool) -> None:
@@ -210,7 +231,7 @@ class ThreadEngine:
             self._run(*picked)
             picked = None
 
-    def _run(self, job: Job, chunk: tuple) -> None:
+    def _run(self, job: Job, chunk: Chunk) -> None:
         index, start, items, error = chunk
         del chunk
         if job.kind == _CALL:
@@ -235,7 +256,7 @@ class ThreadEngine:
         del items
         self._deliver(job, index, start, span, ok, value)
 
-    def _next_chunk(self) -> Optional[tuple[Job, tuple]]:
+    def _next_chunk(self) -> Optional[tuple[Job, Chunk]]:
         queue = self._queue
         while queue:
             job = queue[0]
@@ -245,13 +266,8 @@ class ThreadEngine:
                 return job, chunk
             queue.popleft()
             job.queued = False
-            if job.source.exhausted:
-                job.drained = True
-                set_length = getattr(job.result, "_set_length", None)
-                if set_length is not None:
-                    set_length(job.source.count)
-                if job.outstanding == 0:
-                    self._active.pop(job.id, None)
+            if job.source.exhausted and job.mark_drained():
+                self._active.pop(job.id, None)
         return None
 
     def _deliver(self, job: Job, index: int, start: int, span: int, ok: bool, value: Any) -> None:
@@ -262,7 +278,6 @@ class ThreadEngine:
             finally:
                 self._local.delivering = False
         with self._cond:
-            job.outstanding -= 1
-            if job.drained and job.outstanding == 0 and self._active.pop(job.id, None) is not None:
+            if job.task_finished() and self._active.pop(job.id, None) is not None:
                 if self._closing and not self._active:
                     self._cond.notify_all()

@@ -175,7 +175,11 @@ def _send_value(
     try:
         payload = _wire.result_frame(task_id, _wire.OK, elapsed, value, serializer=serializer)
     except Exception as exc:
-        culprit = _first_unserializable(value, serializer) if type(value) is list else value
+        culprit = value
+        if type(value) is list:  # a chunk's results: name the one that cannot travel
+            found = reduction.find_unserializable(value, serializer)
+            if found is not None:
+                culprit = found[1]
         payload = _wire.result_frame(task_id, _wire.ERROR, elapsed, (MaybeEncodingError(exc, culprit), None))
     send(payload)
 
@@ -195,14 +199,3 @@ def _send_failure(
     except Exception as encoding_error:
         payload = _wire.result_frame(task_id, status, 0.0, (MaybeEncodingError(encoding_error, exc), tb))
     send(payload)
-
-
-def _first_unserializable(values: list, serializer: Optional[reduction.Serializer]) -> Any:
-    """The first item of a chunk's results that cannot be serialized (to name it)."""
-    chosen = serializer or reduction.get_serializer()
-    for item in values:
-        try:
-            chosen.dumps(item)
-        except Exception:
-            return item
-    return values

@@ -38,6 +38,7 @@ import mp_core
 from mp_core import reduction, util
 from mp_core.context import TimeoutError as TimeoutError
 
+from . import _errors, _sources
 from ._dummy_process import DummyProcess
 from ._engine import ProcessEngine
 from ._errors import BrokenPoolError as BrokenPoolError
@@ -47,12 +48,12 @@ from ._errors import PoolTerminatedError as PoolTerminatedError
 from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import WorkerLostError as WorkerLostError
 from ._errors import rebuild_exc as rebuild_exc
+from ._jobs import job_counter as job_counter
 from ._results import ApplyResult as ApplyResult
 from ._results import AsyncResult as AsyncResult
 from ._results import IMapIterator as IMapIterator
 from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
-from ._results import job_counter as job_counter
 from ._threads import ThreadEngine
 
 __all__ = ["Pool", "ThreadPool"]
@@ -62,8 +63,6 @@ INIT = "INIT"
 RUN = "RUN"
 CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
-
-_SEQUENCES = (list, tuple, range)
 
 _S = TypeVar("_S")  # an item of a map's input
 _T = TypeVar("_T")  # what the mapped or applied function returns
@@ -103,6 +102,9 @@ class Pool:
     of the same pool.
     """
 
+    # The standard library's class attribute (its workers wrap exceptions for
+    # sending when true); nothing here reads it, it is kept because code
+    # written against the standard library's Pool may look it up.
     _wrap_exception = True
 
     @staticmethod
@@ -152,6 +154,7 @@ class Pool:
             initargs=self._initargs,
             maxtasksperchild=self._maxtasksperchild,
             serializer=self._serializer,
+            cache=self._cache,
             zygote=self._ctx.get_start_method() == "fork",
         )
 
@@ -181,9 +184,7 @@ class Pool:
             raise RuntimeError("a pool can only be used by the process that created it")
         broken = self._engine.broken
         if broken is not None:
-            error = BrokenPoolError(*broken.args)
-            error.__cause__ = broken.__cause__
-            raise error
+            raise _errors.fresh_copy(broken)
 
     # ---------------------------------------------------------------- single calls
 
@@ -255,16 +256,12 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], object]] = None,
     ) -> MapResult[_T]:
         self._check_running()
-        if type(iterable) not in _SEQUENCES:
-            iterable = list(iterable)
-        sized = chunksize is None
-        if sized:
-            chunksize, extra = divmod(len(iterable), self._processes * 4)  # type: ignore[arg-type]
-            if extra:
-                chunksize += 1
-        result = MapResult(self, chunksize, len(iterable), callback, error_callback)  # type: ignore[arg-type]
+        items = iterable if type(iterable) in _sources.SEQUENCE_TYPES else list(iterable)
+        length = len(items)  # type: ignore[arg-type]
+        size, sized = _sources.map_chunksize(length, chunksize, self._processes)
+        result = MapResult(self, size, length, callback, error_callback)
         if not result.ready():
-            self._engine.submit_map(result, func, star, name, iterable, chunksize, sized)
+            self._engine.submit_map(result, func, star, name, items, size, sized)
         return result
 
     def imap(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int = 1) -> IMapIterator[_T]:
@@ -355,4 +352,5 @@ class ThreadPool(Pool):
             processes=self._processes,
             initializer=self._initializer,
             initargs=self._initargs,
+            cache=self._cache,
         )

@@ -15,30 +15,23 @@ it, generated from the same table by ``python -m tools.stubs``.
 from __future__ import annotations
 
 import importlib as _importlib
-import sys as _sys
 from types import ModuleType as _ModuleType
 
+import mp_core as _mp_core
 from mp_core import context as context  # the modules the stdlib imports eagerly too
 from mp_core import process as process
 from mp_core import reduction as reduction
 from mp_core._owners import SUBMODULES as _SUBMODULES
-from mp_core.context import _default_context
 
 from . import _aliases
 from .__about__ import __version__ as __version__
 
 _aliases.install()
 
-__all__ = [name for name in dir(_default_context) if not name.startswith("_")]
-globals().update((name, getattr(_default_context, name)) for name in __all__)
-
-SUBDEBUG = 5
-SUBWARNING = 25
-__all__ += ["SUBDEBUG", "SUBWARNING"]
-
-# A spawned child sees the parent's main module under this name as well.
-if "__mp_main__" not in _sys.modules:
-    _sys.modules["__mp_main__"] = _sys.modules["__main__"]
+# mp_core's names (its default context's methods, the logging levels) and its
+# set-up (``__mp_main__``), all but its own version.
+__all__ = [name for name in _mp_core.__all__ if name != "__version__"]
+globals().update((name, getattr(_mp_core, name)) for name in __all__)
 
 
 def __getattr__(name: str) -> _ModuleType:

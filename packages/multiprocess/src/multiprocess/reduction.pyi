@@ -14,8 +14,10 @@ from mp_core.reduction import ForkingPickler as ForkingPickler
 from mp_core.reduction import MessageEncoder as MessageEncoder
 from mp_core.reduction import Serializer as Serializer
 from mp_core.reduction import configure as configure
+from mp_core.reduction import describe as describe
 from mp_core.reduction import dump as dump
 from mp_core.reduction import dumps as dumps
+from mp_core.reduction import find_unserializable as find_unserializable
 from mp_core.reduction import get_serializer as get_serializer
 from mp_core.reduction import get_spawning_popen as get_spawning_popen
 from mp_core.reduction import load as load
@@ -25,6 +27,7 @@ from mp_core.reduction import recvfds as recvfds
 from mp_core.reduction import register as register
 from mp_core.reduction import send_handle as send_handle
 from mp_core.reduction import sendfds as sendfds
+from mp_core.reduction import serialization_error as serialization_error
 
 __all__ = [
     "send_handle",

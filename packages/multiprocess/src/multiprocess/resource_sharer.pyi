@@ -8,8 +8,10 @@ The same module object, from the mp-core distribution.
 from mp_core.resource_sharer import CONNECTION_TIMEOUT as CONNECTION_TIMEOUT
 from mp_core.resource_sharer import AuthenticationError as AuthenticationError
 from mp_core.resource_sharer import BadMessageLength as BadMessageLength
+from mp_core.resource_sharer import Client as Client
 from mp_core.resource_sharer import DupFd as DupFd
 from mp_core.resource_sharer import ForkSafeThread as ForkSafeThread
+from mp_core.resource_sharer import Listener as Listener
 from mp_core.resource_sharer import recv_bytes_by as recv_bytes_by
 from mp_core.resource_sharer import stop as stop
 

@@ -16,6 +16,7 @@ from mp_core.spawn import import_main_path as import_main_path
 from mp_core.spawn import is_forking as is_forking
 from mp_core.spawn import prepare as prepare
 from mp_core.spawn import set_executable as set_executable
+from mp_core.spawn import set_spawning_popen as set_spawning_popen
 from mp_core.spawn import spawn_main as spawn_main
 
 __all__ = [
