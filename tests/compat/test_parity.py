@@ -135,6 +135,7 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
         "get_serializer": (None, "the process-wide serialization settings"),
         "dumps": (None, "serialize with the layer's settings (the stdlib has ForkingPickler.dumps only)"),
         "loads": (None, "the inverse of dumps"),
+        "MessageEncoder": (None, "dumps reusing one pickler, for a channel with one writer (the managers' stream)"),
         "ForkingPickler.reducer_override": (None, "hands to dill what pickle cannot carry (DESIGN.md)"),
     },
     "util": {

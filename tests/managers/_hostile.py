@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import pickle
 import socket
-import struct
 from typing import Any
 
 from mp_core import connection
+from mp_core._framing import message_header
 from mp_managers.managers import Server, SyncManager
 
 
@@ -105,9 +105,7 @@ def serves(conn: Any) -> bool:
 
 def header(size: int) -> bytes:
     """A message size header as the managers' wire format writes it."""
-    if size < 0x7FFFFFFF:
-        return struct.pack("!i", size)
-    return struct.pack("!i", -1) + struct.pack("!Q", size)
+    return message_header(size)
 
 
 def rss_bytes(pid: int) -> int:

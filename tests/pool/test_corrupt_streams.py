@@ -137,7 +137,7 @@ def test_a_worker_whose_task_pipe_carries_garbage_exits_saying_so_and_is_replace
     worker = pool._engine._workers[0]
     pid = pool.apply(os.getpid)
     process = worker.process
-    os.write(worker.task_fd, data)  # the pool is idle: nothing else is being written
+    os.write(worker.channel.task_fd, data)  # the pool is idle: nothing else is being written
     process.join(60)
     assert process.exitcode == 1
     assert f"pool worker {pid}: corrupt task stream from the pool: {problem}" in capfd.readouterr().err
@@ -162,7 +162,7 @@ def test_garbage_reaching_a_busy_worker_fails_no_task_before_it(make_pool, tmp_p
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert started.exists()
-    os.write(worker.task_fd, struct.pack("!i", -7))
+    os.write(worker.channel.task_fd, struct.pack("!i", -7))
     outcomes = []
     for result in (busy, queued):
         try:

@@ -1,18 +1,14 @@
 """``Connection`` and ``Pipe``: framed messages over a file descriptor.
 
-Wire format (the standard library's, so that both interoperate)::
-
-    size < 2**31 :  [4-byte big-endian signed size] [payload]
-    larger       :  [-1 as 4 bytes] [8-byte big-endian unsigned size] [payload]
+The wire format is ``mp_core._framing``'s (the standard library's, so that
+both interoperate: a 4-byte size, or -1 and an 8-byte size, then the
+payload).
 
 Copies and system calls, per message:
 
-* sending a small message (< 16 KiB) joins header and payload and makes one
-  ``write``; a larger one is never copied into a new buffer: up to 64 KiB
-  it goes out as ``writev([header, payload])`` (joined into one ``write``
-  where the interpreter has no ``writev``: ``mp_core._io``), beyond that
-  the header and the payload are written separately, so the payload starts
-  aligned in the kernel's buffers;
+* sending is ``_framing.write_message``: a small message (up to 16 KiB)
+  joined to its header in one ``write``; a larger one never copied into a
+  new buffer;
 * receiving reads the header, then the payload: a small payload with one
   ``read``; a large one from a socket with one ``recv(MSG_WAITALL)`` into
   a fresh ``bytes`` (never zeroed first), from a pipe into a single buffer
@@ -35,17 +31,24 @@ import os
 import select
 import socket
 import stat
-import struct
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from . import _io, reduction, util
 from ._challenge_response import _CHALLENGE  # what a keyed listener sends first
 from ._exceptions import AuthenticationError, BufferTooShort
-from ._framing import MAX_MESSAGE_SIZE, BadMessageLength, PayloadBuffer
-from ._io import write_buffers
+from ._framing import (
+    LONG_FOLLOWS,
+    SHORT_HEADER,
+    SHORT_HEADER_SIZE,
+    BadMessageLength,
+    PayloadBuffer,
+    long_size,
+    short_size,
+    write_message,
+)
 
 __all__ = [
     "Connection",
@@ -53,27 +56,16 @@ __all__ = [
     "reduce_connection",
     "rebuild_connection",
     "BUFSIZE",
-    "write_buffers",
-    "message_header",
-    "write_message",
 ]
 
 #: Kept for compatibility with code that reads it; framing does not use it.
 BUFSIZE = 8192
 
-# Messages up to this size are written together with their header in one
-# call; beyond it, concatenating would cost a copy of the payload.
-_SMALL_MESSAGE = 16 * 1024
 # Payloads up to this size are read with os.read (which allocates the result
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
-_MAX_SHORT_SIZE = 0x7FFFFFFF
 
 _MSG_WAITALL: Optional[int] = getattr(socket, "MSG_WAITALL", None)
-
-_SHORT_HEADER = struct.Struct("!i")
-_LONG_SIZE = struct.Struct("!Q")
-_LONG_MARKER = _SHORT_HEADER.pack(-1)
 
 # An OS pipe defaults to 64 KiB on Linux; a larger one lets the writer run
 # ahead of the reader with fewer context switches.  Pipe buffers count
@@ -125,7 +117,7 @@ class _ConnectionBase:
         if not self._writable:
             raise OSError("connection is read-only")
 
-    def _bad_message_length(self, message: str = "bad message length") -> None:
+    def _bad_message_length(self, message: str = "bad message length") -> NoReturn:
         # The unread payload leaves the stream out of step: no further
         # message can be read from it.
         if self._writable:
@@ -341,18 +333,18 @@ class Connection(_ConnectionBase):
 
     def _read_header(self) -> int:
         fd: int = self._handle  # type: ignore[assignment]
-        header = os.read(fd, 4)
-        if len(header) != 4:
+        header = os.read(fd, SHORT_HEADER_SIZE)
+        if len(header) != SHORT_HEADER_SIZE:
             if not header:
                 raise EOFError
-            header = _read_rest(fd, header, 4)
-        size = _SHORT_HEADER.unpack(header)[0]
+            header = _read_rest(fd, header, SHORT_HEADER_SIZE)
+        size: int = SHORT_HEADER.unpack(header)[0]
         if size < 0:
-            if size != -1:
-                self._bad_message_length(f"malformed message header (size {size}; only -1 marks a long header)")
-            size = _LONG_SIZE.unpack(_read_rest(fd, b"", 8))[0]
-            if size > MAX_MESSAGE_SIZE:
-                self._bad_message_length(f"a message of {size} bytes was announced (at most {MAX_MESSAGE_SIZE})")
+            try:
+                if short_size(header) == LONG_FOLLOWS:
+                    size = long_size(_read_rest(fd, b"", 8))
+            except BadMessageLength as exc:
+                self._bad_message_length(str(exc))
         return size
 
     def _read_payload(self, size: int) -> bytes:
@@ -368,11 +360,11 @@ class Connection(_ConnectionBase):
         # header announcing gigabytes costs nothing until they come.
         if self._is_socket():
             try:
-                data = _recv_exactly(self._handle, size)  # type: ignore[arg-type]
+                received = _recv_exactly(self._handle, size)  # type: ignore[arg-type]
             except (MemoryError, OverflowError):
                 self._bad_message_length(f"a message of {size} bytes was announced, which cannot be allocated")
-            if data is not None:
-                return data
+            if received is not None:
+                return received
         try:
             buffer = PayloadBuffer(size)  # committed page by page as it is written
         except BadMessageLength as exc:
@@ -408,32 +400,6 @@ class Connection(_ConnectionBase):
 
 
 # ---------------------------------------------------------------- fd helpers
-
-
-def message_header(size: int) -> bytes:
-    """The size header in front of a message of ``size`` bytes: 4 bytes, or 12 above 2 GiB - 1."""
-    return _SHORT_HEADER.pack(size) if size <= _MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
-
-
-def write_message(fd: int, payload: Any) -> None:
-    """Write ``payload`` (bytes or a 1-D byte memoryview) to the blocking ``fd`` as one framed message."""
-    size = len(payload)
-    if size <= _SMALL_MESSAGE:
-        data = _SHORT_HEADER.pack(size) + payload
-        written = os.write(fd, data)
-        if written != len(data):
-            write_buffers(fd, [memoryview(data)[written:]])
-    else:
-        header = message_header(size)
-        if size <= _SMALL_READ:
-            write_buffers(fd, [header, payload])
-        else:
-            # Its own write keeps the payload at the start of the kernel's
-            # socket/pipe buffers: behind a 4-byte header, every byte is
-            # copied in and out of the kernel misaligned, which costs up
-            # to a third of the bandwidth between two cores.
-            write_buffers(fd, [header])
-            write_buffers(fd, [payload])
 
 
 def _recv_exactly(fd: int, size: int) -> Optional[bytes]:
@@ -532,8 +498,8 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
             end.setblocking(True)
             _enlarge_socket(end)
         ends = Connection(left.detach()), Connection(right.detach())
-        for end in ends:
-            end._socket = True
+        for conn in ends:
+            conn._socket = True
         return ends
     read_fd, write_fd = os.pipe()
     reader = Connection(read_fd, writable=False)

@@ -1,19 +1,54 @@
-"""``FrameReader``: many frames of the wire format per ``read`` system call, with bounded memory.
+"""The wire format: framed messages over a byte stream, read and written in one place.
 
-The wire format is ``_connection``'s (the standard library's): a 4-byte
-big-endian signed size, or -1 and an 8-byte unsigned size, then the
-payload.  ``Connection.recv_bytes`` reads one message with two reads
+Every channel of this project carries the same frames, the standard
+library's ``multiprocessing.connection`` format (byte for byte, so that
+either end may be the stdlib's ``Connection``): a size header, then the
+payload::
+
+    short form, 0 <= size <= 2**31 - 1 (MAX_SHORT_SIZE):
+    +-------------------------+------------------------+
+    | size: int32 big-endian  | payload: size bytes    |
+    +-------------------------+------------------------+
+       4 bytes
+
+    long form, size >= 2**31 (the stdlib writes it only there):
+    +-------------------------+-------------------------+---------------------+
+    | -1: int32 big-endian    | size: uint64 big-endian | payload: size bytes |
+    +-------------------------+-------------------------+---------------------+
+       4 bytes                   8 bytes
+
+Any other negative int32 is a malformed header; a long size beyond what one
+buffer can hold (``MAX_MESSAGE_SIZE``) is refused.  Readers accept a long
+header for any size, as the stdlib does; writers use it only above
+``MAX_SHORT_SIZE`` (``message_header``).
+
+What lives here, used by ``Connection`` (``mp_core._connection``), the
+pool's worker channels (``mp_pool._wire``, ``_transport``, ``_worker``) and
+the managers' message stream (``mp_managers._wire``):
+
+* ``message_header`` / ``short_size`` / ``long_size``: the header, encoded
+  and decoded, with one boundary rule and one set of error messages;
+* ``write_message``: one framed message to a blocking descriptor;
+* ``Outbox``: frames queued for a non-blocking descriptor, written as far as
+  it takes them (an event loop must never block on one peer);
+* ``FrameReader``: many frames per ``read`` system call, with bounded
+  memory (below);
+* ``PayloadBuffer``: the buffer of one large message, committed page by
+  page as it is written.
+
+The system calls under them (``writev`` where the interpreter has it,
+reading in place) are ``mp_core._io``'s, which knows nothing of frames.
+
+``FrameReader``: ``Connection.recv_bytes`` reads one message with two reads
 (header, then payload) and never reads ahead, which is right for a general
-connection.  A channel that carries only such frames and has one reader
-(a pool worker's pipes, a manager connection once authenticated) can read
-ahead: one ``read`` of up to ``READ_SIZE`` bytes yields every frame that is
+connection.  A channel that carries only frames and has one reader (a pool
+worker's pipes, a manager connection once authenticated) can read ahead:
+one ``read`` of up to ``read_size`` bytes yields every frame that is
 waiting, each returned as a view into the block read (no copy).  The rest
 of a frame cut by the end of a read is read straight into a buffer of its
-size.
-
-The reader works on a non-blocking descriptor (``read_available``, for an
-event loop, which must never block on one peer) or a blocking one
-(``next_frame``, for a process waiting for its next message).
+size.  The reader works on a non-blocking descriptor (``read_available``,
+for an event loop) or a blocking one (``next_frame``, for a process waiting
+for its next message).
 
 A corrupt stream is an error, never a hang or a flood of memory:
 
@@ -24,6 +59,8 @@ A corrupt stream is an error, never a hang or a flood of memory:
   it is written (``PayloadBuffer``), so a bare
   header announcing gigabytes costs nothing until they come, and a size
   that cannot be allocated at all is a ``BadMessageLength``;
+* end of file in the middle of a frame is ``EOFError("got end of file
+  during message")``, at a frame boundary a bare ``EOFError``;
 * the owner can look at the first bytes of a frame still being completed
   (``pending_head``) to tell a valid frame from garbage before the rest
   arrives (the pool checks the task id there).
@@ -37,19 +74,57 @@ import os
 import struct
 import sys
 from collections import deque
-from typing import Any, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from . import _io
 
-__all__ = ["FrameReader", "PayloadBuffer", "BadMessageLength", "READ_SIZE", "MAX_MESSAGE_SIZE"]
+__all__ = [
+    "BadMessageLength",
+    "FrameReader",
+    "Outbox",
+    "PayloadBuffer",
+    "message_header",
+    "short_size",
+    "long_size",
+    "write_message",
+    "SHORT_HEADER",
+    "SHORT_HEADER_SIZE",
+    "LONG_HEADER_SIZE",
+    "LONG_FOLLOWS",
+    "MAX_SHORT_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "READ_SIZE",
+]
 
-READ_SIZE = 256 * 1024
+#: The 4-byte header: a big-endian signed size (or ``LONG_FOLLOWS``).
+SHORT_HEADER = struct.Struct("!i")
+SHORT_HEADER_SIZE = SHORT_HEADER.size
+#: The size after the long marker: big-endian unsigned, 8 bytes.
+_LONG_SIZE = struct.Struct("!Q")
+#: The marker and the 8-byte size of the long form.
+LONG_HEADER_SIZE = SHORT_HEADER_SIZE + _LONG_SIZE.size
+#: The value of the 4-byte header that announces an 8-byte size behind it.
+LONG_FOLLOWS = -1
+_LONG_MARKER = SHORT_HEADER.pack(LONG_FOLLOWS)
+#: The largest size written with the short header: the stdlib's writer
+#: switches to the long form only above it (``n > 0x7fffffff``).
+MAX_SHORT_SIZE = 0x7FFFFFFF
 #: The largest size a header may announce: what one buffer can hold.
 MAX_MESSAGE_SIZE = sys.maxsize
-_SHORT = struct.Struct("!i")
-_LONG = struct.Struct("!Q")
+#: How much a ``FrameReader`` asks for per read by default.
+READ_SIZE = 256 * 1024
+
+# write_message: messages up to this size are joined to their header and go
+# out in one write (a copy cheaper than a second system call); up to
+# _VECTOR_MESSAGE, header and payload go out together without a copy
+# (writev); beyond it, separately.
+_SMALL_MESSAGE = 16 * 1024
+_VECTOR_MESSAGE = 64 * 1024
 
 Payload = Union[memoryview, bytes]
+
+
+# ---------------------------------------------------------------- the header
 
 
 class BadMessageLength(OSError):
@@ -58,6 +133,105 @@ class BadMessageLength(OSError):
     An ``OSError`` as in the standard library; its own type lets the
     authentication handshake tell it from other I/O errors.
     """
+
+
+def message_header(size: int) -> bytes:
+    """The header in front of a payload of ``size`` bytes: 4 bytes, or 12 above ``MAX_SHORT_SIZE``."""
+    return SHORT_HEADER.pack(size) if size <= MAX_SHORT_SIZE else _LONG_MARKER + _LONG_SIZE.pack(size)
+
+
+def short_size(data: Any, offset: int = 0) -> int:
+    """The size in the 4-byte header at ``offset`` of ``data``: a size, or ``LONG_FOLLOWS``.
+
+    Raises ``BadMessageLength`` for any other negative value.
+    """
+    size: int = SHORT_HEADER.unpack_from(data, offset)[0]
+    if size < 0 and size != LONG_FOLLOWS:
+        raise BadMessageLength(f"malformed message header (size {size}; only -1 marks a long header)")
+    return size
+
+
+def long_size(data: Any, offset: int = 0) -> int:
+    """The 8-byte size at ``offset`` of ``data`` (behind the long marker).
+
+    Raises ``BadMessageLength`` for a size beyond ``MAX_MESSAGE_SIZE``.
+    """
+    size: int = _LONG_SIZE.unpack_from(data, offset)[0]
+    if size > MAX_MESSAGE_SIZE:
+        raise BadMessageLength(f"a message of {size} bytes was announced (at most {MAX_MESSAGE_SIZE})")
+    return size
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_message(fd: int, payload: Any) -> None:
+    """Write ``payload`` (bytes or a 1-D byte memoryview) to the blocking ``fd`` as one frame.
+
+    A small payload is joined to its header (one ``write``); a larger one
+    is never copied: up to 64 KiB it goes out with its header in one
+    ``writev``, beyond that header and payload are written separately, so
+    the payload starts aligned in the kernel's buffers.  ``OSError``
+    propagates (what was written by then stays written).
+    """
+    size = len(payload)
+    if size <= _SMALL_MESSAGE:
+        data = SHORT_HEADER.pack(size) + payload
+        written = os.write(fd, data)
+        if written != len(data):
+            _io.write_buffers(fd, [memoryview(data)[written:]])
+    elif size <= _VECTOR_MESSAGE:
+        _io.write_buffers(fd, [SHORT_HEADER.pack(size), payload])
+    else:
+        # Its own write keeps the payload at the start of the kernel's
+        # socket/pipe buffers: behind a 4-byte header, every byte is copied
+        # in and out of the kernel misaligned, which costs up to a third of
+        # the bandwidth between two cores.
+        _io.write_buffers(fd, [message_header(size)])
+        _io.write_buffers(fd, [payload])
+
+
+class Outbox:
+    """Frames waiting to be written to a non-blocking descriptor, in order.
+
+    ``put(frame)`` queues a frame given as buffers (a header and payload
+    blocks: what ``mp_pool._wire`` builds), after everything queued before;
+    ``flush`` writes as much as the descriptor takes now (one ``writev`` of
+    many frames where it can) and keeps the rest, a partly written buffer
+    as a view of its tail, for the next ``flush``.  Nothing blocks: a full
+    descriptor (``EAGAIN``) just ends the ``flush``.  The buffers must not
+    change until written.
+    """
+
+    __slots__ = ("fd", "_buffers", "put")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffers: deque[Any] = deque()
+        # A pool queues a frame per task: the deque's own method, no Python call.
+        self.put: Callable[[Iterable[Any]], None] = self._buffers.extend
+
+    def flush(self) -> bool:
+        """Write what the descriptor takes; return whether everything is written.
+
+        ``OSError`` other than a full descriptor (a closed reader: EPIPE)
+        propagates; what was not written stays queued.
+        """
+        return _io.write_available(self.fd, self._buffers)
+
+    def clear(self) -> None:
+        """Drop what is not written yet (the reader is gone)."""
+        self._buffers.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._buffers)
+
+    def __len__(self) -> int:
+        """The number of bytes waiting."""
+        return sum(map(len, self._buffers))
+
+
+# ---------------------------------------------------------------- reading
 
 
 class _ExportingBytesIO(io.BytesIO):
@@ -127,12 +301,6 @@ class PayloadBuffer:
         return holder.getvalue()
 
 
-def _bad_header(size: int) -> BadMessageLength:
-    if size < 0:
-        return BadMessageLength(f"malformed message header (size {size}; only -1 marks a long header)")
-    return BadMessageLength(f"a message of {size} bytes was announced (at most {MAX_MESSAGE_SIZE})")
-
-
 class FrameReader:
     """Splits the byte stream of a descriptor into frame payloads.
 
@@ -141,13 +309,14 @@ class FrameReader:
     ``PayloadBuffer`` of its own, completed in place by the next reads and
     returned as ``bytes``.  After a malformed header, ``error`` holds the
     ``BadMessageLength`` and ``eof`` is set: the stream cannot be trusted
-    past it.
+    past it.  ``read_size``: the most bytes asked for per read.
     """
 
-    __slots__ = ("fd", "eof", "error", "_data", "_pos", "_head", "_partial", "_got", "_ready", "_short")
+    __slots__ = ("fd", "eof", "error", "_read_size", "_data", "_pos", "_head", "_partial", "_got", "_ready", "_short")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, read_size: int = READ_SIZE) -> None:
         self.fd = fd
+        self._read_size = read_size
         self.eof = False
         self.error: Optional[BadMessageLength] = None
         self._data = b""  # the block last read, parsed up to _pos
@@ -175,14 +344,16 @@ class FrameReader:
     def next_frame(self) -> Payload:
         """The next frame of a blocking descriptor.
 
-        Raises ``EOFError`` at end of file, ``BadMessageLength`` (for good)
-        once a malformed header was met.
+        Raises ``EOFError`` at end of file (saying so when it cut a frame),
+        ``BadMessageLength`` (for good) once a malformed header was met.
         """
         ready = self._ready
         while not ready:
             if self.error is not None:
                 raise self.error
             if self.eof or not self._fill():
+                if self._partial is not None or self._head:
+                    raise EOFError("got end of file during message")
                 raise EOFError
             self._parse(ready)
         return ready.popleft()
@@ -206,11 +377,11 @@ class FrameReader:
             self._got += count
             self._short = count < wanted
             return True
-        data = os.read(self.fd, READ_SIZE)
+        data = os.read(self.fd, self._read_size)
         if not data:
             self.eof = True
             return False
-        self._short = len(data) < READ_SIZE
+        self._short = len(data) < self._read_size
         if self._head:
             data = self._head + data  # rare: at most 11 bytes were left over
             self._head = b""
@@ -229,22 +400,24 @@ class FrameReader:
         pos = self._pos
         end = len(data)
         view = memoryview(data)
+        unpack = SHORT_HEADER.unpack_from
         while pos < end:
-            if end - pos < 4:
+            if end - pos < SHORT_HEADER_SIZE:
                 break
-            size = _SHORT.unpack_from(data, pos)[0]
-            start = pos + 4
+            size = unpack(data, pos)[0]
+            start = pos + SHORT_HEADER_SIZE
             if size < 0:
-                if size != -1:
-                    self._fail(_bad_header(size))
+                # Rare (a payload of 2 GiB or more, or garbage): the checks
+                # and the messages are short_size's and long_size's.
+                try:
+                    short_size(data, pos)
+                    if end - pos < LONG_HEADER_SIZE:
+                        break
+                    size = long_size(data, start)
+                except BadMessageLength as exc:
+                    self._fail(exc)
                     return
-                if end - pos < 12:
-                    break
-                size = _LONG.unpack_from(data, start)[0]
-                if size > MAX_MESSAGE_SIZE:
-                    self._fail(_bad_header(size))
-                    return
-                start += 8
+                start = pos + LONG_HEADER_SIZE
             have = end - start
             if have >= size:
                 out.append(view[start : start + size])

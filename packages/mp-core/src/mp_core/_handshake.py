@@ -32,7 +32,6 @@ Choices, and why:
 from __future__ import annotations
 
 import os
-import struct
 import time
 from typing import Any, Optional
 
@@ -40,10 +39,11 @@ from typing import Any, Optional
 from ._challenge_response import _CHALLENGE as CHALLENGE
 from ._challenge_response import _FAILURE as FAILURE
 from ._challenge_response import _WELCOME as WELCOME
-from ._connection import BadMessageLength, _fd_ready
+from ._connection import _fd_ready
 from ._entropy import prepare as _prepare_random_bytes
 from ._entropy import random_bytes
 from ._exceptions import AuthenticationError
+from ._framing import LONG_FOLLOWS, SHORT_HEADER_SIZE, BadMessageLength, long_size, short_size
 
 __all__ = ["deliver_challenge", "answer_challenge", "prepare", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
 
@@ -101,10 +101,6 @@ def _receive(connection: Any, timeout: Optional[float], what: str) -> bytes:
         ) from exc
 
 
-_SIZE = struct.Struct("!i")
-_LONG_SIZE = struct.Struct("!Q")
-
-
 def recv_bytes_by(connection: Any, deadline: float, maxlength: int) -> bytes:
     """The next message of ``connection``, read whole by ``deadline`` (a ``time.monotonic()`` value).
 
@@ -118,12 +114,10 @@ def recv_bytes_by(connection: Any, deadline: float, maxlength: int) -> bytes:
     ``EOFError`` at end of file.
     """
     fd = connection.fileno()
-    header = _read_before(fd, 4, deadline, at_message_start=True)
-    size = _SIZE.unpack(header)[0]
-    if size == -1:
-        size = _LONG_SIZE.unpack(_read_before(fd, 8, deadline))[0]
-    elif size < 0:
-        raise BadMessageLength("malformed message header")
+    header = _read_before(fd, SHORT_HEADER_SIZE, deadline, at_message_start=True)
+    size = short_size(header)
+    if size == LONG_FOLLOWS:
+        size = long_size(_read_before(fd, 8, deadline))
     if size > maxlength:
         raise BadMessageLength(f"a message of {size} bytes was announced")
     return _read_before(fd, size, deadline)

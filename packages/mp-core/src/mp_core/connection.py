@@ -5,8 +5,10 @@ private modules, each with one job::
 
     _connection   Connection (framed messages over a descriptor), Pipe,
                   and pickling of connections to other processes
-    _framing      FrameReader: the read-ahead reader of the same frames, for
-                  channels with one reader (pool workers, manager streams)
+    _framing      the wire format: size headers, the blocking and non-blocking
+                  writers, FrameReader (the read-ahead reader, for channels
+                  with one reader: pool workers, manager streams)
+    _io           the system calls under it (writev, reading in place)
     _handshake    deliver_challenge / answer_challenge: mutual HMAC-SHA256
                   authentication before anything else is read
     _challenge_response
@@ -41,18 +43,22 @@ from ._challenge_response import (  # noqa: F401
 )
 from ._connection import (  # noqa: F401
     BUFSIZE,
-    BadMessageLength,
     Connection,
     Pipe,
     _ConnectionBase,
-    message_header,  # beyond the stdlib: the wire format's size header, for other writers of it
     rebuild_connection,
     reduce_connection,
-    write_buffers,  # beyond the stdlib: writes a message given as several buffers
-    write_message,  # beyond the stdlib: writes one framed message to a descriptor
 )
 from ._exceptions import AuthenticationError, BufferTooShort  # noqa: F401
-from ._framing import FrameReader, PayloadBuffer  # noqa: F401  (beyond the stdlib: the read-ahead reader)
+
+# Beyond the stdlib: the wire format, for the other readers and writers of it.
+from ._framing import (  # noqa: F401
+    BadMessageLength,
+    FrameReader,
+    PayloadBuffer,
+    message_header,
+    write_message,
+)
 from ._handshake import (  # noqa: F401
     CHALLENGE,
     FAILURE,
@@ -61,6 +67,7 @@ from ._handshake import (  # noqa: F401
     answer_challenge,
     deliver_challenge,
 )
+from ._io import write_buffers  # noqa: F401  (beyond the stdlib: writes a message given as several buffers)
 from ._listener import (  # noqa: F401
     CONNECTION_TIMEOUT,
     Client,

@@ -58,6 +58,7 @@ __all__ = [
     "get_serializer",
     "dumps",
     "loads",
+    "MessageEncoder",
 ]
 
 HAVE_SEND_HANDLE = sys.platform == "win32" or (
@@ -221,6 +222,55 @@ def dumps(
 
 
 loads = pickle.loads
+
+
+class MessageEncoder:
+    """``dumps`` for a channel that one thread at a time writes to, reusing one pickler and buffer.
+
+    Serializes as ``Serializer.dumps`` of ``serializer`` does (``None``: the
+    process-wide settings, looked up at each call, so that ``configure``
+    applies at once; the same protocol, the same errors) and returns
+    ``bytes``.  Building a pickler and a buffer costs about as much as
+    pickling a short message, and a manager connection sends nothing but
+    short messages: the C pickler of the ``auto`` mode is built once and
+    kept while the settings stay the same.  What it cannot carry alone
+    (dill's part) and the other modes go through ``Serializer.dumps``.
+    Not thread-safe.
+    """
+
+    __slots__ = ("_serializer", "_settings", "_buffer", "_pickler")
+
+    def __init__(self, serializer: Optional[Serializer] = None) -> None:
+        self._serializer = serializer
+        self._settings: Optional[Serializer] = None  # what _pickler was built for
+        self._buffer = io.BytesIO()
+        self._pickler: Optional[ForkingPickler] = None
+
+    def __call__(self, obj: Any) -> bytes:
+        settings = self._serializer or _default_serializer
+        if settings.mode != "auto":
+            return bytes(settings.dumps(obj))
+        pickler = self._pickler
+        if settings is not self._settings or pickler is None:
+            pickler = ForkingPickler(self._buffer, settings.protocol or DEFAULT_PROTOCOL)
+            pickler._settings(settings)
+            self._pickler, self._settings = pickler, settings
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        try:
+            pickler.dump(obj)
+        except _CANNOT_PICKLE:
+            # dill for the whole object, or the error that names what cannot
+            # be serialized; a fresh pickler next time.
+            self._pickler = None
+            return bytes(settings.dumps(obj))
+        except BaseException:
+            self._pickler = None  # left in an unknown state
+            raise
+        finally:
+            pickler.clear_memo()
+        return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- naming what cannot be serialized

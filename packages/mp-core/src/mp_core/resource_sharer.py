@@ -34,9 +34,9 @@ import time
 from typing import Any, Callable, Optional
 
 from . import process, reduction, util
-from ._connection import BadMessageLength
 from ._exceptions import AuthenticationError
 from ._forksafe_threads import ForkSafeThread
+from ._framing import BadMessageLength
 from ._handshake import recv_bytes_by
 from ._listener import CONNECTION_TIMEOUT, Client, Listener
 

@@ -2,77 +2,39 @@
 
 A manager round trip is short messages back and forth, so its time is
 system calls and fixed costs.  Once a connection is authenticated, both
-ends move messages with a ``MessageStream`` over its descriptor:
+ends move messages with a ``MessageStream`` over its descriptor, built from
+the shared pieces of ``mp_core``:
 
-* the frame is the one ``mp_core.connection`` uses (4-byte big-endian
-  size, or -1 and an 8-byte size), so either end may be a plain
-  ``Connection``;
-* receiving reads up to 64 KiB at once and keeps whatever follows the
-  message for the next call (a ``Connection`` reads the header and the
-  payload separately, so as never to read past a message: it cannot know
-  who else reads its descriptor; a manager connection has one reader);
-* sending is ``Connection``'s (``connection.write_message``): header and
-  payload in one ``write`` for a short message, and a TCP socket sends at
-  once (``TCP_NODELAY``);
-* the ``'pickle'`` serializer reuses one ``ForkingPickler`` per stream
-  (the default serialization mode, ``auto``), instead of building a
-  pickler and a buffer per message; anything it cannot carry alone, and
-  any other mode set with ``reduction.configure``, goes through
-  ``reduction.dumps`` as usual.
+* the frames are ``mp_core._framing``'s (the standard library's), so
+  either end may be a plain ``Connection``;
+* receiving is a ``FrameReader``: it reads up to 64 KiB at once and keeps
+  whatever follows the message for the next call (a ``Connection`` reads
+  the header and the payload separately, so as never to read past a
+  message: it cannot know who else reads its descriptor; a manager
+  connection has one reader).  A large message is read into a buffer
+  committed page by page as the bytes arrive: a bare header announcing
+  gigabytes costs nothing;
+* sending is ``write_message``: header and payload in one ``write`` for a
+  short message, and a TCP socket sends at once (``TCP_NODELAY``);
+* the ``'pickle'`` serializer is ``mp_core.reduction``'s, through a
+  ``MessageEncoder`` per stream (one pickler reused instead of one built
+  per message).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import socket
-import struct
 from typing import Any, Callable
 
-from mp_core import _io, connection, reduction, util
+from mp_core import connection, reduction, util
+from mp_core._framing import FrameReader, write_message
 
 __all__ = ["MessageStream"]
 
-_SHORT = struct.Struct("!i")
-_LONG = struct.Struct("!Q")
+#: A manager's messages are short: a small read leaves less to move around.
 _READ_SIZE = 64 * 1024
-# Messages up to this size are received into a buffer of their announced
-# size at once; larger ones grow with what arrives.
-_EAGER_LIMIT = 4 * 1024 * 1024
-
-
-class _Encoder:
-    """Serializes like ``reduction.dumps``, reusing one pickler while the settings stay the same."""
-
-    __slots__ = ("_settings", "_buffer", "_pickler")
-
-    def __init__(self) -> None:
-        self._settings: Any = None
-        self._buffer = io.BytesIO()
-        self._pickler: Any = None
-
-    def __call__(self, obj: Any) -> bytes:
-        settings = reduction.get_serializer()
-        if settings.mode != "auto":
-            return bytes(reduction.dumps(obj))
-        if settings is not self._settings:
-            self._settings = settings
-            self._pickler = reduction.ForkingPickler(self._buffer, settings.protocol)
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        try:
-            self._pickler.dump(obj)
-        except Exception:
-            # Let the full path decide: dill for the whole object, or an
-            # error that names what cannot be serialized.
-            self._settings = None
-            return bytes(reduction.dumps(obj))
-        finally:
-            if self._pickler is not None:
-                self._pickler.clear_memo()
-        return buffer.getvalue()
 
 
 def _send_without_delay(fd: int) -> None:
@@ -106,96 +68,36 @@ class MessageStream:
     must be its only reader and writer from now on.
     """
 
-    __slots__ = ("_fd", "_pending", "encode", "decode")
+    __slots__ = ("_fd", "_next_frame", "encode", "decode")
 
     def __init__(self, conn: Any, serializer: str) -> None:
         self._fd = conn.fileno()
         _send_without_delay(self._fd)
-        self._pending = b""
+        self._next_frame = FrameReader(self._fd, _READ_SIZE).next_frame
         self.encode: Callable[[Any], bytes]
         self.decode: Callable[[Any], Any]
         if serializer == "xmlrpclib":
             self.encode, self.decode = connection._xml_dumps, _xml_loads
         else:
-            self.encode, self.decode = _Encoder(), pickle.loads
-
-    # ------------------------------------------------------------ sending
+            self.encode, self.decode = reduction.MessageEncoder(), pickle.loads
 
     def send(self, obj: Any) -> None:
         """Serialize and send ``obj`` (a serialization error leaves the stream untouched)."""
-        self.send_bytes(self.encode(obj))
+        write_message(self._fd, self.encode(obj))
 
-    def send_bytes(self, payload: bytes) -> None:
-        connection.write_message(self._fd, payload)
-
-    # ------------------------------------------------------------ receiving
-
-    def recv(self) -> Any:
-        """Receive and deserialize one message; ``EOFError`` once the peer has closed."""
-        return self.decode(self.recv_bytes())
+    def send_bytes(self, payload: Any) -> None:
+        """Send ``payload`` (bytes-like) as one message."""
+        write_message(self._fd, payload)
 
     def recv_bytes(self) -> Any:
         """The payload of the next message (``bytes`` or a view of them).
 
-        Raises ``EOFError`` at end of file (also in the middle of a message)
+        Raises ``EOFError`` at end of file (naming a message it cut short)
         and ``BadMessageLength`` for a malformed header; after either, the
-        stream is out of step and must be closed.  Memory follows the bytes
-        that arrive, not the size a header announces: a bare header of any
-        size commits at most ``_EAGER_LIMIT`` bytes.
+        stream is out of step and must be closed.
         """
-        data = self._pending
-        if len(data) < 4:
-            data = self._read_at_least(data, 4)
-        size = _SHORT.unpack_from(data)[0]
-        start = 4
-        if size < 0:
-            if size != -1:
-                self._pending = b""
-                raise connection.BadMessageLength(
-                    f"malformed message header: size {size} (the only negative size is -1, "
-                    f"the marker of an 8-byte size)"
-                )
-            if len(data) < 12:
-                data = self._read_at_least(data, 12)
-            size = _LONG.unpack_from(data, 4)[0]
-            start = 12
-        end = start + size
-        if len(data) >= end:
-            self._pending = data[end:] if len(data) > end else b""
-            return memoryview(data)[start:end]
-        self._pending = b""
-        if size <= _EAGER_LIMIT:
-            payload = bytearray(size)
-            have = len(data) - start
-            payload[:have] = memoryview(data)[start:]
-            view = memoryview(payload)
-            readinto = _io.readinto
-            while have < size:
-                n = readinto(self._fd, view[have:])
-                if not n:
-                    raise EOFError("got end of file during message")
-                have += n
-            return payload
-        return self._read_large(bytearray(memoryview(data)[start:]), size)
+        return self._next_frame()
 
-    def _read_large(self, payload: bytearray, size: int) -> bytearray:
-        # Grown as the bytes arrive (one copy each, from a reused buffer):
-        # a header announcing gigabytes that never come costs nothing.
-        chunk = memoryview(bytearray(min(size - len(payload), _EAGER_LIMIT)))
-        readinto = _io.readinto
-        while len(payload) < size:
-            n = readinto(self._fd, chunk[: size - len(payload)])
-            if not n:
-                raise EOFError("got end of file during message")
-            payload += chunk[:n]
-        return payload
-
-    def _read_at_least(self, data: bytes, count: int) -> bytes:
-        while len(data) < count:
-            chunk = os.read(self._fd, _READ_SIZE)
-            if not chunk:
-                if data:
-                    raise EOFError("got end of file during message")
-                raise EOFError
-            data = data + chunk if data else chunk
-        return data
+    def recv(self) -> Any:
+        """Receive and deserialize one message; ``EOFError`` once the peer has closed."""
+        return self.decode(self.recv_bytes())

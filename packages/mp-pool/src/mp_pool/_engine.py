@@ -48,10 +48,9 @@ replacements by the pool's zygote (``mp_core._zygote``), forked before the
 pool had a thread; the manager thread and the ``imap`` feeders step aside
 whenever the process forks (``mp_core._forksafe_threads``).
 
-Writes to task pipes never block: a full pipe keeps the rest in the
-worker's outbox until ``poll`` reports room.  (A blocking write could
-deadlock: the manager waiting for a worker to read its next task while the
-worker waits for the manager to read its result.)
+The bytes move through ``_transport``: writes to task pipes never block (a
+full pipe keeps the rest in the worker's outbox until ``poll`` reports
+room), results are read ahead, many per system call.
 
 Short tasks are hidden behind one another: a worker holds several tasks
 (``_depth``: about ``QUEUED_WORK`` seconds of them, at most ``MAX_DEPTH``)
@@ -67,7 +66,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import select
 import sys
 import threading
 import time
@@ -76,7 +74,7 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from mp_core import _io, connection, context, reduction, util
+from mp_core import connection, context, reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
 from mp_core._zygote import Zygote, ZygoteLost
 
@@ -101,6 +99,7 @@ from ._jobs import (
 )
 from ._results import PendingResult
 from ._sources import SingleSource, make_source
+from ._transport import RESULTS, SENTINEL, WAKE, Transport, WorkerChannel
 from ._worker import run_worker
 
 __all__ = ["ProcessEngine"]
@@ -118,53 +117,24 @@ KILL_WAIT = 10.0
 #: Workers killed by a signal before they were ready, in a row, before the pool gives up.
 MAX_STARTUP_KILLS = 3
 
-_WAKE, _RESULTS, _SENTINEL, _TASKS = range(4)
-_READABLE = select.POLLIN | select.POLLPRI
-
 
 class _Worker:
-    """A worker process and the parent's ends of its pipes."""
+    """A worker process, what it has been sent, and the parent's ends of its pipes (``channel``)."""
 
-    __slots__ = (
-        "process",
-        "pid",
-        "tasks",
-        "task_fd",
-        "results",
-        "result_fd",
-        "reader",
-        "sentinel",
-        "outbox",
-        "writing",
-        "running",
-        "sent",
-        "funcs",
-        "ready",
-        "retiring",
-        "closing",
-        "eof",
-    )
+    __slots__ = ("process", "pid", "channel", "sentinel", "running", "sent", "funcs", "ready", "retiring")
 
-    def __init__(self, process: Any, tasks: connection.Connection, results: connection.Connection) -> None:
+    def __init__(self, process: Any, channel: WorkerChannel) -> None:
         self.process = process
         # Read defensively: a custom Process factory may hand back objects
         # without them (a real Process always has both once started).
         self.pid: Optional[int] = getattr(process, "pid", None)
-        self.tasks: Optional[connection.Connection] = tasks
-        self.task_fd = tasks.fileno()
-        self.results = results
-        self.result_fd = results.fileno()
-        self.reader = connection.FrameReader(self.result_fd)
+        self.channel = channel
         self.sentinel: Optional[int] = getattr(process, "sentinel", None)
-        self.outbox: deque[Any] = deque()  # frames (or their unwritten tails) to write
-        self.writing = False  # registered for POLLOUT
         self.running: deque[Task] = deque()  # sent, not answered; the first is the one running
         self.sent = 0
         self.funcs: set[int] = set()  # jobs whose function this worker holds
         self.ready = False  # the initializer has run
         self.retiring = False  # has been sent its last task (maxtasksperchild)
-        self.closing = False  # will get end of file once its outbox is written
-        self.eof = False  # its result pipe is closed
 
 
 class ProcessEngine:
@@ -201,8 +171,7 @@ class ProcessEngine:
         self.processes: list[Any] = []  # the pool's ``_pool``: live worker processes
         self.broken: Optional[BrokenPoolError] = None
         self._workers: list[_Worker] = []
-        self._fds: dict[int, tuple[int, Optional[_Worker]]] = {}
-        self._poller = select.poll()
+        self._transport = Transport()
         self._inbox: deque[Job] = deque()
         self._lock = threading.Lock()  # submitters against the final shutdown
         self._queue: deque[Job] = deque()  # jobs that may have chunks to hand out
@@ -225,7 +194,7 @@ class ProcessEngine:
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._repopulate = False
-        self._register(self._wake_r, _WAKE, None)
+        self._transport.watch(self._wake_r, WAKE, None)
         util.register_after_fork(self, ProcessEngine._after_fork_in_child)
         # The manager thread steps aside whenever this process forks (a
         # worker of another pool, a Process, the program's own os.fork()).
@@ -407,8 +376,7 @@ class ProcessEngine:
 
     def _loop(self) -> bool:
         """Serve until the pool is done (false) or the process is about to fork (true)."""
-        poll = self._poller.poll
-        fds = self._fds
+        poll = self._transport.poll
         thread = self.thread
         while True:
             if self._terminating:
@@ -418,19 +386,12 @@ class ProcessEngine:
             if thread.pausing:
                 return True
             exited: list[Any] = []
-            for fd, event in poll():
-                kind, worker = fds.get(fd, (None, None))
-                if kind == _RESULTS:
-                    self._receive(worker)  # type: ignore[arg-type]
-                elif kind == _SENTINEL:
+            for kind, worker in poll():
+                if kind == RESULTS:
+                    self._receive(worker)
+                elif kind == SENTINEL:
                     exited.append(worker)
-                elif kind == _TASKS:
-                    if event & select.POLLOUT:
-                        self._flush(worker)  # type: ignore[arg-type]
-                    else:  # the worker closed its end: it is dying; its sentinel will say so
-                        worker.outbox.clear()  # type: ignore[union-attr]
-                        self._stop_writing(worker)  # type: ignore[arg-type]
-                elif kind == _WAKE:
+                elif kind == WAKE:
                     self._take_inbox()
             for worker in exited:
                 self._on_exit(worker)
@@ -486,14 +447,12 @@ class ProcessEngine:
             self._starting = ()
             tasks_r.close()
             results_w.close()
-        os.set_blocking(tasks_w.fileno(), False)
-        os.set_blocking(results_r.fileno(), False)
-        worker = _Worker(process, tasks_w, results_r)
+        worker = _Worker(process, WorkerChannel(tasks_w, results_r))
         self._workers.append(worker)
         self.processes.append(process)
-        self._register(worker.result_fd, _RESULTS, worker)
+        self._transport.open(worker.channel, worker)
         if worker.sentinel is not None:
-            self._register(worker.sentinel, _SENTINEL, worker)
+            self._transport.watch(worker.sentinel, SENTINEL, worker)
         util.debug("added worker %s", process.name)
 
     def _start_process(
@@ -542,8 +501,8 @@ class ProcessEngine:
 
     def _on_exit(self, worker: _Worker) -> None:
         """A worker's sentinel fired: collect its last results, settle its tasks, replace it."""
-        while not worker.eof:
-            if not self._receive(worker) and not worker.eof:
+        while not worker.channel.eof:
+            if not self._receive(worker) and not worker.channel.eof:
                 break  # (only if another process holds the pipe's write end)
         process = worker.process
         process.join(5)
@@ -607,14 +566,8 @@ class ProcessEngine:
         return True
 
     def _forget(self, worker: _Worker) -> None:
-        for fd in (worker.result_fd, worker.sentinel, worker.task_fd):
-            if self._fds.pop(fd, None) is not None:
-                self._poller.unregister(fd)
-        if worker.tasks is not None:
-            worker.tasks.close()
-            worker.tasks = None
-        worker.results.close()
-        worker.outbox.clear()
+        self._transport.unwatch(worker.sentinel)
+        self._transport.close(worker.channel)
         self._workers.remove(worker)
 
     def _close_workers(self) -> bool:
@@ -623,21 +576,15 @@ class ProcessEngine:
             return False
         self._retire_zygote()
         for worker in self._workers:
-            if not worker.closing:
+            channel = worker.channel
+            if not channel.closing:
                 # An explicit STOP, then end of file once it is written: a
                 # child the program forked itself may hold a copy of the
                 # task pipe, and the worker would never see end of file.
-                worker.closing = True
-                if worker.tasks is not None:
-                    worker.outbox.extend(_wire.STOP_FRAME)
-                    self._flush(worker)
+                if channel.tasks is not None:
+                    channel.outbox.put(_wire.STOP_FRAME)
+                self._transport.close_after_outbox(channel)
         return not self._workers
-
-    def _send_eof(self, worker: _Worker) -> None:
-        if worker.tasks is not None:
-            self._stop_writing(worker)
-            worker.tasks.close()
-            worker.tasks = None
 
     def _kill_workers(self) -> None:
         """Stop every worker: SIGTERM, then SIGKILL for those still alive after a grace period."""
@@ -698,7 +645,7 @@ class ProcessEngine:
             # running ones, as deep as the tasks are short.
             for first_pass in (True, False):
                 for worker in self._workers:
-                    while not (worker.retiring or worker.closing or worker.eof):
+                    while not (worker.retiring or worker.channel.closing or worker.channel.eof):
                         busy = len(worker.running)
                         if first_pass and busy:
                             break
@@ -711,8 +658,9 @@ class ProcessEngine:
                         return
         finally:
             for worker in touched:
-                if worker.outbox and not worker.writing:
-                    self._flush(worker)
+                channel = worker.channel
+                if channel.outbox and not channel.writing:
+                    self._transport.flush(channel)
 
     def _next_task(self, busy: int) -> Optional[Task]:
         """The next task to send to a worker already holding ``busy`` tasks, if it should get one."""
@@ -766,48 +714,23 @@ class ProcessEngine:
 
     def _send(self, worker: _Worker, task: Task) -> None:
         job = task.job
+        put = worker.channel.outbox.put
         if job.func_frame is not None and job.id not in worker.funcs:
             worker.funcs.add(job.id)
-            worker.outbox.extend(job.func_frame)
-        worker.outbox.extend(task.frame)
+            put(job.func_frame)
+        put(task.frame)
         worker.running.append(task)
         worker.sent += 1
         if self._maxtasks is not None and worker.sent >= self._maxtasks:
             worker.retiring = True
 
-    def _flush(self, worker: _Worker) -> None:
-        outbox = worker.outbox
-        try:
-            _io.write_available(worker.task_fd, outbox)
-        except OSError:
-            # The worker is gone (EPIPE) or its pipe was closed: its
-            # sentinel reports the death and settles its tasks.
-            outbox.clear()
-        if outbox:
-            if not worker.writing:
-                worker.writing = True
-                self._register(worker.task_fd, _TASKS, worker, select.POLLOUT)
-        else:
-            self._stop_writing(worker)
-            if worker.closing:
-                self._send_eof(worker)
-
-    def _stop_writing(self, worker: _Worker) -> None:
-        if worker.writing:
-            worker.writing = False
-            if self._fds.pop(worker.task_fd, None) is not None:
-                self._poller.unregister(worker.task_fd)
-
     # ---------------------------------------------------------------- results
 
     def _receive(self, worker: _Worker) -> int:
         """Handle every result waiting in ``worker``'s pipe; return how many there were."""
-        reader = worker.reader
-        try:
-            frames = reader.read_available()
-        except OSError:
-            frames = []
-            reader.eof = True
+        channel = worker.channel
+        reader = channel.reader
+        frames = self._transport.receive(channel)
         for data in frames:
             self._handle_result(worker, data)
         if reader.error is not None:
@@ -821,10 +744,6 @@ class ProcessEngine:
                 problem = self._unexpected(worker, head)
                 if problem:
                     self._corrupt(worker, problem)
-        if reader.eof and not worker.eof:
-            worker.eof = True
-            if self._fds.pop(worker.result_fd, None) is not None:
-                self._poller.unregister(worker.result_fd)
         return len(frames)
 
     def _unexpected(self, worker: _Worker, data: Any) -> Optional[str]:
@@ -848,7 +767,7 @@ class ProcessEngine:
 
     def _corrupt(self, worker: _Worker, problem: str) -> None:
         """``worker``'s result stream cannot be trusted: break the pool, naming the worker and the problem."""
-        worker.reader.eof = True
+        self._transport.stop_reading(worker.channel)
         if self._terminating or self.broken is not None:
             return
         self._break(
@@ -910,17 +829,13 @@ class ProcessEngine:
         for worker in self._workers:
             if job.id in worker.funcs:
                 worker.funcs.discard(job.id)
-                if worker.tasks is not None:
+                if worker.channel.tasks is not None:
                     if forget is None:
                         forget = _wire.task_frame(_wire.FORGET, 0, job.id)
-                    worker.outbox.extend(forget)
-                    self._flush(worker)
+                    worker.channel.outbox.put(forget)
+                    self._transport.flush(worker.channel)
 
     # ---------------------------------------------------------------- plumbing
-
-    def _register(self, fd: int, kind: int, worker: Optional[_Worker], events: int = _READABLE) -> None:
-        self._fds[fd] = (kind, worker)
-        self._poller.register(fd, events)
 
     def _close_own_fds(self) -> None:
         # Forgotten before closed: another thread's _wake() must never write
@@ -934,9 +849,7 @@ class ProcessEngine:
         # of the workers' pipes: a worker would then not see end of file
         # when the pool closes its task pipe.
         for worker in self._workers:
-            if worker.tasks is not None:
-                worker.tasks.close()
-            worker.results.close()
+            worker.channel.close_in_child()
         for conn in self._starting:
             conn.close()
         self._close_own_fds()

@@ -1,9 +1,9 @@
 """What travels on a worker's two pipes: fixed binary headers, then a pickle.
 
-Every message is one frame of ``mp_core.connection``'s wire format (a size,
+Every message is one frame of ``mp_core._framing``'s wire format (a size,
 then the payload), built as a list of buffers and written with ``writev``
-where the interpreter has it (``mp_core._io``).  The
-payload starts with a small fixed header, read with ``struct`` before any
+where the interpreter has it (``_transport`` in the parent, ``_io`` in the
+worker).  The payload starts with a small fixed header, read with ``struct`` before any
 unpickling: a body that fails to unpickle can still be blamed on the right
 task, and control messages cost no pickle at all.
 
@@ -30,7 +30,8 @@ import io
 import struct
 from typing import Any, Optional
 
-from mp_core import connection, reduction
+from mp_core import reduction
+from mp_core._framing import message_header
 
 __all__ = [
     "TASK_HEAD",
@@ -120,7 +121,7 @@ class Frame:
 
     def seal(self) -> list[Any]:
         """Put the size header (short or long form) in front; return the buffers."""
-        self.parts[0] = connection.message_header(self.size) + self.parts[0]  # the small fixed head: a cheap join
+        self.parts[0] = message_header(self.size) + self.parts[0]  # the small fixed head: a cheap join
         return self.parts
 
 

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional, Sequence
 from mp_core import connection, reduction
 from mp_core import process as _process
 from mp_core._forksafe_threads import ForkSafeThread
+from mp_core._framing import BadMessageLength, FrameReader
+from mp_core._io import write_buffers
 
 from . import _wire
 from ._errors import MaybeEncodingError, format_remote
@@ -84,7 +86,7 @@ def run_worker(
     results_fd = results.fileno()
 
     def send(parts: list) -> None:
-        connection.write_buffers(results_fd, parts)
+        write_buffers(results_fd, parts)
 
     if initializer is not None:
         try:
@@ -106,7 +108,7 @@ def _serve(
     maxtasks: Optional[int],
     serializer: Optional[reduction.Serializer],
 ) -> None:
-    recv = connection.FrameReader(tasks.fileno()).next_frame
+    recv = FrameReader(tasks.fileno()).next_frame
     unpack = _wire.TASK_HEAD.unpack_from
     body_at = _wire.TASK_HEAD.size
     clock = time.perf_counter
@@ -115,7 +117,7 @@ def _serve(
     while maxtasks is None or done < maxtasks:
         try:
             data = recv()
-        except connection.BadMessageLength as exc:
+        except BadMessageLength as exc:
             raise _corrupt_tasks(str(exc)) from None
         except (EOFError, OSError):
             return  # the pool closed our pipe, or its owner is gone

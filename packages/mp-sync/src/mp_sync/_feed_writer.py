@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import os
 import select
-import struct
 import time
 from collections import deque
 from typing import Any, Optional
 
 from mp_core._forksafe_threads import ForkSafeThread, fork_requested_fd
-from mp_core.connection import message_header
+from mp_core._framing import SHORT_HEADER, message_header
 
 __all__ = ["FeedState", "private_nonblocking_end", "frames", "write_out"]
 
 # A payload up to this size is joined to its size header (one write).
 _JOIN_BELOW = 64 * 1024
-_BATCH_HEADER = struct.Struct("!i")  # batched payloads are all small
 
 
 class FeedState:
@@ -103,7 +101,7 @@ def frames(batch: list) -> deque:
         if len(payload) < _JOIN_BELOW:
             return deque([memoryview(b"".join((header, payload)))])
         return deque([memoryview(header), memoryview(payload)])
-    pack = _BATCH_HEADER.pack
+    pack = SHORT_HEADER.pack  # a batch of several holds only small payloads (queues._take_batch): the short form
     parts = []
     for payload in batch:
         parts.append(pack(len(payload)))

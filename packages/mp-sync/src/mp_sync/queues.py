@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import struct
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 
 from mp_core import reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
+from mp_core._framing import SHORT_HEADER
 from mp_core.connection import Pipe
 from mp_core.context import BaseContext, assert_spawning
 
@@ -56,9 +56,6 @@ _SENTINEL = object()
 # without being copied.
 _BATCH_BYTES = 256 * 1024
 _LARGE_PAYLOAD = 64 * 1024
-# A frame of mp_core.connection's wire format (the standard library's):
-# a 4-byte big-endian signed size, then the payload.
-_FRAME_HEADER = struct.Struct("!i")
 _CAN_BATCH = sys.platform != "win32"
 
 #: The type of the items a queue carries (``Queue[int]``); unchecked at run time.
@@ -91,7 +88,7 @@ def _send_batch(writer: Any, batch: list) -> None:
         for payload in batch:
             writer.send_bytes(payload)
         return
-    pack = _FRAME_HEADER.pack
+    pack = SHORT_HEADER.pack  # a batch of several holds payloads under _BATCH_BYTES: the short form
     parts = []
     for payload in batch:
         parts.append(pack(len(payload)))

@@ -11,6 +11,7 @@ from mp_core.reduction import HAVE_SEND_HANDLE as HAVE_SEND_HANDLE
 from mp_core.reduction import AbstractReducer as AbstractReducer
 from mp_core.reduction import DupFd as DupFd
 from mp_core.reduction import ForkingPickler as ForkingPickler
+from mp_core.reduction import MessageEncoder as MessageEncoder
 from mp_core.reduction import Serializer as Serializer
 from mp_core.reduction import configure as configure
 from mp_core.reduction import describe as describe
@@ -42,4 +43,5 @@ __all__ = [
     "get_serializer",
     "dumps",
     "loads",
+    "MessageEncoder",
 ]
