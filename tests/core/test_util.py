@@ -107,6 +107,40 @@ def test_after_fork_hooks_run_in_forked_child_only():
     assert out.stdout.splitlines()[-1] == "parent parent"
 
 
+def test_a_replaced_exit_function_is_the_one_a_forked_child_runs():
+    # The bootstrap reaches util through hooks util installs (process cannot
+    # import util); they must look the function up when the child exits, as
+    # a direct call did, so that replacing it keeps working.
+    out = run_python("""
+        import os
+        import mp_core as mp
+        from mp_core import util
+
+        original = util._exit_function
+
+        def replaced(*args, **kwargs):
+            os.write(1, f"replaced exit function ran in {os.getpid()}\\n".encode())
+            return original(*args, **kwargs)
+
+        if __name__ == "__main__":
+            util._exit_function = replaced
+            p = mp.get_context("fork").Process(target=print, args=("target ran",))
+            p.start()
+            p.join()
+            print("child", p.pid, "exit code", p.exitcode, flush=True)
+    """)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    child = next(line for line in lines if line.startswith("child "))
+    pid = child.split()[1]
+    assert child == f"child {pid} exit code 0"
+    # Twice in the child: the bootstrap's call, then the atexit handler that
+    # the child registered again after the fork (a forked child runs the
+    # handlers registered in it).  A hook bound at import gives only the second.
+    assert lines.count(f"replaced exit function ran in {pid}") == 2
+    assert lines.index("target ran") < lines.index(f"replaced exit function ran in {pid}") < lines.index(child)
+
+
 def test_temp_dir_is_private_and_removed_at_exit():
     out = run_python("""
         import os, stat

@@ -440,8 +440,14 @@ def _reset_after_fork() -> None:
 
 
 # What a child's bootstrap runs besides its target (process cannot import us:
-# we import it; see there).
-process._install_life_cycle(info=info, after_fork=_reset_after_fork, exit_function=_exit_function)
+# we import it; see there).  The steps look our globals up when they run, as
+# the bootstrap did when it imported us, so code that replaces
+# ``util._exit_function`` or ``util.info`` still reaches the child's bootstrap.
+process._install_life_cycle(
+    info=lambda *args, **kwargs: info(*args, **kwargs),
+    after_fork=lambda: _reset_after_fork(),
+    exit_function=lambda: _exit_function(),
+)
 
 
 def _forget_inherited_atexit() -> None:
