@@ -1,21 +1,21 @@
-"""The parent side of a process pool: one thread that feeds, watches and replaces workers.
+"""The parent side of a process pool: one thread that schedules jobs on workers and settles their results.
 
-How a task travels::
+How a task travels (the module that does each step in brackets)::
 
     caller thread                 manager thread (one per pool)                  worker process
     -------------                 -----------------------------                  --------------
-    pool.map_async(f, items)
-      MapResult ─> submit_map:
+    pool.map_async(f, items)                                                     [_worker]
+      MapResult ─> submit_map:    [pool, _results]
         open_job: a job id, the
-        result filed in Pool._cache
-        pickle f once
+        result filed in Pool._cache [_jobs]
+        pickle f once             [_wire]
         Job ─> inbox ─(wake pipe)─> job queue (FIFO)
                                     │ a worker has room? take the job's next
                                     │ Chunk (sized in _sources), pickle it:
                                     │ a Task; the job's first task for this
                                     │ worker: FUNC frame (f) in front
                                     │ outbox ─ non-blocking write ── task pipe ─> read ahead,
-                                    │                                             run f over the chunk
+                                    │   [_transport]                              run f over the chunk
                                     │ poll(): result pipes, sentinels,   <─ result pipe ─ one result
                                     │ writable task pipes, wake pipe                    per task
                                     └ results (many per read): unpickle,
@@ -24,7 +24,15 @@ How a task travels::
                                       result leaves Pool._cache, get() wakes
     result.get() <───────────────────────────┘
     imap(f, generator)
-      feeder thread: reads the input a few chunks ahead ─> the job's buffer ─(wake)─> (as above)
+      feeder thread [_sources]: reads the input a few chunks ahead ─> the job's buffer ─(wake)─> (as above)
+
+    worker life cycle [_worker_processes]: pipes and Process from the pool's factory,
+      forked from the zygote under fork; end of file at close; SIGTERM, then SIGKILL
+
+This module keeps the schedule (the job queue, which worker gets which
+task, how deep) and what each event means: a result settles its task, a
+sentinel settles the dead worker's tasks and asks ``WorkerProcesses`` for
+a replacement, a failure to start breaks the pool.
 
 The engine and the results meet only at ``_results.PendingResult`` (what
 the engine calls) and ``_results.ResultOwner`` (what a result asks of the
@@ -44,9 +52,10 @@ with ``BrokenPoolError`` instead of being respawned for ever.
 
 Under the fork start method the manager thread never forks: the first
 workers are forked by the thread that creates the pool, and their
-replacements by the pool's zygote (``mp_core._zygote``), forked before the
-pool had a thread; the manager thread and the ``imap`` feeders step aside
-whenever the process forks (``mp_core._forksafe_threads``).
+replacements by the pool's zygote (``mp_core._zygote``, owned by
+``_worker_processes``), forked before the pool had a thread; the manager
+thread and the ``imap`` feeders step aside whenever the process forks
+(``mp_core._forksafe_threads``).
 
 The bytes move through ``_transport``: writes to task pipes never block (a
 full pipe keeps the rest in the worker's outbox until ``poll`` reports
@@ -68,15 +77,14 @@ import math
 import os
 import sys
 import threading
-import time
 import traceback
 import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
-from mp_core import connection, context, reduction, util
+from mp_core import reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
-from mp_core._zygote import Zygote, ZygoteLost
+from mp_core._zygote import Zygote
 
 from . import _wire
 from ._errors import (
@@ -99,8 +107,8 @@ from ._jobs import (
 )
 from ._results import PendingResult
 from ._sources import SingleSource, make_source
-from ._transport import RESULTS, SENTINEL, WAKE, Transport, WorkerChannel
-from ._worker import run_worker
+from ._transport import RESULTS, SENTINEL, WAKE, Transport
+from ._worker_processes import Worker, WorkerProcesses
 
 __all__ = ["ProcessEngine"]
 
@@ -110,31 +118,8 @@ PREFETCH_BELOW = 0.05
 QUEUED_WORK = 0.002
 #: ...and at most this many tasks per worker (running included).
 MAX_DEPTH = 16
-#: Seconds a terminated worker gets to exit on SIGTERM before SIGKILL.
-TERMINATE_GRACE = 1.0
-#: Seconds to wait for a worker to die after SIGKILL before giving up on it.
-KILL_WAIT = 10.0
 #: Workers killed by a signal before they were ready, in a row, before the pool gives up.
 MAX_STARTUP_KILLS = 3
-
-
-class _Worker:
-    """A worker process, what it has been sent, and the parent's ends of its pipes (``channel``)."""
-
-    __slots__ = ("process", "pid", "channel", "sentinel", "running", "sent", "funcs", "ready", "retiring")
-
-    def __init__(self, process: Any, channel: WorkerChannel) -> None:
-        self.process = process
-        # Read defensively: a custom Process factory may hand back objects
-        # without them (a real Process always has both once started).
-        self.pid: Optional[int] = getattr(process, "pid", None)
-        self.channel = channel
-        self.sentinel: Optional[int] = getattr(process, "sentinel", None)
-        self.running: deque[Task] = deque()  # sent, not answered; the first is the one running
-        self.sent = 0
-        self.funcs: set[int] = set()  # jobs whose function this worker holds
-        self.ready = False  # the initializer has run
-        self.retiring = False  # has been sent its last task (maxtasksperchild)
 
 
 class ProcessEngine:
@@ -152,26 +137,25 @@ class ProcessEngine:
         cache: dict[int, Any],
         zygote: bool = False,
     ) -> None:
-        self._factory = process_factory
         self._cache = cache  # the pool's ``_cache``: results not yet ready, by job id
         self.size = processes
-        self._initializer = initializer
-        self._initargs = tuple(initargs)
         self._maxtasks = maxtasksperchild
         self._serializer = serializer
-        # Forked first, while this pool has neither threads nor pipes: the
-        # workers that replace others under the fork start method are forked
-        # from it (see mp_core._zygote), never from the manager thread.  The
-        # first ones are forked from here, as the zygote was: it holds what
-        # they hold, and starting them costs no round trips.
-        self._zygote: Optional[Zygote] = None
-        self._retired_zygote: Optional[Zygote] = None
-        if zygote and not util.process.current_process()._config.get("daemon"):
-            self._zygote = Zygote(self._build_in_zygote)
-        self.processes: list[Any] = []  # the pool's ``_pool``: live worker processes
-        self.broken: Optional[BrokenPoolError] = None
-        self._workers: list[_Worker] = []
         self._transport = Transport()
+        # Forks the zygote first, while this pool has neither threads nor pipes.
+        self._worker_processes = WorkerProcesses(
+            process_factory=process_factory,
+            initializer=initializer,
+            initargs=initargs,
+            maxtasksperchild=maxtasksperchild,
+            serializer=serializer,
+            transport=self._transport,
+            zygote=zygote,
+        )
+        # The same lists as the WorkerProcesses' own: read on every dispatch.
+        self._workers = self._worker_processes.workers
+        self.processes = self._worker_processes.processes  # the pool's ``_pool``: live worker processes
+        self.broken: Optional[BrokenPoolError] = None
         self._inbox: deque[Job] = deque()
         self._lock = threading.Lock()  # submitters against the final shutdown
         self._queue: deque[Job] = deque()  # jobs that may have chunks to hand out
@@ -183,12 +167,11 @@ class ProcessEngine:
         self._closing = False
         self._terminating = False
         self._stopped = False
-        self._starting: tuple[connection.Connection, ...] = ()
         self._feeders: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
         try:
             self._wake_r, self._wake_w = os.pipe()
         except BaseException:
-            self._close_zygote()
+            self._worker_processes.close_zygote()
             raise
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -201,13 +184,18 @@ class ProcessEngine:
         self.thread = ForkSafeThread(self._run, name="PoolManager", wake=self._wake)
         try:
             for _ in range(processes):
-                self._start_worker(from_zygote=False)
+                self._worker_processes.start(from_zygote=False)
             self.thread.start()
         except BaseException:
-            self._kill_workers()
+            self._worker_processes.kill()
             self._close_own_fds()
-            self._close_zygote()
+            self._worker_processes.close_zygote()
             raise
+
+    @property
+    def _zygote(self) -> Optional[Zygote]:
+        """The zygote that forks replacement workers, if any (read by tests and when debugging)."""
+        return self._worker_processes.zygote
 
     # ================================================================ any thread
 
@@ -359,9 +347,9 @@ class ProcessEngine:
         return False
 
     def _shut_down(self, reason: BaseException) -> None:
-        self._retire_zygote()  # it exits while the workers are stopped; reaped below
+        self._worker_processes.retire_zygote()  # it exits while the workers are stopped; reaped below
         try:
-            self._kill_workers()
+            self._worker_processes.kill()
         finally:
             with self._lock:
                 self._stopped = True
@@ -372,7 +360,8 @@ class ProcessEngine:
                 job.result._abort(reason, notify=False)
             self._active.clear()
             self._close_own_fds()
-            self._close_zygote(wait=False)  # reaped in the background if still exiting: join need not wait
+            # Reaped in the background if still exiting: join need not wait.
+            self._worker_processes.close_zygote(wait=False)
 
     def _loop(self) -> bool:
         """Serve until the pool is done (false) or the process is about to fork (true)."""
@@ -423,83 +412,9 @@ class ProcessEngine:
                 job.queued = True
                 self._queue.append(job)
 
-    # ---------------------------------------------------------------- workers
+    # ---------------------------------------------------------------- worker deaths, replacements, breakage
 
-    def _start_worker(self, from_zygote: bool = True) -> None:
-        tasks_r, tasks_w = connection.Pipe(duplex=False)
-        results_r, results_w = connection.Pipe(duplex=False)
-        # A worker forked from this process closes these in itself (see
-        # _after_fork_in_child), so that only the parent holds them.
-        self._starting = (tasks_w, results_r)
-        try:
-            process = self._factory(
-                target=run_worker,
-                args=(tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer),
-            )
-            process.name = process.name.replace("Process", "PoolWorker")
-            process.daemon = True
-            self._start_process(process, tasks_r, results_w, from_zygote)
-        except BaseException:
-            tasks_w.close()
-            results_r.close()
-            raise
-        finally:
-            self._starting = ()
-            tasks_r.close()
-            results_w.close()
-        worker = _Worker(process, WorkerChannel(tasks_w, results_r))
-        self._workers.append(worker)
-        self.processes.append(process)
-        self._transport.open(worker.channel, worker)
-        if worker.sentinel is not None:
-            self._transport.watch(worker.sentinel, SENTINEL, worker)
-        util.debug("added worker %s", process.name)
-
-    def _start_process(
-        self, process: Any, tasks_r: connection.Connection, results_w: connection.Connection, from_zygote: bool
-    ) -> None:
-        zygote = self._zygote
-        if not from_zygote or zygote is None or not context._forks_when_started(process):
-            process.start()
-            return
-        process._Popen = zygote.popen_for([tasks_r.fileno(), results_w.fileno()], (process.name, process._identity))
-        try:
-            process.start()
-        except ZygoteLost as exc:
-            # Killed (the OOM killer picks big processes): fork from here,
-            # as without a zygote, rather than lose the pool.
-            util.sub_warning("pool workers are forked directly from now on: %s", exc)
-            self._close_zygote()
-            del process._Popen
-            process.start()
-
-    def _build_in_zygote(self, fds: list[int], info: tuple[str, tuple]) -> tuple[Any, tuple]:
-        """In the zygote: the worker process object for a request of ``_start_process``."""
-        tasks_r = connection.Connection(fds[0], writable=False)
-        results_w = connection.Connection(fds[1], readable=False)
-        process = self._factory(
-            target=run_worker,
-            args=(tasks_r, results_w, self._initializer, self._initargs, self._maxtasks, self._serializer),
-        )
-        process.name, process._identity = info
-        process.daemon = True
-        return process, (tasks_r, results_w)
-
-    def _close_zygote(self, wait: bool = True) -> None:
-        zygote, self._zygote = self._zygote, None
-        if zygote is None:
-            zygote, self._retired_zygote = self._retired_zygote, None
-        if zygote is not None:
-            zygote.close(wait)
-
-    def _retire_zygote(self) -> None:
-        """No worker will be needed any more: let the zygote exit now (it is reaped at shutdown)."""
-        zygote, self._zygote = self._zygote, None
-        if zygote is not None:
-            zygote.shut()
-            self._retired_zygote = zygote
-
-    def _on_exit(self, worker: _Worker) -> None:
+    def _on_exit(self, worker: Worker) -> None:
         """A worker's sentinel fired: collect its last results, settle its tasks, replace it."""
         while not worker.channel.eof:
             if not self._receive(worker) and not worker.channel.eof:
@@ -507,7 +422,7 @@ class ProcessEngine:
         process = worker.process
         process.join(5)
         exitcode = process.exitcode
-        self._forget(worker)
+        self._worker_processes.forget(worker)
         # Not closed: other threads may still be looking at it in ``_pool``;
         # its descriptors go with the object.
         self.processes.remove(process)
@@ -535,11 +450,11 @@ class ProcessEngine:
         """Start workers until the pool has its size again; break it if one cannot be started."""
         while self._needs_workers():
             try:
-                self._start_worker()
+                self._worker_processes.start()
             except Exception as exc:
                 self._break(BrokenPoolError(f"cannot start a replacement worker: {exc!r}"), exc)
 
-    def _startup_failed(self, worker: _Worker, exitcode: Optional[int]) -> bool:
+    def _startup_failed(self, worker: Worker, exitcode: Optional[int]) -> bool:
         """A worker died before it was ready; break the pool if it cannot start workers."""
         if exitcode is not None and exitcode < 0:
             self._startup_kills += 1
@@ -565,53 +480,13 @@ class ProcessEngine:
             return bool(self._active or self._requeued or self._inbox)
         return True
 
-    def _forget(self, worker: _Worker) -> None:
-        self._transport.unwatch(worker.sentinel)
-        self._transport.close(worker.channel)
-        self._workers.remove(worker)
-
     def _close_workers(self) -> bool:
         """While closing: once no work is left, send every worker end of file; true when all are gone."""
         if self._active or self._requeued or self._inbox:
             return False
-        self._retire_zygote()
-        for worker in self._workers:
-            channel = worker.channel
-            if not channel.closing:
-                # An explicit STOP, then end of file once it is written: a
-                # child the program forked itself may hold a copy of the
-                # task pipe, and the worker would never see end of file.
-                if channel.tasks is not None:
-                    channel.outbox.put(_wire.STOP_FRAME)
-                self._transport.close_after_outbox(channel)
+        self._worker_processes.retire_zygote()
+        self._worker_processes.send_eof()
         return not self._workers
-
-    def _kill_workers(self) -> None:
-        """Stop every worker: SIGTERM, then SIGKILL for those still alive after a grace period."""
-        workers = list(self._workers)
-        for worker in workers:
-            _signal(worker.process.terminate)
-        deadline = time.monotonic() + TERMINATE_GRACE
-        killed = False
-        pending = {worker.sentinel: worker for worker in workers if worker.sentinel is not None}
-        while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if killed:
-                    break  # stuck in the kernel (D state): leave it, do not hang
-                for worker in pending.values():
-                    _signal(worker.process.kill)
-                killed = True
-                deadline = time.monotonic() + KILL_WAIT
-                continue
-            for sentinel in connection.wait(list(pending), remaining):
-                pending.pop(sentinel)
-        for worker in workers:
-            if worker.sentinel is None:
-                _signal(worker.process.join)  # nothing to wait on: trust its join()
-            elif worker.sentinel not in pending:
-                worker.process.join(KILL_WAIT)
-            self._forget(worker)
 
     def _break(self, error: BrokenPoolError, cause: Optional[BaseException]) -> None:
         """The pool cannot run tasks any more: fail everything pending and stop the workers."""
@@ -631,8 +506,7 @@ class ProcessEngine:
         for job in jobs:
             job.source.stop()
             job.result._abort(error, notify=True)
-        for worker in self._workers:
-            _signal(worker.process.terminate)
+        self._worker_processes.terminate()
 
     # ---------------------------------------------------------------- dispatch
 
@@ -712,7 +586,7 @@ class ProcessEngine:
             return 1
         return min(MAX_DEPTH, 2 + int(QUEUED_WORK / max(avg, 1e-7)))
 
-    def _send(self, worker: _Worker, task: Task) -> None:
+    def _send(self, worker: Worker, task: Task) -> None:
         job = task.job
         put = worker.channel.outbox.put
         if job.func_frame is not None and job.id not in worker.funcs:
@@ -726,7 +600,7 @@ class ProcessEngine:
 
     # ---------------------------------------------------------------- results
 
-    def _receive(self, worker: _Worker) -> int:
+    def _receive(self, worker: Worker) -> int:
         """Handle every result waiting in ``worker``'s pipe; return how many there were."""
         channel = worker.channel
         reader = channel.reader
@@ -746,7 +620,7 @@ class ProcessEngine:
                     self._corrupt(worker, problem)
         return len(frames)
 
-    def _unexpected(self, worker: _Worker, data: Any) -> Optional[str]:
+    def _unexpected(self, worker: Worker, data: Any) -> Optional[str]:
         """What is wrong with a result frame (its head) from ``worker``, or ``None`` if it is the one due."""
         if len(data) < _wire.RESULT_HEAD.size:
             return f"a result frame of {len(data)} bytes, shorter than its {_wire.RESULT_HEAD.size}-byte head"
@@ -765,7 +639,7 @@ class ProcessEngine:
             return f"an impossible run time {_elapsed!r} for task {task_id}"
         return None
 
-    def _corrupt(self, worker: _Worker, problem: str) -> None:
+    def _corrupt(self, worker: Worker, problem: str) -> None:
         """``worker``'s result stream cannot be trusted: break the pool, naming the worker and the problem."""
         self._transport.stop_reading(worker.channel)
         if self._terminating or self.broken is not None:
@@ -778,7 +652,7 @@ class ProcessEngine:
             None,
         )
 
-    def _handle_result(self, worker: _Worker, data: Any) -> None:
+    def _handle_result(self, worker: Worker, data: Any) -> None:
         if self.broken is not None:
             return  # a broken pool has failed every task already
         problem = self._unexpected(worker, data)
@@ -808,7 +682,7 @@ class ProcessEngine:
         body.release()
         self._finish(task, ok, value)
 
-    def _initializer_failed(self, worker: _Worker, body: memoryview) -> None:
+    def _initializer_failed(self, worker: Worker, body: memoryview) -> None:
         error = _load_exception(body, "the initializer")
         self._break(BrokenPoolError(f"the pool's initializer failed in worker {worker.pid}: {error!r}"), error)
 
@@ -845,21 +719,8 @@ class ProcessEngine:
         util.close_fds(*fds)
 
     def _after_fork_in_child(self) -> None:
-        # Another process forked from here must not hold the parent's ends
-        # of the workers' pipes: a worker would then not see end of file
-        # when the pool closes its task pipe.
-        for worker in self._workers:
-            worker.channel.close_in_child()
-        for conn in self._starting:
-            conn.close()
+        self._worker_processes.close_in_child()
         self._close_own_fds()
-
-
-def _signal(send: Callable[[], None]) -> None:
-    try:
-        send()
-    except (OSError, ValueError, AttributeError):
-        pass  # already gone
 
 
 def _load_exception(body: memoryview, what: str) -> BaseException:
