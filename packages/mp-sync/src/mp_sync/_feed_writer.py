@@ -13,14 +13,19 @@ fork is coming: the bytes not yet written and the write lock stay with the
 queue until the feeder runs again after the fork.  Nobody else writes to
 the pipe while the lock is held, so every message stays whole.
 
-Elsewhere (no ``/proc``), the feeder writes with blocking writes, and a
-fork does not wait for one that is stuck (``ForkSafeThread.blocked``).
+Elsewhere (no ``/proc``), the feeder writes with blocking writes
+(``write_blocking``), and a fork does not wait for one that is stuck
+(``ForkSafeThread.blocked``).
+
+Both ways, a batch of several payloads travels as one buffer of messages
+(``joined_messages``): one system call for many small items.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import sys
 import time
 from collections import deque
 from typing import Any, Optional
@@ -28,10 +33,12 @@ from typing import Any, Optional
 from mp_core._forksafe_threads import ForkSafeThread, fork_requested_fd
 from mp_core._framing import SHORT_HEADER, message_header
 
-__all__ = ["FeedState", "private_nonblocking_end", "frames", "write_out"]
+__all__ = ["FeedState", "private_nonblocking_end", "joined_messages", "frames", "write_out", "write_blocking"]
 
 # A payload up to this size is joined to its size header (one write).
 _JOIN_BELOW = 64 * 1024
+# Where a Connection is a socket-like handle (Windows), each message goes through its send_bytes.
+_CAN_JOIN = sys.platform != "win32"
 
 
 class FeedState:
@@ -93,6 +100,20 @@ def private_nonblocking_end(fd: int) -> int:
     return -1
 
 
+def joined_messages(batch: list) -> bytes:
+    """The payloads of ``batch`` as one buffer of messages, each behind its short size header.
+
+    For the feeder's batches of several payloads: ``queues._take_batch``
+    puts only small ones together, so the short header always fits.
+    """
+    pack = SHORT_HEADER.pack
+    parts = []
+    for payload in batch:
+        parts.append(pack(len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
 def frames(batch: list) -> deque:
     """The bytes of ``batch`` as the pipe carries them: each payload as one message (size header first)."""
     if len(batch) == 1:
@@ -101,12 +122,23 @@ def frames(batch: list) -> deque:
         if len(payload) < _JOIN_BELOW:
             return deque([memoryview(b"".join((header, payload)))])
         return deque([memoryview(header), memoryview(payload)])
-    pack = SHORT_HEADER.pack  # a batch of several holds only small payloads (queues._take_batch): the short form
-    parts = []
-    for payload in batch:
-        parts.append(pack(len(payload)))
-        parts.append(payload)
-    return deque([memoryview(b"".join(parts))])
+    return deque([memoryview(joined_messages(batch))])
+
+
+def write_blocking(writer: Any, batch: list) -> None:
+    """Write each payload of ``batch`` to the ``Connection`` ``writer`` as one message, in few system calls.
+
+    The caller holds the queue's write lock (if it has one).
+    """
+    if len(batch) == 1 or not _CAN_JOIN:
+        for payload in batch:
+            writer.send_bytes(payload)
+        return
+    data = memoryview(joined_messages(batch))
+    fd = writer.fileno()
+    # Nobody else writes meanwhile: a short write (a signal) just continues.
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def write_out(state: FeedState, thread: ForkSafeThread) -> bool:

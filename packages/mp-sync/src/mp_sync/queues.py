@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import os
 import sys
 import threading
 import time
@@ -39,11 +38,10 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 
 from mp_core import reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
-from mp_core._framing import SHORT_HEADER
 from mp_core.connection import Pipe
 from mp_core.context import BaseContext, assert_spawning
 
-from ._feed_writer import FeedState, private_nonblocking_end, write_out
+from ._feed_writer import FeedState, private_nonblocking_end, write_blocking, write_out
 from .synchronize import SEM_VALUE_MAX, BoundedSemaphore, Condition, Lock, Semaphore, _resolve
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
@@ -56,7 +54,6 @@ _SENTINEL = object()
 # without being copied.
 _BATCH_BYTES = 256 * 1024
 _LARGE_PAYLOAD = 64 * 1024
-_CAN_BATCH = sys.platform != "win32"
 
 #: The type of the items a queue carries (``Queue[int]``); unchecked at run time.
 _T = TypeVar("_T")
@@ -80,24 +77,6 @@ def _take_batch(buffer: collections.deque) -> tuple[list, bool]:
         batch.append(buffer.popleft())
         size += len(head)
     return batch, False
-
-
-def _send_batch(writer: Any, batch: list) -> None:
-    """Write each payload of ``batch`` as one message, with as few system calls as we can."""
-    if len(batch) == 1 or not _CAN_BATCH:
-        for payload in batch:
-            writer.send_bytes(payload)
-        return
-    pack = SHORT_HEADER.pack  # a batch of several holds payloads under _BATCH_BYTES: the short form
-    parts = []
-    for payload in batch:
-        parts.append(pack(len(payload)))
-        parts.append(payload)
-    data = memoryview(b"".join(parts))
-    fd = writer.fileno()
-    # The write lock is held: a short write (a signal) just continues.
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def _notify(condition: threading.Condition) -> None:
@@ -346,10 +325,10 @@ class Queue(Generic[_T]):
                         thread.blocked = True
                         try:
                             if writelock is None:
-                                _send_batch(writer, batch)
+                                write_blocking(writer, batch)
                             else:
                                 with writelock:
-                                    _send_batch(writer, batch)
+                                    write_blocking(writer, batch)
                         except Exception as exc:
                             if failed(exc, batch):
                                 return False

@@ -21,6 +21,7 @@ from mp_sync.queues import Semaphore as Semaphore
 from mp_sync.queues import SimpleQueue as SimpleQueue
 from mp_sync.queues import assert_spawning as assert_spawning
 from mp_sync.queues import private_nonblocking_end as private_nonblocking_end
+from mp_sync.queues import write_blocking as write_blocking
 from mp_sync.queues import write_out as write_out
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue", "Empty", "Full"]
