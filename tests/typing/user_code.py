@@ -18,7 +18,7 @@ import multiprocess as mp
 import multiprocess.dummy
 import multiprocess.managers
 import multiprocess.pool
-from mp_core.context import BaseContext
+from mp_core.context import BaseContext, ForkContext, ForkServerContext, SpawnContext, SpawnProcess
 from mp_managers.managers import SyncManager
 from mp_managers.shared_memory import ShareableList, SharedMemory
 from mp_pool.pool import ApplyResult, IMapIterator, MapResult, Pool, ThreadPool
@@ -47,8 +47,22 @@ def child(conn: Connection) -> None:
 
 def main() -> None:
     ctx = mp.get_context("spawn")
-    assert_type(ctx, BaseContext)
-    assert_type(mp.get_start_method(), "str | None")
+    assert_type(ctx, SpawnContext)
+    assert isinstance(ctx, SpawnContext)
+    assert_type(mp.get_context("fork"), ForkContext)
+    assert_type(mp.get_context("forkserver"), ForkServerContext)
+    assert_type(ctx.get_context("fork"), ForkContext)
+    method: str = mp.get_all_start_methods()[-1]
+    assert_type(mp.get_context(method), BaseContext)
+    # Without a method: the concrete context in use, whose class depends on set_start_method.
+    assert_type(mp.get_context(), BaseContext)
+    assert_type(mp.get_context(None), BaseContext)
+    assert_type(ctx.get_context(), BaseContext)
+    assert_type(mp.get_start_method(), str)
+    assert_type(mp.get_start_method(allow_none=True), "str | None")
+    assert_type(ctx.get_start_method(), str)
+    assert_type(mp.get_all_start_methods(), list[str])
+    assert_type(mp.set_start_method(mp.get_start_method(), force=True), None)
     assert_type(mp.cpu_count(), int)
     assert_type(mp.current_process(), BaseProcess)
 
@@ -56,7 +70,7 @@ def main() -> None:
     reader, writer = ctx.Pipe(duplex=False)
     assert_type(reader, Connection)
     process = ctx.Process(target=child, args=(writer,))
-    assert_type(process, BaseProcess)
+    assert_type(process, SpawnProcess)
     process.start()
     writer.close()
     assert reader.recv() == sys.version_info[:2]
