@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Any, get_origin
+from typing import AbstractSet, Any, get_origin
 
 from typing_extensions import assert_type
 
@@ -19,7 +19,7 @@ import multiprocess.dummy
 import multiprocess.managers
 import multiprocess.pool
 from mp_core.context import BaseContext, ForkContext, ForkServerContext, SpawnContext, SpawnProcess
-from mp_managers.managers import SyncManager
+from mp_managers.managers import SetProxy, SyncManager
 from mp_managers.shared_memory import ShareableList, SharedMemory
 from mp_pool.pool import ApplyResult, IMapIterator, MapResult, Pool, ThreadPool
 from mp_sync.queues import JoinableQueue, Queue, SimpleQueue
@@ -133,6 +133,18 @@ def main() -> None:
         items = manager.list([1, 2])
         items.append(3)
         assert len(items) == 3
+        tags = manager.set(["a"])
+        assert_type(tags, SetProxy)
+        tags |= {"b", "c"}
+        tags -= {"a": 0}.keys()
+        assert_type(tags, SetProxy)  # the augmented assignments change the shared set in place
+        union = tags | {"d"}
+        assert_type(union, "AbstractSet[Any | str]")  # MutableSet's word; a plain set at run time
+        assert isinstance(union, AbstractSet) and union == {"b", "c", "d"}
+        assert_type(tags.union(["d"]), set[Any])
+        assert_type("b" in tags, bool)
+        tags.discard("c")
+        assert set(tags) == {"b"} and tags.copy() == {"b"}
         value = manager.Value("i", 7)
         assert value.value == 7
         namespace = manager.Namespace(x=1)
