@@ -14,6 +14,7 @@ import threading
 import types
 from typing import Any, Callable, Optional
 
+from mp_core._namespace import Namespace as Namespace  # held by the server; dummy's too
 from mp_sync import synchronize
 
 from ._proxy import BaseProxy, forwarding
@@ -56,18 +57,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- objects held by the server
-
-
-class Namespace:
-    """A bag of attributes; its ``repr`` lists the public ones, sorted."""
-
-    def __init__(self, /, **kwds: Any) -> None:
-        self.__dict__.update(kwds)
-
-    def __repr__(self) -> str:
-        items = sorted((name, value) for name, value in self.__dict__.items() if not name.startswith("_"))
-        body = ", ".join(f"{name}={value!r}" for name, value in items)
-        return f"{type(self).__name__}({body})"
 
 
 class Value:
