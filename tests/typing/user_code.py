@@ -80,6 +80,8 @@ def main() -> None:
     default_process = mp.Process(target=square, args=(3,))
     assert_type(default_process, mp.Process)
     assert_type(mp_core.Process(), mp_core.Process)
+    assert_type(mp_core.get_context("fork"), ForkContext)
+    assert_type(mp_core.get_start_method(), str)
 
     # Pools: results typed from the function's return type.
     with ctx.Pool(2) as pool:
