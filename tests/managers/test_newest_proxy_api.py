@@ -134,6 +134,37 @@ def use_set_operators(s):
     return seen
 
 
+class _Letters(collections.abc.Set):
+    """A ``Set`` that is not a ``set``: what ``MutableSet``'s in-place operators accept."""
+
+    def __init__(self, letters):
+        self._letters = frozenset(letters)
+
+    def __contains__(self, item):
+        return item in self._letters
+
+    def __iter__(self):
+        return iter(self._letters)
+
+    def __len__(self):
+        return len(self._letters)
+
+
+def test_set_proxy_in_place_operators_take_any_set_and_refuse_the_rest(manager):
+    s = manager.set(["a", "b"])
+    s |= {"c": 1, "d": 2}.keys()
+    s -= _Letters("a")
+    s ^= _Letters("de")
+    s &= {"b": 0, "e": 0}.keys()
+    assert type(s) is SetProxy and set(s) == {"b", "e"}
+    for update in ("s |= ['z']", "s &= ['b']", "s -= ['b']", "s ^= ['z']", "s |= 'z'"):
+        scope = {"s": s}
+        with pytest.raises(TypeError, match=r"unsupported operand type\(s\) for .=: 'SetProxy' and '(list|str)'"):
+            exec(update, scope)
+        assert scope["s"] is s
+    assert set(s) == {"b", "e"}
+
+
 def use_set_methods(s):
     seen = {}
     s.add("a")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Any, get_origin
+from typing import AbstractSet, Any, get_origin
 
 from typing_extensions import assert_type
 
@@ -18,8 +18,8 @@ import multiprocess as mp
 import multiprocess.dummy
 import multiprocess.managers
 import multiprocess.pool
-from mp_core.context import BaseContext
-from mp_managers.managers import SyncManager
+from mp_core.context import BaseContext, ForkContext, ForkServerContext, SpawnContext, SpawnProcess
+from mp_managers.managers import SetProxy, SyncManager
 from mp_managers.shared_memory import ShareableList, SharedMemory
 from mp_pool.pool import ApplyResult, IMapIterator, MapResult, Pool, ThreadPool
 from mp_sync.queues import JoinableQueue, Queue, SimpleQueue
@@ -47,8 +47,22 @@ def child(conn: Connection) -> None:
 
 def main() -> None:
     ctx = mp.get_context("spawn")
-    assert_type(ctx, BaseContext)
-    assert_type(mp.get_start_method(), "str | None")
+    assert_type(ctx, SpawnContext)
+    assert isinstance(ctx, SpawnContext)
+    assert_type(mp.get_context("fork"), ForkContext)
+    assert_type(mp.get_context("forkserver"), ForkServerContext)
+    assert_type(ctx.get_context("fork"), ForkContext)
+    method: str = mp.get_all_start_methods()[-1]
+    assert_type(mp.get_context(method), BaseContext)
+    # Without a method: the concrete context in use, whose class depends on set_start_method.
+    assert_type(mp.get_context(), BaseContext)
+    assert_type(mp.get_context(None), BaseContext)
+    assert_type(ctx.get_context(), BaseContext)
+    assert_type(mp.get_start_method(), str)
+    assert_type(mp.get_start_method(allow_none=True), "str | None")
+    assert_type(ctx.get_start_method(), str)
+    assert_type(mp.get_all_start_methods(), list[str])
+    assert_type(mp.set_start_method(mp.get_start_method(), force=True), None)
     assert_type(mp.cpu_count(), int)
     assert_type(mp.current_process(), BaseProcess)
 
@@ -56,7 +70,7 @@ def main() -> None:
     reader, writer = ctx.Pipe(duplex=False)
     assert_type(reader, Connection)
     process = ctx.Process(target=child, args=(writer,))
-    assert_type(process, BaseProcess)
+    assert_type(process, SpawnProcess)
     process.start()
     writer.close()
     assert reader.recv() == sys.version_info[:2]
@@ -66,6 +80,8 @@ def main() -> None:
     default_process = mp.Process(target=square, args=(3,))
     assert_type(default_process, mp.Process)
     assert_type(mp_core.Process(), mp_core.Process)
+    assert_type(mp_core.get_context("fork"), ForkContext)
+    assert_type(mp_core.get_start_method(), str)
 
     # Pools: results typed from the function's return type.
     with ctx.Pool(2) as pool:
@@ -119,6 +135,18 @@ def main() -> None:
         items = manager.list([1, 2])
         items.append(3)
         assert len(items) == 3
+        tags = manager.set(["a"])
+        assert_type(tags, SetProxy)
+        tags |= {"b", "c"}
+        tags -= {"a": 0}.keys()
+        assert_type(tags, SetProxy)  # the augmented assignments change the shared set in place
+        union = tags | {"d"}
+        assert_type(union, "AbstractSet[Any | str]")  # MutableSet's word; a plain set at run time
+        assert isinstance(union, AbstractSet) and union == {"b", "c", "d"}
+        assert_type(tags.union(["d"]), set[Any])
+        assert_type("b" in tags, bool)
+        tags.discard("c")
+        assert set(tags) == {"b"} and tags.copy() == {"b"}
         value = manager.Value("i", 7)
         assert value.value == 7
         namespace = manager.Namespace(x=1)

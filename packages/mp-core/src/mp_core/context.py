@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     # at run time this module never imports them (the arrows point down).
     from logging import Logger
     from types import ModuleType
-    from typing import Any, Callable, Optional, Sequence, Union
+    from typing import Any, Callable, Literal, Optional, Sequence, Union, overload
 
     from mp_managers.managers import SyncManager
     from mp_pool.pool import Pool as _Pool
@@ -185,10 +185,32 @@ class BaseContext:
 
         set_forkserver_preload(module_names, on_error=on_error)
 
+    if TYPE_CHECKING:
+        # The method names the class (typeshed's overloads).  Without one,
+        # a concrete context answers itself and the default context the
+        # concrete one in use, so the type is only the base's.
+        @overload
+        def get_context(self, method: None = None) -> BaseContext: ...
+        @overload
+        def get_context(self, method: Literal["spawn"]) -> SpawnContext: ...
+
+        if sys.platform != "win32":
+
+            @overload
+            def get_context(self, method: Literal["fork"]) -> ForkContext: ...
+            @overload
+            def get_context(self, method: Literal["forkserver"]) -> ForkServerContext: ...
+
+        @overload
+        def get_context(self, method: str) -> BaseContext: ...
+
     def get_context(self, method: Optional[str] = None) -> BaseContext:
-        """Return the context of ``method`` (this context when ``None``)."""
+        """Return the context of ``method`` (this context when ``None``).
+
+        Raises ``ValueError`` if no start method has that name, or if it is not available here.
+        """
         if method is None:
-            return self
+            return self._context_in_use()
         try:
             ctx = _concrete_contexts[method]
         except KeyError:
@@ -196,8 +218,28 @@ class BaseContext:
         ctx._check_available()
         return ctx
 
+    if TYPE_CHECKING:
+        # Only the default context, asked with allow_none=True before its
+        # method is fixed, answers None (a concrete one always has a name).
+        @overload
+        def get_start_method(self, allow_none: Literal[False] = False) -> str: ...
+        @overload
+        def get_start_method(self, allow_none: bool) -> Optional[str]: ...
+
     def get_start_method(self, allow_none: bool = False) -> Optional[str]:
-        return self._name
+        """The name of the start method in use; with ``allow_none``, ``None`` if it is not fixed yet."""
+        if allow_none and not self._method_fixed():
+            return None
+        return self._context_in_use()._name
+
+    # The two hooks the default context answers differently (its public
+    # methods, and their overloads, are the base's).
+    def _context_in_use(self) -> BaseContext:
+        """What ``get_context()`` answers: this context."""
+        return self
+
+    def _method_fixed(self) -> bool:
+        return True
 
     def set_start_method(self, method: Optional[str], force: bool = False) -> None:
         raise ValueError("cannot set start method of concrete context")
@@ -243,12 +285,14 @@ class DefaultContext(BaseContext):
         self._default_context = context
         self._actual_context: Optional[BaseContext] = None
 
-    def get_context(self, method: Optional[str] = None) -> BaseContext:
-        if method is None:
-            if self._actual_context is None:
-                self._actual_context = self._default_context
-            return self._actual_context
-        return super().get_context(method)
+    def _context_in_use(self) -> BaseContext:
+        """The context of the start method in use, which is fixed now if it was not."""
+        if self._actual_context is None:
+            self._actual_context = self._default_context
+        return self._actual_context
+
+    def _method_fixed(self) -> bool:
+        return self._actual_context is not None
 
     def set_start_method(self, method: Optional[str], force: bool = False) -> None:
         """Fix the start method. Raises ``RuntimeError`` if already fixed, unless ``force``."""
@@ -258,14 +302,6 @@ class DefaultContext(BaseContext):
             self._actual_context = None
             return
         self._actual_context = self.get_context(method)
-
-    def get_start_method(self, allow_none: bool = False) -> Optional[str]:
-        """The start method in use; with ``allow_none``, ``None`` if not fixed yet."""
-        if self._actual_context is None:
-            if allow_none:
-                return None
-            self._actual_context = self._default_context
-        return self._actual_context._name
 
     def get_all_start_methods(self) -> list[str]:
         """The start methods available here, the default first."""

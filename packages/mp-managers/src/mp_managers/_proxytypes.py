@@ -14,21 +14,23 @@ import threading
 import types
 from typing import Any, Callable, Optional
 
+from mp_core._namespace import Namespace as Namespace  # held by the server; dummy's too
 from mp_sync import synchronize
 
 from ._proxy import BaseProxy, forwarding
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import MutableMapping, MutableSequence
+    from typing import AbstractSet, Iterable, MutableMapping, MutableSequence, MutableSet
 
     # What type checkers see of the forwarders @forwarding writes at run time:
-    # the list and dict proxies are registered as virtual subclasses of these
-    # ABCs below, and forward every method of them.
+    # the list, dict and set proxies are registered as virtual subclasses of
+    # these ABCs below, and forward every method of them.
     _ListFace = MutableSequence[Any]
     _DictFace = MutableMapping[Any, Any]
+    _SetFace = MutableSet[Any]
 else:
-    _ListFace = _DictFace = object
+    _ListFace = _DictFace = _SetFace = object
 
 __all__ = [
     "Namespace",
@@ -55,18 +57,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- objects held by the server
-
-
-class Namespace:
-    """A bag of attributes; its ``repr`` lists the public ones, sorted."""
-
-    def __init__(self, /, **kwds: Any) -> None:
-        self.__dict__.update(kwds)
-
-    def __repr__(self) -> str:
-        items = sorted((name, value) for name, value in self.__dict__.items() if not name.startswith("_"))
-        body = ", ".join(f"{name}={value!r}" for name, value in items)
-        return f"{type(self).__name__}({body})"
 
 
 class Value:
@@ -364,7 +354,7 @@ class DictProxy(BaseProxy, _DictFace):
 
 
 @forwarding
-class _BaseSetProxy(BaseProxy):
+class _BaseSetProxy(BaseProxy, _SetFace):
     """Proxy for a set: the set methods and operators, forwarded (Python 3.14's ``SetProxy``).
 
     Operators and methods that make a new set (``s | t``, ``t - s``,
@@ -413,35 +403,63 @@ class _BaseSetProxy(BaseProxy):
         "update",
     )
 
+    if TYPE_CHECKING:
+        # The set methods beyond MutableSet's, as the forwarders answer them
+        # (a new set is a plain one; MutableSet's |, &, -, ^ say only AbstractSet).
+        def copy(self) -> set[Any]: ...
+        def union(self, *others: Iterable[Any]) -> set[Any]: ...
+        def intersection(self, *others: Iterable[Any]) -> set[Any]: ...
+        def difference(self, *others: Iterable[Any]) -> set[Any]: ...
+        def symmetric_difference(self, other: Iterable[Any], /) -> set[Any]: ...
+        def update(self, *others: Iterable[Any]) -> None: ...
+        def intersection_update(self, *others: Iterable[Any]) -> None: ...
+        def difference_update(self, *others: Iterable[Any]) -> None: ...
+        def symmetric_difference_update(self, other: Iterable[Any], /) -> None: ...
+        def issubset(self, other: Iterable[Any], /) -> bool: ...
+        def issuperset(self, other: Iterable[Any], /) -> bool: ...
+
     # A generic alias of the proxy type, never a call to the server.
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
 
 class SetProxy(_BaseSetProxy):
-    """Proxy for a set; the augmented assignments (``|=``, ``&=``, ``-=``, ``^=``) change it in the server."""
+    """Proxy for a set; the augmented assignments (``|=``, ``&=``, ``-=``, ``^=``) change it in the server.
 
-    def __ior__(self, value: Any) -> SetProxy:
-        self._callmethod("__ior__", (value,))
+    Their right operand is any ``Set`` (``dict.keys()`` too, as ``MutableSet``
+    promises); anything else raises ``TypeError``, as with a ``set``.
+    """
+
+    def _update_in_place(self, method: str, value: object) -> SetProxy:
+        # The server's set.__ior__ takes only a set or a frozenset and answers
+        # NotImplemented to anything else: another Set travels as a set of its
+        # items, and a refusal must not pass for success (returning self would
+        # leave the shared set silently unchanged).
+        if isinstance(value, collections.abc.Set) and not isinstance(value, (set, frozenset)):
+            value = set(value)
+        if self._callmethod(method, (value,)) is NotImplemented:
+            return NotImplemented
         return self
 
-    def __iand__(self, value: Any) -> SetProxy:
-        self._callmethod("__iand__", (value,))
-        return self
+    # |= and ^= answer the proxy itself where | and ^ answer a set of a wider
+    # element type; mypy calls that incompatible, as for typeshed's own set.
+    def __ior__(self, value: AbstractSet[Any]) -> SetProxy:  # type: ignore[misc]
+        return self._update_in_place("__ior__", value)
 
-    def __ixor__(self, value: Any) -> SetProxy:
-        self._callmethod("__ixor__", (value,))
-        return self
+    def __iand__(self, value: AbstractSet[Any]) -> SetProxy:
+        return self._update_in_place("__iand__", value)
 
-    def __isub__(self, value: Any) -> SetProxy:
-        self._callmethod("__isub__", (value,))
-        return self
+    def __ixor__(self, value: AbstractSet[Any]) -> SetProxy:  # type: ignore[misc]
+        return self._update_in_place("__ixor__", value)
+
+    def __isub__(self, value: AbstractSet[Any]) -> SetProxy:
+        return self._update_in_place("__isub__", value)
 
 
 # As the types they stand for (Python 3.14): isinstance(proxy, MutableMapping)...
-if not TYPE_CHECKING:  # type checkers see them as subclasses already (_ListFace, _DictFace)
+if not TYPE_CHECKING:  # type checkers see them as subclasses already (_ListFace, _DictFace, _SetFace)
     collections.abc.MutableSequence.register(BaseListProxy)
     collections.abc.MutableMapping.register(DictProxy)
-collections.abc.MutableSet.register(_BaseSetProxy)
+    collections.abc.MutableSet.register(_BaseSetProxy)
 
 
 @forwarding

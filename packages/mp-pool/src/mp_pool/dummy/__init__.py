@@ -16,6 +16,9 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Optional
 
+# Manager() answers this module: its Namespace is the managers' one (mp_core holds it for both).
+from mp_core._namespace import Namespace as Namespace
+
 from .._dummy_process import DummyProcess, active_children, current_process
 from ..pool import ThreadPool
 from .connection import Pipe
@@ -55,18 +58,6 @@ list = list
 
 def freeze_support() -> None:
     """Nothing to do for threads (kept for API compatibility)."""
-
-
-class Namespace:
-    """A plain attribute bag whose ``repr`` lists its public attributes."""
-
-    def __init__(self, **kwds: Any) -> None:
-        self.__dict__.update(kwds)
-
-    def __repr__(self) -> str:
-        public = sorted((name, value) for name, value in self.__dict__.items() if not name.startswith("_"))
-        body = ", ".join(f"{name}={value!r}" for name, value in public)
-        return f"{type(self).__name__}({body})"
 
 
 class Value:
