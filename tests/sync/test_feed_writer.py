@@ -8,8 +8,9 @@ from typing import Callable
 
 import pytest
 
+from mp_core._framing import joined_messages
 from mp_core.connection import Pipe
-from mp_sync._feed_writer import frames, joined_messages, write_blocking
+from mp_sync._feed_writer import frames, write_blocking
 
 BATCHES = {
     "one small payload": [b"x"],

@@ -18,7 +18,7 @@ Elsewhere (no ``/proc``), the feeder writes with blocking writes
 (``ForkSafeThread.blocked``).
 
 Both ways, a batch of several payloads travels as one buffer of messages
-(``joined_messages``): one system call for many small items.
+(``mp_core._framing.joined_messages``): one system call for many small items.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from collections import deque
 from typing import Any, Optional
 
 from mp_core._forksafe_threads import ForkSafeThread, fork_requested_fd
-from mp_core._framing import SHORT_HEADER, message_header
+from mp_core._framing import joined_messages, message_header
 
-__all__ = ["FeedState", "private_nonblocking_end", "joined_messages", "frames", "write_out", "write_blocking"]
+__all__ = ["FeedState", "private_nonblocking_end", "frames", "write_out", "write_blocking"]
 
 # A payload up to this size is joined to its size header (one write).
 _JOIN_BELOW = 64 * 1024
@@ -98,20 +98,6 @@ def private_nonblocking_end(fd: int) -> int:
         pass
     os.close(private)
     return -1
-
-
-def joined_messages(batch: list) -> bytes:
-    """The payloads of ``batch`` as one buffer of messages, each behind its short size header.
-
-    For the feeder's batches of several payloads: ``queues._take_batch``
-    puts only small ones together, so the short header always fits.
-    """
-    pack = SHORT_HEADER.pack
-    parts = []
-    for payload in batch:
-        parts.append(pack(len(payload)))
-        parts.append(payload)
-    return b"".join(parts)
 
 
 def frames(batch: list) -> deque:
