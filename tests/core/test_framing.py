@@ -243,6 +243,32 @@ def test_a_small_read_size_still_delivers_every_frame():
             os.close(w)
 
 
+def test_one_whole_frame_per_read_and_frames_split_across_reads_interleave_in_order():
+    # The first and third reads bring exactly one frame (the request/reply
+    # fast path); the second brings a frame and a half, the fourth the rest
+    # and a bad header, which only the next call reports.
+    r, w = os.pipe()
+    try:
+        reader = FrameReader(r)
+        os.write(w, message_header(3) + b"one")
+        assert bytes(reader.next_frame()) == b"one"
+        os.write(w, message_header(3) + b"two" + message_header(5) + b"thr")
+        assert bytes(reader.next_frame()) == b"two"
+        os.write(w, b"ee" + message_header(0))
+        assert bytes(reader.next_frame()) == b"three"
+        assert bytes(reader.next_frame()) == b""
+        os.write(w, message_header(4) + b"four")
+        assert bytes(reader.next_frame()) == b"four"
+        os.write(w, struct.pack("!i", -7))
+        with pytest.raises(BadMessageLength):
+            reader.next_frame()
+        with pytest.raises(BadMessageLength):
+            reader.next_frame()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 # ---------------------------------------------------------------- write_message: partial writes
 
 

@@ -362,6 +362,20 @@ class FrameReader:
         ``BadMessageLength`` (for good) once a malformed header was met.
         """
         ready = self._ready
+        if not ready and self._partial is None and not self._head and not self.eof:
+            # A request/reply stream (the managers') mostly reads exactly one
+            # whole short frame per read: hand it out without the general parse.
+            data = os.read(self.fd, self._read_size)
+            count = len(data)
+            self._short = count < self._read_size
+            if count >= SHORT_HEADER_SIZE and SHORT_HEADER.unpack_from(data)[0] == count - SHORT_HEADER_SIZE:
+                return memoryview(data)[SHORT_HEADER_SIZE:]
+            if not data:
+                self.eof = True
+            else:
+                self._data = data
+                self._pos = 0
+                self._parse(ready)
         while not ready:
             if self.error is not None:
                 raise self.error
