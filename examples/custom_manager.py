@@ -4,24 +4,31 @@ Run: python examples/custom_manager.py [start-method]
 """
 
 import sys
+import threading
 
 import multiprocess as mp
 from multiprocess.managers import BaseManager, BaseProxy
 
 
 class Counter:
+    # The server runs each client's calls in a thread of its own: a method
+    # that reads and writes shared state takes a lock (without it, two
+    # processes incrementing at once can lose an update).
     def __init__(self, start=0):
         self._value = start
+        self._lock = threading.Lock()
 
     def increment(self, by=1):
-        self._value += by
-        return self._value
+        with self._lock:
+            self._value += by
+            return self._value
 
     def value(self):
         return self._value
 
     def reset(self):  # not exposed below: proxies cannot call it
-        self._value = 0
+        with self._lock:
+            self._value = 0
 
 
 class CounterProxy(BaseProxy):

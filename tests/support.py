@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import mp_core
 
@@ -73,9 +74,23 @@ def shm_entries() -> set[str]:
     return {name for name in names if name.startswith(SHM_PREFIXES)}
 
 
+#: Callables naming the pids of processes that a fixture keeps alive across its
+#: tests on purpose (the workers of a module's dask cluster): not leaks while
+#: it is registered.  The fixture removes its entry when it stops them.
+KEPT_ALIVE: list[Callable[[], set[int]]] = []
+
+
 def long_lived_helper_pids() -> set[int]:
-    """The pids of this process's fork server and resource tracker, if they run."""
+    """The pids of this process's fork server and resource tracker (ours and the stdlib's), and of ``KEPT_ALIVE``."""
     pids = set()
+    for kept in list(KEPT_ALIVE):
+        pids |= kept()
+    # dask starts its workers with the standard library's spawn, which starts
+    # the stdlib's resource tracker once, for the rest of the session.
+    stdlib_tracker = sys.modules.get("multiprocessing.resource_tracker")
+    pid = getattr(getattr(stdlib_tracker, "_resource_tracker", None), "_pid", None)
+    if pid:
+        pids.add(pid)
     try:
         from mp_core import forkserver
 

@@ -60,7 +60,11 @@ OUTPUT_TAIL_LINES = 20
 
 #: The distributions whose probe runs something, not only imports: a fork
 #: ``Process`` for mp-core, a ``Pool`` (with mp-core alone under it) for mp-pool.
-SMOKE_TESTS: Dict[str, str] = {"mp-core": "process", "mp-pool": "pool"}
+SMOKE_TESTS: Dict[str, str] = {"mp-core": "process", "mp-pool": "pool", "mp-dask": "dask"}
+
+#: The distributions that bring the stdlib's multiprocessing in through a
+#: third-party dependency (not our code), and which one: no warning for them.
+STDLIB_MP_BY_DEPENDENCY: Dict[str, str] = {"mp-dask": "distributed starts its workers with it"}
 
 #: The order in which check categories appear as table columns.
 CATEGORIES = ("build", "install", "import", "isolation", "smoke")
@@ -414,6 +418,20 @@ def smoke_process():
         return ["fail", "child exit code %r, expected 0" % proc.exitcode]
     return ["pass", "fork Process(target=os.getpid) exited 0"]
 
+def smoke_dask():
+    # A lambda on a LocalCluster of one worker process that the pool owns.
+    import logging
+    pool = module.Pool(1, cluster_options={"silence_logs": logging.CRITICAL})
+    try:
+        squares = pool.map_async(lambda x: x * x, range(5)).get(args["join_seconds"])
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
+    if squares != [0, 1, 4, 9, 16]:
+        return ["fail", "Pool(1).map(lambda x: x * x, range(5)) returned %r" % (squares,)]
+    return ["pass", "LocalCluster Pool(1).map(lambda x: x * x, range(5)) == [0, 1, 4, 9, 16]"]
+
 def smoke_pool():
     # A lambda: the pool works alone with only mp-core's serializer (dill) under it.
     if not hasattr(os, "fork"):
@@ -432,7 +450,7 @@ def smoke_pool():
 
 if module is not None and args["smoke"]:
     try:
-        report["smoke"] = {"process": smoke_process, "pool": smoke_pool}[args["smoke"]]()
+        report["smoke"] = {"process": smoke_process, "pool": smoke_pool, "dask": smoke_dask}[args["smoke"]]()
     except BaseException as exc:
         report["smoke"] = ["fail", describe(exc), traceback.format_exc()]
 
@@ -613,7 +631,9 @@ def probe_venv(
     else:
         report.add("import", f"import {dist.import_name}", PASS, detail)
         check_version(report, dist, probe["version"])
-        if probe["stdlib_mp"]:
+        if probe["stdlib_mp"] and dist.key in STDLIB_MP_BY_DEPENDENCY:
+            report.add("import", "no stdlib multiprocessing of ours", PASS, STDLIB_MP_BY_DEPENDENCY[dist.key])
+        elif probe["stdlib_mp"]:
             report.add(
                 "import", "no stdlib multiprocessing", WARN, f"import {dist.import_name} imported multiprocessing"
             )
@@ -679,13 +699,34 @@ def select_distributions(dists: List[versions.Distribution], wanted: List[str] |
     return selected
 
 
+def unsupported_here(dist: versions.Distribution, python_version: str | None = None) -> str | None:
+    """Why the running interpreter cannot install *dist* (its ``requires-python``), or ``None``."""
+    try:
+        data = versions.tomllib.loads(dist.pyproject.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # read_distribution reports it
+    requires = data.get("project", {}).get("requires-python")
+    here = python_version or ".".join(map(str, sys.version_info[:3]))
+    if requires and not versions.specifier_admits(requires, here):
+        return f"requires Python {requires}, this is {here}"
+    return None
+
+
 def run(root: Path, wanted: List[str] | None, workdir: Path) -> List[DistReport]:
     """Build what is needed under *workdir* and check every selected distribution."""
     dists = versions.discover(root)
     if not dists:
         raise LookupError(f"no packages/*/pyproject.toml under {root}")
-    selected = select_distributions(dists, wanted)
     by_key = {d.key: d for d in dists}
+    skipped: List[DistReport] = []
+    selected = []
+    for dist in select_distributions(dists, wanted):
+        why = unsupported_here(dist)
+        if why is None:
+            selected.append(dist)
+        else:
+            skipped.append(DistReport(dist))
+            skipped[-1].add("install", "requires-python", SKIP, why)
     needed = sorted({d.key for d in selected} | {k for d in selected for k in internal_closure(d, by_key)})
     workspace = Workspace(workdir)
 
@@ -704,7 +745,7 @@ def run(root: Path, wanted: List[str] | None, workdir: Path) -> List[DistReport]
     for dist in selected:
         print(f"checking {dist.name} ...", flush=True)
         reports.append(check_distribution(dist, by_key, built, third_party, workspace))
-    return reports
+    return sorted(reports + skipped, key=lambda report: report.dist.folder.name)
 
 
 def format_summary(reports: Sequence[DistReport]) -> str:

@@ -50,9 +50,12 @@ else:
 #: down only (see DESIGN.md): a lower layer must never need a higher one, or
 #: "each distribution installs and works alone" stops being true.  mp-pool
 #: needs nothing of mp-sync (its engine has its own channels), so it may not
-#: name it: ``pip install mp-core mp-pool`` is a working pool.
+#: name it: ``pip install mp-core mp-pool`` is a working pool.  mp-dask sits on
+#: mp-pool (its result types and errors) and mp-core (serialization); the
+#: meta-package reaches it only through its ``dask`` extra.
 ALLOWED_INTERNAL_DEPS: Dict[str, frozenset] = {
-    "multiprocess": frozenset({"mp-core", "mp-sync", "mp-pool", "mp-managers"}),
+    "multiprocess": frozenset({"mp-core", "mp-sync", "mp-pool", "mp-managers", "mp-dask"}),
+    "mp-dask": frozenset({"mp-core", "mp-pool"}),
     "mp-pool": frozenset({"mp-core"}),
     "mp-managers": frozenset({"mp-core", "mp-sync"}),
     "mp-sync": frozenset({"mp-core"}),

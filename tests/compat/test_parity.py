@@ -22,6 +22,7 @@ is installed, and an addition of ours cannot go unrecorded.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import sys
 import types
@@ -43,10 +44,13 @@ pytestmark = pytest.mark.timeout(60)
 #: release brought, (major, minor, micro) -- several of those when it came
 #: to several release lines in their own patch releases.
 Version = tuple  # (3, 14), (3, 11, 7), or a tuple of such for several release lines
+QUEUES = ("Queue", "JoinableQueue", "SimpleQueue")
+
 ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
     "": {
         "Process.interrupt": ((3, 14), "Process.interrupt()"),
         "set_forkserver_preload(on_error)": ((3, 15), "set_forkserver_preload(on_error=...)"),
+        **{f"{kind}(serializer)": (None, "a queue with its own serializer settings") for kind in QUEUES},
     },
     "connection": {
         "Listener.handshake_timeout": (None, "a keyed listener stops waiting for a silent client"),
@@ -65,9 +69,14 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
             f"{cls}.interrupt": ((3, 14), "Process.interrupt()")
             for cls in ("Process", "ForkProcess", "SpawnProcess", "ForkServerProcess")
         },
+        **{
+            f"{cls}.{kind}(serializer)": (None, "a queue with its own serializer settings")
+            for cls in ("BaseContext", "DefaultContext", "ForkContext", "SpawnContext", "ForkServerContext")
+            for kind in QUEUES
+        },
     },
     "dummy": {
-        "DummyProcess.pid": (None, "the thread's ident, so that code reading Process.pid works on threads"),
+        "DummyProcess.pid": (None, "None for a thread, so that code reading Process.pid works on threads"),
         "Process.pid": (None, "as DummyProcess"),
         "DummyProcess(daemon)": (None, "threading.Thread's daemon keyword, passed through"),
         "Process(daemon)": (None, "as DummyProcess"),
@@ -112,6 +121,40 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
     "popen_spawn_posix": {"Popen.interrupt": ((3, 14), "as popen_fork")},
     "pool": {
         "Pool(serializer)": (None, "a pool with its own serializer settings (DESIGN.md)"),
+        "Pool(task_timeout)": (None, "a time limit for every item (issue 17: control and visibility)"),
+        "Pool(cancel_running)": (None, "whether cancel() stops a running call by default"),
+        **{
+            f"{cls}.{name}": (None, "cancelling a call (issue 17)")
+            for cls in ("ApplyResult", "AsyncResult", "MapResult", "IMapIterator", "IMapUnorderedIterator")
+            for name in ("cancel", "cancelled")
+        },
+        **{
+            f"{cls}.close": (None, "stop an imap: what has not started is dropped (issue 17)")
+            for cls in ("IMapIterator", "IMapUnorderedIterator")
+        },
+        "Pool(max_memory_per_child)": (None, "a worker over this many MiB after a task is replaced (issue 17)"),
+        **{
+            f"{cls}.{method}(task_timeout)": (None, "a call's own time limit per item (ThreadPool: refused)")
+            for cls in ("Pool", "ThreadPool")
+            for method in (
+                "apply",
+                "apply_async",
+                "map",
+                "map_async",
+                "starmap",
+                "starmap_async",
+                "imap",
+                "imap_unordered",
+            )
+        },
+        **{
+            f"{cls}.{method}(progress)": (
+                None,
+                "a progress bar or counter for a map (issue 17: control and visibility)",
+            )
+            for cls in ("Pool", "ThreadPool")
+            for method in ("map", "map_async", "starmap", "starmap_async", "imap", "imap_unordered")
+        },
     },
     "process": {
         "BaseProcess.interrupt": ((3, 14), "Process.interrupt()"),
@@ -137,6 +180,7 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
         "loads": (None, "the inverse of dumps"),
         "MessageEncoder": (None, "dumps reusing one pickler, for a channel with one writer (the managers' stream)"),
         "ForkingPickler.reducer_override": (None, "hands to dill what pickle cannot carry (DESIGN.md)"),
+        "discard": (None, "frees the shared memory of a message with large buffers that will not be sent (issue 18)"),
     },
     "util": {
         "is_private_temp_dir": (None, "whether a path is a temp dir of the library's (the tracker checks)"),
@@ -144,6 +188,7 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
     },
     "shared_memory": {
         "SharedMemory(track)": ((3, 13), "SharedMemory(track=...)"),
+        "ndarray": (None, "a NumPy array in shared memory, sent by reference through every channel (issue 18)"),
     },
     "synchronize": {
         "BrokenBarrierError": (None, "threading's, re-exported beside our Barrier, which raises it"),
@@ -186,8 +231,11 @@ ALLOWED_DIFFERENCES: dict[tuple[str, str], str] = {
     },
 }
 
-# Names of the stdlib modules that are platform-specific or absent here.
-SKIP_STDLIB_MODULES = {"popen_spawn_win32"}
+# Names of the stdlib modules that are platform-specific or absent here, and
+# our submodules that have no multiprocessing counterpart (futures stands in
+# for concurrent.futures: tests/pool/test_futures.py checks its names; dask is
+# multiprocess.pool.Pool's API on a cluster: tests/dask/test_parity.py).
+SKIP_STDLIB_MODULES = {"popen_spawn_win32", "futures", "dask"}
 MODULES = ["", *sorted(set(_owners.SUBMODULES) - SKIP_STDLIB_MODULES)]
 
 
@@ -482,6 +530,18 @@ def test_all_is_consistent_and_has_no_duplicates():
         assert hasattr(multiprocess, name), name
 
 
+def _optional_not_installed() -> set[str]:
+    """``multiprocess.<sub>`` names whose optional distribution (mp-dask) is not installed here."""
+    missing = set()
+    for sub, (owner_name, _dist) in _owners.SUBMODULES.items():
+        if importlib.util.find_spec(owner_name.partition(".")[0]) is None:
+            missing.add(f"multiprocess.{sub}")
+    return missing
+
+
+_OPTIONAL_NOT_INSTALLED = _optional_not_installed()
+
+
 def _module_files_of_the_package() -> list[str]:
     import os
 
@@ -500,6 +560,8 @@ def test_every_module_file_has_an_all_that_holds():
     for name in names:
         if name == "multiprocess.popen_spawn_win32" and sys.platform != "win32":
             continue
+        if name in _OPTIONAL_NOT_INSTALLED:
+            continue
         module = importlib.import_module(name)
         assert isinstance(getattr(module, "__all__", None), (list, tuple)), name
         for attr in module.__all__:
@@ -510,7 +572,9 @@ def test_every_module_file_has_an_all_that_holds():
 
 @pytest.mark.parametrize("submodule", sorted(_owners.SUBMODULES))
 def test_submodule_is_the_owning_module_object(submodule):
-    owner_name, _dist = _owners.SUBMODULES[submodule]
+    owner_name, dist = _owners.SUBMODULES[submodule]
+    if f"multiprocess.{submodule}" in _OPTIONAL_NOT_INSTALLED:
+        pytest.skip(f"{dist} is not installed on this interpreter (it needs what distributed needs: CPython 3.10+)")
     ours = importlib.import_module(f"multiprocess.{submodule}")
     owner = importlib.import_module(owner_name)
     assert ours is owner

@@ -96,9 +96,10 @@ def test_tracked_types_are_the_stdlib_ones_plus_ours():
         else ["noop", "semaphore", "shared_memory"]
     )
     assert sorted(resource_tracker._EXTRA_CLEANUP_FUNCS) == (
-        ["folder"] if sys.version_info >= (3, 13) else ["dummy", "folder"]
+        ["folder", "oob_segment"] if sys.version_info >= (3, 13) else ["dummy", "folder", "oob_segment"]
     )
     assert resource_tracker._cleanup_func("folder") is resource_tracker._remove_folder
+    assert resource_tracker._cleanup_func("oob_segment") is resource_tracker._remove_oob_segment
     assert resource_tracker._cleanup_func("bogus") is None
 
 
@@ -303,3 +304,17 @@ def test_leaks_are_cleaned_up_after_owner_and_starter_are_killed(start_method):
             _multiprocessing.sem_unlink(sem)
         except (FileNotFoundError, OSError):
             pass
+
+
+def test_an_oob_segment_name_is_unlinked_quietly_and_only_in_dev_shm(tmp_path):
+    name = f"psm_t{os.getpid()}_oob_tracker_test"
+    path = os.path.join("/dev/shm", name)
+    with open(path, "wb"):
+        pass
+    resource_tracker._remove_oob_segment(name)
+    assert not os.path.exists(path)
+    resource_tracker._remove_oob_segment(name)  # gone already: received meanwhile
+    for bad in ("../etc/passwd", "other_file", "psm_x/../../y"):
+        with pytest.raises(ValueError, match="not the name of an out-of-band segment"):
+            resource_tracker._remove_oob_segment(bad)
+    assert "oob_segment" in resource_tracker._HOUSEKEEPING_TYPES

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -179,3 +181,34 @@ def test_a_folder_removed_by_its_owner_is_no_error(capfd):
     os.rmdir(private)  # removed without telling the tracker (as at exit, when it was stopped first)
     assert tracker._stop(timeout=30) == 0
     assert "resource_tracker" not in capfd.readouterr().err
+
+
+def test_a_tracker_started_again_is_told_about_the_temp_dir(tmp_path):
+    # Stopping the tracker withdraws the temp dir of the process, which still
+    # uses it; the next tracker must know it again, so that it goes when the
+    # process is killed.
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    program = """if True:
+        import os, signal
+        from mp_core import resource_tracker, util
+        tracker = resource_tracker._resource_tracker
+        tempdir = util.get_temp_dir()
+        first = tracker._pid
+        assert tracker._stop(timeout=60) == 0
+        assert os.path.isdir(tempdir), "the tracker removed the temp dir of a process still using it"
+        tracker.ensure_running()
+        assert tracker._pid not in (None, first)
+        print(tempdir, tracker._pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no exit handlers: only the tracker can remove it
+        """
+    env = {**os.environ, "TMPDIR": str(temp_root)}
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    tempdir, tracker_pid = result.stdout.split()
+    assert os.path.dirname(tempdir) == str(temp_root)
+    deadline = time.monotonic() + 30
+    while os.path.exists(tempdir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(tempdir), f"the restarted tracker (pid {tracker_pid}) did not remove {tempdir}"
+    assert "leaked" not in result.stderr  # temp dirs go quietly

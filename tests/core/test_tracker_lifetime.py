@@ -1,15 +1,19 @@
-"""When the resource tracker starts, and how long one started by a child lives."""
+"""When the resource tracker starts, how long one started by a child lives, and stopping it while the program runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from mp_core import resource_tracker
+
+from ..support import START_METHODS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -102,3 +106,92 @@ def test_waiting_for_a_process_that_exited_and_is_not_reaped_yet(monkeypatch, ho
         other.stdout.close()
         other.wait(60)
         waiter.join(60)
+
+
+STOP_WHILE_RUNNING = """
+import json, os, sys
+import mp_core
+from mp_core import forkserver, resource_tracker, util
+from mp_core.connection import Client, Listener
+
+def greet(address):
+    with Client(address) as conn:
+        conn.send(os.getpid())
+
+def start_one(ctx, listener):
+    child = ctx.Process(target=greet, args=(listener.address,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, f"child exit code {child.exitcode}"
+    with listener.accept() as conn:  # pending since the child connected
+        assert conn.recv() == child.pid
+
+if __name__ == "__main__":
+    ctx = mp_core.get_context(sys.argv[1])
+    tracker = resource_tracker._resource_tracker
+    # A listener in our temp dir, as a fork server's socket or a manager's address.
+    listener = Listener(family="AF_UNIX")
+    tempdir = util.get_temp_dir()
+    start_one(ctx, listener)
+    first_tracker, server = tracker._pid, forkserver._forkserver._forkserver_pid
+    # As CPython's test helpers (util._cleanup_tests) and some programs do.
+    stopped_with = tracker._stop(timeout=60)
+    start_one(ctx, listener)
+    assert os.path.isdir(tempdir), "the tracker removed the temp dir of a process still using it"
+    print(json.dumps({
+        "stopped_with": stopped_with,
+        "tempdir": tempdir,
+        "trackers": [first_tracker, tracker._pid],
+        "servers": [server, forkserver._forkserver._forkserver_pid],
+    }))
+"""
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` has exited (a zombie counts) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks processes in /proc")
+@pytest.mark.parametrize("method", START_METHODS)
+def test_stopping_the_tracker_while_the_program_runs(tmp_path, method):
+    # Stopping the tracker once removed the program's temp dir (the tracker
+    # removes those of processes that are gone, and took the program for
+    # one): the fork server's socket went with it and the next forkserver
+    # start failed with FileNotFoundError; any listener there was lost.
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    script = tmp_path / "stop_tracker.py"
+    script.write_text(STOP_WHILE_RUNNING)
+    env = {**os.environ, "TMPDIR": str(temp_root)}
+    result = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True, timeout=90, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["stopped_with"] == 0  # nothing leaked: the temp dir was no leak
+    first_tracker, second_tracker = report["trackers"]
+    assert first_tracker is not None  # the listener's temp dir started one, even under fork
+    # The tracker is started again where a start needs it (fork needs none)...
+    if method == "fork":
+        assert second_tracker is None
+    else:
+        assert second_tracker not in (None, first_tracker)
+    # ...and the fork server, which does not depend on it, runs on.
+    first_server, second_server = report["servers"]
+    if method == "forkserver":
+        assert first_server is not None and second_server == first_server
+    else:
+        assert first_server is None and second_server is None
+    # Nothing is left once the program is gone.
+    assert os.listdir(temp_root) == []
+    for pid in filter(None, [first_tracker, second_tracker, first_server]):
+        assert _gone(pid, 30), f"helper {pid} outlived the program"
+    assert "Traceback" not in result.stderr and "leaked" not in result.stderr, result.stderr

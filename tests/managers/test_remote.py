@@ -104,3 +104,39 @@ def test_tcp_connections_send_without_delay(remote_address):
     chan = _proxy._local_for(m.address, m._authkey).channel
     with socket.socket(fileno=os.dup(chan.conn.fileno())) as sock:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_a_server_out_of_descriptors_still_turns_off_nagle():
+    """Setting TCP_NODELAY borrows the connection's descriptor: it opens none.
+
+    A server out of descriptors still gets the option, and the number of
+    descriptors it has open never moves while it sets up a connection (a
+    test that fills every descriptor relies on that count).
+    """
+    import resource
+
+    from mp_managers._wire import _send_without_delay
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server_side, _ = listener.accept()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    try:
+        highest = max(int(name) for name in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+        with pytest.raises(OSError):
+            while True:  # take every number left below the limit
+                fillers.append(os.dup(client.fileno()))
+        _send_without_delay(server_side.fileno())
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        server_side.sendall(b"still open")
+        assert client.recv(10) == b"still open"
+    finally:
+        for sock in (server_side, client, listener):
+            sock.close()

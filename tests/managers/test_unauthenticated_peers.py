@@ -158,6 +158,9 @@ def test_out_of_descriptors_the_server_backs_off_and_recovers(ctx):
         try:
             while free_descriptors(pid):
                 clients.append(authenticated(m))
+                # Served: the server is done setting up this connection, so the
+                # count of descriptors it has open is settled.
+                assert serves(clients[-1])
             results: list = []
             waiting = _connect_in_thread(m, results)
             cpu_before = cpu_seconds(pid)

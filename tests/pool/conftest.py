@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from mp_pool import Pool
+from mp_pool.futures import ProcessPoolExecutor
 
 from . import helpers
 
@@ -29,6 +30,23 @@ def make_pool(ctx: Any) -> Iterator[Callable[..., Pool]]:
     # pytest keeps ``make`` (and so this list) until after the leak check:
     # the pools and what they hold (initargs' semaphores) must go now.
     pools.clear()
+
+
+@pytest.fixture
+def make_executor(ctx: Any) -> Iterator[Callable[..., ProcessPoolExecutor]]:
+    """``make_executor(max_workers, ...)``: an executor of the test's context, its workers killed at the end."""
+    made: list[ProcessPoolExecutor] = []
+
+    def make(*args: Any, **kwds: Any) -> ProcessPoolExecutor:
+        kwds.setdefault("mp_context", ctx)
+        executor = ProcessPoolExecutor(*args, **kwds)
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.kill_workers()
+    made.clear()
 
 
 class Gate:

@@ -154,3 +154,117 @@ def square_after_gate(x):
     if not _gate[0].wait(60):
         raise TimeoutError("the gate never opened")
     return x * x
+
+
+def append_line(path, text):
+    """Append ``text`` as a line to the file ``path`` (a side effect the test can see); return ``text``."""
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return text
+
+
+def record_then_sleep(x, path, slow, seconds=60):
+    """Append 'start x' to ``path``; sleep ``seconds`` if ``x == slow``; append 'end x'; return ``x * x``."""
+    append_line(path, f"start-{x}")
+    if x == slow:
+        time.sleep(seconds)
+    append_line(path, f"end-{x}")
+    return x * x
+
+
+def spin_forever(_=None):
+    """A pure-Python loop that never ends (only a signal handler's exception stops it)."""
+    while True:
+        pass
+
+
+def sleep_with_alarms_blocked(seconds=60):
+    """Sleep with SIGALRM blocked: code that keeps the worker's timer from firing."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+
+
+def catch_everything_and_sleep(seconds=60):
+    """A task that swallows Exception and still sleeps: the time-out must get through."""
+    try:
+        time.sleep(seconds)
+    except Exception:
+        pass
+    return "caught"
+
+
+# What ``keep_mib`` allocated: held for the worker's life, as a leaking task would.
+_kept = []
+
+
+def keep_mib(mib):
+    """Allocate ``mib`` MiB, touch every page (so it is resident) and keep it; return this worker's pid."""
+    block = bytearray(mib << 20)
+    block[::4096] = b"\1" * len(range(0, len(block), 4096))
+    _kept.append(block)
+    return os.getpid()
+
+
+def resident_mib(_=None):
+    """This process's resident memory in MiB, from /proc/self/statm."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def record_then_keep(path, index, mib=0):
+    """Append ``index`` as a line to ``path``, then keep ``mib`` MiB (``keep_mib``); return ``(index, pid)``."""
+    append_line(path, str(index))
+    if mib:
+        keep_mib(mib)
+    return index, os.getpid()
+
+
+def call_sys_exit(code=4):
+    """``sys.exit(code)`` inside a task."""
+    import sys
+
+    sys.exit(code)
+
+
+class ExitWhenPickled:
+    """A result whose pickling calls ``sys.exit``."""
+
+    def __reduce__(self):
+        import sys
+
+        sys.exit(5)
+
+
+def return_exit_when_pickled(_=None):
+    return ExitWhenPickled()
+
+
+# A start-up gate: the first worker to run the initializer goes through, the
+# others wait in it until the test releases ``held`` (once per worker).  Each
+# first sends its pid on ``pids``, the write end of a pipe: one write, no
+# lock, so a worker killed right after it leaves nothing held.
+def hold_all_but_one(first, held, pids):
+    pids.send(os.getpid())
+    if not first.acquire(False) and not held.acquire(timeout=90):
+        raise TimeoutError("the test never let the held worker start")
+
+
+# Every worker waits in the initializer until the test releases ``held``.
+def hold_every_worker(held, pids):
+    pids.send(os.getpid())
+    if not held.acquire(timeout=90):
+        raise TimeoutError("the test never let the workers start")
+
+
+def loaded_of(names):
+    """Which of the modules ``names`` this worker has imported."""
+    import sys
+
+    return sorted(name for name in names if name in sys.modules)
+
+
+def hold_all_but_one_with_gate(first, held, pids, started, gate):
+    """``hold_all_but_one``, then ``install_gate``: the held worker starts late, and ``gated`` works in both."""
+    install_gate(started, gate)
+    hold_all_but_one(first, held, pids)

@@ -59,6 +59,10 @@ GARBAGE = {
     "a frame shorter than a result head": (struct.pack("!i", 3) + b"abc", "shorter than its 17-byte head"),
     "a result for another task": (struct.pack("!i", 17) + result_head(987654, _wire.OK), "task id 987654"),
     "an unknown status": (9, "unknown status 9 for task"),
+    "a retiring flag from a pool without a memory limit": (
+        _wire.OK | _wire.RETIRING,
+        "a retiring flag (status 128) for task id",
+    ),
     "a run time that is not a number": ("nan", "an impossible run time nan for task"),
     "a negative run time": ("-1", "an impossible run time -1.0 for task"),
     "text": (b"hello, world\n", "a result for task id"),

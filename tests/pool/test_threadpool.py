@@ -99,14 +99,17 @@ def test_initializer_close_join_and_context_manager(thread_pool):
     assert pending.ready() and seen == ["init", "init"]
     with thread_pool(1) as pool:
         assert pool.apply(abs, (-1,)) == 1
-        blocker = threading.Event()
-        pool.apply_async(blocker.wait, (60,))  # the only thread is busy until the test sets it
+        started, blocker = threading.Event(), threading.Event()
+        pool.apply_async(lambda: (started.set(), blocker.wait(60)))  # the only thread is busy until released
+        assert started.wait(30)
         queued = pool.apply_async(abs, (-2,))
-    try:
-        with pytest.raises(PoolTerminatedError):
-            queued.get(5)
-    finally:
-        blocker.set()
+        # Leaving the block terminates the pool: it fails the queued call, then
+        # joins the busy thread, which the releaser frees once the call has failed.
+        releaser = threading.Thread(target=lambda: (queued.wait(30), blocker.set()))
+        releaser.start()
+    releaser.join()
+    with pytest.raises(PoolTerminatedError):
+        queued.get(5)
     with pytest.raises(ValueError, match="Pool is still running"):
         thread_pool(1).join()
 

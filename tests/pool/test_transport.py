@@ -17,9 +17,13 @@ pytestmark = pytest.mark.timeout(60)
 class WorkerEnds:
     """The worker's ends of a channel's pipes (blocking, as in a worker)."""
 
-    def __init__(self) -> None:
-        self.tasks_r, tasks_w = Pipe(duplex=False)
-        results_r, self.results_w = Pipe(duplex=False)
+    def __init__(self, results_first: bool = False) -> None:
+        if results_first:
+            results_r, self.results_w = Pipe(duplex=False)
+            self.tasks_r, tasks_w = Pipe(duplex=False)
+        else:
+            self.tasks_r, tasks_w = Pipe(duplex=False)
+            results_r, self.results_w = Pipe(duplex=False)
         self.channel = WorkerChannel(tasks_w, results_r)
 
     def close(self) -> None:
@@ -89,7 +93,7 @@ def test_results_many_per_read_then_end_of_file_stops_the_watch(ends):
         os.write(wake_w, b"\0")
         assert transport.poll() == [(WAKE, None)]
     finally:
-        transport.unwatch(wake_r)
+        transport.unwatch(wake_r, None)
         os.close(wake_r)
         os.close(wake_w)
 
@@ -146,7 +150,33 @@ def test_close_stops_watching_and_closes_the_parent_ends(ends):
         sentinel_w = -1
         assert transport.poll() == [(SENTINEL, "worker")]  # nothing else is watched any more
     finally:
-        transport.unwatch(sentinel_r)
+        transport.unwatch(sentinel_r, "worker")
         os.close(sentinel_r)
         if sentinel_w != -1:
             os.close(sentinel_w)
+
+
+def test_closing_a_channel_leaves_alone_a_newer_watch_on_a_reused_descriptor_number(ends):
+    # A retiring worker's task pipe is closed early (close_after_outbox); a
+    # replacement's pipe may get the same descriptor number before the old
+    # channel is closed.  Closing the old channel must not unwatch it: the
+    # replacement's READY and results would never be read, and its caller
+    # would wait for ever.
+    transport = Transport()
+    old = ends.channel
+    transport.open(old, "old worker")
+    old_task_fd = old.task_fd
+    transport.close_after_outbox(old)
+    assert old.tasks is None  # closed: its number is free
+    newer = WorkerEnds(results_first=True)
+    try:
+        replacement = newer.channel
+        assert replacement.result_fd == old_task_fd  # the lowest free number goes to the next pipe's read end
+        transport.open(replacement, "replacement")
+        transport.close(old)
+        newer.results_w.send_bytes(b"READY")
+        assert transport.poll(30) == [(RESULTS, "replacement")]
+        assert [bytes(f) for f in transport.receive(replacement)] == [b"READY"]
+        transport.close(replacement)
+    finally:
+        newer.close()

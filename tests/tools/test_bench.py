@@ -21,8 +21,11 @@ from tools.bench.__main__ import parse_args
 from tools.bench.report import RATE, Row, SectionResult, Table, Target
 from tools.bench.sections import SECTION_MODULES, Section, all_sections, register
 from tools.bench.sections.importtime import parse_importtime
+from tools.bench.sections.paths import CASES, measure_paths, resident_bytes
 from tools.bench.sections.pool import _serialization_floor, payload_base
 from tools.bench.sections.serialize import measure_roundtrip
+from tools.bench.sections.start import interpreter_start_up
+from tools.bench.sections.sync import raw_transfer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,8 +154,31 @@ def test_section_summary_and_json() -> None:
 
 def test_registry_has_the_issue_sections_in_order() -> None:
     sections = all_sections()
-    assert list(sections) == ["start", "serialize", "import", "bandwidth", "latency", "sync", "pool", "managers"]
-    assert {sections[name].issue for name in ("sync", "pool", "managers")} == {4, 5, 6}
+    assert list(sections) == [
+        "start",
+        "serialize",
+        "import",
+        "bandwidth",
+        "latency",
+        "sync",
+        "pool",
+        "paths",
+        "pool-options",
+        "futures",
+        "managers",
+        "dask",
+        "zerocopy",
+    ]
+    names = ("sync", "pool", "managers", "futures", "pool-options", "zerocopy", "dask")
+    assert {sections[name].issue for name in names} == {
+        4,
+        5,
+        6,
+        16,
+        17,
+        18,
+        20,
+    }
     assert all(isinstance(s, Section) and s.title for s in sections.values())
     assert SECTION_MODULES[0] == "start"
 
@@ -207,6 +233,25 @@ def test_serialization_floor_round_trips_the_payloads() -> None:
     assert payloads[0] == payload_base()  # the inputs are left as they were
     with pytest.raises(AssertionError, match="round-trip"):
         _serialization_floor([float("nan")])  # nan != nan: a result that differs is caught
+
+
+@pytest.mark.parametrize("impl", ["ours", "stdlib"])
+def test_paths_measure_reports_every_figure(impl: str) -> None:
+    # A tenth of a thousandth of the items: the measurement's shape, not its figures.
+    shares = {case: 1000 for case in CASES}
+    out = measure_paths(impls.load(impl), "fork", repeats=1, lambda_ok=impl == "ours", shares=shares)
+    assert out["first"] > 0 and out["second"] > 0
+    assert set(out["samples"]) == set(CASES) == set(out["floors"])
+    assert all(len(values) == 1 and values[0] > 0 for values in out["samples"].values())
+    if os.path.exists("/proc/self/status"):
+        assert out["parent_rss"] > out["worker_rss"] > 1 << 20
+
+
+def test_floors_measure_what_they_name() -> None:
+    assert resident_bytes(os.getpid()) == pytest.approx(resident_bytes(os.getpid()), rel=0.5)
+    assert resident_bytes(-1) is None
+    assert 0 < interpreter_start_up() < 60
+    assert 0 < raw_transfer(1000) < 60  # (it checks that the last message arrived intact)
 
 
 def test_worker_reports_errors_instead_of_raising() -> None:

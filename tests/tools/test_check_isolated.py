@@ -98,3 +98,18 @@ def test_report_cells_and_verdict(by_key: dict, capsys: pytest.CaptureFixture) -
     assert report.failed and report.cell("isolation") == "FAIL"
     assert report.first_failure() == "import mp_sync fails: imported from /x"
     assert "[FAIL] mp-core: import mp_sync fails" in capsys.readouterr().out
+
+
+def test_a_distribution_this_interpreter_cannot_install_is_skipped_with_the_reason(by_key: dict) -> None:
+    dist = by_key["mp-pool"]
+    assert check_isolated.unsupported_here(dist, "3.9.18") is None  # requires-python >=3.9
+    text = dist.pyproject.read_text().replace('requires-python = ">=3.9"', 'requires-python = ">=3.10"')
+    dist.pyproject.write_text(text)
+    assert check_isolated.unsupported_here(dist, "3.9.18") == "requires Python >=3.10, this is 3.9.18"
+    assert check_isolated.unsupported_here(dist, "3.12.1") is None
+
+
+def test_mp_dask_is_smoke_tested_and_its_stdlib_multiprocessing_is_distributeds() -> None:
+    assert check_isolated.SMOKE_TESTS["mp-dask"] == "dask"
+    assert "def smoke_dask():" in check_isolated.PROBE_SOURCE
+    assert "distributed" in check_isolated.STDLIB_MP_BY_DEPENDENCY["mp-dask"]

@@ -524,7 +524,7 @@ def fake_site(tmp_path):
 def test_run_module_end_to_end_with_a_hang_and_a_resume(fake_site, tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(fake_site)
-    monkeypatch.setattr(runner, "clean_env", lambda impl, stubs=None: env)
+    monkeypatch.setattr(runner, "clean_env", lambda impl, stubs=None, suite="multiprocessing": env)
     fake = venv.Venv(tmp_path, Path(sys.executable), fake_site, fake_site, "x")
     opts = runner.RunOptions(test_timeout=2.0, module_timeout=60.0, out_dir=tmp_path / "out")
     run = runner.run_module(fake, discover.TestModule("fork", "misc", "fake_mod"), "ours", opts)
@@ -552,6 +552,55 @@ def test_run_module_end_to_end_with_a_hang_and_a_resume(fake_site, tmp_path, mon
         fake, discover.TestModule("fork", "misc", "broken_mod"), "ours", opts, known_plan=["broken_mod.C.t"]
     )
     assert broken.import_error and broken.outcomes["broken_mod.C.t"].status == "error"
+
+
+HANGING_TEARDOWN = """\
+import time
+import unittest
+
+def tearDownModule():
+    time.sleep(120)  # e.g. module cleanup waiting for processes a failed test left running
+
+class A(unittest.TestCase):
+    def test_1(self):
+        pass
+
+class B(unittest.TestCase):
+    @classmethod
+    def tearDownClass(cls):
+        time.sleep(120)
+    def test_2(self):
+        pass
+
+class C(unittest.TestCase):
+    def test_3(self):
+        pass
+"""
+
+
+def test_run_module_cuts_short_fixtures_that_hang_after_a_test(fake_site, tmp_path, monkeypatch):
+    (fake_site / "hanging_fixtures.py").write_text(HANGING_TEARDOWN)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(fake_site)
+    monkeypatch.setattr(runner, "clean_env", lambda impl, stubs=None, suite="multiprocessing": env)
+    fake = venv.Venv(tmp_path, Path(sys.executable), fake_site, fake_site, "x")
+    opts = runner.RunOptions(test_timeout=2.0, module_timeout=60.0, out_dir=tmp_path / "out")
+    started = time.monotonic()
+    run = runner.run_module(fake, discover.TestModule("fork", "misc", "hanging_fixtures"), "ours", opts)
+    assert time.monotonic() - started < 45
+    status = {tid: o.status for tid, o in run.outcomes.items()}
+    assert status == {
+        "hanging_fixtures.A.test_1": "passed",
+        "hanging_fixtures.B.test_2": "passed",
+        "fixtures after hanging_fixtures.B.test_2": "timeout",  # B's tearDownClass; the run goes on with C
+        "hanging_fixtures.C.test_3": "passed",
+        "fixtures after hanging_fixtures.C.test_3": "timeout",  # the module's cleanup: no relaunch for it
+    }
+    assert run.launches == 2
+    assert "in tearDownClass" in run.outcomes["fixtures after hanging_fixtures.B.test_2"].detail
+    assert "in tearDownModule" in run.outcomes["fixtures after hanging_fixtures.C.test_3"].detail
+    assert child.test_before_fixtures("fixtures after m.C.t") == "m.C.t"
+    assert child.test_before_fixtures("m.C.t") is None
 
 
 def test_ensure_venv_writes_support_files_only_inside_the_venv(tmp_path):

@@ -27,7 +27,11 @@ def test_committed_stub_is_the_generators_output(path):
 
 def test_no_stub_beside_the_generated_ones():
     committed = {p for p in (stubs.ROOT / "packages").glob("*/src/**/*.pyi")}
-    assert committed == set(EXPECTED)
+    # An optional distribution not installed here (mp-dask before CPython 3.10)
+    # keeps its committed stub, which the interpreters that have it check.
+    unchecked = {stubs.FACE / f"{sub}.pyi" for sub in stubs.unavailable_submodules()}
+    assert committed - unchecked == set(EXPECTED)
+    assert unchecked <= committed
 
 
 @pytest.mark.parametrize("path", sorted(EXPECTED), ids=lambda p: str(p.relative_to(stubs.ROOT / "packages")))
@@ -44,6 +48,8 @@ def test_every_name_of_a_stub_exists_at_run_time(path):
         elif isinstance(node, ast.Assign):
             names.update(target.id for target in node.targets if isinstance(target, ast.Name))
     names.discard("_default_context")
+    if path == stubs.FACE / "__init__.pyi":
+        names -= set(stubs.unavailable_submodules())  # an optional distribution not installed here
     assert names, path
     assert not [name for name in sorted(names) if not hasattr(module, name)]
     runtime_all = [name for name in getattr(module, "__all__", ()) if hasattr(module, name)]

@@ -7,15 +7,18 @@ of ``multiprocessing`` would write it, through ``multiprocess``'s names.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ctypes
 import sys
-from typing import AbstractSet, Any, get_origin
+from typing import TYPE_CHECKING, AbstractSet, Any, Iterator, get_origin
 
 from typing_extensions import assert_type
 
 import mp_core
 import multiprocess as mp
 import multiprocess.dummy
+import multiprocess.futures
 import multiprocess.managers
 import multiprocess.pool
 from mp_core.context import BaseContext, ForkContext, ForkServerContext, SpawnContext, SpawnProcess
@@ -38,6 +41,31 @@ def add(x: int, y: int) -> int:
 
 def describe(x: int) -> str:
     return f"<{x}>"
+
+
+async def offload(pool: Pool) -> None:
+    # Awaiting a result gives its value's type; async for gives the items'.
+    value = await pool.apply_async(square, (5,))
+    assert_type(value, int)
+    assert_type(await pool.map_async(describe, [1, 2]), list[str])
+    assert_type(await pool.starmap_async(add, [(1, 2)]), list[int])
+    seen: list[int] = []
+    async for item in pool.imap(square, [1, 2, 3]):
+        assert_type(item, int)
+        seen.append(item)
+    labels = [label async for label in pool.imap_unordered(describe, [4])]
+    assert_type(labels, list[str])
+    assert (value, seen, labels) == (25, [1, 4, 9], ["<4>"])
+
+
+class Counter:
+    """A progress object of the user's: anything with ``update(n)``."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, n: int) -> None:
+        self.n += n
 
 
 def child(conn: Connection) -> None:
@@ -100,11 +128,28 @@ def main() -> None:
         assert_type(list(pool.imap_unordered(describe, [7])), list[str])
         assert pool.map(square, range(4)) == [0, 1, 4, 9]
         assert mapped.get(60) == ["<1>", "<2>", "<3>"]
+        # progress=: False/None, a dict of bar arguments, or anything with update(n).
+        counter = Counter()
+        assert_type(pool.map(square, range(4), progress=counter), list[int])
+        assert_type(pool.imap(describe, [1], progress=False), IMapIterator[str])
+        added = pool.starmap_async(add, [(1, 2)], progress=counter)
+        assert_type(added, MapResult[int])
+        assert added.get(60) == [3] and counter.n == 5
+        asyncio.run(offload(pool))
     with mp.Pool(1) as default_pool:
         assert_type(default_pool, Pool)
     with multiprocess.pool.ThreadPool(2) as threads:
         assert_type(threads, ThreadPool)
         assert threads.map(square, [3]) == [9]
+
+    # The executor: futures and map results typed from the function.
+    with multiprocess.futures.ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        future = executor.submit(square, 6)
+        assert_type(future, concurrent.futures.Future[int])
+        assert_type(executor.map(describe, [1, 2], timeout=60), Iterator[str])
+        assert_type(executor.map(add, [1], [2], chunksize=1, buffersize=2), Iterator[int])
+        assert_type(executor.map(square, [1], progress=None), Iterator[int])
+        assert future.result(60) == 36
 
     # Queues and locks.
     queue = ctx.Queue()
@@ -179,6 +224,20 @@ def main() -> None:
     assert dummy_pool.map(square, [2]) == [4]
     dummy_pool.close()
     dummy_pool.join()
+
+
+if TYPE_CHECKING:  # mp-dask is installed on CPython 3.10+ only: checked by mypy, not run here (tests/dask runs it)
+
+    async def on_a_cluster() -> None:
+        # multiprocess.dask.Pool: the same result types as multiprocess.Pool's.
+        from multiprocess.dask import Pool as DaskPool
+
+        with DaskPool(2) as pool:
+            assert_type(pool.map(square, [1, 2]), list[int])
+            assert_type(pool.apply_async(square, (3,)), ApplyResult[int])
+            assert_type(pool.map_async(describe, [1]), MapResult[str])
+            assert_type(pool.imap(square, [1]), IMapIterator[int])
+            assert_type(await pool.apply_async(describe, (4,)), str)
 
 
 if __name__ == "__main__":

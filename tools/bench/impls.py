@@ -6,6 +6,7 @@ modules of one never influence the timings of another:
 * ``ours``: this repository's ``mp_core`` (editable install);
 * ``stdlib``: the standard library's ``multiprocessing``;
 * ``upstream``: the ``multiprocess`` release installed in the upstream venv;
+* ``loky``: loky's reusable executor, in its own venv (``loky_venv``);
 * ``none``: no multiprocessing package at all (raw OS loops, C pickle).
 
 Each adapter imports what a measurement asks for only when it asks, so a
@@ -52,6 +53,10 @@ class Api:
         """The ``(dumps, loads)`` pair of the implementation's serialization layer."""
         raise NotImplementedError(f"{self.key} has no serialization layer")
 
+    def process_pool_executor(self) -> Any:
+        """The ``concurrent.futures``-style ``ProcessPoolExecutor`` class."""
+        raise NotImplementedError(f"{self.key} has no ProcessPoolExecutor")
+
 
 class Ours(Api):
     key = "ours"
@@ -69,6 +74,9 @@ class Ours(Api):
     def serializer(self) -> Tuple[Dumps, Loads]:
         reduction = _module("mp_core.reduction")
         return reduction.dumps, reduction.loads
+
+    def process_pool_executor(self) -> Any:
+        return _module("mp_pool.futures").ProcessPoolExecutor
 
 
 class Stdlib(Api):
@@ -93,6 +101,11 @@ class Stdlib(Api):
         from multiprocessing.reduction import ForkingPickler
 
         return ForkingPickler.dumps, pickle.loads
+
+    def process_pool_executor(self) -> Any:
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor
 
 
 class Upstream(Api):
@@ -121,7 +134,25 @@ class Upstream(Api):
         return pickler.dumps, pickler.loads
 
 
-_APIS = {cls.key: cls for cls in (Api, Ours, Stdlib, Upstream)}
+class Loky(Api):
+    """loky's reusable executor, in its own venv (``loky_venv``; the ``zerocopy`` section)."""
+
+    key = "loky"
+
+    def describe(self) -> Dict[str, str]:
+        loky = _module("loky")
+        return {"impl": self.key, "version": loky.__version__, "file": os.path.dirname(loky.__file__)}
+
+    def process_pool_executor(self) -> Any:
+        loky = _module("loky")
+
+        def executor(max_workers: int, **_ignored: Any) -> Any:
+            return loky.get_reusable_executor(max_workers=max_workers)
+
+        return executor
+
+
+_APIS = {cls.key: cls for cls in (Api, Ours, Stdlib, Upstream, Loky)}
 
 
 def load(key: str) -> Api:

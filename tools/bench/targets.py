@@ -28,6 +28,11 @@ def make_adder(n: int):  # -> Callable[[int], int]; no typing import here (see a
     return add
 
 
+def make_lambda():  # -> Callable[[int], int]
+    """``lambda x: x + 1``, made afresh: the ``futures`` section's task for ours (C pickle cannot carry it)."""
+    return lambda x: x + 1
+
+
 def worker_pid(_: object) -> int:
     """The pid of the pool worker that ran the task (to tell when every worker of a pool is up)."""
     import os  # loaded at every interpreter's start-up: costs nothing

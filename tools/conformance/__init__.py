@@ -1,4 +1,4 @@
-"""Run CPython's own ``multiprocessing`` test suite against ``multiprocess``.
+"""Run CPython's own ``multiprocessing`` tests (and its executor's, ``--suite futures``) against ``multiprocess``.
 
 From the repository root (nice: the suite is heavy)::
 
@@ -8,6 +8,11 @@ From the repository root (nice: the suite is heavy)::
     nice -n 10 python -m tools.conformance --only spawn --module processes -k TestQueue --list-failures
     python -m tools.conformance --api-gaps        # multiprocessing.* names the suite uses that ours lacks
     python -m tools.conformance --setup-only      # build the venv and check the hook, here and in a spawned child
+
+    # the process-pool tests of test_concurrent_futures against multiprocess.futures (issue 16)
+    nice -n 10 python -m tools.conformance --suite futures --baseline --list-failures
+    nice -n 10 python -m tools.conformance --suite futures --python ~/.pyenv/versions/3.13.0/bin/python3.13 \
+        --only spawn --module deadlock --baseline
 
 How it works:
 
@@ -31,6 +36,18 @@ How it works:
   started in the background -- under a per-test watchdog (default 60 s) and
   a per-module limit (default 900 s); a hung test is reported as timed out,
   its process group is killed, and the module resumes after it.
+* ``--suite futures`` runs the process-pool tests of CPython's
+  ``test_concurrent_futures`` instead (``discover_futures.py``: the
+  ``ProcessPool{Fork,Forkserver,Spawn}*`` classes of the single file of
+  3.9-3.11 or of the package of 3.12+, as the parts ``process_pool``,
+  ``shutdown``, ``wait``, ``as_completed``, ``init``, ``deadlock``).  For
+  ours the hook then also gives ``concurrent.futures.ProcessPoolExecutor``
+  and ``concurrent.futures.process.ProcessPoolExecutor`` as
+  ``multiprocess.futures.ProcessPoolExecutor`` (``MP_CONFORMANCE_FUTURES=1``),
+  in every process; ``multiprocessing`` is ``multiprocess`` as above.  The
+  baseline is the stdlib's executor on the stdlib's ``multiprocessing``.
+  Its allow-list is ``allowlist_futures.toml``: what our executor changes
+  on purpose (a dead worker does not break it; lambdas pickle).
 * ``results.py`` folds the records into outcomes and compares ours with the
   stdlib test by test; ``report.py`` prints the tables; ``allowlist.toml``
   lists the tests where dill deliberately changes stdlib-pickle behaviour.

@@ -30,7 +30,14 @@ else:
     import tomli as tomllib
 
 DEFAULT_PATH = Path(__file__).with_name("allowlist.toml")
+#: ``--suite futures``: the process-pool tests of test_concurrent_futures against multiprocess.futures
+FUTURES_PATH = Path(__file__).with_name("allowlist_futures.toml")
 METHODS = ("fork", "spawn", "forkserver")
+
+
+def default_path(suite: str = "multiprocessing") -> Path:
+    """The allow-list shipped for *suite*."""
+    return FUTURES_PATH if suite == "futures" else DEFAULT_PATH
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,11 @@ happened before a crash or a kill survives):
   -- a class- or module-level fixture failed or skipped;
 * ``{"event": "timeout", "id": ..., "seconds": ...}`` -- the watchdog fired:
   it dumps every thread's traceback to stderr and kills the whole process
-  group (this process is its leader), taking any hung children with it;
+  group (this process is its leader), taking any hung children with it.
+  Between tests the watchdog keeps watching, under the id
+  ``"fixtures after <the last test's id>"``: a ``tearDownClass``,
+  ``setUpClass`` or module cleanup that hangs (one waiting for processes a
+  failed test left running) is cut short the same way;
 * ``{"event": "import_error", "detail": ...}`` / ``{"event": "module_skip", ...}``;
 * ``{"event": "done"}``.
 
@@ -38,6 +42,20 @@ import traceback
 import unittest
 
 MAX_DETAIL = 6000
+#: the watchdog's id for the class and module fixtures that run after a test (see ``fixtures_after``)
+FIXTURES_AFTER = "fixtures after "
+
+
+def fixtures_after(test_id):
+    """The watchdog's id for the fixtures that run after test *test_id*."""
+    return FIXTURES_AFTER + test_id
+
+
+def test_before_fixtures(watch_id):
+    """The test whose following fixtures *watch_id* names, or ``None`` if it names a test itself."""
+    if watch_id is not None and watch_id.startswith(FIXTURES_AFTER):
+        return watch_id[len(FIXTURES_AFTER) :]
+    return None
 
 
 def clip(text, limit=MAX_DETAIL):
@@ -239,6 +257,8 @@ def make_result_class(emit, watchdog):
                 emit(event="result", **record)
             self._current = None
             super().stopTest(test)
+            # tearDownClass, the next setUpClass, module cleanups: watched too
+            watchdog.arm(fixtures_after(test.id()))
 
         def _set(self, test, status, detail=None):
             cur = self._current
@@ -416,6 +436,7 @@ def main(argv=None):
     watchdog = Watchdog(args.test_timeout, emit)
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2, resultclass=make_result_class(emit, watchdog))
     result = runner.run(unittest.TestSuite(tests))
+    watchdog.disarm()
     for record in settle_unrun(plan, result.recorded, result.fixtures):
         emit(event="result", **record)
     emit(event="done")

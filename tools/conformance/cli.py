@@ -10,17 +10,32 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import allowlist as allowlist_mod
-from .discover import METHODS, discover, select_modules
+from . import discover_futures
+from .discover import METHODS, Layout, discover, select_modules
 from .report import format_categories, format_failures, method_rows, table
 from .results import ModuleRun, Verdict, add_counts, compare, finish_run, fold_records, parse_records
 from .runner import RunOptions, run_module
-from .venv import DEFAULT_CACHE, REPO_ROOT, ensure_venv, install_support_files, preflight
+from .venv import DEFAULT_CACHE, REPO_ROOT, SUITES, ensure_venv, install_support_files, preflight
+
+#: what each suite runs, for the help and the messages
+SUITE_TESTS = {
+    "multiprocessing": "the multiprocessing tests (test_multiprocessing_<method>, _test_multiprocessing)",
+    "futures": "the process-pool tests of test_concurrent_futures",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tools.conformance",
         description="Run CPython's multiprocessing test suite against multiprocess (and the stdlib).",
+    )
+    p.add_argument(
+        "--suite",
+        choices=SUITES,
+        default="multiprocessing",
+        help="multiprocessing (default): CPython's multiprocessing tests, multiprocessing -> multiprocess; "
+        "futures: the process-pool tests of test_concurrent_futures, with multiprocess.futures."
+        "ProcessPoolExecutor in place of the stdlib's as well",
     )
     p.add_argument(
         "--only",
@@ -35,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="test module to run by its short name: processes, threads, manager, misc, "
-        "main_handling (repeatable; default: all)",
+        "main_handling; with --suite futures: process_pool, shutdown, wait, as_completed, init, "
+        "deadlock (repeatable; default: all)",
     )
     p.add_argument(
         "-k",
@@ -81,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="FILE", help="write every outcome as JSON")
     p.add_argument("--test-timeout", type=float, default=60.0, metavar="S", help="per-test limit (60)")
     p.add_argument("--module-timeout", type=float, default=900.0, metavar="S", help="per-module limit (900)")
-    p.add_argument("--allowlist", type=Path, default=allowlist_mod.DEFAULT_PATH, metavar="FILE")
+    p.add_argument(
+        "--allowlist", type=Path, metavar="FILE", help="default: allowlist.toml, allowlist_futures.toml for futures"
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter to test (default: this one)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--out", type=Path, help="directory for logs and raw results (default: under --cache-dir)")
@@ -157,8 +175,11 @@ def restrict(run: ModuleRun, keywords: Sequence[str]) -> ModuleRun:
     return run
 
 
-def load_baseline(path: Path) -> Dict[Tuple[str, str], ModuleRun]:
+def load_baseline(path: Path, suite: str = "multiprocessing") -> Dict[Tuple[str, str], ModuleRun]:
     data = json.loads(path.read_text(encoding="utf-8"))
+    saved = data.get("suite", "multiprocessing")
+    if saved != suite:
+        raise SystemExit(f"--baseline-json {path}: results of the {saved} suite, not of {suite}")
     runs = [ModuleRun.from_json(r) for r in data.get("runs", []) if r.get("impl") == "stdlib"]
     return {(r.method, r.name): r for r in runs}
 
@@ -195,19 +216,49 @@ def print_api_gaps(venv) -> int:
     return 1 if found else 0
 
 
+def discover_suite(suite: str, stdlib: Path, methods: Sequence[str]) -> Layout:
+    """The test modules of *suite* in the interpreter's ``test`` package under *stdlib*."""
+    if suite == "futures":
+        return discover_futures.discover(stdlib, methods)
+    return discover(stdlib, methods)
+
+
+def preflight_problem(suite: str, impl: str, pf: Dict[str, Any]) -> Optional[str]:
+    """Why the preflight report *pf* of *impl* makes the run meaningless, or ``None``."""
+    if impl == "ours" and not pf.get("is_ours"):
+        return "the import hook did not make multiprocessing resolve to multiprocess"
+    if impl == "stdlib" and pf.get("is_ours"):
+        return "the stdlib run resolved multiprocessing to ours"
+    if suite != "futures":
+        return None
+    stdlib_executor = "concurrent.futures.process"
+    for where in ("executor", "spawn_child_executor"):
+        found = str(pf.get(where))
+        if impl == "ours" and (found == stdlib_executor or found.startswith("error") or found == "None"):
+            return f"{where}: ProcessPoolExecutor comes from {found}, not from multiprocess.futures"
+        if impl == "stdlib" and found != stdlib_executor:
+            return f"{where}: the stdlib run's ProcessPoolExecutor comes from {found}"
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    suite = args.suite
     methods = [m for m in METHODS if not args.only or m in args.only]
     run_ours = not args.baseline_only
     stubs = parse_stubs(args.stub)
     run_stdlib = args.baseline or args.baseline_only
-    allow = allowlist_mod.load(args.allowlist)
+    allowlist_path = args.allowlist or allowlist_mod.default_path(suite)
+    allow = allowlist_mod.load(allowlist_path)
+    if suite == "futures" and args.api_gaps:
+        _say("--api-gaps scans the multiprocessing suite only")
+        return 2
 
     venv = ensure_venv(args.python, args.cache_dir, REPO_ROOT, rebuild=args.rebuild_venv, log=_say)
-    layout = discover(venv.stdlib, methods)
+    layout = discover_suite(suite, venv.stdlib, methods)
     if not layout.modules:
         _say(
-            f"no multiprocessing tests under {venv.stdlib}/test: install the interpreter's test suite "
+            f"no {SUITE_TESTS[suite]} under {venv.stdlib}/test: install the interpreter's test suite "
             "(Debian: libpython3.X-testsuite)"
         )
         return 2
@@ -218,11 +269,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _say(str(exc))
         return 2
 
-    out = args.out or args.cache_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or args.cache_dir / "runs" / (stamp if suite == "multiprocessing" else f"{suite}-{stamp}")
     out.mkdir(parents=True, exist_ok=True)
     _say(f"python {venv.version} in venv {venv.path}")
+    _say(f"suite: {SUITE_TESTS[suite]}")
     _say(f"test layout: {layout.kind}; {len(modules)} module runs; logs and raw results in {out}")
-    _say(f"allow-list: {len(allow)} entries ({args.allowlist})")
+    _say(f"allow-list: {len(allow)} entries ({allowlist_path})")
     if stubs:
         _say(
             f"*** DIAGNOSTIC RUN: ours is given stand-ins for missing names: {stubs}; "
@@ -231,13 +284,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     impls = (["stdlib"] if run_stdlib else []) + (["ours"] if run_ours else [])
     for impl in ["stdlib", "ours"] if args.setup_only else impls:
-        pf = preflight(venv, impl, out)
+        pf = preflight(venv, impl, out, suite)
         _say(f"preflight {impl}: {json.dumps(pf)}")
-        if impl == "ours" and not pf.get("is_ours"):
-            _say("the import hook did not make multiprocessing resolve to multiprocess: stopping")
-            return 2
-        if impl == "stdlib" and pf.get("is_ours"):
-            _say("the stdlib run resolved multiprocessing to ours: stopping")
+        problem = preflight_problem(suite, impl, pf)
+        if problem is not None:
+            _say(f"{problem}: stopping")
             return 2
     if args.setup_only:
         return 0
@@ -246,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     baseline: Dict[Tuple[str, str], ModuleRun] = {}
     for path in args.baseline_json or ():
-        loaded = load_baseline(path)
+        loaded = load_baseline(path, suite)
         wanted = {(tm.method, tm.name) for tm in modules}
         baseline.update((key, restrict(run, args.keywords)) for key, run in loaded.items() if key in wanted)
         _say(f"baseline: {len(loaded)} stdlib module runs from {path}")
@@ -262,6 +313,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         keywords=tuple(args.keywords),
         out_dir=out,
         stubs=stubs,
+        suite=suite,
     )
     t0 = time.monotonic()
     for tm in modules:
@@ -339,6 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         payload = {
             "python": venv.version,
+            "suite": suite,
             "venv": str(venv.path),
             "layout": layout.kind,
             "out": str(out),

@@ -14,6 +14,17 @@ module object itself (``sys.modules['multiprocessing'] is multiprocess``) and
 distribution's module, ``mp_pool.pool`` and so on).  The alias keeps the
 real module's ``__spec__``, ``__name__`` and ``__file__``.
 
+With ``MP_CONFORMANCE_FUTURES=1`` as well (``--suite futures``), the
+standard library's ``concurrent.futures.process`` is loaded as usual and
+then has its ``ProcessPoolExecutor`` replaced by ``multiprocess.futures``'s
+(so is ``concurrent.futures.ProcessPoolExecutor``, which the package takes
+from that module): every way the test suite reaches the executor --
+``futures.ProcessPoolExecutor`` at class definition,
+``from concurrent.futures import ProcessPoolExecutor`` in a
+``script_helper`` subprocess -- gets ours.  The rest of the module
+(``BrokenProcessPool``, ``_check_system_limits``...) stays the stdlib's:
+ours raises a subclass of its ``BrokenProcessPool``.
+
 Standard library only; must run on every Python the project supports.
 """
 
@@ -25,8 +36,13 @@ import sys
 
 ENV_VAR = "MP_CONFORMANCE"
 STUBS_VAR = "MP_CONFORMANCE_STUBS"
+FUTURES_VAR = "MP_CONFORMANCE_FUTURES"
 SOURCE = "multiprocessing"
 TARGET = "multiprocess"
+#: the stdlib module whose executor is replaced, and the module of ours that replaces it
+FUTURES_SOURCE = "concurrent.futures.process"
+FUTURES_TARGET = "multiprocess.futures"
+EXECUTOR = "ProcessPoolExecutor"
 
 
 def target_name(fullname):
@@ -104,6 +120,76 @@ class MultiprocessingAliasFinder:
         return f"<MultiprocessingAliasFinder {SOURCE} -> {TARGET}>"
 
 
+def ours_executor():
+    """``multiprocess.futures.ProcessPoolExecutor``."""
+    return getattr(importlib.import_module(FUTURES_TARGET), EXECUTOR)
+
+
+def replace_executor(process_module):
+    """Make *process_module* (the stdlib's ``concurrent.futures.process``) and its package hand out ours.
+
+    The name is resolved lazily, through a module ``__getattr__`` (PEP 562),
+    on first use: ours may well import ``concurrent.futures`` while it is
+    itself being imported, and must not be asked for its executor then.
+    """
+    process_module.__dict__.pop(EXECUTOR, None)
+    package = sys.modules.get(FUTURES_SOURCE.rpartition(".")[0])
+    if package is not None:
+        # the package takes the name from this module on first use (its own __getattr__)
+        package.__dict__.pop(EXECUTOR, None)
+
+    def __getattr__(name):
+        if name != EXECUTOR:
+            raise AttributeError(f"module {process_module.__name__!r} has no attribute {name!r}")
+        ours = ours_executor()
+        setattr(process_module, EXECUTOR, ours)
+        return ours
+
+    process_module.__getattr__ = __getattr__
+
+
+class _ExecutorPatchingLoader:
+    """Runs the real loader of ``concurrent.futures.process``, then :func:`replace_executor`."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        replace_executor(module)
+
+    def __getattr__(self, name):  # get_source, get_code... for tracebacks and inspect
+        return getattr(self._loader, name)
+
+
+class ExecutorReplacingFinder:
+    """Meta path finder: ``concurrent.futures.process`` as usual, with ours as its ``ProcessPoolExecutor``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != FUTURES_SOURCE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _ExecutorPatchingLoader(spec.loader)
+        return spec
+
+    def __repr__(self):
+        return f"<ExecutorReplacingFinder {FUTURES_SOURCE}.{EXECUTOR} -> {FUTURES_TARGET}.{EXECUTOR}>"
+
+
+def install_futures():
+    """Put the executor finder on ``sys.meta_path`` (patching the module now if it is already imported)."""
+    if any(isinstance(f, ExecutorReplacingFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, ExecutorReplacingFinder())
+    if FUTURES_SOURCE in sys.modules:
+        replace_executor(sys.modules[FUTURES_SOURCE])
+
+
 def install():
     """Put the finder first on ``sys.meta_path`` and forget any stdlib copy already imported."""
     if any(isinstance(f, MultiprocessingAliasFinder) for f in sys.meta_path):
@@ -114,9 +200,17 @@ def install():
     sys.meta_path.insert(0, MultiprocessingAliasFinder())
 
 
-def active():
-    return os.environ.get(ENV_VAR) == "1"
+def active(environ=None):
+    return (os.environ if environ is None else environ).get(ENV_VAR) == "1"
+
+
+def futures_active(environ=None):
+    """Whether the executor is replaced too: ``MP_CONFORMANCE=1`` and ``MP_CONFORMANCE_FUTURES=1``."""
+    environ = os.environ if environ is None else environ
+    return active(environ) and environ.get(FUTURES_VAR) == "1"
 
 
 if __name__ == "_mp_conformance_hook" and active():
     install()
+    if futures_active():
+        install_futures()

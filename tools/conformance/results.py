@@ -298,18 +298,23 @@ _NOISE = [
     (re.compile(r"(?<![\w.])\d+(\.\d+)?"), "N"),
     (re.compile(r"'[^']{40,}'"), "'…'"),
     (re.compile(r"/[\w./-]+"), "PATH"),
-    (re.compile(r"_mpconf_tests\.\w+|test\.test_multiprocessing_\w+(\.\w+)?"), "MOD"),
+    (re.compile(r"_mpconf_tests\.\w+|test\.test_(multiprocessing|concurrent_futures)\w*(\.\w+)?"), "MOD"),
     (re.compile(r"\b(fork|spawn|forkserver)\b"), "METHOD"),
 ]
 
 
 def hung_frames(dump: str, limit: int = 4) -> List[str]:
-    """The innermost frames of the thread that was running the test, from a faulthandler dump."""
+    """The innermost frames of the thread that was running the test, from a faulthandler dump.
+
+    Outside a test (a class or module fixture that hung, see ``child.fixtures_after``):
+    those of the thread running unittest.
+    """
     blocks = re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump)
-    for block in blocks:
-        if "_callTestMethod" in block:
-            frames = [ln.strip() for ln in block.splitlines()[1:] if ln.strip().startswith("File ")]
-            return frames[:limit]
+    for marker in ("_callTestMethod", "/unittest/"):
+        for block in blocks:
+            if marker in block:
+                frames = [ln.strip() for ln in block.splitlines()[1:] if ln.strip().startswith("File ")]
+                return frames[:limit]
     return []
 
 

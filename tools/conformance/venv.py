@@ -140,22 +140,32 @@ def install_support_files(site: Path, repo: Path = REPO_ROOT, generated: Optiona
 
 
 STUBS_VAR = "MP_CONFORMANCE_STUBS"
+FUTURES_VAR = "MP_CONFORMANCE_FUTURES"
+SUITES = ("multiprocessing", "futures")
 
 
-def clean_env(impl: Optional[str], stubs: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
+def clean_env(
+    impl: Optional[str], stubs: Optional[Mapping[str, object]] = None, suite: str = "multiprocessing"
+) -> Dict[str, str]:
     """The environment for a child: ours (``impl='ours'``), the stdlib, or neutral (``None``).
 
-    *stubs* (ours only) are diagnostic stand-ins for missing names, see ``hook.stubs_for``.
+    *stubs* (ours only) are diagnostic stand-ins for missing names, see ``hook.parse_stubs``.
+    With ``suite='futures'``, ours also gets ``multiprocess.futures.ProcessPoolExecutor``
+    in place of the stdlib's (``hook.install_futures``).
     """
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", ENV_VAR, STUBS_VAR)
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", ENV_VAR, STUBS_VAR, FUTURES_VAR)
     }
     if impl == "ours":
         env[ENV_VAR] = "1"
         if stubs:
             env[STUBS_VAR] = json.dumps(dict(stubs))
+        if suite == "futures":
+            env[FUTURES_VAR] = "1"
     return env
 
 
@@ -177,10 +187,19 @@ try:
 except ImportError:
     report["dill"] = None
 
+def executor_module():
+    try:
+        from concurrent.futures import ProcessPoolExecutor
+        return ProcessPoolExecutor.__module__
+    except Exception as exc:
+        return "error: %r" % (exc,)
+
+report["executor"] = executor_module()
+
 def child(conn):
     import sys
     m = sys.modules.get("multiprocessing")
-    conn.send(getattr(m, "__name__", None))
+    conn.send((getattr(m, "__name__", None), executor_module()))
     conn.close()
 
 if __name__ == "__main__":
@@ -189,7 +208,10 @@ if __name__ == "__main__":
         a, b = ctx.Pipe()
         p = ctx.Process(target=child, args=(b,))
         p.start()
-        report["spawn_child_sees"] = a.recv() if a.poll(60) else "(no answer)"
+        if a.poll(60):
+            report["spawn_child_sees"], report["spawn_child_executor"] = a.recv()
+        else:
+            report["spawn_child_sees"] = "(no answer)"
         p.join(30)
     except Exception as exc:
         report["spawn_child_sees"] = "error: %r" % (exc,)
@@ -197,8 +219,8 @@ if __name__ == "__main__":
 """
 
 
-def preflight(venv: Venv, impl: str, workdir: Path) -> Dict[str, object]:
-    """Check what ``multiprocessing`` is in the venv under *impl*, here and in a spawned child."""
+def preflight(venv: Venv, impl: str, workdir: Path, suite: str = "multiprocessing") -> Dict[str, object]:
+    """Check what ``multiprocessing`` (and the executor) is in the venv under *impl*, here and in a spawned child."""
     script = workdir / "mpconf_preflight.py"
     script.write_text(PREFLIGHT, encoding="utf-8")
     proc = subprocess.run(
@@ -206,7 +228,7 @@ def preflight(venv: Venv, impl: str, workdir: Path) -> Dict[str, object]:
         capture_output=True,
         text=True,
         timeout=120,
-        env=clean_env(impl),
+        env=clean_env(impl, suite=suite),
         cwd=str(workdir),
     )
     try:

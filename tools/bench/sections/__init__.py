@@ -25,7 +25,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runner import BenchContext
 
 #: Modules that provide sections, in the order their sections are run.
-SECTION_MODULES = ("start", "serialize", "importtime", "connection", "sync", "pool", "managers")
+SECTION_MODULES = (
+    "start",
+    "serialize",
+    "importtime",
+    "connection",
+    "sync",
+    "pool",
+    "paths",
+    "pool_options",
+    "futures",
+    "managers",
+    "dask_pool",
+    "zerocopy",
+)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,22 @@ What is measured, in a fresh worker process per implementation and round:
   feeder thread pickling and sending everything.  Figures are messages
   per second.
 
-Targets (issue 4): Lock acquire+release ≤ 1.05× the stdlib's time; Queue
-and SimpleQueue throughput ≥ the stdlib's.
+Floor for the queues: the same messages (C pickle, a 4-byte length in
+front) sent one ``send`` each over a raw ``socket.socketpair`` from an
+``os.fork()`` child, received and unpickled by the worker, timed right after
+each queue sample in the same worker: no library, no lock, no thread.
+
+Targets: Lock acquire+release ≤ 1.05× the stdlib's time (issue 4); Queue
+and SimpleQueue throughput ≥ the stdlib's (issue 4), Queue ≥ 2× (issue 19:
+time ≤ 0.5×).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import socket
+import struct
 import time
 from typing import Any, Dict, List
 
@@ -133,10 +142,65 @@ def _transfer(api: Any, kind: str, count: int) -> float:
         queue.close()
 
 
-def measure_queues(api: Any, kinds: List[str], count: int, samples: int) -> Dict[str, Any]:
-    """Child side: ``samples`` throughputs (messages/s) per queue kind; a failing kind is recorded, not raised."""
+def raw_transfer(count: int) -> float:
+    """Seconds for ``count`` pickled ints, one ``send`` each, from a forked child over a socketpair."""
+    parent_end, child_end = socket.socketpair()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            parent_end.close()
+            os.read(go_r, 1)
+            send, pack, dumps = child_end.sendall, struct.Struct("!i").pack, pickle.dumps
+            for i in range(count):
+                data = dumps(i)
+                send(pack(len(data)) + data)
+            code = 0
+        finally:
+            os._exit(code)
+    child_end.close()
+    os.close(go_r)
+    try:
+        recv, unpack, loads = parent_end.recv, struct.Struct("!i").unpack_from, pickle.loads
+        buffer = b""
+        got = 0
+        last = None
+        started = time.perf_counter()
+        os.write(go_w, b"g")
+        while got < count:
+            chunk = recv(1 << 16)
+            if not chunk:
+                raise RuntimeError(f"the raw producer stopped after {got} messages")
+            buffer += chunk
+            at = 0
+            while len(buffer) - at >= 4:
+                (size,) = unpack(buffer, at)
+                if len(buffer) - at - 4 < size:
+                    break
+                last = loads(buffer[at + 4 : at + 4 + size])
+                at += 4 + size
+                got += 1
+            buffer = buffer[at:]
+        elapsed = time.perf_counter() - started
+    finally:
+        os.close(go_w)
+        parent_end.close()
+        os.waitpid(pid, 0)
+    if last != count - 1:
+        raise AssertionError(f"the last raw message was {last!r}, not {count - 1}")
+    return elapsed
+
+
+def measure_queues(api: Any, kinds: List[str], count: int, samples: int, floor: bool = False) -> Dict[str, Any]:
+    """Child side: ``samples`` throughputs (messages/s) per queue kind (``floor``: and the raw floor's).
+
+    A failing kind is recorded, not raised.
+    """
     out: Dict[str, Any] = {"samples": {}, "errors": {}}
     for _ in range(samples):
+        if floor:
+            out["samples"].setdefault("floor", []).append(count / raw_transfer(count))
         for kind in kinds:
             if kind in out["errors"]:
                 continue
@@ -175,21 +239,27 @@ def run(ctx: BenchContext) -> SectionResult:
     # Two processes on a busy 2-core machine: whether they share a core or
     # not swings a sample by ±30 %, so many samples, interleaved.
     queue_rounds = ctx.pick(4, 2)
-    queue_params = {"kinds": list(QUEUE_CASES), "count": count, "samples": ctx.pick(2, 1)}
+    queue_params = {"kinds": list(QUEUE_CASES), "count": count, "samples": ctx.pick(2, 1), "floor": True}
     ctx.log("  sync: Queue, SimpleQueue")
     queue_results, queue_errors = ctx.collect("sync:queues", queue_params, queue_rounds)
     queues = result.table(
-        f"throughput of {count // 1000}k small messages, child → parent ({START_METHOD})",
-        [(k, k) for k in keys],
+        f"throughput of {count // 1000}k small messages, child → parent ({START_METHOD}); floor = raw "
+        "socketpair, one send per pickled message, between os.fork()ed processes",
+        [(k, k) for k in keys] + [("floor", "floor")],
         kind=OPS,
         name="queues",
+        ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("floor", "stdlib"), ("ours", "floor")],
     )
+    floors = [s for k in keys for r in queue_results.get(k, []) for s in r["samples"].get("floor", [])]
     queue_samples: Dict[str, Dict[str, List[float]]] = {}
     for kind, label in QUEUE_CASES.items():
         cells = {k: [s for r in queue_results.get(k, []) for s in r["samples"].get(kind, [])] for k in keys}
         queue_samples[kind] = cells
-        medians, spreads = summarize_columns(cells)
-        queues.add(label, medians, [Target("stdlib", 1.0, at_least=True)], spreads)
+        medians, spreads = summarize_columns(dict(cells, floor=floors or None))
+        targets = [Target("stdlib", 1.0, at_least=True)]
+        if kind == "queue":
+            targets.append(Target("stdlib", 2.0, at_least=True))
+        queues.add(label, medians, targets, spreads)
         for k in keys:
             for r in queue_results.get(k, []):
                 message = r["errors"].get(kind)

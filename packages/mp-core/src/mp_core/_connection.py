@@ -34,7 +34,6 @@ import stat
 import sys
 import threading
 import time
-from typing import Any, NoReturn, Optional
 
 from . import _io, reduction, util
 from ._challenge_response import _CHALLENGE  # what a keyed listener sends first
@@ -49,6 +48,10 @@ from ._framing import (
     short_size,
     write_message,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, NoReturn, Optional
 
 __all__ = [
     "Connection",
@@ -198,7 +201,7 @@ class _ConnectionBase:
         """
         self._check_closed()
         self._check_writable()
-        self._write_frame(reduction.dumps(obj))
+        self._write_frame(reduction.dumps(obj, oob=True))
 
     # ------------------------------------------------------------ receiving
 

@@ -23,7 +23,10 @@ import errno
 import os
 import sys
 import threading
-from typing import Callable, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Callable, Optional
 
 __all__ = ["random_bytes", "prepare"]
 

@@ -74,9 +74,14 @@ import os
 import struct
 import sys
 from collections import deque
-from typing import Any, Callable, Iterable, Optional, Union
 
 from . import _io
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Iterable, Optional, Union
+
+    Payload = Union[memoryview, bytes]
 
 __all__ = [
     "BadMessageLength",
@@ -121,8 +126,6 @@ READ_SIZE = 256 * 1024
 # (writev); beyond it, separately.
 _SMALL_MESSAGE = 16 * 1024
 _VECTOR_MESSAGE = 64 * 1024
-
-Payload = Union[memoryview, bytes]
 
 
 # ---------------------------------------------------------------- the header

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional
 
 # The handshake's markers, defined once, beside the stdlib's primitives of the same protocol.
 from ._challenge_response import _CHALLENGE as CHALLENGE
@@ -44,6 +43,10 @@ from ._entropy import prepare as _prepare_random_bytes
 from ._entropy import random_bytes
 from ._exceptions import AuthenticationError
 from ._framing import LONG_FOLLOWS, SHORT_HEADER_SIZE, BadMessageLength, long_size, short_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 __all__ = ["deliver_challenge", "answer_challenge", "prepare", "CHALLENGE", "WELCOME", "FAILURE", "MESSAGE_LENGTH"]
 

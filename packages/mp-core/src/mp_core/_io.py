@@ -30,7 +30,10 @@ import io
 import itertools
 import os
 from collections import deque
-from typing import Any, Callable, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Sequence
 
 __all__ = ["write_buffers", "write_available", "readinto", "HAVE_WRITEV", "HAVE_READV", "IOV_MAX", "JOIN_LIMIT"]
 

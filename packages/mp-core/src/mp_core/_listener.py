@@ -31,12 +31,15 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Callable, Optional
 
 from . import util
 from ._connection import Connection
 from ._handshake import answer_challenge, deliver_challenge
 from ._handshake import prepare as prepare_handshakes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Optional
 
 __all__ = [
     "Listener",

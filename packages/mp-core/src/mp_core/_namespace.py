@@ -8,7 +8,9 @@ so it lives here; a pickled one names this module, which both import.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any
 
 __all__ = ["Namespace"]
 

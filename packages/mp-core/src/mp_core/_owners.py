@@ -8,7 +8,7 @@ from the two tables below, so adding a name means adding one line here.
 
 from __future__ import annotations
 
-import importlib
+import sys
 from types import ModuleType
 
 TYPE_CHECKING = False
@@ -34,10 +34,14 @@ SUBMODULES: dict[str, tuple[str, str]] = {
     "queues": ("mp_sync.queues", "mp-sync"),
     "pool": ("mp_pool.pool", "mp-pool"),
     "dummy": ("mp_pool.dummy", "mp-pool"),
+    "futures": ("mp_pool.futures", "mp-pool"),
     "managers": ("mp_managers.managers", "mp-managers"),
     "sharedctypes": ("mp_managers.sharedctypes", "mp-managers"),
     "heap": ("mp_managers.heap", "mp-managers"),
     "shared_memory": ("mp_managers.shared_memory", "mp-managers"),
+    # The Pool API on a dask.distributed cluster: an optional distribution
+    # (multiprocess[dask]; CPython 3.10+, as distributed), not a stdlib name.
+    "dask": ("mp_dask.pool", "mp-dask"),
 }
 
 #: context factory name -> (submodule in SUBMODULES, attribute of that module)
@@ -62,6 +66,15 @@ FACTORIES: dict[str, tuple[str, str]] = {
 }
 
 
+def import_module(module_name: str) -> ModuleType:
+    """``importlib.import_module`` for an absolute name, without importing importlib (and warnings) first."""
+    module = sys.modules.get(module_name)
+    if module is None:
+        __import__(module_name)
+        module = sys.modules[module_name]
+    return module
+
+
 def import_submodule(name: str) -> ModuleType:
     """Import the module that implements ``multiprocess.<name>``.
 
@@ -70,7 +83,7 @@ def import_submodule(name: str) -> ModuleType:
     """
     module_name, dist = SUBMODULES[name]
     try:
-        return importlib.import_module(module_name)
+        return import_module(module_name)
     except ModuleNotFoundError as exc:
         top = module_name.partition(".")[0]
         if exc.name != top:

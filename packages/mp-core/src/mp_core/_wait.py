@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import select
 import time
-from typing import Any, Iterable, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Iterable, Optional
 
 __all__ = ["wait"]
 

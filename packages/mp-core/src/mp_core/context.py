@@ -105,17 +105,23 @@ class BaseContext:
         """A barrier shared between processes (needs mp-sync)."""
         return _owners.load_factory("Barrier")(parties, action, timeout, ctx=self.get_context())
 
-    def Queue(self, maxsize: int = 0) -> queues.Queue[Any]:
-        """A multi-producer, multi-consumer queue (needs mp-sync)."""
-        return _owners.load_factory("Queue")(maxsize, ctx=self.get_context())
+    def Queue(self, maxsize: int = 0, *, serializer: Optional[reduction.Serializer] = None) -> queues.Queue[Any]:
+        """A multi-producer, multi-consumer queue (needs mp-sync).
 
-    def JoinableQueue(self, maxsize: int = 0) -> queues.JoinableQueue[Any]:
-        """A queue with ``task_done``/``join`` (needs mp-sync)."""
-        return _owners.load_factory("JoinableQueue")(maxsize, ctx=self.get_context())
+        ``serializer``: the settings its ``put`` serializes with (default:
+        the process-wide ones, ``reduction.configure``).
+        """
+        return _owners.load_factory("Queue")(maxsize, ctx=self.get_context(), serializer=serializer)
 
-    def SimpleQueue(self) -> queues.SimpleQueue[Any]:
-        """A simplified, lock-protected pipe queue (needs mp-sync)."""
-        return _owners.load_factory("SimpleQueue")(ctx=self.get_context())
+    def JoinableQueue(
+        self, maxsize: int = 0, *, serializer: Optional[reduction.Serializer] = None
+    ) -> queues.JoinableQueue[Any]:
+        """A queue with ``task_done``/``join`` (needs mp-sync); ``serializer`` as for ``Queue``."""
+        return _owners.load_factory("JoinableQueue")(maxsize, ctx=self.get_context(), serializer=serializer)
+
+    def SimpleQueue(self, *, serializer: Optional[reduction.Serializer] = None) -> queues.SimpleQueue[Any]:
+        """A simplified, lock-protected pipe queue (needs mp-sync); ``serializer`` as for ``Queue``."""
+        return _owners.load_factory("SimpleQueue")(ctx=self.get_context(), serializer=serializer)
 
     def Pool(
         self,
@@ -123,10 +129,11 @@ class BaseContext:
         initializer: Optional[Callable[..., object]] = None,
         initargs: Sequence[Any] = (),
         maxtasksperchild: Optional[int] = None,
+        **options: Any,
     ) -> _Pool:
-        """A pool of worker processes (needs mp-pool)."""
+        """A pool of worker processes (needs mp-pool); ``options``: the keyword-only ones of ``Pool``."""
         return _owners.load_factory("Pool")(
-            processes, initializer, initargs, maxtasksperchild, context=self.get_context()
+            processes, initializer, initargs, maxtasksperchild, context=self.get_context(), **options
         )
 
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:

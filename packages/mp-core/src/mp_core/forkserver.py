@@ -32,7 +32,7 @@ import socket
 import sys
 import threading
 
-from . import process, reduction, spawn, util
+from . import _entropy, process, reduction, spawn, util
 
 # The status wire shared with the zygote (pid, then exit code, per child).
 from ._child_status import SIGNED_STRUCT, read_signed  # noqa: F401  (read_signed: the stdlib's name)
@@ -310,6 +310,12 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     # ends, its traceback on stderr, before it ever serves.
     _preload(config["preload"], config["prep"], config.get("on_error", "ignore"))
     util._close_stdin()
+    # What a challenge needs, loaded while descriptors are plenty: a server
+    # holding a socket per live child may run out, and must still answer the
+    # client it could accept (PyPy's os.urandom opens /dev/urandom per call).
+    import hmac  # noqa: F401
+
+    _entropy.prepare()
 
     # SIGCHLD only needs to wake the loop up; reaping happens in the loop.
     sig_r, sig_w = os.pipe()
@@ -510,7 +516,7 @@ def _accept_request(
 def _authenticate(conn: socket.socket, authkey: bytes) -> bool:
     import hmac
 
-    challenge = os.urandom(_CHALLENGE_SIZE)
+    challenge = _entropy.random_bytes(_CHALLENGE_SIZE)
     conn.sendall(challenge)
     expected = hmac.new(authkey, challenge, _DIGEST).digest()
     answer = _recv_exactly(conn, len(expected))

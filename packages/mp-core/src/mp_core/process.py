@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-import weakref
+from _weakrefset import WeakSet  # (as the standard library's process module: weakref costs import time)
 
 from . import _current_method
 
@@ -465,4 +465,4 @@ _exitcode_to_name = {-sig.value: f"-{sig.name}" for sig in signal.Signals}
 
 # Process objects that have been created but maybe not started; tests use it
 # to find processes that were left behind.
-_dangling: weakref.WeakSet[BaseProcess] = weakref.WeakSet()
+_dangling: WeakSet[BaseProcess] = WeakSet()

@@ -36,6 +36,8 @@ import sys
 import threading
 import types
 
+from . import _out_of_band
+from ._payload_cache import cached_payload as _cached_payload
 from ._running_frames import REFUSE_RUNNING_FRAMES as _REFUSE_RUNNING_FRAMES
 from ._running_frames import refuse_running_frame as _refuse_running_frame
 from ._spawning import get_spawning_popen
@@ -59,6 +61,7 @@ __all__ = [
     "dumps",
     "loads",
     "MessageEncoder",
+    "discard",
 ]
 
 HAVE_SEND_HANDLE = sys.platform == "win32" or (
@@ -91,9 +94,17 @@ class Serializer:
     ``recurse=True`` gives each function a private copy of its globals
     instead, as dill does.  ``byref=None`` follows dill's global setting.
     ``protocol``: the pickle protocol (``None``: the highest).
+    ``oob_threshold``: buffers of at least this many bytes (NumPy arrays and
+    other protocol-5 buffers, ``bytes``, ``bytearray``, ``memoryview``) that
+    a channel sends (``dumps(..., oob=True)``) leave the pickle stream and
+    travel through shared memory, the receiver getting a view on it
+    (``mp_core._out_of_band``); ``None`` keeps everything in band.  At
+    least 256 KiB; 1 MiB by default (chosen by measurement, tools/bench
+    section ``zerocopy``).  Needs protocol 5; the ``dill`` mode keeps
+    buffers in band.
     """
 
-    __slots__ = ("mode", "recurse", "byref", "protocol")
+    __slots__ = ("mode", "recurse", "byref", "protocol", "oob_threshold")
 
     def __init__(
         self,
@@ -101,6 +112,7 @@ class Serializer:
         recurse: Optional[bool] = None,
         byref: Optional[bool] = None,
         protocol: Optional[int] = None,
+        oob_threshold: Optional[int] = _out_of_band.DEFAULT_THRESHOLD,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"serializer mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -110,6 +122,7 @@ class Serializer:
         self.recurse = recurse
         self.byref = byref
         self.protocol = protocol
+        self.oob_threshold = _out_of_band.check_threshold(oob_threshold)
 
     def replace(self, **changes: Any) -> Serializer:
         """A copy with some settings changed."""
@@ -132,8 +145,22 @@ class Serializer:
     def __reduce__(self) -> tuple:
         return Serializer, tuple(getattr(self, n) for n in self.__slots__)
 
-    def dumps(self, obj: Any, buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None) -> memoryview:
-        """Serialize ``obj``; raise at once, naming its type, if it cannot be."""
+    def dumps(
+        self,
+        obj: Any,
+        buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None,
+        *,
+        oob: bool = False,
+    ) -> memoryview:
+        """Serialize ``obj``; raise at once, naming its type, if it cannot be.
+
+        ``oob=True``: a message for a channel, received (``pickle.loads``)
+        exactly once: buffers of ``oob_threshold`` bytes or more travel
+        through shared memory.  Without it the result is a self-contained
+        pickle that may be loaded any number of times.
+        """
+        if oob and buffer_callback is None and self.oob_threshold is not None:
+            return memoryview(_encode_message(obj, self))
         buf = io.BytesIO()
         if self.mode != "auto":
             self.dump(obj, buf, buffer_callback=buffer_callback)
@@ -151,8 +178,43 @@ class Serializer:
                 raise _cannot_serialize(obj, exc) from dill_exc
         return buf.getbuffer()
 
-    def dump(self, obj: Any, file: Any, buffer_callback: Optional[Callable[..., Any]] = None) -> None:
-        """Serialize ``obj`` into the binary file ``file``."""
+    def _message_parts(self, obj: Any) -> list[Any]:
+        """``obj`` as a message for a channel (``dumps(oob=True)``), with a pickler of its own.
+
+        Without a buffer of ``oob_threshold`` bytes it is the pickle stream,
+        byte for byte the one ``dumps`` makes.  (``_encode_message`` reuses a
+        pickler per thread where it can.)
+        """
+        protocol = self.protocol or DEFAULT_PROTOCOL
+        threshold = self.oob_threshold
+        if threshold is None or protocol < 5 or self.mode == "dill":
+            return [self.dumps(obj)]
+        collector = _out_of_band.Collector(threshold)
+        pickler_class = ForkingPickler if self.mode == "auto" else _PlainForkingPickler
+        pickler = pickler_class(collector, protocol, buffer_callback=collector.buffer_callback)
+        pickler._settings(self)
+        try:
+            pickler.dump(obj)
+        except _CANNOT_PICKLE as exc:
+            if self.mode != "auto":
+                raise _cannot_serialize(obj, exc) from exc
+            buf = io.BytesIO()
+            try:
+                _whole_object_dill(obj, buf, protocol, self)
+            except Exception as dill_exc:
+                raise _cannot_serialize(obj, exc) from dill_exc
+            return [buf.getvalue()]
+        return collector.message()
+
+    def dump(
+        self, obj: Any, file: Any, buffer_callback: Optional[Callable[..., Any]] = None, *, oob: bool = False
+    ) -> None:
+        """Serialize ``obj`` into the binary file ``file`` (``oob``: as ``dumps``)."""
+        if oob and buffer_callback is None and self.oob_threshold is not None:
+            # Part by part: a large pickle stays in the pickler's blocks.
+            for part in _encode_message(obj, self, joined=False):
+                file.write(part)
+            return
         protocol = self.protocol or DEFAULT_PROTOCOL
         if self.mode == "dill":
             _whole_object_dill(obj, file, protocol, self)
@@ -188,13 +250,37 @@ def get_serializer() -> Serializer:
     return _default_serializer
 
 
-def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ..., protocol: Any = ...) -> Serializer:
+def configure(
+    mode: Optional[str] = None,
+    *,
+    recurse: Any = ...,
+    byref: Any = ...,
+    protocol: Any = ...,
+    oob_threshold: Any = ...,
+    oob: Optional[bool] = None,
+    oob_cache: Any = ...,
+) -> Serializer:
     """Change the process-wide default serializer; return the new one.
 
     Arguments left out keep their current value.  Children started later
     receive objects serialized this way; each process decides how it sends.
+    ``oob_threshold``: see ``Serializer``; ``oob=False`` is
+    ``oob_threshold=None`` (everything in band), ``oob=True`` restores the
+    default threshold.
+
+    ``oob_cache``: how many bytes of shared-memory segments this process
+    keeps, once their receivers let go, to write its next large buffers
+    into (writing into a new segment costs the kernel several times the
+    copy).  By default 256 MiB in a program's main process and ``0`` in the
+    processes it starts; ``0`` frees each segment as soon as its last user
+    lets go, ``None`` restores the default.  Kept segments are files in
+    /dev/shm until they are reused, pushed out, or the process ends.
     """
     global _default_serializer
+    if oob_cache is not ...:
+        if oob_cache is not None and (type(oob_cache) is not int or oob_cache < 0):
+            raise ValueError(f"oob_cache must be a number of bytes >= 0 or None, not {oob_cache!r}")
+        _out_of_band._load_segments().set_warm_limit(oob_cache)
     with _settings_lock:
         changes: dict[str, Any] = {}
         if mode is not None:
@@ -205,32 +291,44 @@ def configure(mode: Optional[str] = None, *, recurse: Any = ..., byref: Any = ..
             changes["byref"] = byref
         if protocol is not ...:
             changes["protocol"] = protocol
+        if oob is not None:
+            if oob_threshold is not ...:
+                raise TypeError("configure() takes oob or oob_threshold, not both")
+            oob_threshold = _out_of_band.DEFAULT_THRESHOLD if oob else None
+        if oob_threshold is not ...:
+            changes["oob_threshold"] = oob_threshold
         _default_serializer = _default_serializer.replace(**changes)
         return _default_serializer
 
 
 def dumps(
-    obj: Any, protocol: Optional[int] = None, *, mode: Optional[str] = None, serializer: Optional[Serializer] = None
+    obj: Any,
+    protocol: Optional[int] = None,
+    *,
+    mode: Optional[str] = None,
+    serializer: Optional[Serializer] = None,
+    oob: bool = False,
 ) -> memoryview:
-    """Serialize ``obj`` with the default (or the given) settings."""
+    """Serialize ``obj`` with the default (or the given) settings (``oob``: see ``Serializer.dumps``)."""
     if serializer is None and mode is None and protocol is None:
-        return _default_serializer.dumps(obj)
+        return _default_serializer.dumps(obj, oob=oob)
     chosen = serializer or _default_serializer
     if mode is not None or protocol is not None:
         chosen = chosen.replace(**({"mode": mode} if mode else {}), **({"protocol": protocol} if protocol else {}))
-    return chosen.dumps(obj)
+    return chosen.dumps(obj, oob=oob)
 
 
 loads = pickle.loads
+discard = _out_of_band.discard
 
 
 class MessageEncoder:
-    """``dumps`` for a channel that one thread at a time writes to, reusing one pickler and buffer.
+    """``dumps(..., oob=True)`` for a channel that one thread at a time writes to, reusing one pickler.
 
     Serializes as ``Serializer.dumps`` of ``serializer`` does (``None``: the
     process-wide settings, looked up at each call, so that ``configure``
-    applies at once; the same protocol, the same errors) and returns
-    ``bytes``.  Building a pickler and a buffer costs about as much as
+    applies at once; the same protocol, the same errors, large buffers out of
+    band) and returns ``bytes``.  Building a pickler costs about as much as
     pickling a short message, and a manager connection sends nothing but
     short messages: the C pickler of the ``auto`` mode is built once and
     kept while the settings stay the same.  What it cannot carry alone
@@ -238,39 +336,79 @@ class MessageEncoder:
     Not thread-safe.
     """
 
-    __slots__ = ("_serializer", "_settings", "_buffer", "_pickler")
+    __slots__ = ("_serializer", "_settings", "_collector", "_pickler", "_busy")
 
     def __init__(self, serializer: Optional[Serializer] = None) -> None:
         self._serializer = serializer
         self._settings: Optional[Serializer] = None  # what _pickler was built for
-        self._buffer = io.BytesIO()
+        self._collector: Optional[_out_of_band.Collector] = None
         self._pickler: Optional[ForkingPickler] = None
+        self._busy = False  # encoding: a reentrant call (a __reduce__ sending) gets its own pickler
 
-    def __call__(self, obj: Any) -> bytes:
-        settings = self._serializer or _default_serializer
-        if settings.mode != "auto":
-            return bytes(settings.dumps(obj))
+    def __call__(self, obj: Any, settings: Optional[Serializer] = None) -> bytes:
+        """``obj`` serialized as ``settings.dumps(obj, oob=True)`` does (default: the encoder's settings)."""
+        parts = self.parts(obj, settings)
+        part = parts[0] if len(parts) == 1 else b"".join(parts)
+        return part if type(part) is bytes else bytes(part)
+
+    def parts(self, obj: Any, settings: Optional[Serializer] = None) -> list[Any]:
+        """As ``__call__``, the message as the bytes-like parts to send in order (not joined)."""
+        if settings is None:
+            settings = self._serializer or _default_serializer
+        if settings.mode != "auto" or self._busy:
+            return settings._message_parts(obj)
         pickler = self._pickler
-        if settings is not self._settings or pickler is None:
-            pickler = ForkingPickler(self._buffer, settings.protocol or DEFAULT_PROTOCOL)
+        collector = self._collector
+        if settings is not self._settings or pickler is None or collector is None:
+            protocol = settings.protocol or DEFAULT_PROTOCOL
+            threshold = settings.oob_threshold if protocol >= 5 else None
+            collector = _out_of_band.Collector(threshold or _out_of_band.DEFAULT_THRESHOLD)
+            callback = collector.buffer_callback if threshold is not None else None
+            if threshold is None:
+                collector.threshold = sys.maxsize  # nothing is cut out of the stream either
+            pickler = ForkingPickler(collector, protocol, buffer_callback=callback)
             pickler._settings(settings)
-            self._pickler, self._settings = pickler, settings
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
+            self._pickler, self._settings, self._collector = pickler, settings, collector
+        chunks = collector.chunks
+        self._busy = True
         try:
             pickler.dump(obj)
+            if collector.kept is None and len(chunks) == 1:
+                parts = [chunks[0]]  # a plain message: the pickler's own bytes
+            else:
+                parts = collector.message()
         except _CANNOT_PICKLE:
             # dill for the whole object, or the error that names what cannot
             # be serialized; a fresh pickler next time.
             self._pickler = None
-            return bytes(settings.dumps(obj))
+            return settings._message_parts(obj)
         except BaseException:
             self._pickler = None  # left in an unknown state
             raise
         finally:
+            self._busy = False
             pickler.clear_memo()
-        return buffer.getvalue()
+            chunks.clear()
+            collector.kept = None
+        return parts
+
+
+class _ThreadState(threading.local):
+    encoder: Optional[MessageEncoder] = None
+
+
+_thread_state = _ThreadState()
+
+
+def _encode_message(obj: Any, settings: Serializer, joined: bool = True) -> Any:
+    """``settings.dumps(obj, oob=True)`` with this thread's kept pickler (building one costs as much as a message).
+
+    ``bytes``, or with ``joined=False`` the list of parts.
+    """
+    encoder = _thread_state.encoder
+    if encoder is None:
+        encoder = _thread_state.encoder = MessageEncoder()
+    return encoder(obj, settings) if joined else encoder.parts(obj, settings)
 
 
 # ---------------------------------------------------------------- naming what cannot be serialized
@@ -470,6 +608,8 @@ class ForkingPickler(_PlainForkingPickler):
             return reducer(obj)
         if (kind is types.FunctionType or isinstance(obj, type)) and _needs_value(obj):
             return self._reduce_by_value(obj)
+        if kind is memoryview:
+            return _out_of_band.reduce_memoryview(obj, self._protocol >= 5)
         if _REFUSE_RUNNING_FRAMES:
             _refuse_running_frame(obj)
         return NotImplemented
@@ -480,11 +620,29 @@ class ForkingPickler(_PlainForkingPickler):
         by_name = getattr(obj, "__module__", None) in _MAIN_MODULE_NAMES and "<" not in obj.__qualname__
         try:
             if not serializer.recurse and bridge.is_main_definition(obj):
-                payload = bridge.dumps_main(obj, self._protocol, serializer, _extra_reducers)
+                protocol = self._protocol
+
+                def make() -> bytes:
+                    return bridge.dumps_main(obj, protocol, serializer, _extra_reducers)
+
+                if type(obj) is types.FunctionType:
+                    # A loop of apply_async/submit sends the same function again and again.
+                    settings = (protocol, serializer, tuple(sorted(bridge.dill.settings.items())))
+                    payload = _cached_payload(obj, settings, make)
+                else:
+                    payload = make()
                 if by_name:
                     return _load_main_object, (obj.__qualname__, _fingerprint(obj), payload)
                 return _load_main, (payload,)
-            return _load_dill, (bridge.dumps_value(obj, self._protocol, serializer, _extra_reducers),)
+            protocol = self._protocol
+
+            def make_value() -> bytes:
+                return bridge.dumps_value(obj, protocol, serializer, _extra_reducers)
+
+            if type(obj) is types.FunctionType:
+                value_settings = ("value", protocol, serializer, tuple(sorted(bridge.dill.settings.items())))
+                return _load_dill, (_cached_payload(obj, value_settings, make_value),)
+            return _load_dill, (make_value(),)
         except Exception:
             if not by_name:
                 raise

@@ -31,7 +31,6 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
 
 from . import process, reduction, util
 from ._exceptions import AuthenticationError
@@ -39,6 +38,10 @@ from ._forksafe_threads import ForkSafeThread
 from ._framing import BadMessageLength
 from ._handshake import recv_bytes_by
 from ._listener import CONNECTION_TIMEOUT, Client, Listener
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Callable, Optional
 
 # Far more than the pickle of a request (a key and a pid) takes.
 _MAX_REQUEST = 256

@@ -35,7 +35,11 @@ once every process is gone, so that a program killed by SIGKILL leaves
 nothing in the temp root.  Only such directories are accepted, by absolute
 path (``util.is_private_temp_dir``, checked again just before removal):
 any process holding the pipe may send any line, and no other directory,
-wherever it lies, may be removed on its say.
+wherever it lies, may be removed on its say.  A process that stops its
+tracker while it lives (``_stop``, as CPython's test helpers do) withdraws
+its own temp dir first, since it still uses it (a fork server's socket, a
+listener's address) and removes it itself at exit; a tracker started later
+is told about it again.
 
 The tracker's exit code says what it found (Python 3.13's, which its tests
 and the starter's ``_exitcode`` read): 0 nothing was left registered (temp
@@ -50,9 +54,12 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Callable, Optional
 
 from . import _executable, util
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Callable, Optional
 
 __all__ = ["ensure_running", "register", "unregister", "getfd", "main", "ResourceTracker", "ReentrantCallError"]
 
@@ -84,11 +91,27 @@ def _remove_folder(name: str) -> None:
     shutil.rmtree(name)
 
 
+def _remove_oob_segment(name: str) -> None:
+    """Unlink the name of a segment an out-of-band buffer was sent in (``mp_core._segments``).
+
+    Its receiver unlinks it on arrival; what is left was never received (its
+    receiver or sender died, or the message was dropped).
+    """
+    if "/" in name or not name.startswith("psm_"):
+        raise ValueError("not the name of an out-of-band segment; left alone")
+    try:
+        os.unlink(os.path.join("/dev/shm", name))
+    except FileNotFoundError:
+        pass
+
+
 # Types cleaned up without a leak warning: what 'folder' names is the
 # library's own business (a temp dir left by a killed process), not the
-# program's leak, and does not count as one in the exit code either; a
-# 'dummy' leak (Python 3.13's tests) counts, unannounced.
-_HOUSEKEEPING_TYPES = frozenset({"folder"})
+# program's leak, and does not count as one in the exit code either; nor
+# does an 'oob_segment' (a large buffer's segment whose message was never
+# received: the program did not create it); a 'dummy' leak (Python 3.13's
+# tests) counts, unannounced.
+_HOUSEKEEPING_TYPES = frozenset({"folder", "oob_segment"})
 _QUIET_TYPES = _HOUSEKEEPING_TYPES | {"dummy"}
 
 
@@ -114,6 +137,7 @@ if os.name == "posix":
 #: Types of ours beyond the standard library's, tracked the same way.
 _EXTRA_CLEANUP_FUNCS: dict[str, Callable[[str], None]] = {
     "folder": _remove_folder,
+    "oob_segment": _remove_oob_segment,
 }
 # 'dummy' works on every version; the stdlib lists it from 3.13 on.
 (_CLEANUP_FUNCS if sys.version_info >= (3, 13) else _EXTRA_CLEANUP_FUNCS)["dummy"] = _cleanup_dummy
@@ -152,6 +176,9 @@ class ResourceTracker:
         self._exitcode: Optional[int] = None
         self._exit_hook: Optional[util.Finalize] = None
         self._lingers = False  # the tracker waits for our parent too: never wait for it at exit
+        # The temp dir this process made and registered (util.get_temp_dir):
+        # withdrawn when it stops its tracker, registered again with the next one.
+        self._own_folders: set[str] = set()
 
     # ------------------------------------------------------------ locking
 
@@ -173,6 +200,8 @@ class ResourceTracker:
         # The lock may have been held by another thread at fork time.
         self._lock = threading.RLock()
         self._depth = 0
+        # The parent's temp dir is the parent's to withdraw and re-register.
+        self._own_folders = set()
 
     # ------------------------------------------------------------ public API
 
@@ -201,11 +230,22 @@ class ResourceTracker:
         """Tell the tracker ``name`` was cleaned up by its owner."""
         self._send("UNREGISTER", name, rtype)
 
+    def _register_own_temp_dir(self, path: str) -> None:
+        """``register(path, 'folder')`` for the temp dir this process made (``util.get_temp_dir``).
+
+        Unlike a folder registered for another process, it is withdrawn when
+        this process stops its tracker (``_stop``) while it lives on, and
+        registered again with the tracker it starts next.
+        """
+        self._send("REGISTER", path, "folder", own_folder=True)
+
     def _unregister_if_running(self, name: str, rtype: str) -> None:
         """``unregister``, but only through a tracker this process can still reach: never starts one."""
         message = _encode("UNREGISTER", name, rtype)
         self._enter()
         try:
+            if rtype == "folder":
+                self._own_folders.discard(name)
             if self._fd is not None:
                 try:
                     os.write(self._fd, message)
@@ -281,12 +321,32 @@ class ResourceTracker:
         self._fd, self._pid, self._starter = write_fd, pid, os.getpid()
         self._exitcode = None
         self._lingers = linger_pid is not None
+        self._register_own_folders()
         if self._exit_hook is None or not self._exit_hook.still_active():
             # Runs after children were joined at exit; lets the tracker finish
             # (and be reaped) while we are still here to see its warnings.
             self._exit_hook = util.Finalize(None, self._stop_at_exit, exitpriority=-50)
 
-    def _send(self, command: str, name: str, rtype: str) -> None:
+    def _register_own_folders(self) -> None:
+        """Tell a tracker just started about our temp dirs still in use (they outlived the last one)."""
+        for name in sorted(self._own_folders):
+            if not util.is_private_temp_dir(name):
+                self._own_folders.discard(name)  # removed meanwhile: nothing to clean up after a crash
+                continue
+            try:
+                os.write(self._fd, _encode("REGISTER", name, "folder"))  # type: ignore[arg-type]
+            except (OSError, ValueError):
+                pass  # the directory works without it; only a crash would leave it behind
+
+    def _withdraw_own_folders(self, fd: int) -> None:
+        """Unregister our temp dirs from the tracker on ``fd``: we live on, and they are in use."""
+        for name in sorted(self._own_folders):
+            try:
+                os.write(fd, _encode("UNREGISTER", name, "folder"))
+            except (OSError, ValueError):
+                pass  # gone already: it removes nothing any more
+
+    def _send(self, command: str, name: str, rtype: str, *, own_folder: bool = False) -> None:
         message = _encode(command, name, rtype)
         self._enter()
         try:
@@ -305,6 +365,11 @@ class ResourceTracker:
                 written = os.write(self._fd, message)  # type: ignore[arg-type]
             if written != len(message):  # pragma: no cover - atomic below PIPE_BUF
                 raise RuntimeError(f"resource_tracker: short write ({written} of {len(message)} bytes)")
+            if rtype == "folder":
+                if own_folder:
+                    self._own_folders.add(name)
+                elif command == "UNREGISTER":
+                    self._own_folders.discard(name)
         finally:
             self._leave()
 
@@ -316,6 +381,10 @@ class ResourceTracker:
         the module docstring), also kept in ``_exitcode``, or ``None`` if we
         are not its starter or it did not exit within ``timeout`` seconds (it
         then lives on and is no longer ours to reap).
+
+        Our own temp dir is withdrawn first: this process still uses it (a
+        fork server listens there) and removes it at exit; a tracker started
+        later (by the next ``register`` or process start) is told about it again.
         """
         self._enter()
         try:
@@ -323,6 +392,7 @@ class ResourceTracker:
             pid, starter = self._pid, self._starter
             self._pid = self._starter = None
             if fd is not None:
+                self._withdraw_own_folders(fd)
                 util.close_fds(fd)
             if pid is None or starter != os.getpid():
                 return None

@@ -14,7 +14,6 @@ serialization layer instead, with the globals they use.
 from __future__ import annotations
 
 import os
-import runpy
 import sys
 import types
 
@@ -172,7 +171,9 @@ def _dump_child(popen: Any, process_obj: Any, file: Any, preparation_data: Optio
     set_spawning_popen(popen)
     try:
         reduction.dump(preparation_data, file)
-        reduction.dump(process_obj, file)
+        # Read once, by the child: large buffers in the target's arguments
+        # (an array in shared memory) travel out of band, as through a Pipe.
+        reduction.get_serializer().dump(process_obj, file, oob=True)
     finally:
         set_spawning_popen(None)
 
@@ -245,6 +246,8 @@ def _fixup_main_from_name(mod_name: str) -> None:
         return
     if getattr(getattr(current_main, "__spec__", None), "name", None) == mod_name:
         return
+    import runpy  # (only here: on 3.9, 3.10 and PyPy it imports importlib.util, and so typing)
+
     main_module = types.ModuleType("__mp_main__")
     main_content = runpy.run_module(mod_name, run_name="__mp_main__", alter_sys=True)
     main_module.__dict__.update(main_content)
@@ -263,6 +266,8 @@ def _fixup_main_from_path(main_path: str) -> None:
 
 def import_main_path(main_path: str) -> None:
     """Import the script ``main_path`` as ``__mp_main__`` and make it ``__main__``."""
+    import runpy
+
     main_module = types.ModuleType("__mp_main__")
     main_content = runpy.run_path(main_path, run_name="__mp_main__")
     main_module.__dict__.update(main_content)

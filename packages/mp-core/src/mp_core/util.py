@@ -226,7 +226,7 @@ def _track_temp_dir(tempdir: str) -> None:
     from . import resource_tracker
 
     try:
-        resource_tracker.register(tempdir, "folder")
+        resource_tracker._resource_tracker._register_own_temp_dir(tempdir)
     except Exception as exc:  # the directory works without it; only a crash would leave it behind
         info("temp directory %s not tracked: %s", tempdir, exc)
 

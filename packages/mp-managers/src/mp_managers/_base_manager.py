@@ -185,7 +185,7 @@ class BaseManager:
         """Stop the server started by ``start()`` (and wait for its process).
 
         Proxies made by this manager stop working.  For a manager that
-        ``connect()``ed to a server run elsewhere, only this process's
+        connected (``connect()``) to a server run elsewhere, only this process's
         connection is closed; the server keeps running.
         """
         if self._finalizer is not None:

@@ -23,7 +23,6 @@ the shared pieces of ``mp_core``:
 
 from __future__ import annotations
 
-import os
 import pickle
 import socket
 from typing import Any, Callable
@@ -42,10 +41,12 @@ def _send_without_delay(fd: int) -> None:
 
     A release is sent without waiting for a reply; with Nagle's algorithm
     the request right behind it would wait for the peer's delayed
-    acknowledgement of the release, about 40 ms.
+    acknowledgement of the release, about 40 ms.  Borrows ``fd`` instead of
+    duplicating it: a server out of descriptors still gets the option, and
+    its count of open descriptors never moves under a connection.
     """
     try:
-        sock = util.socket_over_fd(os.dup(fd))
+        sock = util.socket_over_fd(fd)
     except OSError:
         return
     try:
@@ -54,7 +55,7 @@ def _send_without_delay(fd: int) -> None:
     except OSError:
         pass
     finally:
-        sock.close()
+        sock.detach()
 
 
 def _xml_loads(data: Any) -> Any:

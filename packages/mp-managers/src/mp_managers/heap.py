@@ -3,7 +3,7 @@
 An *arena* is a shared mapping of an anonymous file: a ``memfd`` on Linux,
 an unlinked temporary file elsewhere.  Having no name, it can never leak:
 its memory goes when the last process that maps it does.  Children reach
-it the way they reach the objects in it:
+it the way they reach the objects in it::
 
     fork          inherits the mapping itself
     spawn,        the arena pickles (only while the child is being created)

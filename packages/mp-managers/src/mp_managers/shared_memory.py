@@ -32,11 +32,11 @@ import os
 import struct
 import sys
 import types
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Literal, Optional
 
 from mp_core import process
 
-__all__ = ["SharedMemory", "ShareableList"]
+__all__ = ["SharedMemory", "ShareableList", "ndarray"]
 
 if sys.platform != "win32":
     import _posixshmem
@@ -46,6 +46,35 @@ _USE_POSIX = os.name == "posix"
 _SHM_NAME_PREFIX = "/psm_"
 _SHM_SAFE_NAME_LENGTH = 14
 _MODE = 0o600
+
+
+def ndarray(shape: Any, dtype: Any = float, order: Literal["C", "F"] = "C") -> Any:
+    """A new zero-filled NumPy array that lives in shared memory: sent anywhere without a copy.
+
+    Through any channel (``Pipe``, queues, pool arguments and results,
+    manager calls) the array, or a contiguous slice of it, travels by
+    reference, above the out-of-band threshold of the sender's serializer
+    (``mp_core.reduction.Serializer.oob_threshold``): the receiver gets a
+    view on the same memory, and what one process writes into it the others
+    see.  The memory is freed when the last array or view on it is gone in
+    every process (the resource tracker frees what killed processes leave).
+    Needs NumPy (``ImportError`` otherwise); ``TypeError`` for an object
+    dtype, whose items are references into one process's memory;
+    ``OSError`` (``ENOSPC``) when /dev/shm is full.
+    """
+    import numpy
+
+    from mp_core import _segments
+
+    dtype = numpy.dtype(dtype)
+    if dtype.hasobject:
+        raise TypeError(f"a shared-memory array cannot hold Python objects (dtype {dtype})")
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(operator.index(n) for n in shape)
+    nbytes = functools.reduce(operator.mul, shape, 1) * dtype.itemsize
+    segment = _segments.new_segment(max(nbytes, 1))
+    return numpy.ndarray(shape, dtype, buffer=segment, order=order)
 
 
 def _make_filename() -> str:

@@ -9,11 +9,12 @@ a spawned worker, which needs only ``mp_pool._worker``, starts quickly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .__about__ import __version__
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a spawned worker imports this package); annotations are strings
+    from typing import Any
+
     from .pool import ApplyResult as ApplyResult
     from .pool import AsyncResult as AsyncResult
     from .pool import BrokenPoolError as BrokenPoolError

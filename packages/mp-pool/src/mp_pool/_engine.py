@@ -10,7 +10,7 @@ How a task travels (the module that does each step in brackets)::
         result filed in Pool._cache [_jobs]
         pickle f once             [_wire]
         Job ─> inbox ─(wake pipe)─> job queue (FIFO)
-                                    │ a worker has room? take the job's next
+                                    │ a READY worker has room? the job's next
                                     │ Chunk (sized in _sources), pickle it:
                                     │ a Task; the job's first task for this
                                     │ worker: FUNC frame (f) in front
@@ -46,7 +46,10 @@ is running (the oldest unanswered) and which ones it has not started.  When
 a worker's sentinel fires, its last results are read first; then the task
 it was running fails with ``WorkerLostError`` (naming the exit code or
 signal and the task), the tasks queued behind it go to other workers, and
-a replacement starts.  A worker that dies before it is ready (its
+a replacement starts.  A worker over ``max_memory_per_child`` flags the
+result of the task that put it there (``_wire.RETIRING``): it is sent
+nothing more but STOP, answers the tasks it holds, exits and is replaced,
+as a worker that reached ``maxtasksperchild``.  A worker that dies before it is ready (its
 initializer failed, the main module cannot be imported) breaks the pool
 with ``BrokenPoolError`` instead of being respawned for ever.
 
@@ -57,9 +60,20 @@ replacements by the pool's zygote (``mp_core._zygote``, owned by
 thread and the ``imap`` feeders step aside whenever the process forks
 (``mp_core._forksafe_threads``).
 
+``ProcessEngine`` is written in four parts, one concern each: this
+module (submission, the manager loop, the workers' life cycle, dispatch),
+``_engine_results`` (reading and settling results), ``_engine_cancel``
+(cancelling a job) and ``_engine_limits`` (items past ``task_timeout``).
+
 The bytes move through ``_transport``: writes to task pipes never block (a
 full pipe keeps the rest in the worker's outbox until ``poll`` reports
 room), results are read ahead, many per system call.
+
+A worker gets tasks only once it has said READY (its initializer ran):
+workers start concurrently, and the first one ready takes all the work
+there is, instead of a task waiting in the pipe of one still importing.
+A worker started on demand (``start``) stands for one waiting task until
+then, so that the pool does not start another for the same task.
 
 Short tasks are hidden behind one another: a worker holds several tasks
 (``_depth``: about ``QUEUED_WORK`` seconds of them, at most ``MAX_DEPTH``)
@@ -73,7 +87,6 @@ another worker idles.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import sys
 import threading
@@ -87,12 +100,13 @@ from mp_core._forksafe_threads import ForkSafeThread
 from mp_core._zygote import Zygote
 
 from . import _wire
+from ._engine_cancel import Cancelling, CancelRequest
+from ._engine_limits import TimeLimits
+from ._engine_results import Results
 from ._errors import (
     BrokenPoolError,
-    MaybeEncodingError,
     PoolTerminatedError,
     WorkerLostError,
-    attach_remote_traceback,
     describe_exit,
     fresh_copy,
 )
@@ -105,8 +119,11 @@ from ._jobs import (
     function_serialization_error,
     open_job,
 )
+from ._memory import MemoryLimit
+from ._progress import Progress
 from ._results import PendingResult
-from ._sources import SingleSource, make_source
+from ._sources import ReadAheadWindow, SingleSource, make_source
+from ._time_limits import Deadlines
 from ._transport import RESULTS, SENTINEL, WAKE, Transport
 from ._worker_processes import Worker, WorkerProcesses
 
@@ -122,7 +139,12 @@ MAX_DEPTH = 16
 MAX_STARTUP_KILLS = 3
 
 
-class ProcessEngine:
+def _closed_to_tasks(worker: Worker) -> bool:
+    """Whether ``worker`` takes no more tasks (retiring, or its task pipe closing or its result pipe ended)."""
+    return worker.retiring or worker.channel.closing or worker.channel.eof
+
+
+class ProcessEngine(Cancelling, TimeLimits, Results):
     """Runs a pool's jobs on worker processes; owned by a ``Pool``, never referring back to it."""
 
     def __init__(
@@ -136,10 +158,18 @@ class ProcessEngine:
         serializer: Optional[reduction.Serializer],
         cache: dict[int, Any],
         zygote: bool = False,
+        memory_limit: Optional[MemoryLimit] = None,
+        start: Optional[int] = None,
     ) -> None:
         self._cache = cache  # the pool's ``_cache``: results not yet ready, by job id
+        # How many workers the pool keeps: all of them from the start, or
+        # (``start``) a few, one more each time work waits and none is idle.
+        self._target = processes if start is None else min(start, processes)
+        self._idle_tokens = 0  # workers that became idle while the pool grows, not yet claimed by a submission
         self.size = processes
         self._maxtasks = maxtasksperchild
+        self._memory_limit = memory_limit
+        self._warned_fresh_over_limit = False
         self._serializer = serializer
         self._transport = Transport()
         # Forks the zygote first, while this pool has neither threads nor pipes.
@@ -151,6 +181,7 @@ class ProcessEngine:
             serializer=serializer,
             transport=self._transport,
             zygote=zygote,
+            memory_limit=memory_limit,
         )
         # The same lists as the WorkerProcesses' own: read on every dispatch.
         self._workers = self._worker_processes.workers
@@ -164,8 +195,14 @@ class ProcessEngine:
         self._task_ids = itertools.count(1)
         self._avg: Optional[float] = None  # recent task duration, across jobs
         self._startup_kills = 0
+        self._cancels: deque[tuple[int, BaseException]] = deque()
+        self._cancel_requests: deque[CancelRequest] = deque()
+        self._after_dispatch: deque[Callable[[], None]] = deque()
+        self._actions_due = 0  # how many of them this round of the manager loop runs (``_take_inbox``)
+        self._deadlines = Deadlines()  # task_timeout: backstops, and SIGKILLs due
         self._closing = False
         self._terminating = False
+        self._kill_now = False
         self._stopped = False
         self._feeders: weakref.WeakSet[ForkSafeThread] = weakref.WeakSet()
         try:
@@ -183,7 +220,7 @@ class ProcessEngine:
         # worker of another pool, a Process, the program's own os.fork()).
         self.thread = ForkSafeThread(self._run, name="PoolManager", wake=self._wake)
         try:
-            for _ in range(processes):
+            for _ in range(self._target):
                 self._worker_processes.start(from_zygote=False)
             self.thread.start()
         except BaseException:
@@ -199,20 +236,31 @@ class ProcessEngine:
 
     # ================================================================ any thread
 
-    def submit_call(self, result: PendingResult, func: Any, args: Any, kwds: Any) -> None:
+    def submit_call(
+        self,
+        result: PendingResult,
+        func: Any,
+        args: Any,
+        kwds: Any,
+        name: str = "apply",
+        limit: Optional[float] = None,
+    ) -> None:
         """Queue ``func(*args, **kwds)`` for ``result``, serialized here, in the caller's thread.
 
         A payload that cannot be serialized fails ``result`` at once, naming
-        the function or argument.
+        the function or argument (and the call: ``name`` job N).  ``limit``:
+        the call's ``task_timeout`` in seconds.
         """
         job_id = open_job(self._cache, result, self)
         task_id = next(self._task_ids)
         try:
             frame = _wire.task_frame(_wire.CALL, task_id, job_id, (func, args, kwds), True, self._serializer)
         except Exception as exc:
-            result._abort(call_serialization_error(job_id, func, args, kwds, exc, self._serializer), notify=True)
+            result._abort(call_serialization_error(name, job_id, func, args, kwds, exc, self._serializer), notify=True)
             return
-        self._submit(Job(job_id, _wire.CALL, "apply", func, result, SingleSource((task_id, frame))))
+        job = Job(job_id, _wire.CALL, name, func, result, SingleSource((task_id, frame)))
+        job.limit = limit
+        self._submit(job)
 
     def submit_map(
         self,
@@ -223,30 +271,46 @@ class ProcessEngine:
         iterable: Any,
         chunksize: int,
         sized: bool = False,
+        window: Optional[ReadAheadWindow] = None,
+        limit: Optional[float] = None,
+        progress: Optional[Progress] = None,
     ) -> None:
         """Queue ``func`` over the items of ``iterable`` in chunks, for ``result``.
 
         The function is serialized once, here; the chunks come from
         ``make_source`` (``sized``: cut by serialized size, at most
-        ``chunksize`` items).
+        ``chunksize`` items; ``window``: read no further ahead of the
+        consumer than it allows).  ``limit``: each item's ``task_timeout``.
+        ``progress`` is advanced by each finished chunk's number of items
+        and closed when the job ends (at once if it cannot be submitted).
         """
         job_id = open_job(self._cache, result, self)
         kind = _wire.STARMAP if star else _wire.MAP
         try:
             func_frame = _wire.task_frame(_wire.FUNC, 0, job_id, func, True, self._serializer)
         except Exception as exc:
+            if progress is not None:
+                progress.close()
             result._abort(function_serialization_error(name, job_id, func, exc), notify=True)
             return
-        source = make_source(
-            iterable,
-            chunksize,
-            lambda: self.notify_source(job),
-            limit=2 * MAX_DEPTH * self.size,
-            name=f"PoolFeeder-{job_id}",
-            sized=sized,
-        )
+        try:
+            source = make_source(
+                iterable,
+                chunksize,
+                lambda: self.notify_source(job),
+                limit=2 * MAX_DEPTH * self.size,
+                name=f"PoolFeeder-{job_id}",
+                sized=sized,
+                window=window,
+            )
+        except BaseException:
+            if progress is not None:
+                progress.close()  # (a TypeError for an input that is not iterable)
+            raise
         job = Job(job_id, kind, name, func, result, source)
         job.func_frame = func_frame
+        job.limit = limit
+        job.progress = progress
         if source.thread is not None:
             self._feeders.add(source.thread)
         self._submit(job)
@@ -262,6 +326,18 @@ class ProcessEngine:
                 self._inbox.append(job)
         if finish_submission(job, error):
             self._wake()
+
+    def after_dispatch(self, action: Callable[[], None]) -> bool:
+        """Run ``action()`` in the manager thread once the jobs submitted so far have been offered to the workers.
+
+        False (and ``action`` is not kept) if the engine has stopped.
+        """
+        with self._lock:
+            if self._stopped:
+                return False
+            self._after_dispatch.append(action)
+        self._wake()
+        return True
 
     def forget_result(self, job_id: int) -> None:
         """The result of job ``job_id`` is ready: it leaves the pool's cache."""
@@ -282,14 +358,19 @@ class ProcessEngine:
         self._closing = True
         self._wake()
 
-    def terminate(self) -> None:
+    def terminate(self, kill: bool = False) -> None:
         """Stop the workers now; pending results fail with ``PoolTerminatedError``.
+
+        Workers get SIGTERM and, after a grace period, SIGKILL; with
+        ``kill``, SIGKILL at once.
 
         Waits for the manager thread to finish, except when called from a
         thread of this engine (a callback, the pool's finalizer run by the
         manager or a feeder thread): that thread may be the one the wait
         would be for, so the manager is only told to stop.
         """
+        if kill:
+            self._kill_now = True
         self._terminating = True
         self._wake()
         if not self.owns_current_thread():
@@ -349,16 +430,26 @@ class ProcessEngine:
     def _shut_down(self, reason: BaseException) -> None:
         self._worker_processes.retire_zygote()  # it exits while the workers are stopped; reaped below
         try:
-            self._worker_processes.kill()
+            self._worker_processes.kill(at_once=self._kill_now)
         finally:
             with self._lock:
                 self._stopped = True
                 leftovers = list(self._inbox)
                 self._inbox.clear()
+                requests = list(self._cancel_requests)
+                self._cancel_requests.clear()
+                actions = list(self._after_dispatch)
+                self._after_dispatch.clear()
+            for action in actions:
+                action()
+            for request in requests:
+                request.answered.set()  # (false: the pool is gone, the result fails with the reason below)
             for job in [*self._active.values(), *leftovers]:
                 job.source.stop()
+                job.end_progress()
                 job.result._abort(reason, notify=False)
             self._active.clear()
+            self._deadlines.timed_jobs = 0
             self._close_own_fds()
             # Reaped in the background if still exiting: join need not wait.
             self._worker_processes.close_zygote(wait=False)
@@ -375,7 +466,9 @@ class ProcessEngine:
             if thread.pausing:
                 return True
             exited: list[Any] = []
-            for kind, worker in poll():
+            deadlines = self._deadlines
+            self._actions_due = 0
+            for kind, worker in poll(deadlines.poll_timeout()):
                 if kind == RESULTS:
                     self._receive(worker)
                 elif kind == SENTINEL:
@@ -384,7 +477,18 @@ class ProcessEngine:
                     self._take_inbox()
             for worker in exited:
                 self._on_exit(worker)
+            if deadlines.timed_jobs or deadlines.kills:
+                now = deadlines.due()
+                if now is not None:
+                    self._check_deadlines(now)
             self._dispatch()
+            # Only the actions whose work this dispatch saw (``_take_inbox``):
+            # one registered since then waits for the next round (its wake
+            # byte makes one), or a submitter would be told its work was
+            # handed out before it was even read.
+            after = self._after_dispatch
+            for _ in range(self._actions_due):
+                after.popleft()()
 
     def _take_inbox(self) -> None:
         try:
@@ -394,20 +498,43 @@ class ProcessEngine:
         # Cleared before the inbox is read: a submitter that finds the flag
         # down after this point writes a new wake byte.
         self._wake_pending = False
+        # A submitter queues its work before it asks to be told of its
+        # dispatch (``after_dispatch``): the work of every action already
+        # registered is in the inbox read below.
+        self._actions_due = len(self._after_dispatch)
         if self._repopulate:
             self._repopulate = False
             self._fill_up()
+        self._take_jobs()
+        cancels = self._cancels
+        while cancels:
+            self._cancel(*cancels.popleft())
+        requests = self._cancel_requests
+        while requests:
+            request = requests.popleft()
+            # Its job was queued before it (the same thread, in that order):
+            # a job queued since the inbox was read is taken first, so that a
+            # Ctrl-C right after a submission cancels it.
+            self._take_jobs()
+            request.outcome = self._cancel_now(request)
+            request.answered.set()
+
+    def _take_jobs(self) -> None:
+        """Move the submitted jobs from the inbox to the active jobs and the queue."""
         inbox = self._inbox
         while inbox:
             job = inbox.popleft()
             if self.broken is not None:
                 job.source.stop()
+                job.end_progress()
                 job.result._abort(self.broken, notify=True)
                 continue
             if job.id not in self._active:
                 if job.drained:
                     continue  # a late notification from a feeder that has finished
                 self._active[job.id] = job
+                if job.limit is not None:
+                    self._deadlines.timed_jobs += 1
             if not job.queued and not job.drained:
                 job.queued = True
                 self._queue.append(job)
@@ -423,6 +550,7 @@ class ProcessEngine:
         process.join(5)
         exitcode = process.exitcode
         self._worker_processes.forget(worker)
+        self._deadlines.forget(worker)
         # Not closed: other threads may still be looking at it in ``_pool``;
         # its descriptors go with the object.
         self.processes.remove(process)
@@ -431,12 +559,12 @@ class ProcessEngine:
         if self._terminating or self.broken is not None:
             return
         if not worker.ready:
-            self._requeued.extendleft(reversed(lost))
+            self._requeue(lost)
             if self._startup_failed(worker, exitcode):
                 return
         elif lost:
             task = lost.popleft()
-            self._requeued.extendleft(reversed(lost))
+            self._requeue(lost)
             error = WorkerLostError(
                 f"worker {worker.pid} {describe_exit(exitcode)} while running {task.describe()}",
                 pid=worker.pid,
@@ -474,7 +602,7 @@ class ProcessEngine:
         return True
 
     def _needs_workers(self) -> bool:
-        if self._terminating or self.broken is not None or len(self._workers) >= self.size:
+        if self._terminating or self.broken is not None or len(self._workers) >= self._target:
             return False
         if self._closing:
             return bool(self._active or self._requeued or self._inbox)
@@ -499,12 +627,14 @@ class ProcessEngine:
             self.broken = error
         jobs = list(self._active.values())
         self._active.clear()
+        self._deadlines.timed_jobs = 0
         self._queue.clear()
         self._requeued.clear()
         for worker in self._workers:
             worker.running.clear()
         for job in jobs:
             job.source.stop()
+            job.end_progress()
             job.result._abort(error, notify=True)
         self._worker_processes.terminate()
 
@@ -513,28 +643,103 @@ class ProcessEngine:
     def _dispatch(self) -> None:
         if not (self._queue or self._requeued) or self.broken is not None:
             return
-        touched = []
+        self._hand_out(prefetch=self._target >= self.size)
+        while self._target < self.size and self._work_waiting() and not self._idle_worker():
+            # Work is waiting and every worker is busy: one more, rather than
+            # queuing behind a busy one (as the standard library's executor
+            # spawns its workers on demand).  Until it is ready it stands for
+            # one waiting task (``claimed``), which any worker may run.
+            self._target += 1
+            started = len(self._workers)
+            self._fill_up()
+            for worker in self._workers[started:]:
+                worker.claimed = True
+            self._hand_out(prefetch=self._target >= self.size)
+
+    def grows(self) -> bool:
+        """Whether workers start on demand and not all of them have started (any thread)."""
+        return self._target < self.size
+
+    def claim_idle_worker(self) -> bool:
+        """For a submission, while the pool grows: whether a worker that became idle is there to take it.
+
+        When none is, the submitter waits for the manager thread's next
+        dispatch (``after_dispatch``), which starts a worker for the work
+        if every worker is busy: as the standard library's executor does
+        in ``submit``, so that the new worker is known when it returns.
+        """
+        with self._lock:
+            if self._idle_tokens > 0:
+                self._idle_tokens -= 1
+                return True
+            return False
+
+    def _worker_idle(self) -> None:
+        with self._lock:
+            self._idle_tokens += 1
+
+    def _work_waiting(self) -> bool:
+        """Whether more tasks wait than the workers started for them and not yet ready will take."""
+        # (A job whose source was just emptied stays first in the queue
+        # until the next look at it: it is no work.)
+        claimed = sum(1 for worker in self._workers if worker.claimed)
+        waiting = len(self._requeued)
+        for job in self._queue:
+            if waiting > claimed:
+                break
+            waiting += job.source.waiting(claimed + 1 - waiting)
+        return waiting > claimed
+
+    def _idle_worker(self) -> bool:
+        return any(
+            not (worker.running or worker.claimed or worker.retiring or worker.channel.closing or worker.channel.eof)
+            for worker in list(self._workers)
+        )
+
+    def _hand_out(self, prefetch: bool) -> None:
+        touched: dict[int, Worker] = {}
         try:
-            # Idle workers first, one task each; then queue more behind the
-            # running ones, as deep as the tasks are short.
-            for first_pass in (True, False):
-                for worker in self._workers:
-                    while not (worker.retiring or worker.channel.closing or worker.channel.eof):
-                        busy = len(worker.running)
-                        if first_pass and busy:
-                            break
-                        task = self._next_task(busy)
-                        if task is None:
-                            break
-                        self._send(worker, task)
-                        touched.append(worker)
-                    if not (self._queue or self._requeued):
+            # Only to workers that said READY: a task sent to one still
+            # starting (a spawned interpreter importing, an initializer
+            # running) could wait there long after a ready worker ran out of
+            # work, and hold up its whole job.
+            takers = [worker for worker in self._workers if worker.ready and not _closed_to_tasks(worker)]
+            # Idle workers first, one task each.
+            for worker in takers:
+                if not worker.running:
+                    task = self._next_task(0)
+                    if task is None:
                         return
+                    self._send(worker, task)
+                    touched[id(worker)] = worker
+            # Then (``prefetch``) queue more behind the running ones, as deep
+            # as the tasks are short: one more per worker per round, so that
+            # tasks guessed short (a job with no timing of its own yet) are
+            # spread evenly rather than piled on the first worker.  Not while
+            # a worker is starting: it is about to be idle, and what was
+            # queued behind a task that turns out long would wait there.
+            if not prefetch or self._starting():
+                return
+            while takers and (self._queue or self._requeued):
+                took = []
+                for worker in takers:
+                    if _closed_to_tasks(worker):
+                        continue
+                    task = self._next_task(len(worker.running))
+                    if task is not None:
+                        self._send(worker, task)
+                        touched[id(worker)] = worker
+                        took.append(worker)
+                takers = took
         finally:
-            for worker in touched:
+            for worker in touched.values():
                 channel = worker.channel
                 if channel.outbox and not channel.writing:
                     self._transport.flush(channel)
+
+    def _starting(self) -> bool:
+        """Whether a worker has not said READY yet (and will: it is not on its way out)."""
+        return any(not worker.ready and not _closed_to_tasks(worker) for worker in self._workers)
 
     def _next_task(self, busy: int) -> Optional[Task]:
         """The next task to send to a worker already holding ``busy`` tasks, if it should get one."""
@@ -558,6 +763,11 @@ class ProcessEngine:
                 continue
             index, start, items, error = chunk
             if job.kind == _wire.CALL:
+                if not job.result._start():
+                    # Cancelled before it was sent (the job retires when its
+                    # source is seen empty): large arguments' shared memory goes now.
+                    _wire.discard_frame(items[1])
+                    continue
                 task_id, task_frame = items  # serialized by submit_call
                 task = Task(task_id, job, 0, 0, 1)
                 task.frame = task_frame
@@ -574,6 +784,8 @@ class ProcessEngine:
             except Exception as exc:
                 self._finish(task, False, chunk_serialization_error(task, items, exc, self._serializer))
                 continue
+            if job.limit is not None and span > 1:
+                task.items = items
             if source.sized:
                 source.observe(span, _wire.frame_size(task.frame))
             return task
@@ -592,122 +804,15 @@ class ProcessEngine:
         if job.func_frame is not None and job.id not in worker.funcs:
             worker.funcs.add(job.id)
             put(job.func_frame)
+            if job.limit is not None:
+                put(_wire.limit_frame(job.id, job.limit))
+        elif job.limit is not None and job.kind == _wire.CALL:
+            put(_wire.limit_frame(job.id, job.limit))  # (the worker drops a call's limit once used)
         put(task.frame)
         worker.running.append(task)
         worker.sent += 1
         if self._maxtasks is not None and worker.sent >= self._maxtasks:
             worker.retiring = True
-
-    # ---------------------------------------------------------------- results
-
-    def _receive(self, worker: Worker) -> int:
-        """Handle every result waiting in ``worker``'s pipe; return how many there were."""
-        channel = worker.channel
-        reader = channel.reader
-        frames = self._transport.receive(channel)
-        for data in frames:
-            self._handle_result(worker, data)
-        if reader.error is not None:
-            self._corrupt(worker, str(reader.error))
-        elif not reader.eof and self.broken is None:
-            # A frame still arriving must be the answer we expect: a stray
-            # header (something else writing to the pipe) would otherwise
-            # swallow the real frames behind it, and wait for ever.
-            head = reader.pending_head(_wire.RESULT_HEAD.size)
-            if head is not None:
-                problem = self._unexpected(worker, head)
-                if problem:
-                    self._corrupt(worker, problem)
-        return len(frames)
-
-    def _unexpected(self, worker: Worker, data: Any) -> Optional[str]:
-        """What is wrong with a result frame (its head) from ``worker``, or ``None`` if it is the one due."""
-        if len(data) < _wire.RESULT_HEAD.size:
-            return f"a result frame of {len(data)} bytes, shorter than its {_wire.RESULT_HEAD.size}-byte head"
-        task_id, status, _elapsed = _wire.RESULT_HEAD.unpack_from(data)
-        if not worker.ready:
-            if task_id != _wire.NO_TASK or status not in (_wire.READY, _wire.INIT_FAILED):
-                return f"task id {task_id}, status {status} before the worker said it was ready"
-            return None
-        running = worker.running
-        if not running or running[0].id != task_id:
-            expected = f"task {running[0].id}" if running else "no result (no task was sent)"
-            return f"a result for task id {task_id} where {expected} was due"
-        if status not in (_wire.OK, _wire.ERROR):
-            return f"unknown status {status} for task {task_id}"
-        if not 0.0 <= _elapsed < math.inf:  # NaN fails both
-            return f"an impossible run time {_elapsed!r} for task {task_id}"
-        return None
-
-    def _corrupt(self, worker: Worker, problem: str) -> None:
-        """``worker``'s result stream cannot be trusted: break the pool, naming the worker and the problem."""
-        self._transport.stop_reading(worker.channel)
-        if self._terminating or self.broken is not None:
-            return
-        self._break(
-            BrokenPoolError(
-                f"worker {worker.pid} sent a corrupt result stream: {problem} (something else in the worker "
-                "wrote to its result pipe, or closed it); the pool cannot tell whose results follow"
-            ),
-            None,
-        )
-
-    def _handle_result(self, worker: Worker, data: Any) -> None:
-        if self.broken is not None:
-            return  # a broken pool has failed every task already
-        problem = self._unexpected(worker, data)
-        if problem:
-            self._corrupt(worker, problem)
-            return
-        task_id, status, elapsed = _wire.RESULT_HEAD.unpack_from(data)
-        body = memoryview(data)[_wire.RESULT_HEAD.size :]
-        if task_id == _wire.NO_TASK:
-            if status == _wire.READY:
-                worker.ready = True
-                self._startup_kills = 0
-            else:
-                self._initializer_failed(worker, body)
-            return
-        task = worker.running.popleft()
-        if status == _wire.OK:
-            try:
-                value, ok = reduction.loads(body), True
-            except Exception as exc:
-                value, ok = MaybeEncodingError(exc, f"<the result of {task.describe()}>"), False
-            job = task.job
-            job.avg = elapsed if job.avg is None else 0.75 * job.avg + 0.25 * elapsed
-            self._avg = elapsed if self._avg is None else 0.75 * self._avg + 0.25 * elapsed
-        else:
-            value, ok = _load_exception(body, task.describe()), False
-        body.release()
-        self._finish(task, ok, value)
-
-    def _initializer_failed(self, worker: Worker, body: memoryview) -> None:
-        error = _load_exception(body, "the initializer")
-        self._break(BrokenPoolError(f"the pool's initializer failed in worker {worker.pid}: {error!r}"), error)
-
-    def _finish(self, task: Task, ok: bool, value: Any) -> None:
-        job = task.job
-        task.frame = None
-        done = job.task_finished()
-        job.result._deliver(task.index, task.start, task.span, ok, value)
-        if done:
-            self._retire(job)
-
-    def _retire(self, job: Job) -> None:
-        if self._active.pop(job.id, None) is None:
-            return
-        if job.func_frame is None:
-            return
-        forget = None
-        for worker in self._workers:
-            if job.id in worker.funcs:
-                worker.funcs.discard(job.id)
-                if worker.channel.tasks is not None:
-                    if forget is None:
-                        forget = _wire.task_frame(_wire.FORGET, 0, job.id)
-                    worker.channel.outbox.put(forget)
-                    self._transport.flush(worker.channel)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -721,13 +826,3 @@ class ProcessEngine:
     def _after_fork_in_child(self) -> None:
         self._worker_processes.close_in_child()
         self._close_own_fds()
-
-
-def _load_exception(body: memoryview, what: str) -> BaseException:
-    try:
-        exc, tb = reduction.loads(body)
-        if not isinstance(exc, BaseException) or not (tb is None or isinstance(tb, str)):
-            raise TypeError(f"expected (exception, traceback text), got ({type(exc).__name__}, {type(tb).__name__})")
-    except Exception as load_error:
-        return MaybeEncodingError(load_error, f"<the exception raised by {what}>")
-    return attach_remote_traceback(exc, tb)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import signal
 import traceback
-from typing import Any, Optional
 
 from mp_core.context import ProcessError
+from mp_core.context import TimeoutError as _TimeoutError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 __all__ = [
     "RemoteTraceback",
@@ -20,6 +24,7 @@ __all__ = [
     "WorkerLostError",
     "BrokenPoolError",
     "PoolTerminatedError",
+    "TaskTimeoutError",
     "fresh_copy",
     "describe_exit",
     "format_remote",
@@ -56,6 +61,9 @@ class MaybeEncodingError(Exception):
         self.exc = repr(exc)
         self.value = repr(value)
         super().__init__(self.exc, self.value)
+        #: The serialization error itself, where it could travel too (``multiprocess.futures`` raises it,
+        #: as ``concurrent.futures`` does); ``None`` otherwise.
+        self.error: Optional[BaseException] = exc if isinstance(exc, BaseException) else None
 
     def __str__(self) -> str:
         return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
@@ -86,6 +94,26 @@ class WorkerLostError(ProcessError, RuntimeError):
 
     def __reduce__(self) -> tuple:
         return type(self), (self.args[0], self.pid, self.exitcode, self.task)
+
+
+class TaskTimeoutError(_TimeoutError):
+    """A task ran past its ``task_timeout``: its worker was stopped and replaced.
+
+    A ``multiprocess.TimeoutError``.  ``func`` names the function, ``index``
+    is the item's position in the call's input (0 for ``apply``), and
+    ``timeout`` the limit in seconds.  Raised by ``get()`` (for ``map``) or
+    at the item's position (``imap``); the call's other items are not
+    affected.
+    """
+
+    def __init__(self, message: str, func: Optional[str] = None, index: int = 0, timeout: float = 0.0) -> None:
+        super().__init__(message)
+        self.func = func
+        self.index = index
+        self.timeout = timeout
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.args[0], self.func, self.index, self.timeout)
 
 
 class BrokenPoolError(ProcessError):

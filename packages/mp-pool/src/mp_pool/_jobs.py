@@ -20,6 +20,7 @@ from mp_core.reduction import describe, find_unserializable, serialization_error
 
 from . import _wire
 from ._errors import BrokenPoolError
+from ._progress import Progress
 from ._results import PendingResult, ResultOwner
 from ._sources import ChunkSource
 
@@ -61,6 +62,9 @@ class Job:
         "drained",
         "queued",
         "avg",
+        "cancelled",
+        "limit",
+        "progress",
     )
 
     def __init__(
@@ -77,12 +81,27 @@ class Job:
         self.drained = False  # the source has been seen exhausted
         self.queued = False
         self.avg: Optional[float] = None
+        self.cancelled: Optional[BaseException] = None  # what the result ends with once the sent tasks finish
+        self.limit: Optional[float] = None  # task_timeout: seconds per item
+        self.progress: Optional[Progress] = None  # advanced by each finished chunk's span (``progress=``)
 
     def mark_drained(self) -> bool:
         """The source is exhausted: tell the result how long the input was; true if the job is done (retire it)."""
         self.drained = True
+        done = self.outstanding == 0
+        if self.progress is not None:
+            self.progress.set_total(self.source.count)  # (closes our bar if done, before the result can end)
+            if done:
+                # A bar whose given ``total`` overstates the input is closed
+                # here too: before the result can end, not when the job retires.
+                self.progress.close()
         self.result._set_length(self.source.count)
-        return self.outstanding == 0
+        return done
+
+    def end_progress(self) -> None:
+        """The job has ended (done, cancelled, the pool broken or stopped): close the bar made for it, if any."""
+        if self.progress is not None:
+            self.progress.close()
 
     def task_finished(self) -> bool:
         """One of its tasks has finished; true if it was the last of a drained job (retire it)."""
@@ -104,7 +123,7 @@ class Task:
     starting the task, the same frame goes to another worker.
     """
 
-    __slots__ = ("id", "job", "index", "start", "span", "frame")
+    __slots__ = ("id", "job", "index", "start", "span", "frame", "items")
 
     def __init__(self, task_id: int, job: Job, index: int, start: int, span: int) -> None:
         self.id = task_id
@@ -113,6 +132,7 @@ class Task:
         self.start = start
         self.span = span
         self.frame: Any = None
+        self.items: Any = None  # kept only under a time limit: the items after one that overran run elsewhere
 
     def describe(self) -> str:
         return self.job.describe(self.id, self.index, self.start, self.span)
@@ -127,6 +147,7 @@ def finish_submission(job: Job, error: Optional[BaseException]) -> bool:
     """
     if error is not None:
         job.source.stop()
+        job.end_progress()
         job.result._abort(error, notify=False)
         if isinstance(error, BrokenPoolError):
             raise error
@@ -140,9 +161,15 @@ def function_serialization_error(name: str, job_id: int, func: Any, exc: BaseExc
 
 
 def call_serialization_error(
-    job_id: int, func: Any, args: Any, kwds: Any, exc: BaseException, serializer: Optional[reduction.Serializer]
+    name: str,
+    job_id: int,
+    func: Any,
+    args: Any,
+    kwds: Any,
+    exc: BaseException,
+    serializer: Optional[reduction.Serializer],
 ) -> BaseException:
-    """Name the part of an ``apply`` call that cannot be serialized."""
+    """Name the part of an ``apply`` (or ``submit``: ``name``) call that cannot be serialized."""
     parts: list[tuple[str, Any]] = [("the function", func)]
     try:
         parts += [(f"argument {i}", arg) for i, arg in enumerate(args)]
@@ -151,10 +178,10 @@ def call_serialization_error(
         pass  # args/kwds of the wrong type: the original error says so
     culprit = find_unserializable([obj for _what, obj in parts], serializer)
     if culprit is None:
-        return serialization_error(f"cannot send apply job {job_id}: {exc}", exc)
+        return serialization_error(f"cannot send {name} job {job_id}: {exc}", exc)
     position, obj, part_exc = culprit
     what = parts[position][0]
-    return serialization_error(f"cannot send {what} of apply job {job_id} ({describe(obj)}): {part_exc}", part_exc)
+    return serialization_error(f"cannot send {what} of {name} job {job_id} ({describe(obj)}): {part_exc}", part_exc)
 
 
 def chunk_serialization_error(

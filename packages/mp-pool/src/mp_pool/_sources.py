@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from mp_core._forksafe_threads import ForkSafeThread
 
+from . import _wire
+
 __all__ = [
     "Chunk",
     "ChunkSource",
@@ -34,6 +36,7 @@ __all__ = [
     "SequenceSource",
     "SizedSequenceSource",
     "IteratorSource",
+    "ReadAheadWindow",
     "map_chunksize",
     "make_source",
 ]
@@ -83,6 +86,10 @@ class ChunkSource:
     def take(self) -> Optional[Chunk]:
         raise NotImplementedError
 
+    def waiting(self, at_most: int) -> int:
+        """How many chunks ``take()`` would hand out now, counting no further than ``at_most``."""
+        raise NotImplementedError
+
     def stop(self) -> None:
         raise NotImplementedError
 
@@ -110,6 +117,9 @@ class SingleSource(ChunkSource):
     def count(self) -> int:
         return 1
 
+    def waiting(self, at_most: int) -> int:
+        return 0 if self._taken else min(1, at_most)
+
     def take(self) -> Optional[Chunk]:
         if self._taken:
             return None
@@ -118,8 +128,12 @@ class SingleSource(ChunkSource):
         return Chunk(0, 0, payload, None)
 
     def stop(self) -> None:
+        payload, self.payload = self.payload, None
+        if not self._taken and payload is not None:
+            # Never sent: its large arguments' shared memory goes now
+            # (``payload`` is ``(task id, frame)``, see ``submit_call``).
+            _wire.discard_frame(payload[1])
         self._taken = True
-        self.payload = None
 
 
 class SequenceSource(ChunkSource):
@@ -141,6 +155,10 @@ class SequenceSource(ChunkSource):
     def count(self) -> int:
         """Items handed out so far (all of them once exhausted)."""
         return self._next
+
+    def waiting(self, at_most: int) -> int:
+        left = len(self._items) - self._next
+        return min(at_most, -(-left // self._chunksize)) if left > 0 else 0
 
     def take(self) -> Optional[Chunk]:
         start = self._next
@@ -184,17 +202,74 @@ class SizedSequenceSource(SequenceSource):
         self._chunksize = max(1, min(self._limit, int(CHUNK_BYTES / per_item)))
 
 
+class ReadAheadWindow:
+    """How many chunks a feeder may read ahead of the caller who consumes the results.
+
+    ``Executor.map(..., buffersize=n)``: the input is read one chunk per
+    credit; the window starts with ``n`` credits and the consumer gives one
+    back (``release``) each time it has taken a chunk's results, so an
+    endless input is never read more than ``n`` chunks ahead of it.
+    ``close(error)`` ends the reading: the feeder stops, and with an
+    ``error`` (the executor was shut down while input was left) the error
+    takes the place of the next chunk, if the input has one.  With
+    ``keep_credits`` the credits already granted are still used first:
+    the standard library's map has submitted those calls before a
+    shutdown, so they run, and an input that ends within them is no error.
+    """
+
+    def __init__(self, credits: int) -> None:
+        self._credits = credits
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
+        self.error: Optional[BaseException] = None
+
+    def acquire(self) -> bool:
+        """Wait for a credit and take it; false once the window is closed (and its kept credits used)."""
+        with self._cond:
+            while self._credits <= 0 and not self._closed:
+                self._cond.wait()
+            if self._credits <= 0:
+                return False
+            self._credits -= 1
+            return True
+
+    def release(self) -> None:
+        """The consumer has taken one more chunk's results: one more chunk may be read (unless closed)."""
+        with self._cond:
+            if not self._closed:
+                self._credits += 1
+                self._cond.notify()
+
+    def close(self, error: Optional[BaseException] = None, keep_credits: bool = False) -> None:
+        """No more chunks are to be read beyond the credits kept (``error``: what stands for the rest of the input)."""
+        with self._cond:
+            if not self._closed:
+                self._closed = True
+                self.error = error
+            if not keep_credits:
+                self._credits = 0
+            self._cond.notify_all()
+
+
 class IteratorSource(ChunkSource):
     """Chunks read from an iterator by a feeder thread, at most ``limit`` ahead.
 
     ``on_ready()`` is called (from the feeder thread) each time a chunk is
     added and when the input ends.  ``take()`` never blocks.  The thread
-    starts with ``start()``.
+    starts with ``start()``.  With a ``window``, each chunk also waits for a
+    credit of the consumer's (``ReadAheadWindow``).
     """
 
     def __init__(
-        self, iterable: Iterable[Any], chunksize: int, on_ready: Callable[[], None], limit: int, name: str
+        self,
+        iterable: Iterable[Any],
+        chunksize: int,
+        on_ready: Callable[[], None],
+        limit: int,
+        name: str,
+        window: Optional[ReadAheadWindow] = None,
     ) -> None:
+        self._window = window
         self._iterator = iter(iterable)
         self._chunksize = chunksize
         self._on_ready = on_ready
@@ -220,6 +295,9 @@ class IteratorSource(ChunkSource):
         """Positions produced so far (all of them once exhausted)."""
         return self._count
 
+    def waiting(self, at_most: int) -> int:
+        return min(at_most, len(self._buffer))
+
     def take(self) -> Optional[Chunk]:
         buffer = self._buffer
         if not buffer:
@@ -238,6 +316,8 @@ class IteratorSource(ChunkSource):
             self._stopped = True
             self._buffer.clear()
             self._room.notify()
+        if self._window is not None:
+            self._window.close()
 
     def _wake(self) -> None:
         with self._room:
@@ -247,6 +327,7 @@ class IteratorSource(ChunkSource):
         """The feeder thread; true when it steps aside for a fork (it is then run again)."""
         iterator = self._iterator
         size = self._chunksize
+        window = self._window
         thread = self.thread
         pausing = False
         try:
@@ -264,9 +345,13 @@ class IteratorSource(ChunkSource):
                         pausing = True
                         return True
                     # The input is the caller's code: it may block for long
-                    # (a fork then goes ahead without waiting for it).
+                    # (a fork then goes ahead without waiting for it); so may
+                    # the consumer the window waits for.
                     thread.blocked = True
                     try:
+                        if window is not None and not window.acquire():
+                            self._window_closed(window, iterator)
+                            return False
                         items = list(islice(iterator, size))
                     except BaseException as exc:  # noqa: BLE001 - delivered to the caller at its position
                         # (The items of the chunk being read are lost with
@@ -285,6 +370,17 @@ class IteratorSource(ChunkSource):
                 self._iterator = None  # type: ignore[assignment]
                 self._ended = True
                 self._on_ready()
+
+    def _window_closed(self, window: ReadAheadWindow, iterator: Any) -> None:
+        # Closed with an error (the executor was shut down): the error takes
+        # the next chunk's place if there is one, as the standard library's
+        # map raises when it cannot submit the next call.  (One item is
+        # read to know; it is lost, as there.)
+        if window.error is None or self._stopped:
+            return
+        for _item in iterator:
+            self._push(Chunk(self._index, self._count, None, window.error), 1)
+            break
 
     def _push(self, chunk: Chunk, span: int) -> None:
         self._count += span
@@ -312,6 +408,7 @@ def make_source(
     limit: int,
     name: str,
     sized: bool = False,
+    window: Optional[ReadAheadWindow] = None,
 ) -> ChunkSource:
     """Where the chunks of a job over ``iterable`` come from.
 
@@ -319,8 +416,11 @@ def make_source(
     or, with ``sized``, in chunks weighing about ``CHUNK_BYTES`` of at most
     ``chunksize`` items.  Any other iterable is read by a feeder thread
     (``IteratorSource``, at most ``limit`` chunks ahead, calling
-    ``on_ready``; the thread is named ``name``).
+    ``on_ready``; the thread is named ``name``), and, with a ``window``, no
+    further ahead of the consumer than it allows.
     """
+    if window is not None:
+        return IteratorSource(iterable, chunksize, on_ready, limit, name, window)
     if type(iterable) in SEQUENCE_TYPES:
         return SizedSequenceSource(iterable, chunksize) if sized else SequenceSource(iterable, chunksize)
     return IteratorSource(iterable, chunksize, on_ready, limit, name)

@@ -25,6 +25,7 @@ from mp_core._forksafe_threads import ForkSafeThread
 
 from ._errors import BrokenPoolError, PoolTerminatedError, fresh_copy
 from ._jobs import Job, finish_submission, open_job
+from ._progress import Progress
 from ._results import PendingResult
 from ._sources import Chunk, SingleSource, make_source
 
@@ -40,6 +41,12 @@ def _in_background(stop: Callable[[], None], fallback: Callable[[], None]) -> No
 
 
 _CALL, _MAP, _STARMAP = "call", "map", "starmap"
+
+
+def _no_limit(limit: Optional[float]) -> None:
+    # (ThreadPool refuses task_timeout before it gets here; this keeps the engine honest.)
+    if limit is not None:
+        raise NotImplementedError("threads cannot be stopped: a ThreadPool has no task_timeout")
 
 
 class ThreadEngine:
@@ -84,7 +91,16 @@ class ThreadEngine:
 
     # ---------------------------------------------------------------- submission (any thread)
 
-    def submit_call(self, result: PendingResult, func: Any, args: Any, kwds: Any) -> None:
+    def submit_call(
+        self,
+        result: PendingResult,
+        func: Any,
+        args: Any,
+        kwds: Any,
+        name: str = "apply",
+        limit: Optional[float] = None,
+    ) -> None:
+        _no_limit(limit)
         job_id = open_job(self._cache, result, self)
         self._submit(Job(job_id, _CALL, "apply", func, result, SingleSource((func, args, kwds))))
 
@@ -97,13 +113,22 @@ class ThreadEngine:
         iterable: Any,
         chunksize: int,
         sized: bool = False,
+        limit: Optional[float] = None,
+        progress: Optional[Progress] = None,
     ) -> None:
         """As ``ProcessEngine.submit_map``; chunks are never cut by size here (nothing is serialized)."""
+        _no_limit(limit)
         job_id = open_job(self._cache, result, self)
-        source = make_source(
-            iterable, chunksize, lambda: self._notify_source(job), limit=4 * self.size, name=f"PoolFeeder-{job_id}"
-        )
+        try:
+            source = make_source(
+                iterable, chunksize, lambda: self._notify_source(job), limit=4 * self.size, name=f"PoolFeeder-{job_id}"
+            )
+        except BaseException:
+            if progress is not None:
+                progress.close()  # (a TypeError for an input that is not iterable)
+            raise
         job = Job(job_id, _STARMAP if star else _MAP, name, func, result, source)
+        job.progress = progress
         if source.thread is not None:
             self._feeders.add(source.thread)
         self._submit(job)
@@ -111,6 +136,36 @@ class ThreadEngine:
     def forget_result(self, job_id: int) -> None:
         """The result of job ``job_id`` is ready: it leaves the pool's cache."""
         self._cache.pop(job_id, None)
+
+    #: Threads cannot be stopped: running calls are never cancelled here.
+    cancel_running = False
+
+    def cancel_now(self, job_id: int, error: BaseException, kill_running: Optional[bool], force: bool) -> bool:
+        """As ``ProcessEngine.cancel_now``, except that a running call cannot be stopped (``kill_running``)."""
+        if kill_running:
+            raise NotImplementedError(
+                "a ThreadPool cannot cancel a running call: a thread cannot be stopped from outside; "
+                "use a process Pool (multiprocess.Pool) for calls that must be stopped"
+            )
+        with self._cond:
+            job = self._active.get(job_id)
+            if job is None:
+                return False
+            if job.outstanding and not force:
+                return False
+            job.source.stop()
+            job.drained = True
+            if job.queued:
+                self._queue.remove(job)
+                job.queued = False
+            if not job.outstanding:
+                self._active.pop(job_id, None)
+                if self._closing and not self._active:
+                    self._cond.notify_all()
+        with self._delivering:
+            job.end_progress()
+            job.result._abort(error, notify=True)
+        return True
 
     def _submit(self, job: Job) -> None:
         with self._cond:
@@ -200,6 +255,7 @@ class ThreadEngine:
         for job in jobs:
             job.source.stop()
             with self._delivering:
+                job.end_progress()
                 job.result._abort(error, notify)
 
     # ---------------------------------------------------------------- worker threads
@@ -268,16 +324,24 @@ class ThreadEngine:
             job.queued = False
             if job.source.exhausted and job.mark_drained():
                 self._active.pop(job.id, None)
+                job.end_progress()
         return None
 
     def _deliver(self, job: Job, index: int, start: int, span: int, ok: bool, value: Any) -> None:
         with self._delivering:
             self._local.delivering = True
             try:
+                if job.progress is not None:
+                    job.progress.advance(span)  # before the delivery, as in ProcessEngine._finish
+                    with self._cond:
+                        last = job.drained and job.outstanding == 1
+                    if last:
+                        job.end_progress()
                 job.result._deliver(index, start, span, ok, value)
             finally:
                 self._local.delivering = False
         with self._cond:
             if job.task_finished() and self._active.pop(job.id, None) is not None:
+                job.end_progress()
                 if self._closing and not self._active:
                     self._cond.notify_all()

@@ -29,12 +29,18 @@ outbox is written.
 
 from __future__ import annotations
 
+import math
 import os
 import select
-from typing import Any, Optional
 
 from mp_core import connection
-from mp_core._framing import FrameReader, Outbox, Payload
+from mp_core._framing import FrameReader, Outbox
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
+
+    from mp_core._framing import Payload
 
 __all__ = ["WAKE", "RESULTS", "SENTINEL", "WorkerChannel", "Transport"]
 
@@ -54,7 +60,7 @@ class WorkerChannel:
     stream cannot be trusted any more).
     """
 
-    __slots__ = ("tasks", "task_fd", "results", "result_fd", "reader", "outbox", "writing", "closing", "eof")
+    __slots__ = ("tasks", "task_fd", "results", "result_fd", "reader", "outbox", "writing", "closing", "eof", "owner")
 
     def __init__(self, tasks: connection.Connection, results: connection.Connection) -> None:
         self.tasks: Optional[connection.Connection] = tasks
@@ -68,6 +74,7 @@ class WorkerChannel:
         self.writing = False  # watched for POLLOUT
         self.closing = False
         self.eof = False
+        self.owner: Any = None  # what ``poll`` reports with RESULTS (see ``Transport.open``)
 
     def close_in_child(self) -> None:
         """Close both ends in a process forked from the parent (which keeps its own)."""
@@ -89,13 +96,21 @@ class Transport:
         """Report ``fd`` as ``(kind, owner)`` from ``poll`` when it is readable (or closed)."""
         self._watch(fd, kind, owner, _READABLE)
 
-    def unwatch(self, fd: Optional[int]) -> None:
-        """Stop watching ``fd`` (nothing if it is not watched)."""
-        if self._fds.pop(fd, None) is not None:  # type: ignore[arg-type]
+    def unwatch(self, fd: Optional[int], owner: Any) -> None:
+        """Stop watching ``fd`` for ``owner`` (nothing if it is not watched, or watched for another owner).
+
+        The owner is checked because a descriptor number outlives what it
+        named: a retiring worker's task pipe is closed before its channel,
+        and a replacement's pipe may get the same number meanwhile; closing
+        the old channel must not silence the new pipe.
+        """
+        entry = self._fds.get(fd)  # type: ignore[arg-type]
+        if entry is not None and entry[1] is owner:
+            del self._fds[fd]  # type: ignore[arg-type]
             self._poller.unregister(fd)  # type: ignore[arg-type]
 
-    def poll(self) -> list[tuple[int, Any]]:
-        """Wait until something is ready; ``(kind, owner)`` of each ready descriptor watched with ``watch``.
+    def poll(self, timeout: Optional[float] = None) -> list[tuple[int, Any]]:
+        """Wait until something is ready (at most ``timeout`` seconds); ``(kind, owner)`` of each ready descriptor.
 
         Task pipes with room are written here (and those whose worker has
         closed its end are given up: the worker is dying, its sentinel
@@ -103,7 +118,8 @@ class Transport:
         """
         fds = self._fds
         ready = []
-        for fd, event in self._poller.poll():
+        events = self._poller.poll() if timeout is None else self._poller.poll(max(0, math.ceil(timeout * 1000)))
+        for fd, event in events:
             entry = fds.get(fd)
             if entry is None:
                 continue
@@ -125,6 +141,7 @@ class Transport:
 
     def open(self, channel: WorkerChannel, owner: Any) -> None:
         """Watch ``channel``'s result pipe, reported as ``(RESULTS, owner)``."""
+        channel.owner = owner
         self.watch(channel.result_fd, RESULTS, owner)
 
     def flush(self, channel: WorkerChannel) -> None:
@@ -171,13 +188,12 @@ class Transport:
         channel.reader.eof = True
         if not channel.eof:
             channel.eof = True
-            self.unwatch(channel.result_fd)
+            self.unwatch(channel.result_fd, channel.owner)
 
     def close(self, channel: WorkerChannel) -> None:
         """Stop watching ``channel`` and close the parent's ends of its pipes; unsent frames are dropped."""
-        self.unwatch(channel.result_fd)
-        self.unwatch(channel.task_fd)
-        channel.writing = False
+        self.unwatch(channel.result_fd, channel.owner)
+        self._stop_writing(channel)
         if channel.tasks is not None:
             channel.tasks.close()
             channel.tasks = None
@@ -193,4 +209,4 @@ class Transport:
     def _stop_writing(self, channel: WorkerChannel) -> None:
         if channel.writing:
             channel.writing = False
-            self.unwatch(channel.task_fd)
+            self.unwatch(channel.task_fd, channel)

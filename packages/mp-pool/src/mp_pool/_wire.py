@@ -13,25 +13,38 @@ Parent -> worker (``TASK_HEAD``: kind, task id, job id)::
     MAP      body = pickle of the chunk's items           func: the job's FUNC
     STARMAP  body = pickle of the chunk's argument tuples func: the job's FUNC
     FUNC     body = pickle of the job's function          sent once per job and worker
-    FORGET   no body                                       drop the job's function
+    FORGET   no body                                       drop the job's function (and its limit)
     STOP     no body                                       exit (the pool is closing)
+    LIMIT    body = the job's task_timeout, a packed double  sent before the job's first task
 
 Worker -> parent (``RESULT_HEAD``: task id, status, seconds spent)::
 
     OK       body = pickle of the value (a list for a chunk)
     ERROR    body = pickle of (exception, formatted traceback or None)
+    TIMED_OUT  body = pickle of the values of the items that finished; the next
+             one ran past the job's limit, and the worker exits
     READY    task id -1, no body: the initializer ran, tasks may follow
     INIT_FAILED  task id -1, body = pickle of (exception, traceback)
+
+    RETIRING, a flag or-ed into the status of a worker of a pool with
+    ``max_memory_per_child`` (``_memory``): on OK or ERROR, this task left
+    the worker over the limit, it will send no more ``RETIRING`` flags and
+    exits after answering the tasks it holds (the parent sends it STOP);
+    on READY (body = pickle of its resident bytes), the worker is over the
+    limit before running any task.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from typing import Any, Optional
 
 from mp_core import reduction
 from mp_core._framing import message_header
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any, Optional
 
 __all__ = [
     "TASK_HEAD",
@@ -42,23 +55,32 @@ __all__ = [
     "FUNC",
     "FORGET",
     "STOP",
+    "LIMIT",
+    "LIMIT_BODY",
     "OK",
     "ERROR",
     "READY",
     "INIT_FAILED",
+    "TIMED_OUT",
+    "RETIRING",
     "NO_TASK",
     "Frame",
     "task_frame",
     "result_frame",
     "frame_size",
+    "discard_frame",
+    "limit_frame",
     "STOP_FRAME",
 ]
 
 TASK_HEAD = struct.Struct("!Bqq")
 RESULT_HEAD = struct.Struct("!qBd")
 
-CALL, MAP, STARMAP, FUNC, FORGET, STOP = 1, 2, 3, 4, 5, 6
-OK, ERROR, READY, INIT_FAILED = 0, 1, 2, 3
+LIMIT_BODY = struct.Struct("!d")
+
+CALL, MAP, STARMAP, FUNC, FORGET, STOP, LIMIT = 1, 2, 3, 4, 5, 6, 7
+OK, ERROR, READY, INIT_FAILED, TIMED_OUT = 0, 1, 2, 3, 4
+RETIRING = 0x80
 NO_TASK = -1
 
 
@@ -140,7 +162,7 @@ def task_frame(
     """
     frame = Frame(TASK_HEAD.pack(kind, task_id, job_id))
     if has_body:
-        (serializer or reduction.get_serializer()).dump(body, frame)
+        (serializer or reduction.get_serializer()).dump(body, frame, oob=True)
     return frame.seal()
 
 
@@ -155,13 +177,25 @@ def result_frame(
     """A complete wire frame for a worker -> parent message, as buffers to write in order."""
     frame = Frame(RESULT_HEAD.pack(task_id, status, elapsed))
     if has_body:
-        (serializer or reduction.get_serializer()).dump(body, frame)
+        (serializer or reduction.get_serializer()).dump(body, frame, oob=True)
     return frame.seal()
+
+
+def discard_frame(parts: list[Any]) -> None:
+    """Free the shared memory of the large buffers of a frame that will not be sent (``reduction.discard``)."""
+    for part in parts[1:]:  # the first part is the head: size header and task or result head
+        reduction.discard(part)
 
 
 def frame_size(parts: list[Any]) -> int:
     """The number of bytes of a frame given as buffers."""
     return sum(map(len, parts))
+
+
+def limit_frame(job_id: int, seconds: float) -> list[Any]:
+    """The frame that gives job ``job_id`` a time limit per item (``task_timeout``) in the worker."""
+    head = TASK_HEAD.pack(LIMIT, 0, job_id) + LIMIT_BODY.pack(seconds)
+    return [message_header(len(head)) + head]
 
 
 #: Tells a worker to exit; the same immutable buffers serve every worker.

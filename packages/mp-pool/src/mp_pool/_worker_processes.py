@@ -13,6 +13,7 @@ does the process work it asks for::
                                         are watched by the ``Transport``
     _on_exit, _kill ─────────────────>  forget(): unwatched, pipes closed
     _close_workers ──────────────────>  send_eof(): STOP, then end of file
+    a worker over its memory limit ──>  stop(): the same, for that worker
     _shut_down ──────────────────────>  kill(): SIGTERM, SIGKILL after a grace
     a fork of this process ──────────>  close_in_child(): the child holds none
                                         of the parent's pipe ends
@@ -35,6 +36,7 @@ from mp_core._zygote import Zygote, ZygoteLost
 
 from . import _wire
 from ._jobs import Task
+from ._memory import MemoryLimit
 from ._transport import SENTINEL, Transport, WorkerChannel
 from ._worker import run_worker
 
@@ -49,7 +51,19 @@ KILL_WAIT = 10.0
 class Worker:
     """A worker process, what it has been sent, and the parent's ends of its pipes (``channel``)."""
 
-    __slots__ = ("process", "pid", "channel", "sentinel", "running", "sent", "funcs", "ready", "retiring")
+    __slots__ = (
+        "process",
+        "pid",
+        "channel",
+        "sentinel",
+        "running",
+        "sent",
+        "funcs",
+        "ready",
+        "claimed",
+        "retiring",
+        "doomed",
+    )
 
     def __init__(self, process: Any, channel: WorkerChannel) -> None:
         self.process = process
@@ -61,8 +75,10 @@ class Worker:
         self.running: deque[Task] = deque()  # sent, not answered; the first is the one running
         self.sent = 0
         self.funcs: set[int] = set()  # jobs whose function this worker holds
-        self.ready = False  # the initializer has run
-        self.retiring = False  # has been sent its last task (maxtasksperchild)
+        self.ready = False  # the initializer has run: tasks are sent only from then on
+        self.claimed = False  # started on demand for work waiting: not idle although it holds no task yet
+        self.retiring = False  # has been sent its last task (maxtasksperchild, max_memory_per_child)
+        self.doomed = False  # stopped by the pool (a time-out): what it still sends is not read
 
 
 class WorkerProcesses:
@@ -78,9 +94,12 @@ class WorkerProcesses:
         serializer: Optional[reduction.Serializer],
         transport: Transport,
         zygote: bool,
+        memory_limit: Optional[MemoryLimit] = None,
     ) -> None:
         self._factory = process_factory
-        self._worker_args = (initializer, tuple(initargs), maxtasksperchild, serializer)
+        self._worker_args: tuple = (initializer, tuple(initargs), maxtasksperchild, serializer)
+        if memory_limit is not None:  # (the arguments of a pool without one stay as they were)
+            self._worker_args += (memory_limit,)
         self._transport = transport
         self.zygote: Optional[Zygote] = None
         self._retired_zygote: Optional[Zygote] = None
@@ -162,34 +181,38 @@ class WorkerProcesses:
 
     def forget(self, worker: Worker) -> None:
         """``worker`` is gone: stop watching it and close the parent's ends of its pipes."""
-        self._transport.unwatch(worker.sentinel)
+        self._transport.unwatch(worker.sentinel, worker)
         self._transport.close(worker.channel)
         self.workers.remove(worker)
 
     def send_eof(self) -> None:
         """Tell every worker that no task will follow; each exits once it has answered the rest."""
         for worker in self.workers:
-            channel = worker.channel
-            if not channel.closing:
-                # An explicit STOP, then end of file once it is written: a
-                # child the program forked itself may hold a copy of the
-                # task pipe, and the worker would never see end of file.
-                if channel.tasks is not None:
-                    channel.outbox.put(_wire.STOP_FRAME)
-                self._transport.close_after_outbox(channel)
+            self.stop(worker)
+
+    def stop(self, worker: Worker) -> None:
+        """Tell ``worker`` that no task will follow; it exits once it has answered the rest."""
+        channel = worker.channel
+        if not channel.closing:
+            # An explicit STOP, then end of file once it is written: a
+            # child the program forked itself may hold a copy of the
+            # task pipe, and the worker would never see end of file.
+            if channel.tasks is not None:
+                channel.outbox.put(_wire.STOP_FRAME)
+            self._transport.close_after_outbox(channel)
 
     def terminate(self) -> None:
         """Send every worker SIGTERM, without waiting."""
         for worker in self.workers:
             _signal(worker.process.terminate)
 
-    def kill(self) -> None:
-        """Stop every worker: SIGTERM, then SIGKILL for those still alive after a grace period."""
+    def kill(self, at_once: bool = False) -> None:
+        """Stop every worker: SIGTERM, then SIGKILL for those still alive after a grace (``at_once``: SIGKILL)."""
         workers = list(self.workers)
         for worker in workers:
-            _signal(worker.process.terminate)
-        deadline = time.monotonic() + TERMINATE_GRACE
-        killed = False
+            _signal(worker.process.kill if at_once else worker.process.terminate)
+        deadline = time.monotonic() + (KILL_WAIT if at_once else TERMINATE_GRACE)
+        killed = at_once
         pending = {worker.sentinel: worker for worker in workers if worker.sentinel is not None}
         while pending:
             remaining = deadline - time.monotonic()

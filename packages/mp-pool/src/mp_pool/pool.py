@@ -16,6 +16,11 @@ under every start method.  What differs from the standard library's pool:
 * ``terminate()`` fails the results still pending with
   ``PoolTerminatedError`` instead of leaving ``get()`` blocked for ever;
 * ``map_async`` calls its callback for an empty input too;
+* ``max_memory_per_child`` (from billiard) recycles a worker whose
+  resident memory grew past a limit;
+* ``map``, ``imap``, ``imap_unordered``, ``starmap`` and their async forms
+  take ``progress=`` (a tqdm bar, a dict of its arguments, or any object
+  with ``update(n)``: ``mp_pool._progress``), advanced as chunks finish;
 * under the fork start method no fork happens while a thread of the pool
   runs: workers that replace others are forked by the pool's zygote, a
   single-threaded copy of the process made by ``Pool()`` (their
@@ -38,7 +43,7 @@ import mp_core
 from mp_core import reduction, util
 from mp_core.context import TimeoutError as TimeoutError
 
-from . import _errors, _sources
+from . import _errors, _memory, _progress, _results, _sources
 from ._dummy_process import DummyProcess
 from ._engine import ProcessEngine
 from ._errors import BrokenPoolError as BrokenPoolError
@@ -46,6 +51,7 @@ from ._errors import ExceptionWithTraceback as ExceptionWithTraceback
 from ._errors import MaybeEncodingError as MaybeEncodingError
 from ._errors import PoolTerminatedError as PoolTerminatedError
 from ._errors import RemoteTraceback as RemoteTraceback
+from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import WorkerLostError as WorkerLostError
 from ._errors import rebuild_exc as rebuild_exc
 from ._jobs import job_counter as job_counter
@@ -55,6 +61,7 @@ from ._results import IMapIterator as IMapIterator
 from ._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._results import MapResult as MapResult
 from ._threads import ThreadEngine
+from ._time_limits import check_task_timeout
 
 __all__ = ["Pool", "ThreadPool"]
 
@@ -68,6 +75,9 @@ _S = TypeVar("_S")  # an item of a map's input
 _T = TypeVar("_T")  # what the mapped or applied function returns
 _P = TypeVar("_P", bound="Pool")  # ``with ThreadPool() as pool`` is a ThreadPool
 
+#: The default of a call's ``task_timeout``: the pool's own (``None`` means no limit for that call).
+POOL_DEFAULT: Any = type("PoolDefault", (), {"__repr__": lambda self: "<the pool's setting>"})()
+
 
 def mapstar(args: tuple) -> list:
     """``list(map(func, items))`` for ``args = (func, items)``: the standard library's chunk helper, kept by name."""
@@ -79,6 +89,14 @@ def starmapstar(args: tuple) -> list:
     """``list(starmap(func, argument_tuples))`` for ``args = (func, argument_tuples)``; as ``mapstar``."""
     func, argument_tuples = args
     return list(itertools.starmap(func, argument_tuples))
+
+
+def _length_if_known(iterable: Iterable[Any]) -> Optional[int]:
+    """``len(iterable)`` for an input that has a length, else ``None`` (a generator, an iterator)."""
+    try:
+        return len(iterable)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _default_processes() -> int:
@@ -96,6 +114,43 @@ class Pool:
     that many tasks and a fresh one takes its place.  ``serializer`` (a
     ``mp_core.reduction.Serializer``) sets how this pool's tasks and
     results are serialized; by default the process-wide setting applies.
+
+    ``task_timeout`` (seconds) limits every item's call, whatever the
+    chunk size; each submission method's ``task_timeout=`` overrides it
+    for that call (``None``: no limit).  An item over its limit fails with
+    ``TaskTimeoutError`` at its position; its worker is stopped (SIGTERM,
+    SIGKILL after a grace) and replaced; the items of its chunk that
+    finished are delivered and those after it run on another worker.  The
+    limit is enforced in the worker by a ``SIGALRM`` timer while timed
+    items run (see ``mp_pool._item_watch``), so a timed task should not
+    use ``SIGALRM`` itself.
+
+    ``cancel_running``: whether ``result.cancel()`` stops a call that is
+    already running (its worker is killed and replaced) when ``cancel``
+    is not told; by default, as ``concurrent.futures``, a running call is
+    not cancelled.  An interrupted wait (Ctrl-C in ``map``, ``apply``, an
+    ``imap`` loop) always stops that call's tasks, running ones included,
+    and the pool goes on with the next call.
+
+    With ``max_memory_per_child`` (MiB, a positive number), a worker reads
+    its resident memory (RSS) after each task (skipping the reading while
+    too little time has passed for it to have grown past the limit: see
+    ``mp_pool._memory``); the first time it is over
+    the limit, that task's result is delivered as usual, the worker is sent
+    nothing more, answers the tasks it already holds (short tasks are
+    queued a few deep per worker), exits and is replaced, as with
+    ``maxtasksperchild``: no task is lost or run twice.  A limit below what
+    a fresh worker already uses (the interpreter, the imports, the
+    initializer's work; under fork, the parent's pages it shares count
+    too) still makes progress: each worker runs the tasks it holds when it
+    first answers, then is replaced; a ``RuntimeWarning`` says so once per
+    pool.  Where billiard (Celery's ``worker_max_memory_per_child``) counts
+    kibibytes, this counts mebibytes; and it is the resident size after
+    the task that counts, so memory a task frees again does not recycle the
+    worker.  Read from ``/proc/self/statm`` on Linux (one ``pread`` per
+    reading), elsewhere with psutil; without either the argument raises
+    ``ImportError`` (``TypeError``/``ValueError`` for a value that is not
+    a positive number).
 
     Results are delivered, and callbacks run, in the pool's manager thread:
     a callback should return quickly and must not wait for another result
@@ -121,6 +176,9 @@ class Pool:
         context: Any = None,
         *,
         serializer: Optional[reduction.Serializer] = None,
+        task_timeout: Optional[float] = None,
+        cancel_running: bool = False,
+        max_memory_per_child: Optional[float] = None,
     ) -> None:
         self._pool: list[Any] = []
         self._state = INIT
@@ -134,13 +192,19 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        self._memory_limit = _memory.MemoryLimit.from_argument(max_memory_per_child)
         self._processes = processes
         self._initializer = initializer
         self._initargs = initargs
         self._maxtasksperchild = maxtasksperchild
         self._serializer = serializer
+        self._task_timeout = check_task_timeout(task_timeout)
         self._creator_pid = os.getpid()
         self._engine = self._make_engine()
+        if cancel_running:
+            if isinstance(self._engine, ThreadEngine):
+                raise NotImplementedError("a ThreadPool cannot cancel a running call: a thread cannot be stopped")
+            self._engine.cancel_running = True
         self._pool = self._engine.processes
         self._state = RUN
         self._terminate = util.Finalize(self, self._engine.terminate, exitpriority=15)
@@ -156,6 +220,7 @@ class Pool:
             serializer=self._serializer,
             cache=self._cache,
             zygote=self._ctx.get_start_method() == "fork",
+            memory_limit=self._memory_limit,
         )
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = RUN) -> None:
@@ -186,12 +251,33 @@ class Pool:
         if broken is not None:
             raise _errors.fresh_copy(broken)
 
+    def _limit(self, task_timeout: Any) -> Optional[float]:
+        """A call's ``task_timeout``: its own, or the pool's when it gave none."""
+        if task_timeout is POOL_DEFAULT:
+            return self._task_timeout
+        return check_task_timeout(task_timeout)
+
     # ---------------------------------------------------------------- single calls
 
-    def apply(self, func: Callable[..., _T], args: Iterable[Any] = (), kwds: Optional[Mapping[str, Any]] = None) -> _T:
+    @staticmethod
+    def _wait_for(submit: Callable[[], Any]) -> Any:
+        # Ctrl-C while submitting or waiting: that call's tasks stop
+        # (running ones too), the pool stays usable for the next call.
+        return _results.wait_interruptibly(submit)
+
+    def apply(
+        self,
+        func: Callable[..., _T],
+        args: Iterable[Any] = (),
+        kwds: Optional[Mapping[str, Any]] = None,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+    ) -> _T:
         """Call ``func(*args, **kwds)`` in a worker and return its result (blocking)."""
         self._check_running()
-        return self.apply_async(func, args, kwds if kwds is not None else {}).get()
+        return self._wait_for(
+            lambda: self.apply_async(func, args, kwds if kwds is not None else {}, task_timeout=task_timeout)
+        )
 
     def apply_async(
         self,
@@ -200,28 +286,63 @@ class Pool:
         kwds: Optional[Mapping[str, Any]] = None,
         callback: Optional[Callable[[_T], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
     ) -> ApplyResult[_T]:
         """Call ``func(*args, **kwds)`` in a worker; return an ``ApplyResult`` at once.
 
         ``callback(value)`` or ``error_callback(exception)`` runs in the pool's
         manager thread when the call finishes, before ``get()`` returns.
+        ``task_timeout``: this call's limit in seconds (default: the pool's).
         """
         self._check_running()
+        limit = self._limit(task_timeout)
         result: ApplyResult[_T] = ApplyResult(self, callback, error_callback)
-        self._engine.submit_call(result, func, args, kwds if kwds is not None else {})
+        self._engine.submit_call(result, func, args, kwds if kwds is not None else {}, limit=limit)
         return result
 
     # ---------------------------------------------------------------- maps
 
-    def map(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: Optional[int] = None) -> list[_T]:
-        """``list(map(func, iterable))`` computed by the workers, in chunks."""
-        return self._map_async(func, iterable, False, chunksize, "map").get()
+    def map(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: Optional[int] = None,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
+    ) -> list[_T]:
+        """``list(map(func, iterable))`` computed by the workers, in chunks.
+
+        ``progress``: ``True`` for a tqdm bar (``pip install
+        mp-pool[progress]``), a dict of tqdm arguments for one made with
+        them, or any object with an ``update(n)`` method; it advances by a
+        chunk's number of items as each chunk finishes, failed or not (per
+        item with ``chunksize=1``).  A bar made here is closed before the
+        call returns or raises, or when the work still running after an
+        error has finished.  ``TypeError`` for any other value.
+        """
+        return self._wait_for(
+            lambda: self._map_async(
+                func, iterable, False, chunksize, "map", task_timeout=task_timeout, progress=progress
+            )
+        )
 
     def starmap(
-        self, func: Callable[..., _T], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: Optional[int] = None,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
     ) -> list[_T]:
         """Like ``map``, with each item unpacked as arguments: ``func(*item)``."""
-        return self._map_async(func, iterable, True, chunksize, "starmap").get()
+        return self._wait_for(
+            lambda: self._map_async(
+                func, iterable, True, chunksize, "starmap", task_timeout=task_timeout, progress=progress
+            )
+        )
 
     def map_async(
         self,
@@ -230,9 +351,14 @@ class Pool:
         chunksize: Optional[int] = None,
         callback: Optional[Callable[[list[_T]], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
     ) -> MapResult[_T]:
-        """Asynchronous ``map``: return a ``MapResult`` at once."""
-        return self._map_async(func, iterable, False, chunksize, "map", callback, error_callback)
+        """Asynchronous ``map``: return a ``MapResult`` at once (``progress`` as for ``map``)."""
+        return self._map_async(
+            func, iterable, False, chunksize, "map", callback, error_callback, task_timeout, progress
+        )
 
     def starmap_async(
         self,
@@ -241,9 +367,14 @@ class Pool:
         chunksize: Optional[int] = None,
         callback: Optional[Callable[[list[_T]], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
     ) -> MapResult[_T]:
-        """Asynchronous ``starmap``: return a ``MapResult`` at once."""
-        return self._map_async(func, iterable, True, chunksize, "starmap", callback, error_callback)
+        """Asynchronous ``starmap``: return a ``MapResult`` at once (``progress`` as for ``map``)."""
+        return self._map_async(
+            func, iterable, True, chunksize, "starmap", callback, error_callback, task_timeout, progress
+        )
 
     def _map_async(
         self,
@@ -254,37 +385,71 @@ class Pool:
         name: str,
         callback: Optional[Callable[[list[_T]], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
     ) -> MapResult[_T]:
         self._check_running()
+        limit = self._limit(task_timeout)
         items = iterable if type(iterable) in _sources.SEQUENCE_TYPES else list(iterable)
         length = len(items)  # type: ignore[arg-type]
         size, sized = _sources.map_chunksize(length, chunksize, self._processes)
+        sink = _progress.make_progress(progress, length)
         result = MapResult(self, size, length, callback, error_callback)
         if not result.ready():
-            self._engine.submit_map(result, func, star, name, items, size, sized)
+            self._engine.submit_map(result, func, star, name, items, size, sized, limit=limit, progress=sink)
+        elif sink is not None:
+            sink.close()  # nothing to run (an empty input)
         return result
 
-    def imap(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int = 1) -> IMapIterator[_T]:
+    def imap(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: int = 1,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
+    ) -> IMapIterator[_T]:
         """An iterator over ``func(item)`` for each item, in input order, as results arrive.
 
         The input is read lazily (a few chunks ahead of the workers) in a
         thread of its own; an exception raised by the input is raised by the
-        iterator at the position where it happened.
+        iterator at the position where it happened, and so is an item's
+        ``TaskTimeoutError``.  ``progress`` as for ``map``; a bar's total is
+        ``len(iterable)`` when the input has a length, else it is filled in
+        once the input has been read to its end.
         """
-        return self._imap(IMapIterator, func, iterable, chunksize, "imap")
+        return self._imap(IMapIterator, func, iterable, chunksize, "imap", task_timeout, progress)
 
-    def imap_unordered(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int = 1) -> IMapIterator[_T]:
+    def imap_unordered(
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: int = 1,
+        *,
+        task_timeout: Optional[float] = POOL_DEFAULT,
+        progress: _progress.ProgressArgument = None,
+    ) -> IMapIterator[_T]:
         """Like ``imap``, but results come in the order they finish."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered")
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, "imap_unordered", task_timeout, progress)
 
     def _imap(
-        self, kind: type[IMapIterator[_T]], func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: int, name: str
+        self,
+        kind: type[IMapIterator[_T]],
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: int,
+        name: str,
+        task_timeout: Any,
+        progress: _progress.ProgressArgument = None,
     ) -> IMapIterator[_T]:
         self._check_running()
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        limit = self._limit(task_timeout)
+        sink = _progress.make_progress(progress, _length_if_known(iterable)) if progress is not None else None
         result = kind(self)
-        self._engine.submit_map(result, func, False, name, iterable, chunksize)
+        self._engine.submit_map(result, func, False, name, iterable, chunksize, limit=limit, progress=sink)
         return result
 
     # ---------------------------------------------------------------- life cycle
@@ -344,6 +509,15 @@ class ThreadPool(Pool):
         initargs: Sequence[Any] = (),
     ) -> None:
         Pool.__init__(self, processes, initializer, initargs)
+
+    def _limit(self, task_timeout: Any) -> Optional[float]:
+        limit = Pool._limit(self, task_timeout)
+        if limit is not None:
+            raise NotImplementedError(
+                "ThreadPool cannot enforce task_timeout: a thread cannot be stopped from outside; "
+                "use a process Pool (multiprocess.Pool) for calls that must be stopped"
+            )
+        return None
 
     def _make_engine(self) -> Any:
         factory = type(self).Process

@@ -179,7 +179,7 @@ class Queue(Generic[_T]):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         try:
-            payload = reduction.dumps(obj, serializer=self._serializer)
+            payload = reduction.dumps(obj, serializer=self._serializer, oob=True)
         except Exception as exc:
             # A subclass that overrides the hook expects serialization errors
             # to reach it rather than its caller (as where the feeder thread
@@ -189,6 +189,7 @@ class Queue(Generic[_T]):
             self._on_queue_feeder_error(exc, obj)
             return
         if not self._sem.acquire(block, timeout):
+            reduction.discard(payload)  # its shared-memory segments, if it has any
             raise Full
         self._enqueue(payload)
 
@@ -558,7 +559,7 @@ class SimpleQueue(Generic[_T]):
 
     def put(self, obj: _T) -> None:
         """Put ``obj`` in the queue (serialization errors raise here)."""
-        payload = reduction.dumps(obj, serializer=self._serializer)
+        payload = reduction.dumps(obj, serializer=self._serializer, oob=True)
         if self._wlock is None:
             self._writer.send_bytes(payload)
         else:

@@ -14,7 +14,6 @@ it, generated from the same table by ``python -m tools.stubs``.
 
 from __future__ import annotations
 
-import importlib as _importlib
 from types import ModuleType as _ModuleType
 
 import mp_core as _mp_core
@@ -22,6 +21,7 @@ from mp_core import context as context  # the modules the stdlib imports eagerly
 from mp_core import process as process
 from mp_core import reduction as reduction
 from mp_core._owners import SUBMODULES as _SUBMODULES
+from mp_core._owners import import_module as _import_module
 
 from . import _aliases
 from .__about__ import __version__ as __version__
@@ -38,5 +38,5 @@ def __getattr__(name: str) -> _ModuleType:
     # ``multiprocess.pool`` works without ``import multiprocess.pool``, but
     # only costs an import when it is first touched.
     if name in _SUBMODULES:
-        return _importlib.import_module(f"{__name__}.{name}")
+        return _import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

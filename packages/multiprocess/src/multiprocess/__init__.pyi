@@ -14,8 +14,10 @@ from mp_core.process import current_process as current_process
 from mp_core.process import parent_process as parent_process
 from multiprocess import connection as connection
 from multiprocess import context as context
+from multiprocess import dask as dask
 from multiprocess import dummy as dummy
 from multiprocess import forkserver as forkserver
+from multiprocess import futures as futures
 from multiprocess import heap as heap
 from multiprocess import managers as managers
 from multiprocess import pool as pool

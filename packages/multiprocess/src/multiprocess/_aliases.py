@@ -23,16 +23,21 @@ table.
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
 import sys
 from types import ModuleType
 
-from mp_core._owners import SUBMODULES, import_submodule
+from mp_core._owners import SUBMODULES, import_module, import_submodule
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing (and importlib.abc) would cost ``import multiprocess`` time
     from typing import Optional, Sequence
+
+# The import system's own class (importlib.machinery.ModuleSpec), without
+# importing importlib, which imports warnings: ``import multiprocess`` time.
+if TYPE_CHECKING or getattr(sys, "__spec__", None) is None:
+    from importlib.machinery import ModuleSpec
+else:
+    ModuleSpec = type(sys.__spec__)
 
 __all__ = ["NestedAliasFinder", "install"]
 
@@ -52,7 +57,7 @@ class _ExistingModuleLoader(_Loader):
         self._module = module
         self._original_spec = module.__spec__
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
         return self._module
 
     def exec_module(self, module: ModuleType) -> None:
@@ -66,19 +71,17 @@ class NestedAliasFinder:
 
     def find_spec(
         self, fullname: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
-    ) -> Optional[importlib.machinery.ModuleSpec]:
+    ) -> Optional[ModuleSpec]:
         if not fullname.startswith(PREFIX):
             return None
         sub, dot, rest = fullname[len(PREFIX) :].partition(".")
         if sub not in SUBMODULES:
             return None  # multiprocess.tests, multiprocess.__main__...: real files
         if dot:
-            module = importlib.import_module(f"{SUBMODULES[sub][0]}.{rest}")
+            module = import_module(f"{SUBMODULES[sub][0]}.{rest}")
         else:
             module = import_submodule(sub)  # ImportError names the distribution to install
-        return importlib.machinery.ModuleSpec(
-            fullname, _ExistingModuleLoader(module), is_package=hasattr(module, "__path__")
-        )
+        return ModuleSpec(fullname, _ExistingModuleLoader(module), is_package=hasattr(module, "__path__"))
 
 
 def install() -> None:

@@ -7,6 +7,7 @@ The same module object, from the mp-pool distribution.
 
 from mp_pool.pool import CLOSE as CLOSE
 from mp_pool.pool import INIT as INIT
+from mp_pool.pool import POOL_DEFAULT as POOL_DEFAULT
 from mp_pool.pool import RUN as RUN
 from mp_pool.pool import TERMINATE as TERMINATE
 from mp_pool.pool import ApplyResult as ApplyResult
@@ -22,10 +23,12 @@ from mp_pool.pool import Pool as Pool
 from mp_pool.pool import PoolTerminatedError as PoolTerminatedError
 from mp_pool.pool import ProcessEngine as ProcessEngine
 from mp_pool.pool import RemoteTraceback as RemoteTraceback
+from mp_pool.pool import TaskTimeoutError as TaskTimeoutError
 from mp_pool.pool import ThreadEngine as ThreadEngine
 from mp_pool.pool import ThreadPool as ThreadPool
 from mp_pool.pool import TimeoutError as TimeoutError
 from mp_pool.pool import WorkerLostError as WorkerLostError
+from mp_pool.pool import check_task_timeout as check_task_timeout
 from mp_pool.pool import mapstar as mapstar
 from mp_pool.pool import rebuild_exc as rebuild_exc
 from mp_pool.pool import starmapstar as starmapstar

@@ -15,6 +15,7 @@ from mp_core.reduction import MessageEncoder as MessageEncoder
 from mp_core.reduction import Serializer as Serializer
 from mp_core.reduction import configure as configure
 from mp_core.reduction import describe as describe
+from mp_core.reduction import discard as discard
 from mp_core.reduction import dump as dump
 from mp_core.reduction import dumps as dumps
 from mp_core.reduction import find_unserializable as find_unserializable
@@ -44,4 +45,5 @@ __all__ = [
     "dumps",
     "loads",
     "MessageEncoder",
+    "discard",
 ]

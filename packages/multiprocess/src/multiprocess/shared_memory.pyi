@@ -7,5 +7,6 @@ The same module object, from the mp-managers distribution.
 
 from mp_managers.shared_memory import ShareableList as ShareableList
 from mp_managers.shared_memory import SharedMemory as SharedMemory
+from mp_managers.shared_memory import ndarray as ndarray
 
-__all__ = ["SharedMemory", "ShareableList"]
+__all__ = ["SharedMemory", "ShareableList", "ndarray"]
