@@ -20,9 +20,13 @@ def digest(data) -> str:
     return hashlib.sha256(memoryview(data).cast("B")).hexdigest()
 
 
-def use_threshold(in_flight_limit: int = _segments.DEFAULT_IN_FLIGHT_LIMIT) -> None:
-    """Set the tests' threshold (and the in-flight limit) in this process: also a children's initializer."""
-    reduction.configure(oob_threshold=THRESHOLD)
+#: How large buffers cross a ``Pipe()``: as memory files' descriptors, or as named segments.
+CARRIERS = ["descriptors", "names"]
+
+
+def use_threshold(in_flight_limit: int = _segments.DEFAULT_IN_FLIGHT_LIMIT, carrier: str = "descriptors") -> None:
+    """Set the tests' threshold, in-flight limit and ``Pipe()``'s carrier in this process (also in children)."""
+    reduction.configure(oob_threshold=THRESHOLD, oob_descriptors=carrier == "descriptors")
     _segments.set_in_flight_limit(in_flight_limit)
 
 
@@ -32,4 +36,4 @@ def threshold():
     before = reduction.get_serializer().oob_threshold
     use_threshold()
     yield
-    reduction.configure(oob_threshold=before)
+    reduction.configure(oob_threshold=before, oob_descriptors=True)

@@ -152,7 +152,7 @@ def test_threads_never_write_into_the_same_segment():
 
 def keep_and_compare(conn) -> None:
     """Receive a buffer and keep it; after the next one, report both digests; until None."""
-    use_threshold()
+    use_threshold(carrier="names")
     kept = conn.recv()
     conn.send(("kept", digest(kept)))
     while True:
@@ -163,6 +163,7 @@ def keep_and_compare(conn) -> None:
 
 
 def test_a_segment_another_process_still_maps_is_never_reused(start):
+    use_threshold(carrier="names")  # (memory files: tests/core/test_zerocopy_memfd.py)
     parent, child = mp_core.Pipe()
     proc = start(keep_and_compare, child)
     child.close()
@@ -180,7 +181,7 @@ def test_a_segment_another_process_still_maps_is_never_reused(start):
 
 def drop_each(conn) -> None:
     """Receive buffers, report their digests and drop them; until None."""
-    use_threshold()
+    use_threshold(carrier="names")
     while True:
         obj = conn.recv()
         if obj is None:
@@ -192,6 +193,7 @@ def drop_each(conn) -> None:
 
 
 def test_a_stream_reuses_the_segments_its_receiver_let_go(start):
+    use_threshold(carrier="names")
     parent, child = mp_core.Pipe()
     proc = start(drop_each, child)
     child.close()

@@ -15,7 +15,7 @@ import pytest
 import mp_core
 from mp_core import _segments
 
-from ..oob_support import ARRAYS_OUT_OF_BAND, SIZE, THRESHOLD, digest, threshold, use_threshold  # noqa: F401 (threshold: an autouse fixture)
+from ..oob_support import ARRAYS_OUT_OF_BAND, CARRIERS, SIZE, THRESHOLD, digest, threshold, use_threshold  # noqa: F401 (threshold: an autouse fixture)
 from ..support import run_python
 
 pytestmark = pytest.mark.timeout(90)
@@ -52,9 +52,9 @@ def describe(obj) -> tuple:
     return (type(obj).__name__, digest(obj), _segments.segment_of(obj) is not None)
 
 
-def echo(conn) -> None:
+def echo(conn, carrier) -> None:
     """Receive objects, report what arrived, send them back; until None."""
-    use_threshold()
+    use_threshold(carrier=carrier)
     while True:
         obj = conn.recv()
         if obj is None:
@@ -62,12 +62,14 @@ def echo(conn) -> None:
         conn.send((describe(obj), obj))
 
 
+@pytest.mark.parametrize("carrier", CARRIERS)
 @pytest.mark.parametrize("with_numpy", [False, True], ids=["bytes-likes", "numpy"])
-def test_round_trip_through_pipe(start, with_numpy):
+def test_round_trip_through_pipe(start, with_numpy, carrier):
     if with_numpy:
         pytest.importorskip("numpy")
+    use_threshold(carrier=carrier)
     parent, child = mp_core.Pipe()
-    proc = start(echo, child)
+    proc = start(echo, child, carrier)
     child.close()
     for name, obj in payloads(with_numpy).items():
         parent.send(obj)
@@ -77,6 +79,10 @@ def test_round_trip_through_pipe(start, with_numpy):
         shared = name == "memoryview" or (name in ("C", "F") and ARRAYS_OUT_OF_BAND)
         expected = describe(obj)[:-1] + (shared,)
         assert seen == expected, name
+        if carrier == "descriptors":
+            assert expected_kind(back) == ("FdSegmentMap" if describe(back)[-1] else None), name
+        else:  # a named segment, or one of our warm ones back (a lease on it)
+            assert expected_kind(back) in (("SegmentMap", "_Warm") if describe(back)[-1] else (None,)), name
         # What the child received is contiguous now: all but bytes and
         # bytearray come back as views (the child's views by reference).
         back_shared = name == "memoryview" or (name not in ("bytes", "bytearray") and ARRAYS_OUT_OF_BAND)
@@ -86,22 +92,29 @@ def test_round_trip_through_pipe(start, with_numpy):
     assert proc.exitcode == 0
 
 
-def send_and_exit(conn, data) -> None:
-    use_threshold()
+def expected_kind(obj):
+    """The type name of the mapping ``obj`` is a view on (``None``: not one)."""
+    segment = _segments.segment_of(obj)
+    return None if segment is None else type(segment).__name__
+
+
+def send_and_exit(conn, data, carrier) -> None:
+    use_threshold(carrier=carrier)
     conn.send(data)
     conn.send(memoryview(bytearray(data)))
 
 
-def test_received_data_stays_valid_after_the_sender_exits(start):
+@pytest.mark.parametrize("carrier", CARRIERS)
+def test_received_data_stays_valid_after_the_sender_exits(start, carrier):
     data = os.urandom(SIZE)
     parent, child = mp_core.Pipe()
-    proc = start(send_and_exit, child, data)
+    proc = start(send_and_exit, child, data, carrier)
     child.close()
     proc.join(30)
     assert proc.exitcode == 0
     first, view = parent.recv(), parent.recv()  # sent before it exited, received after
     assert first == data and digest(view) == digest(data)
-    assert _segments.segment_of(view) is not None
+    assert expected_kind(view) == ("FdSegmentMap" if carrier == "descriptors" else "SegmentMap")
 
 
 KILLED_PROGRAM = """
@@ -110,19 +123,20 @@ import mp_core
 from mp_core import reduction
 
 mp_core.current_process()._config["shmprefix"] = sys.argv[1]
-reduction.configure(oob_threshold=256 * 1024)
+# Named segments (the tracker's part); memory files: tests/core/test_zerocopy_memfd.py.
+reduction.configure(oob_threshold=256 * 1024, oob_descriptors=False)
 ctx = mp_core.get_context(sys.argv[2])
 
 
 def hold(conn):
-    reduction.configure(oob_threshold=256 * 1024)
+    reduction.configure(oob_threshold=256 * 1024, oob_descriptors=False)
     view = conn.recv()
     conn.send(view.nbytes)
     conn.recv()  # until killed, holding the view
 
 
 def send_then_wait(conn):
-    reduction.configure(oob_threshold=256 * 1024)
+    reduction.configure(oob_threshold=256 * 1024, oob_descriptors=False)
     conn.send(memoryview(bytearray(512 * 1024)))
     conn.send("sent")
     conn.recv()  # until killed, the message never received

@@ -16,6 +16,12 @@ Copies and system calls, per message:
   without a final copy;
   ``recv_bytes_into`` reads straight into the caller's buffer.
 
+Between the two ends of a ``Pipe()`` (a Unix socket pair), a message whose
+large buffers travel as memory files carries their descriptors
+(``_framing.write_message_with_descriptors``); ``recv`` reads them with the
+message and hands them to the envelope's loader (``mp_core._fd_segments``),
+and ``recv_bytes`` leaves them to the kernel, which closes them.
+
 Receiving never reads past the end of the current message.  A read-ahead
 buffer would save one ``read`` per message, but bytes sitting in it are
 invisible to ``select``/``poll``/asyncio readers watching ``fileno()``, and
@@ -35,11 +41,13 @@ import sys
 import threading
 import time
 
-from . import _io, reduction, util
+from . import _io, _out_of_band, reduction, util
 from ._challenge_response import _CHALLENGE  # what a keyed listener sends first
 from ._exceptions import AuthenticationError, BufferTooShort
 from ._framing import (
+    DESCRIPTORS_FOLLOW,
     LONG_FOLLOWS,
+    MAX_FRAME_DESCRIPTORS,
     SHORT_HEADER,
     SHORT_HEADER_SIZE,
     BadMessageLength,
@@ -47,6 +55,7 @@ from ._framing import (
     long_size,
     short_size,
     write_message,
+    write_message_with_descriptors,
 )
 
 TYPE_CHECKING = False
@@ -91,6 +100,11 @@ class _ConnectionBase:
     """
 
     _handle: Optional[int] = None
+    # Whether both ends are ours and a Unix socket pair (``Pipe()``): large
+    # buffers then travel as memory files whose descriptors ride with the
+    # message.  ``_carrier``: what the sending side keeps for them.
+    _passes_fds = False
+    _carrier: Optional[_out_of_band.Carrier] = None
 
     def __init__(self, handle: int, readable: bool = True, writable: bool = True) -> None:
         handle = handle.__index__()
@@ -201,7 +215,36 @@ class _ConnectionBase:
         """
         self._check_closed()
         self._check_writable()
-        self._write_frame(reduction.dumps(obj, oob=True))
+        if self._passes_fds:
+            self._send_with_descriptors(obj)
+        else:
+            self._write_frame(reduction.dumps(obj, oob=True))
+
+    def _send_with_descriptors(self, obj: Any) -> None:
+        carrier = self._carrier
+        if carrier is None:
+            carrier = self._carrier = _out_of_band.Carrier(self._handle)  # type: ignore[arg-type]
+        outgoing = carrier.outgoing
+        previous = _out_of_band.sending_through(carrier)
+        try:
+            message = reduction.dumps(obj, oob=True)
+        except BaseException:
+            _close_all(outgoing)
+            raise
+        finally:
+            _out_of_band.sending_through(previous)
+        if not outgoing:
+            self._write_frame(message)
+            return
+
+        def without_descriptors() -> Any:
+            _close_all(outgoing)
+            return reduction.dumps(obj, oob=True)  # (no carrier: named segments, or in band)
+
+        try:
+            write_message_with_descriptors(self._handle, message, outgoing, without_descriptors)  # type: ignore[arg-type]
+        finally:
+            _close_all(outgoing)  # the kernel holds what is in flight
 
     # ------------------------------------------------------------ receiving
 
@@ -263,7 +306,17 @@ class _ConnectionBase:
         """
         self._check_closed()
         self._check_readable()
-        payload = self._read_payload(self._read_header())
+        if self._passes_fds:
+            descriptors: list[int] = []
+            try:
+                payload = self._read_payload(self._read_header(descriptors))
+            except BaseException:
+                _close_all(descriptors)
+                raise
+            if descriptors:
+                return _load_with(payload, descriptors)
+        else:
+            payload = self._read_payload(self._read_header())
         try:
             return reduction.loads(payload)
         except Exception:
@@ -288,7 +341,7 @@ class _ConnectionBase:
     def _write_frame(self, view: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _read_header(self) -> int:  # pragma: no cover - abstract
+    def _read_header(self, descriptors: Optional[list[int]] = None) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _read_payload(self, size: int) -> bytes:  # pragma: no cover - abstract
@@ -334,7 +387,12 @@ class Connection(_ConnectionBase):
 
     # ------------------------------------------------------------ reading
 
-    def _read_header(self) -> int:
+    def _read_header(self, descriptors: Optional[list[int]] = None) -> int:
+        """The size of the next message; the descriptors it carries are appended to ``descriptors``.
+
+        Without ``descriptors`` (or on a connection that is not a ``Pipe()``'s
+        socket pair) they are read as plain bytes, and the kernel closes them.
+        """
         fd: int = self._handle  # type: ignore[assignment]
         header = os.read(fd, SHORT_HEADER_SIZE)
         if len(header) != SHORT_HEADER_SIZE:
@@ -344,7 +402,9 @@ class Connection(_ConnectionBase):
         size: int = SHORT_HEADER.unpack(header)[0]
         if size < 0:
             try:
-                if short_size(header) == LONG_FOLLOWS:
+                if size == DESCRIPTORS_FOLLOW and self._passes_fds:
+                    size = long_size(_read_with_descriptors(fd, 8, descriptors))
+                elif short_size(header) == LONG_FOLLOWS:
                     size = long_size(_read_rest(fd, b"", 8))
             except BadMessageLength as exc:
                 self._bad_message_length(str(exc))
@@ -403,6 +463,57 @@ class Connection(_ConnectionBase):
 
 
 # ---------------------------------------------------------------- fd helpers
+
+
+def _close_all(descriptors: list[int]) -> None:
+    """Close the (non-negative) descriptors of ``descriptors`` and empty it."""
+    try:
+        for fd in descriptors:
+            if fd >= 0:
+                os.close(fd)
+    finally:
+        descriptors.clear()
+
+
+def _load_with(payload: bytes, descriptors: list[int]) -> Any:
+    """Load ``payload``, whose out-of-band references name ``descriptors``; close those it did not take."""
+    previous = _out_of_band.receiving_with(descriptors)
+    try:
+        return reduction.loads(payload)
+    finally:
+        _out_of_band.receiving_with(previous)
+        _close_all(descriptors)
+
+
+_ANCILLARY_SPACE = socket.CMSG_SPACE(MAX_FRAME_DESCRIPTORS * 4) if hasattr(socket, "CMSG_SPACE") else 0
+_RECEIVE_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+
+def _read_with_descriptors(fd: int, size: int, descriptors: Optional[list[int]]) -> bytes:
+    """``size`` bytes from the socket ``fd``, appending the descriptors that come with them to ``descriptors``.
+
+    With ``descriptors`` None the bytes are read plainly (the kernel closes
+    the descriptors).
+    """
+    if descriptors is None or not _ANCILLARY_SPACE:
+        return _read_rest(fd, b"", size)
+    import array
+
+    sock = util.socket_over_fd(fd)
+    try:
+        data, ancillary, _flags, _address = sock.recvmsg(size, _ANCILLARY_SPACE, _RECEIVE_CLOEXEC)
+    finally:
+        sock.detach()
+    for level, kind, cdata in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(cdata[: len(cdata) - len(cdata) % received.itemsize])
+            descriptors.extend(received)
+    if len(data) != size:
+        if not data:
+            raise OSError("got end of file during message")
+        data = _read_rest(fd, data, size)
+    return data
 
 
 def _recv_exactly(fd: int, size: int) -> Optional[bytes]:
@@ -503,6 +614,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
         ends = Connection(left.detach()), Connection(right.detach())
         for conn in ends:
             conn._socket = True
+            conn._passes_fds = True
         return ends
     read_fd, write_fd = os.pipe()
     reader = Connection(read_fd, writable=False)
@@ -568,12 +680,18 @@ if hasattr(os, "register_at_fork"):
 def reduce_connection(conn: Connection) -> tuple:
     """Reduce ``conn`` for another process: its descriptor travels as a ``DupFd``."""
     df = reduction.DupFd(conn.fileno())
+    if conn._passes_fds:
+        return rebuild_connection, (df, conn.readable, conn.writable, True)
     return rebuild_connection, (df, conn.readable, conn.writable)
 
 
-def rebuild_connection(df: Any, readable: bool, writable: bool) -> Connection:
-    """Rebuild a connection in the receiving process from a ``DupFd``."""
-    return Connection(df.detach(), readable, writable)
+def rebuild_connection(df: Any, readable: bool, writable: bool, passes_fds: bool = False) -> Connection:
+    """Rebuild a connection in the receiving process from a ``DupFd`` (``passes_fds``: a ``Pipe()`` end)."""
+    conn = Connection(df.detach(), readable, writable)
+    if passes_fds:
+        conn._passes_fds = True
+        conn._socket = True
+    return conn
 
 
 reduction.register(Connection, reduce_connection)

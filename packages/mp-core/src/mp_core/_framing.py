@@ -68,6 +68,7 @@ A corrupt stream is an error, never a hang or a flood of memory:
 
 from __future__ import annotations
 
+import errno
 import io
 import mmap
 import os
@@ -93,10 +94,13 @@ __all__ = [
     "short_size",
     "long_size",
     "write_message",
+    "write_message_with_descriptors",
     "SHORT_HEADER",
     "SHORT_HEADER_SIZE",
     "LONG_HEADER_SIZE",
     "LONG_FOLLOWS",
+    "DESCRIPTORS_FOLLOW",
+    "MAX_FRAME_DESCRIPTORS",
     "MAX_SHORT_SIZE",
     "MAX_MESSAGE_SIZE",
     "READ_SIZE",
@@ -112,6 +116,12 @@ LONG_HEADER_SIZE = SHORT_HEADER_SIZE + _LONG_SIZE.size
 #: The value of the 4-byte header that announces an 8-byte size behind it.
 LONG_FOLLOWS = -1
 _LONG_MARKER = SHORT_HEADER.pack(LONG_FOLLOWS)
+#: The value of the 4-byte header that announces a frame carrying descriptors
+#: (only between two of our ``Pipe()`` ends: see ``write_message_with_descriptors``).
+DESCRIPTORS_FOLLOW = -2
+#: At most this many descriptors ride with one frame (the kernel's own limit is 253).
+MAX_FRAME_DESCRIPTORS = 64
+_DESCRIPTORS_MARKER = SHORT_HEADER.pack(DESCRIPTORS_FOLLOW)
 #: The largest size written with the short header: the stdlib's writer
 #: switches to the long form only above it (``n > 0x7fffffff``).
 MAX_SHORT_SIZE = 0x7FFFFFFF
@@ -206,6 +216,50 @@ def write_message(fd: int, payload: Any) -> None:
         # the bandwidth between two cores.
         _io.write_buffers(fd, [message_header(size)])
         _io.write_buffers(fd, [payload])
+
+
+def write_message_with_descriptors(
+    fd: int, payload: Any, descriptors: list[int], without_descriptors: Callable[[], Any]
+) -> None:
+    """Write ``payload`` to the blocking Unix stream socket ``fd`` as one frame carrying ``descriptors``.
+
+    The frame is the marker ``DESCRIPTORS_FOLLOW`` (written alone), then the
+    8-byte size and the payload, with the descriptors attached (``SCM_RIGHTS``)
+    to the first byte of the size.  A reader that reads the 4-byte header
+    with a plain ``read`` stops before the descriptors (a stream socket
+    never hands out bytes of two ``sendmsg`` calls' worth of ancillary data
+    in one read); on the marker it reads the size with ``recvmsg`` and
+    receives them, or with a plain ``read``, and the kernel closes them.
+    Two system calls more than ``write_message``: only large buffers travel
+    this way.  The caller still owns (and closes) ``descriptors``.
+
+    If the kernel refuses the descriptors (``ETOOMANYREFS``: too many in
+    flight for this user), the frame is finished with the payload that
+    ``without_descriptors()`` makes instead, and none ride with it.
+    """
+    import array
+    import socket
+
+    from .util import socket_over_fd
+
+    _io.write_buffers(fd, [_DESCRIPTORS_MARKER])
+    head = [_LONG_SIZE.pack(len(payload)), payload]
+    sock = socket_over_fd(fd)
+    try:
+        sent = sock.sendmsg(head, [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", descriptors))])
+    except OSError as exc:
+        if exc.errno != errno.ETOOMANYREFS:
+            raise
+        payload = without_descriptors()
+        head = [_LONG_SIZE.pack(len(payload)), payload]
+        sent = 0
+    finally:
+        sock.detach()
+    rest = sent - _LONG_SIZE.size
+    if rest < 0:
+        _io.write_buffers(fd, [head[0][sent:], payload])
+    elif rest < len(payload):
+        _io.write_buffers(fd, [memoryview(payload)[rest:]])
 
 
 class Outbox:

@@ -35,6 +35,15 @@ Which buffers leave the stream, found while pickling:
 
 The buffer_callback and the file see events in the order of the stream, so
 the buffers' order is rebuilt from where each was met (``_ordered``).
+
+Over a Unix socket pair whose ends are both ours (``Pipe()``, duplex), a
+buffer travels as an anonymous memory file whose descriptor rides with the
+message (``mp_core._fd_segments``): ``Connection.send`` makes the
+connection's ``Carrier`` current while it serializes (``sending_through``),
+and ``Connection.recv`` hands the message's descriptors to the envelope's
+loader (``receiving_with``).  Such a reference is four integers (the
+descriptor's position among the message's, the file's size, the buffer's
+offset and length); a named segment's starts with its name.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time (a spawned child loads this module); annotations are strings
@@ -62,7 +72,64 @@ def _load_segments() -> Any:
     return _segments
 
 
+_fd_segments: Any = None
+
+
+def _load_fd_segments() -> Any:
+    global _fd_segments
+    if _fd_segments is None:
+        from . import _fd_segments as fd_segments
+
+        _fd_segments = fd_segments
+    return _fd_segments
+
+
+class Carrier:
+    """What one connection that can carry descriptors keeps for them (``Connection._carrier``).
+
+    ``outgoing``: the descriptors of the message being serialized, in the
+    order its references name them (the sender closes them once the
+    message is written); ``in_flight``: the bytes of the memory files sent
+    since the receiver was last seen to have read everything (the bound of
+    ``mp_core._fd_segments``); ``fd``: the socket.
+    """
+
+    __slots__ = ("fd", "outgoing", "in_flight")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.outgoing: list[int] = []
+        self.in_flight = 0
+
+
+class _Current(threading.local):
+    carrier: Optional[Carrier] = None
+    incoming: Optional[list[int]] = None
+
+
+_current = _Current()
+
+
+def sending_through(carrier: Optional[Carrier]) -> Optional[Carrier]:
+    """Make ``carrier`` the one this thread's envelopes put their buffers' descriptors in; return the previous."""
+    previous = _current.carrier
+    _current.carrier = carrier
+    return previous
+
+
+def receiving_with(descriptors: Optional[list[int]]) -> Optional[list[int]]:
+    """Make ``descriptors`` those this thread's next envelope loads its references from; return the previous list.
+
+    A descriptor taken by a reference is replaced by -1 in the list; the
+    caller closes the others once the message is loaded.
+    """
+    previous = _current.incoming
+    _current.incoming = descriptors
+    return previous
+
+
 __all__ = [
+    "Carrier",
     "Collector",
     "DEFAULT_THRESHOLD",
     "MIN_THRESHOLD",
@@ -71,6 +138,8 @@ __all__ = [
     "is_envelope",
     "reduce_memoryview",
     "rebuild_memoryview",
+    "receiving_with",
+    "sending_through",
 ]
 
 #: Buffers of at least this many bytes go through shared memory by default
@@ -237,19 +306,33 @@ def _raw_bytes(raw: memoryview) -> memoryview:
 
 def _envelope(stream: list[Any], buffers: list[Any]) -> bytes:
     refs: list[Any] = []
+    carrier = _current.carrier
+    fd_segments = _load_fd_segments() if carrier is not None else None
     for buffer in buffers:
         view = _raw_bytes(buffer.raw()) if type(buffer) is _PyPickleBuffer else memoryview(buffer)
         ref = None
         if type(buffer) is _PyPickleBuffer:
             found = _load_segments().locate(view)
             if found is not None:
-                ref = _load_segments().store_reference(found[0], found[1], view.nbytes)
+                segment, offset = found
+                if fd_segments is not None and fd_segments.is_fd_segment(segment):
+                    ref = fd_segments.store_reference(segment, offset, view.nbytes, carrier)
+                elif not _is_fd_segment(segment):
+                    ref = _load_segments().store_reference(segment, offset, view.nbytes)
+        if ref is None and fd_segments is not None:
+            ref = fd_segments.store(view, carrier)
         if ref is None:
             ref = _load_segments().store(view)
         # In band (the limit of bytes in flight, or /dev/shm full): the
         # buffer itself, pickled into the envelope.
         refs.append(ref if ref is not None else buffer)
     return pickle.dumps(_Envelope(tuple(refs), b"".join(stream)), 5)
+
+
+def _is_fd_segment(segment: Any) -> bool:
+    # A memory file received as a descriptor cannot be named for a channel
+    # without descriptors: its buffer is copied into a named segment.
+    return _fd_segments is not None and _fd_segments.is_fd_segment(segment)
 
 
 class _Envelope:
@@ -281,7 +364,14 @@ def copy_out_bytearray(buffer: Any) -> bytearray:
 
 def _load_envelope(refs: tuple, stream: bytes) -> Any:
     """Rebuild a message sent with out-of-band buffers (called by the receiver's unpickler)."""
-    buffers = [_load_segments().receive(ref) if type(ref) is tuple else ref for ref in refs]
+    buffers = []
+    for ref in refs:
+        if type(ref) is not tuple:
+            buffers.append(ref)  # in band
+        elif type(ref[0]) is int:
+            buffers.append(_load_fd_segments().receive(ref, _current.incoming))
+        else:
+            buffers.append(_load_segments().receive(ref))
     return pickle.loads(stream, buffers=buffers)
 
 
@@ -312,7 +402,7 @@ def discard(message: Any) -> None:
 
 def _unlink_refs(refs: tuple, stream: bytes) -> None:
     for ref in refs:
-        if type(ref) is tuple:
+        if type(ref) is tuple and type(ref[0]) is not int:  # (a descriptor goes with its sender's close)
             _load_segments().unlink(ref)
 
 

@@ -630,6 +630,9 @@ def set_warm_limit(nbytes: Optional[int]) -> None:
         raise ValueError(f"warm limit must be >= 0, not {nbytes!r}")
     _warm_limit = nbytes
     _trim_warm()
+    fd_segments = sys.modules.get(__package__ + "._fd_segments")
+    if fd_segments is not None:
+        fd_segments.trim_warm()
 
 
 def warm_limit() -> int:
@@ -650,7 +653,13 @@ def warm_limit() -> int:
 
 
 def drop_warm() -> None:
-    """Give up every warm segment of this process: each is unlinked now, or by its last user."""
+    """Give up every warm segment of this process: each is unlinked now, or by its last user.
+
+    Memory files kept for descriptors (``mp_core._fd_segments``) go too.
+    """
+    fd_segments = sys.modules.get(__package__ + "._fd_segments")
+    if fd_segments is not None:
+        fd_segments.drop_warm()
     with _warm_lock:
         dropped = [entry for entry in _warm if not entry.busy]
         for entry in dropped:
@@ -855,13 +864,26 @@ def unlink(ref: Ref) -> None:
 # ---------------------------------------------------------------- where a buffer lives
 
 
+# What a mapping of a segment can be: ours, and a memory file received as a
+# descriptor (mp_core._fd_segments adds its type when it is first used).
+_MAPPING_TYPES: tuple[type, ...] = (SegmentMap,)
+
+
+def register_mapping_type(kind: type) -> None:
+    """Let ``segment_of`` and ``locate`` find views on mappings of type ``kind`` too."""
+    global _MAPPING_TYPES
+    if kind not in _MAPPING_TYPES:
+        _MAPPING_TYPES = (*_MAPPING_TYPES, kind)
+
+
 def segment_of(obj: Any) -> Optional[Segment]:
     """The segment whose memory ``obj`` is a view on (NumPy ``base`` chain, memoryviews); else ``None``."""
     for _ in range(64):  # chains are short; a cycle must not hang us
         if obj is None:
             return None
-        if isinstance(obj, SegmentMap):
-            return obj
+        if isinstance(obj, _MAPPING_TYPES):
+            # (a registered type has what callers use of a SegmentMap: fd, address, len)
+            return obj  # type: ignore[return-value]
         warm = getattr(obj, "warm", None)
         if isinstance(warm, _Warm):  # a lease (``_lease``): the warm segment it is a view on
             return warm

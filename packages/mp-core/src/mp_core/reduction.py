@@ -259,6 +259,7 @@ def configure(
     oob_threshold: Any = ...,
     oob: Optional[bool] = None,
     oob_cache: Any = ...,
+    oob_descriptors: Optional[bool] = None,
 ) -> Serializer:
     """Change the process-wide default serializer; return the new one.
 
@@ -275,8 +276,19 @@ def configure(
     processes it starts; ``0`` frees each segment as soon as its last user
     lets go, ``None`` restores the default.  Kept segments are files in
     /dev/shm until they are reused, pushed out, or the process ends.
+
+    ``oob_descriptors``: whether this process sends large buffers through a
+    ``Pipe()`` (a Unix socket pair) as anonymous memory files whose
+    descriptors travel with the message (``True``, the default where the
+    platform has them: nothing ever appears in /dev/shm, and the kernel
+    frees the memory with its last user), or as named segments like every
+    other channel (``False``).
     """
     global _default_serializer
+    if oob_descriptors is not None:
+        if type(oob_descriptors) is not bool:
+            raise ValueError(f"oob_descriptors must be True or False, not {oob_descriptors!r}")
+        _out_of_band._load_fd_segments().set_enabled(oob_descriptors)
     if oob_cache is not ...:
         if oob_cache is not None and (type(oob_cache) is not int or oob_cache < 0):
             raise ValueError(f"oob_cache must be a number of bytes >= 0 or None, not {oob_cache!r}")
