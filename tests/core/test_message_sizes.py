@@ -30,7 +30,7 @@ def rss_mib() -> int:
 
 
 REFUSED = {
-    "negative size": (struct.pack("!i", -2), "malformed message header (size -2; only -1 marks a long header)"),
+    "negative size": (struct.pack("!i", -3), "malformed message header (size -3; only -1 marks a long header)"),
     "most negative size": (struct.pack("!i", -(2**31)), "malformed message header"),
     "long size past 2**63": (LONG + struct.pack("!Q", 2**64 - 1), f"at most {sys.maxsize}"),
     "long size of 2**62": (LONG + struct.pack("!Q", 2**62), "which cannot be allocated"),
@@ -52,6 +52,31 @@ def test_connection_refuses_absurd_and_malformed_sizes(duplex, case):
     finally:
         reader.close()
         writer.close()
+
+
+def test_the_descriptor_marker_is_refused_where_no_descriptors_can_come():
+    """-2 announces a frame carrying descriptors between two ``Pipe()`` ends; an OS pipe refuses it."""
+    reader, writer = Pipe(duplex=False)
+    try:
+        os.write(writer.fileno(), struct.pack("!i", -2) + struct.pack("!Q", 7) + b"payload")
+        with pytest.raises(BadMessageLength, match=r"malformed message header \(size -2;"):
+            reader.recv_bytes()
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_the_descriptor_marker_between_pipe_ends_announces_a_long_size():
+    ours, theirs = Pipe()
+    try:
+        os.write(ours.fileno(), struct.pack("!i", -2) + struct.pack("!Q", 7) + b"payload")
+        assert theirs.recv_bytes() == b"payload"  # (no descriptors came: none to close)
+        os.write(ours.fileno(), struct.pack("!i", -2) + struct.pack("!Q", 2**64 - 1))
+        with pytest.raises(BadMessageLength, match=f"at most {sys.maxsize}"):
+            theirs.recv_bytes()
+    finally:
+        ours.close()
+        theirs.close()
 
 
 @pytest.mark.parametrize("duplex", [True, False], ids=["socket", "pipe"])
