@@ -401,3 +401,24 @@ def test_descriptors_the_kernel_will_not_take_in_flight_leave_the_message_to_nam
     finally:
         ours.close()
         theirs.close()
+
+
+def test_warm_files_stay_within_the_cache_limit_and_go_with_it():
+    ours, theirs = mp_core.Pipe()
+    reduction.configure(oob_cache=2 * SIZE)
+    try:
+        sent = [buffer(seed) for seed in range(4)]
+        kept = []
+        for data in sent:
+            ours.send(data)
+            kept.append(theirs.recv())  # each still mapped: no file can be reused
+        assert [entry.size for entry in _fd_segments._warm] == [SIZE, SIZE]  # the two most recent
+        reduction.configure(oob_cache=0)
+        assert _fd_segments._warm == []
+        assert [digest(x) for x in kept] == [digest(x) for x in sent]  # closing ours took nothing from theirs
+        del kept
+        collect_garbage()
+    finally:
+        reduction.configure(oob_cache=None)
+        ours.close()
+        theirs.close()

@@ -323,18 +323,8 @@ def _keep_warm(entry: _WarmFile) -> None:
 
 def trim_warm(keep: Optional[_WarmFile] = None) -> None:
     """Close the least recently used warm files (not busy, not ``keep``) beyond the limits."""
-    dropped: list[_WarmFile] = []
-    limit = _segments.warm_limit()
     with _lock:
-        total = sum(entry.size for entry in _warm)
-        for entry in list(_warm):
-            if total <= limit and len(_warm) <= _segments.WARM_SEGMENTS:
-                break
-            if entry is keep or entry.busy:
-                continue
-            _warm.remove(entry)
-            total -= entry.size
-            dropped.append(entry)
+        dropped = _segments.take_surplus(_warm, keep)
     for entry in dropped:
         entry.close()
 

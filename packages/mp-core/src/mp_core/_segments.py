@@ -604,20 +604,32 @@ def _keep_warm(entry: _Warm) -> None:
 
 def _trim_warm(keep: Optional[_Warm] = None) -> None:
     """Drop the least recently used warm segments (not busy, not ``keep``) beyond the limits."""
-    dropped: list[_Warm] = []
     with _warm_lock:
-        total = sum(kept.size for kept in _warm)
-        limit = warm_limit()
-        for kept in list(_warm):
-            if total <= limit and len(_warm) <= WARM_SEGMENTS:
-                break
-            if kept is keep or kept.busy:
-                continue
-            _warm.remove(kept)
-            total -= kept.size
-            dropped.append(kept)
+        dropped = take_surplus(_warm, keep)
     for kept in dropped:
         kept.drop()
+
+
+def take_surplus(entries: list[Any], keep: Any = None) -> list[Any]:
+    """Remove from ``entries`` those beyond ``warm_limit()`` bytes and ``WARM_SEGMENTS`` entries; return them.
+
+    ``entries`` are kept entries, least recently used first, each with a
+    ``size`` and a ``busy`` flag; ``keep`` and busy ones stay.  The caller
+    holds the lock that guards ``entries`` (memory files for descriptors
+    keep a list of their own: ``mp_core._fd_segments``).
+    """
+    dropped = []
+    total = sum(entry.size for entry in entries)
+    limit = warm_limit()
+    for entry in list(entries):
+        if total <= limit and len(entries) <= WARM_SEGMENTS:
+            break
+        if entry is keep or entry.busy:
+            continue
+        entries.remove(entry)
+        total -= entry.size
+        dropped.append(entry)
+    return dropped
 
 
 def set_warm_limit(nbytes: Optional[int]) -> None:
