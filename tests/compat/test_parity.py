@@ -58,6 +58,7 @@ ADDED: dict[str, dict[str, tuple[Optional[Version], str]]] = {
         "answer_challenge(timeout)": (None, "an optional limit on each handshake message"),
         "deliver_challenge(digest_name)": ((3, 12), "the digest of the challenge (SHA-256 by default)"),
         "deliver_challenge(timeout)": (None, "as answer_challenge"),
+        "rebuild_connection(passes_fds)": (None, "a Pipe() end rebuilt in another process still carries descriptors"),
     },
     "context": {
         "BaseContext.Process": (None, "the default context's Process on the base class, for type checkers"),
@@ -582,13 +583,17 @@ def test_submodule_is_the_owning_module_object(submodule):
     assert getattr(multiprocess, submodule) is owner
 
 
-def test_the_submodules_are_no_files_but_the_owner_table():
+def test_the_submodules_are_the_owner_table_and_their_files_generated():
     # No alias module is written by hand: the finder answers from
-    # _owners.SUBMODULES, and the stubs beside it name the same modules.
+    # _owners.SUBMODULES, and the files and stubs beside it, which name the
+    # same modules, are tools.stubs' output (tests/typing/test_stubs.py).
     import os
 
+    from tools import stubs
+
     folder = os.path.dirname(multiprocess.__file__)
-    assert not [sub for sub in _owners.SUBMODULES if os.path.exists(os.path.join(folder, f"{sub}.py"))]
+    files = {sub for sub in _owners.SUBMODULES if os.path.exists(os.path.join(folder, f"{sub}.py"))}
+    assert files == {path.stem for path in stubs.expected_face_files()}
     assert sorted(
         f[: -len(".pyi")] for f in os.listdir(folder) if f.endswith(".pyi") and f != "__init__.pyi"
     ) == sorted(sub for sub in _owners.SUBMODULES if not os.path.isdir(os.path.join(folder, sub)))

@@ -70,3 +70,50 @@ def test_check_mode_reports_a_stale_stub(tmp_path, monkeypatch, capsys):
 
 def _assigns(node: ast.stmt, name: str) -> bool:
     return isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+
+
+FACE_FILES = stubs.expected_face_files()
+
+
+@pytest.mark.parametrize("path", sorted(FACE_FILES), ids=lambda p: p.name)
+def test_committed_face_file_is_the_generators_output(path):
+    assert path.exists(), f"{path} is missing: run python -m tools.stubs"
+    assert path.read_text() == FACE_FILES[path], f"{path} is stale: run python -m tools.stubs"
+
+
+def test_every_module_of_the_face_is_a_file_there():
+    """``pkgutil`` and CPython's ``_TestImportStar`` find the face's modules as files, as in the stdlib's package."""
+    import pkgutil
+
+    import multiprocess
+    from mp_core._owners import SUBMODULES
+
+    found = {info.name for info in pkgutil.iter_modules(multiprocess.__path__)}
+    real = {"__about__", "__main__", "_aliases", "tests"}
+    assert {path.stem for path in FACE_FILES} == found - real
+    required = stubs.required_distributions()
+    assert required == {"mp-core", "mp-sync", "mp-pool", "mp-managers"}
+    # Every module of those distributions (multiprocess.dummy is a package: its stubs name it).
+    assert {sub for sub, (_owner, dist) in SUBMODULES.items() if dist in required} - found == {"dummy"}
+
+
+def test_a_face_file_run_without_the_finder_still_gives_the_owning_module():
+    import importlib.util
+    import sys
+
+    path = stubs.FACE / "pool.py"
+    spec = importlib.util.spec_from_file_location("multiprocess.pool", path)
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("multiprocess.pool")
+    sys.modules["multiprocess.pool"] = module
+    try:
+        spec.loader.exec_module(module)
+        assert sys.modules["multiprocess.pool"] is importlib.import_module("mp_pool.pool")
+    finally:
+        if saved is None:
+            sys.modules.pop("multiprocess.pool", None)
+        else:
+            sys.modules["multiprocess.pool"] = saved
+    import multiprocess.pool
+
+    assert multiprocess.pool is importlib.import_module("mp_pool.pool")
