@@ -23,7 +23,7 @@ import mp_core
 from mp_core import _fd_segments, _segments, reduction
 
 from ..oob_support import SIZE, digest, threshold, use_threshold  # noqa: F401 (threshold: an autouse fixture)
-from ..support import collect_garbage
+from ..support import collect_garbage, shm_entries
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -47,7 +47,8 @@ NAMED = ("SegmentMap", "_Warm")
 
 
 def shm_names() -> set[str]:
-    return set(os.listdir("/dev/shm"))
+    """This session's names in /dev/shm (other programs' come and go as they like)."""
+    return shm_entries()
 
 
 def inode(obj) -> int:
