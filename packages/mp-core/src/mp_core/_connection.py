@@ -225,16 +225,11 @@ class _ConnectionBase:
         if carrier is None:
             carrier = self._carrier = _out_of_band.Carrier(self._handle)  # type: ignore[arg-type]
         outgoing = carrier.outgoing
-        current = _out_of_band._current  # (``sending_through``, inlined: every send of a Pipe() end comes here)
-        previous = current.carrier
-        current.carrier = carrier
         try:
-            message = reduction.dumps(obj, oob=True)
+            message = reduction.dumps(obj, oob=True, carrier=carrier)
         except BaseException:
             _close_all(outgoing)
             raise
-        finally:
-            current.carrier = previous
         if not outgoing:
             self._write_frame(message)
             return

@@ -38,10 +38,11 @@ the buffers' order is rebuilt from where each was met (``_ordered``).
 
 Over a Unix socket pair whose ends are both ours (``Pipe()``, duplex), a
 buffer travels as an anonymous memory file whose descriptor rides with the
-message (``mp_core._fd_segments``): ``Connection.send`` makes the
-connection's ``Carrier`` current while it serializes (``sending_through``),
+message (``mp_core._fd_segments``): ``Connection.send`` passes the
+connection's ``Carrier`` to the serializer (``dumps(..., carrier=)``),
 and ``Connection.recv`` hands the message's descriptors to the envelope's
-loader (``receiving_with``).  Such a reference is four integers (the
+loader (``receiving_with``: ``pickle.loads`` calls it, so through a
+thread-local).  Such a reference is four integers (the
 descriptor's position among the message's, the file's size, the buffer's
 offset and length); a named segment's starts with its name.
 """
@@ -103,18 +104,10 @@ class Carrier:
 
 
 class _Current(threading.local):
-    carrier: Optional[Carrier] = None
     incoming: Optional[list[int]] = None
 
 
 _current = _Current()
-
-
-def sending_through(carrier: Optional[Carrier]) -> Optional[Carrier]:
-    """Make ``carrier`` the one this thread's envelopes put their buffers' descriptors in; return the previous."""
-    previous = _current.carrier
-    _current.carrier = carrier
-    return previous
 
 
 def receiving_with(descriptors: Optional[list[int]]) -> Optional[list[int]]:
@@ -139,7 +132,6 @@ __all__ = [
     "reduce_memoryview",
     "rebuild_memoryview",
     "receiving_with",
-    "sending_through",
 ]
 
 #: Buffers of at least this many bytes go through shared memory by default
@@ -231,8 +223,8 @@ class Collector:
         self.chunks.clear()
         self.kept = None
 
-    def message(self) -> list[Any]:
-        """The parts of the message written so far (see the class)."""
+    def message(self, carrier: Optional[Carrier] = None) -> list[Any]:
+        """The parts of the message written so far (see the class); ``carrier``: see ``_envelope``."""
         chunks = self.chunks
         if self.kept is None:
             if len(chunks) == 1:
@@ -241,13 +233,13 @@ class Collector:
             if cut is None:
                 return [_contiguous(chunk) for chunk in chunks]
             stream, payloads = cut
-            return [_envelope(stream, _ordered([], payloads))]
+            return [_envelope(stream, _ordered([], payloads), carrier)]
         cut = self._cut_payloads()
         if cut is None:
             stream, payloads = [_contiguous(chunk) for chunk in chunks], []
         else:
             stream, payloads = cut
-        return [_envelope(stream, _ordered(self.kept, payloads))]
+        return [_envelope(stream, _ordered(self.kept, payloads), carrier)]
 
     def _cut_payloads(self) -> Optional[tuple[list[Any], list[tuple[int, Any]]]]:
         """The stream with large bytes/bytearray payloads cut out, and those payloads; ``None`` if none."""
@@ -304,9 +296,15 @@ def _raw_bytes(raw: memoryview) -> memoryview:
     return memoryview(raw.tobytes(order="A"))  # Fortran order on PyPy: its bytes in memory order (a copy)
 
 
-def _envelope(stream: list[Any], buffers: list[Any]) -> bytes:
+def _envelope(stream: list[Any], buffers: list[Any], carrier: Optional[Carrier] = None) -> bytes:
+    """The envelope of ``stream`` and its out-of-band ``buffers``.
+
+    With the ``carrier`` of a connection that can carry descriptors, the
+    buffers go into memory files whose descriptors join ``carrier.outgoing``
+    (``mp_core._fd_segments``); else, or where that is refused, into named
+    segments; else in band.
+    """
     refs: list[Any] = []
-    carrier = _current.carrier
     fd_segments = _load_fd_segments() if carrier is not None else None
     for buffer in buffers:
         view = _raw_bytes(buffer.raw()) if type(buffer) is _PyPickleBuffer else memoryview(buffer)

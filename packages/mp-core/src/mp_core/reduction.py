@@ -151,16 +151,19 @@ class Serializer:
         buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None,
         *,
         oob: bool = False,
+        carrier: Optional[_out_of_band.Carrier] = None,
     ) -> memoryview:
         """Serialize ``obj``; raise at once, naming its type, if it cannot be.
 
         ``oob=True``: a message for a channel, received (``pickle.loads``)
         exactly once: buffers of ``oob_threshold`` bytes or more travel
         through shared memory.  Without it the result is a self-contained
-        pickle that may be loaded any number of times.
+        pickle that may be loaded any number of times.  ``carrier``: the
+        sending connection's, when it can carry descriptors (``Pipe()``): its
+        buffers then travel as memory files (``mp_core._fd_segments``).
         """
         if oob and buffer_callback is None and self.oob_threshold is not None:
-            return memoryview(_encode_message(obj, self))
+            return memoryview(_encode_message(obj, self, carrier=carrier))
         buf = io.BytesIO()
         if self.mode != "auto":
             self.dump(obj, buf, buffer_callback=buffer_callback)
@@ -178,7 +181,7 @@ class Serializer:
                 raise _cannot_serialize(obj, exc) from dill_exc
         return buf.getbuffer()
 
-    def _message_parts(self, obj: Any) -> list[Any]:
+    def _message_parts(self, obj: Any, carrier: Optional[_out_of_band.Carrier] = None) -> list[Any]:
         """``obj`` as a message for a channel (``dumps(oob=True)``), with a pickler of its own.
 
         Without a buffer of ``oob_threshold`` bytes it is the pickle stream,
@@ -204,7 +207,7 @@ class Serializer:
             except Exception as dill_exc:
                 raise _cannot_serialize(obj, exc) from dill_exc
             return [buf.getvalue()]
-        return collector.message()
+        return collector.message(carrier)
 
     def dump(
         self, obj: Any, file: Any, buffer_callback: Optional[Callable[..., Any]] = None, *, oob: bool = False
@@ -320,14 +323,15 @@ def dumps(
     mode: Optional[str] = None,
     serializer: Optional[Serializer] = None,
     oob: bool = False,
+    carrier: Optional[_out_of_band.Carrier] = None,
 ) -> memoryview:
-    """Serialize ``obj`` with the default (or the given) settings (``oob``: see ``Serializer.dumps``)."""
+    """Serialize ``obj`` with the default (or the given) settings (``oob``, ``carrier``: see ``Serializer.dumps``)."""
     if serializer is None and mode is None and protocol is None:
-        return _default_serializer.dumps(obj, oob=oob)
+        return _default_serializer.dumps(obj, oob=oob, carrier=carrier)
     chosen = serializer or _default_serializer
     if mode is not None or protocol is not None:
         chosen = chosen.replace(**({"mode": mode} if mode else {}), **({"protocol": protocol} if protocol else {}))
-    return chosen.dumps(obj, oob=oob)
+    return chosen.dumps(obj, oob=oob, carrier=carrier)
 
 
 loads = pickle.loads
@@ -357,18 +361,22 @@ class MessageEncoder:
         self._pickler: Optional[ForkingPickler] = None
         self._busy = False  # encoding: a reentrant call (a __reduce__ sending) gets its own pickler
 
-    def __call__(self, obj: Any, settings: Optional[Serializer] = None) -> bytes:
-        """``obj`` serialized as ``settings.dumps(obj, oob=True)`` does (default: the encoder's settings)."""
-        parts = self.parts(obj, settings)
+    def __call__(
+        self, obj: Any, settings: Optional[Serializer] = None, carrier: Optional[_out_of_band.Carrier] = None
+    ) -> bytes:
+        """``obj`` serialized as ``settings.dumps(obj, oob=True, carrier=carrier)`` does (default: its settings)."""
+        parts = self.parts(obj, settings, carrier)
         part = parts[0] if len(parts) == 1 else b"".join(parts)
         return part if type(part) is bytes else bytes(part)
 
-    def parts(self, obj: Any, settings: Optional[Serializer] = None) -> list[Any]:
+    def parts(
+        self, obj: Any, settings: Optional[Serializer] = None, carrier: Optional[_out_of_band.Carrier] = None
+    ) -> list[Any]:
         """As ``__call__``, the message as the bytes-like parts to send in order (not joined)."""
         if settings is None:
             settings = self._serializer or _default_serializer
         if settings.mode != "auto" or self._busy:
-            return settings._message_parts(obj)
+            return settings._message_parts(obj, carrier)
         pickler = self._pickler
         collector = self._collector
         if settings is not self._settings or pickler is None or collector is None:
@@ -388,12 +396,12 @@ class MessageEncoder:
             if collector.kept is None and len(chunks) == 1:
                 parts = [chunks[0]]  # a plain message: the pickler's own bytes
             else:
-                parts = collector.message()
+                parts = collector.message(carrier)
         except _CANNOT_PICKLE:
             # dill for the whole object, or the error that names what cannot
             # be serialized; a fresh pickler next time.
             self._pickler = None
-            return settings._message_parts(obj)
+            return settings._message_parts(obj, carrier)
         except BaseException:
             self._pickler = None  # left in an unknown state
             raise
@@ -412,7 +420,9 @@ class _ThreadState(threading.local):
 _thread_state = _ThreadState()
 
 
-def _encode_message(obj: Any, settings: Serializer, joined: bool = True) -> Any:
+def _encode_message(
+    obj: Any, settings: Serializer, joined: bool = True, carrier: Optional[_out_of_band.Carrier] = None
+) -> Any:
     """``settings.dumps(obj, oob=True)`` with this thread's kept pickler (building one costs as much as a message).
 
     ``bytes``, or with ``joined=False`` the list of parts.
@@ -420,7 +430,7 @@ def _encode_message(obj: Any, settings: Serializer, joined: bool = True) -> Any:
     encoder = _thread_state.encoder
     if encoder is None:
         encoder = _thread_state.encoder = MessageEncoder()
-    return encoder(obj, settings) if joined else encoder.parts(obj, settings)
+    return encoder(obj, settings, carrier) if joined else encoder.parts(obj, settings, carrier)
 
 
 # ---------------------------------------------------------------- naming what cannot be serialized
