@@ -114,6 +114,7 @@ mp_docs_not_documented = {
 nitpicky = True
 nitpick_ignore_regex = [
     ("py:class", r"(.*\.)?_\w+"),  # _T, _S, mp_pool.pool._Pool: type variables and private names
+    ("py:class", r"(\w+\.)*_\w+\.\w+"),  # _out_of_band.Carrier: a class of a private module
     ("py:class", r"mp_pool\._progress\.SupportsUpdate"),  # "any object with update(n)": described in the text
     ("py:class", r"Logger|Connection|mp_pool\.dummy\.connection\.Connection"),  # logging's; mp_core._connection's
     ("py:class", r"mp_core\.context\.(Fork|Spawn|ForkServer)Context"),  # what get_context() returns
