@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -45,8 +46,32 @@ def run_script(path: Path, code: str, *args: str, timeout: float = 90) -> subpro
 
 
 def run_interpreter(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    """Run ``python *args`` (this interpreter, an unrelated program) and capture its output as text."""
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+    """Run ``python *args`` (this interpreter, an unrelated program) and capture its output as text.
+
+    The program runs in a process group of its own: past ``timeout`` the
+    whole group is killed (``subprocess.TimeoutExpired`` is raised), so a
+    child it started cannot outlive it as an orphan.
+    """
+    command = [sys.executable, *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise
+        finally:
+            if proc.poll() is None:  # an error of our own while waiting: nothing is left behind either
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 def collect_garbage() -> None:
