@@ -183,6 +183,23 @@ def test_thread_pool_cancels_pending_calls_and_refuses_to_stop_running_ones():
         ThreadPool(1, cancel_running=True)  # type: ignore[call-arg]
 
 
+def test_thread_pool_cancels_a_pending_call_of_several_arguments():
+    # The thread engine's pending call is (func, args, kwds), not a frame:
+    # dropping it frees nothing (it used to read the arguments as frame
+    # parts and raise TypeError from cancel()).
+    import threading
+
+    release = threading.Event()
+    with ThreadPool(1) as pool:
+        running = pool.apply_async(release.wait, (60,))
+        pending = pool.apply_async(max, (1, 2), {"key": abs})
+        assert pending.cancel() is True and pending.cancelled()
+        with pytest.raises(cf.CancelledError, match="cancelled by the caller"):
+            pending.get(60)
+        release.set()
+        assert running.get(60) is True
+
+
 def test_the_executor_can_stop_a_running_future(ctx, gate):
     with ProcessPoolExecutor(1, mp_context=ctx, cancel_running=True, **_initializer(gate)) as executor:
         future = executor.submit(helpers.gated)

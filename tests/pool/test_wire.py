@@ -36,6 +36,18 @@ def test_task_frame_is_a_size_header_then_the_task_head_then_the_pickle():
     assert _wire.frame_size(parts) == len(_joined(parts))
 
 
+def test_a_short_frame_is_one_buffer_and_a_longer_one_keeps_its_pickle_apart():
+    short = _wire.task_frame(_wire.MAP, 7, 3, [1], True)
+    assert len(short) == 1 and len(short[0]) <= _wire.JOIN_BELOW
+    longer = _wire.task_frame(_wire.MAP, 7, 3, [b"x" * _wire.JOIN_BELOW], True)
+    assert len(longer) == 2 and len(longer[0]) == 4 + _wire.HEAD_SIZE  # size header + head, then the pickle
+    for parts, body in ((short, [1]), (longer, [b"x" * _wire.JOIN_BELOW])):
+        payload = _payload_of(parts)
+        assert _wire.TASK_HEAD.unpack_from(payload) == (_wire.MAP, 7, 3)
+        assert pickle.loads(payload[_wire.HEAD_SIZE :]) == body
+    assert _wire.task_frame(_wire.STOP, 0, 0) == _wire.STOP_FRAME
+
+
 def test_a_large_body_is_kept_in_the_pickler_s_blocks_not_copied_into_one():
     body = [2**40 + i for i in range(40_000)]
     parts = _wire.result_frame(5, _wire.OK, 0.5, body)

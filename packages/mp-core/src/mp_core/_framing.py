@@ -128,7 +128,7 @@ MAX_SHORT_SIZE = 0x7FFFFFFF
 #: The largest size a header may announce: what one buffer can hold.
 MAX_MESSAGE_SIZE = sys.maxsize
 #: How much a ``FrameReader`` asks for per read by default.
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
 
 # write_message: messages up to this size are joined to their header and go
 # out in one write (a copy cheaper than a second system call); up to

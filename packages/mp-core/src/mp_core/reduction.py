@@ -209,6 +209,18 @@ class Serializer:
             return [buf.getvalue()]
         return collector.message(carrier)
 
+    def message_parts(self, obj: Any) -> list[Any]:
+        """What ``dump(obj, file, oob=True)`` writes, as the list of bytes-like parts it writes in order.
+
+        For a framing writer that puts its own head in front: the parts are
+        not joined (a large pickle stays in the pickler's blocks).
+        """
+        if self.oob_threshold is not None:
+            return _encode_message(obj, self, joined=False)
+        buf = io.BytesIO()
+        self.dump(obj, buf)
+        return [buf.getvalue()]
+
     def dump(
         self, obj: Any, file: Any, buffer_callback: Optional[Callable[..., Any]] = None, *, oob: bool = False
     ) -> None:

@@ -79,7 +79,10 @@ Short tasks are hidden behind one another: a worker holds several tasks
 (``_depth``: about ``QUEUED_WORK`` seconds of them, at most ``MAX_DEPTH``)
 while the recent tasks of the job took less than ``PREFETCH_BELOW``
 seconds, so it never waits a round trip between two tasks and the manager
-writes and reads many frames per system call.  Long tasks go only to idle
+writes and reads many frames per system call.  A worker is topped up only
+once it holds half its depth or less (``_refill_below``): each write to a
+worker that waits in ``read`` wakes it, which costs the manager more than
+the write itself, so the tasks go in a few large writes, not one by one.  Long tasks go only to idle
 workers, so that a slow task never holds a queued one hostage while
 another worker idles.
 """
@@ -133,10 +136,16 @@ __all__ = ["ProcessEngine"]
 PREFETCH_BELOW = 0.05
 #: About how much work (seconds) to keep queued per worker for short tasks...
 QUEUED_WORK = 0.002
-#: ...and at most this many tasks per worker (running included).
-MAX_DEPTH = 16
+#: ...and at most this many tasks per worker (running included): tiny tasks
+#: then go half of it per write (see ``_refill_below``).
+MAX_DEPTH = 64
 #: Workers killed by a signal before they were ready, in a row, before the pool gives up.
 MAX_STARTUP_KILLS = 3
+
+
+def _discard_call(payload: tuple[int, list[Any]]) -> None:
+    """A call cancelled before it was sent: its large arguments' shared memory goes now (see ``submit_call``)."""
+    _wire.discard_frame(payload[1])
 
 
 def _closed_to_tasks(worker: Worker) -> bool:
@@ -258,7 +267,7 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
         except Exception as exc:
             result._abort(call_serialization_error(name, job_id, func, args, kwds, exc, self._serializer), notify=True)
             return
-        job = Job(job_id, _wire.CALL, name, func, result, SingleSource((task_id, frame)))
+        job = Job(job_id, _wire.CALL, name, func, result, SingleSource((task_id, frame), _discard_call))
         job.limit = limit
         self._submit(job)
 
@@ -720,6 +729,8 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
             # queued behind a task that turns out long would wait there.
             if not prefetch or self._starting():
                 return
+            low = self._refill_below()
+            takers = [worker for worker in takers if len(worker.running) <= low]
             while takers and (self._queue or self._requeued):
                 took = []
                 for worker in takers:
@@ -790,6 +801,16 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
                 source.observe(span, _wire.frame_size(task.frame))
             return task
         return None
+
+    def _refill_below(self) -> int:
+        """How few tasks a worker holds before it is topped up: half its depth for the job next in line."""
+        if self._requeued:
+            job = self._requeued[0].job
+        elif self._queue:
+            job = self._queue[0]
+        else:
+            return 0
+        return self._depth(job) // 2
 
     def _depth(self, job: Job) -> int:
         """How many tasks of ``job`` a worker may hold: 1 for long tasks, more the shorter they are."""

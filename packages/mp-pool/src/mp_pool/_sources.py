@@ -26,8 +26,6 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from mp_core._forksafe_threads import ForkSafeThread
 
-from . import _wire
-
 __all__ = [
     "Chunk",
     "ChunkSource",
@@ -101,13 +99,19 @@ class ChunkSource:
 
 
 class SingleSource(ChunkSource):
-    """One task: ``apply``'s call, whose payload the submitter already prepared."""
+    """One task: ``apply``'s call, whose payload the submitter already prepared.
 
-    __slots__ = ("payload", "_taken")
+    ``discard(payload)`` runs if the call is dropped before it was taken
+    (the process engine's payload is a serialized frame whose large
+    arguments' shared memory must go; a thread engine's is the call itself).
+    """
 
-    def __init__(self, payload: Any) -> None:
+    __slots__ = ("payload", "_taken", "_discard")
+
+    def __init__(self, payload: Any, discard: Optional[Callable[[Any], None]] = None) -> None:
         self.payload = payload
         self._taken = False
+        self._discard = discard
 
     @property
     def exhausted(self) -> bool:
@@ -129,10 +133,8 @@ class SingleSource(ChunkSource):
 
     def stop(self) -> None:
         payload, self.payload = self.payload, None
-        if not self._taken and payload is not None:
-            # Never sent: its large arguments' shared memory goes now
-            # (``payload`` is ``(task id, frame)``, see ``submit_call``).
-            _wire.discard_frame(payload[1])
+        if not self._taken and payload is not None and self._discard is not None:
+            self._discard(payload)  # never sent
         self._taken = True
 
 

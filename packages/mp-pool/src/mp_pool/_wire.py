@@ -40,7 +40,7 @@ import io
 import struct
 
 from mp_core import reduction
-from mp_core._framing import message_header
+from mp_core._framing import SHORT_HEADER_SIZE, message_header
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -75,6 +75,10 @@ __all__ = [
 
 TASK_HEAD = struct.Struct("!Bqq")
 RESULT_HEAD = struct.Struct("!qBd")
+#: Both heads have the same size: where the body of any frame starts, after its size header.
+HEAD_SIZE = TASK_HEAD.size
+if RESULT_HEAD.size != HEAD_SIZE:  # pragma: no cover - a guard for whoever edits the formats
+    raise ImportError("mp_pool._wire: the task and result heads must have the same size")
 
 LIMIT_BODY = struct.Struct("!d")
 
@@ -147,6 +151,33 @@ class Frame:
         return self.parts
 
 
+#: A frame whose head and pickle together are at most this long goes out as
+#: one buffer: a copy of a few hundred bytes costs less than an iovec entry.
+JOIN_BELOW = 4096
+
+
+def _framed(head: bytes, body: Any, serializer: Optional[reduction.Serializer]) -> list[Any]:
+    """The frame of ``head`` followed by ``body`` pickled (out of band as the serializer says), as buffers."""
+    parts = (serializer or reduction.get_serializer()).message_parts(body)
+    if len(parts) == 1:
+        payload = parts[0]
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # a view of a buffer that may change before the frame is written
+        size = len(head) + len(payload)
+        if size <= JOIN_BELOW:
+            return [message_header(size) + head + payload]
+        return [message_header(size) + head, payload]
+    frame = [b""]
+    size = len(head)
+    for part in parts:
+        if type(part) is not bytes:
+            part = bytes(part)
+        frame.append(part)
+        size += len(part)
+    frame[0] = message_header(size) + head
+    return frame
+
+
 def task_frame(
     kind: int,
     task_id: int,
@@ -160,10 +191,10 @@ def task_frame(
     Serialization errors propagate to the caller with the object named by
     ``mp_core.reduction``.
     """
-    frame = Frame(TASK_HEAD.pack(kind, task_id, job_id))
+    head = TASK_HEAD.pack(kind, task_id, job_id)
     if has_body:
-        (serializer or reduction.get_serializer()).dump(body, frame, oob=True)
-    return frame.seal()
+        return _framed(head, body, serializer)
+    return [message_header(len(head)) + head]
 
 
 def result_frame(
@@ -175,14 +206,21 @@ def result_frame(
     serializer: Optional[reduction.Serializer] = None,
 ) -> list[Any]:
     """A complete wire frame for a worker -> parent message, as buffers to write in order."""
-    frame = Frame(RESULT_HEAD.pack(task_id, status, elapsed))
+    head = RESULT_HEAD.pack(task_id, status, elapsed)
     if has_body:
-        (serializer or reduction.get_serializer()).dump(body, frame, oob=True)
-    return frame.seal()
+        return _framed(head, body, serializer)
+    return [message_header(len(head)) + head]
 
 
 def discard_frame(parts: list[Any]) -> None:
     """Free the shared memory of the large buffers of a frame that will not be sent (``reduction.discard``)."""
+    if len(parts) == 1:
+        # Joined (``JOIN_BELOW``): a short size header, the head, then the
+        # body if there is one; a short envelope may still name segments.
+        body_at = SHORT_HEADER_SIZE + HEAD_SIZE
+        if len(parts[0]) > body_at:
+            reduction.discard(memoryview(parts[0])[body_at:])
+        return
     for part in parts[1:]:  # the first part is the head: size header and task or result head
         reduction.discard(part)
 
