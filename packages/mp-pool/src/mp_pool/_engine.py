@@ -91,9 +91,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import sys
 import threading
 import traceback
+import types
 import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
@@ -296,7 +298,7 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
         job_id = open_job(self._cache, result, self)
         kind = _wire.STARMAP if star else _wire.MAP
         try:
-            func_frame = _wire.task_frame(_wire.FUNC, 0, job_id, func, True, self._serializer)
+            func_frame = self._func_frame(job_id, func)
         except Exception as exc:
             if progress is not None:
                 progress.close()
@@ -801,6 +803,32 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
                 source.observe(span, _wire.frame_size(task.frame))
             return task
         return None
+
+    def _func_frame(self, job_id: int, func: Any) -> list[Any]:
+        """The FUNC frame of a job: ``func`` serialized, by name if every worker has it as it is.
+
+        A function defined at the top of ``__main__`` before a fork pool
+        was created, and unchanged since, is in every worker already (each
+        is forked from that moment): it goes by name, as the standard
+        library sends it, instead of by value (which needs ``dill``, whose
+        import is most of a program's first ``map``).
+        """
+        serializer = self._serializer
+        known = self._worker_processes.forked_main
+        if known and type(func) is types.FunctionType and (serializer is None or serializer.mode == "auto"):
+            entry = known.get(func.__qualname__)
+            if (
+                entry is not None
+                and entry[0] is func
+                and entry[1] is func.__code__
+                and entry[2] is func.__defaults__
+                and entry[3] is func.__kwdefaults__
+                and not func.__dict__
+                and getattr(sys.modules.get("__main__"), func.__qualname__, None) is func
+            ):
+                protocol = (serializer or reduction.get_serializer()).protocol or reduction.DEFAULT_PROTOCOL
+                return _wire.task_frame_of_pickle(_wire.FUNC, 0, job_id, pickle.dumps(func, protocol))
+        return _wire.task_frame(_wire.FUNC, 0, job_id, func, True, serializer)
 
     def _refill_below(self) -> int:
         """How few tasks a worker holds before it is topped up: half its depth for the job next in line."""

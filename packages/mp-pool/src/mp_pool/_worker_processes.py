@@ -27,7 +27,9 @@ what it holds, and starting them costs no round trips.
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -46,6 +48,22 @@ __all__ = ["Worker", "WorkerProcesses"]
 TERMINATE_GRACE = 1.0
 #: Seconds to wait for a worker to die after SIGKILL before giving up on it.
 KILL_WAIT = 10.0
+
+
+def forked_main_functions() -> dict[str, tuple]:
+    """The plain functions defined at the top of ``__main__`` now, each with what defines it.
+
+    Taken as the pool's first workers and its zygote are forked: each of
+    its workers then has these very functions (``_engine`` sends one of
+    them by name while it is unchanged, as the standard library does, and
+    needs no ``dill`` for it).
+    """
+    main = sys.modules.get("__main__")
+    functions: dict[str, tuple] = {}
+    for name, obj in list(getattr(main, "__dict__", {}).items()):
+        if type(obj) is types.FunctionType and obj.__module__ == "__main__" and obj.__qualname__ == name:
+            functions[name] = (obj, obj.__code__, obj.__defaults__, obj.__kwdefaults__)
+    return functions
 
 
 class Worker:
@@ -103,7 +121,11 @@ class WorkerProcesses:
         self._transport = transport
         self.zygote: Optional[Zygote] = None
         self._retired_zygote: Optional[Zygote] = None
+        #: The functions of ``__main__`` as every worker has them (see
+        #: ``forked_main_functions``), or ``None`` when a worker may lack one.
+        self.forked_main: Optional[dict[str, tuple]] = None
         if zygote and not util.process.current_process()._config.get("daemon"):
+            self.forked_main = forked_main_functions()
             self.zygote = Zygote(self._build_in_zygote)
         self.workers: list[Worker] = []
         self.processes: list[Any] = []  # the pool's ``_pool``: live worker processes
@@ -141,6 +163,8 @@ class WorkerProcesses:
         self, process: Any, tasks_r: connection.Connection, results_w: connection.Connection, from_zygote: bool
     ) -> None:
         zygote = self.zygote
+        if not context._forks_when_started(process):
+            self.forked_main = None  # this worker starts a fresh interpreter
         if not from_zygote or zygote is None or not context._forks_when_started(process):
             process.start()
             return
@@ -167,6 +191,7 @@ class WorkerProcesses:
     def close_zygote(self, wait: bool = True) -> None:
         """Stop the zygote (live or retired); ``wait``: until it is reaped."""
         zygote, self.zygote = self.zygote, None
+        self.forked_main = None  # workers forked from here on see __main__ as it is then
         if zygote is None:
             zygote, self._retired_zygote = self._retired_zygote, None
         if zygote is not None:
