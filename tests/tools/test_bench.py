@@ -21,6 +21,7 @@ from tools.bench.__main__ import parse_args
 from tools.bench.report import RATE, Row, SectionResult, Table, Target
 from tools.bench.sections import SECTION_MODULES, Section, all_sections, register
 from tools.bench.sections.importtime import parse_importtime
+from tools.bench.sections.managers import raw_round_trips
 from tools.bench.sections.paths import CASES, measure_paths, resident_bytes
 from tools.bench.sections.pool import _serialization_floor, payload_base
 from tools.bench.sections.serialize import measure_roundtrip
@@ -252,6 +253,8 @@ def test_floors_measure_what_they_name() -> None:
     assert resident_bytes(-1) is None
     assert 0 < interpreter_start_up() < 60
     assert 0 < raw_transfer(1000) < 60  # (it checks that the last message arrived intact)
+    trips = raw_round_trips(50, 2)
+    assert len(trips) == 2 and all(0 < t < 1 for t in trips)
 
 
 def test_worker_reports_errors_instead_of_raising() -> None:

@@ -47,6 +47,7 @@ WORKERS = 2
 ROUNDTRIPS = 2_000
 QUICK_ROUNDTRIPS = 1_000
 MAP_ITEMS = 20_000
+QUICK_CHUNK1_ITEMS = 5_000
 LARGE_CHUNK = 1_000
 METHODS = ("fork", "spawn", "forkserver")
 
@@ -60,10 +61,10 @@ CASES = {
 KINDS = ("lambda", "named")
 
 
-def labels(roundtrips: int) -> Dict[str, str]:
+def labels(roundtrips: int, chunk1_items: int = MAP_ITEMS) -> Dict[str, str]:
     return {
         "roundtrip": f"submit(x+1).result(), one at a time (per round trip, of {roundtrips:,})",
-        "map_chunk1": f"map(x+1), {MAP_ITEMS // 1000}k ints, chunksize=1",
+        "map_chunk1": f"map(x+1), {chunk1_items // 1000}k ints, chunksize=1",
         "map_large": f"map(x+1), {MAP_ITEMS // 1000}k ints, chunksize={LARGE_CHUNK}",
     }
 
@@ -167,10 +168,12 @@ def run(ctx: BenchContext) -> SectionResult:
         result.notes.append("upstream multiprocess has no ProcessPoolExecutor: not measured")
     rounds, repeats = ctx.pick(3, 1), ctx.pick(2, 2)
     roundtrips = ctx.pick(ROUNDTRIPS, QUICK_ROUNDTRIPS)
-    items = {"roundtrip": roundtrips, "map_chunk1": MAP_ITEMS, "map_large": MAP_ITEMS}
+    # (the stdlib's chunksize=1 map costs ~0.3 ms an item: --quick maps fewer)
+    chunk1_items = ctx.pick(MAP_ITEMS, QUICK_CHUNK1_ITEMS)
+    items = {"roundtrip": roundtrips, "map_chunk1": chunk1_items, "map_large": MAP_ITEMS}
     # the large-chunk map takes ~0.05 s: at the mercy of any other process, so more samples
     repeats_by_case = {"roundtrip": repeats, "map_chunk1": repeats, "map_large": 3 * repeats}
-    names = labels(roundtrips)
+    names = labels(roundtrips, chunk1_items)
     # method → case → "<impl>/<kind>" → samples
     samples: Dict[str, Dict[str, Dict[str, List[float]]]] = {}
     for method in METHODS:

@@ -12,6 +12,10 @@ under fork (the default start method here):
   proxy, two requests each.  Every operation is timed on its own; a sample
   is the median of ``ops`` of them (after ``ops // 10`` untimed), so a
   preemption moves one operation, not the sample;
+* **floor** of a round-trip row: the same two requests as raw bytes, a
+  ``send`` of 64 bytes and a ``recv`` of the echo, twice, over a socket
+  pair with an ``os.fork()``ed child that echoes them (what a manager's
+  Unix socket costs before any library code), timed as the proxies are;
 * **Value increment**: ``with v.get_lock(): v.value += 1`` on
   ``ctx.Value('i')`` (shared memory, no manager), timed over loops
   calibrated to run ~``target_time`` seconds, the garbage collector off;
@@ -24,6 +28,8 @@ a target.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Any, Dict, List
 
@@ -76,10 +82,50 @@ def _value_loop(value: Any) -> Any:
     return loop
 
 
+REQUEST = b"r" * 64
+
+
+def raw_round_trips(ops: int, samples: int) -> List[float]:
+    """``samples`` medians of ``ops`` raw two-request operations with a forked echoing child (seconds each)."""
+    here, there = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            here.close()
+            while True:
+                data = there.recv(4096)
+                if not data:
+                    break
+                there.sendall(data)
+            code = 0
+        finally:
+            os._exit(code)
+    there.close()
+    try:
+        send, recv, size = here.sendall, here.recv, len(REQUEST)
+
+        def op() -> None:
+            for _ in range(2):
+                send(REQUEST)
+                got = 0
+                while got < size:
+                    chunk = recv(4096)
+                    if not chunk:
+                        raise RuntimeError("the echoing child is gone")
+                    got += len(chunk)
+
+        median_per_op(op, max(1, ops // 10))
+        return [median_per_op(op, ops) for _ in range(samples)]
+    finally:
+        here.close()
+        os.waitpid(pid, 0)
+
+
 def measure_ops(api: Any, ops: int, samples: int, target_time: float) -> Dict[str, Any]:
     """Child side: ``samples`` median round trips per proxy case, and ``samples`` Value increment times."""
     ctx = api.get_context(START_METHOD)
-    out: Dict[str, List[float]] = {"dict": [], "lock": [], "value": []}
+    out: Dict[str, List[float]] = {"dict": [], "lock": [], "value": []}  # and "floor"
     manager = ctx.Manager()
     try:
         shared = manager.dict()
@@ -104,6 +150,7 @@ def measure_ops(api: Any, ops: int, samples: int, target_time: float) -> Dict[st
                 out[case].append(median_per_op(op, ops))
     finally:
         manager.shutdown()
+    out["floor"] = raw_round_trips(ops, samples)
 
     value = ctx.Value("i", 0)
     loop = _value_loop(value)
@@ -130,11 +177,18 @@ def run(ctx: BenchContext) -> SectionResult:
     ops_params = {"ops": ctx.pick(1000, 400), "samples": ctx.pick(3, 2), "target_time": 0.01}
     ctx.log("  managers: round trips, Value")
     ops_results, ops_errors = ctx.collect("managers:ops", ops_params, rounds)
-    trips = result.table("round trips through a manager, per operation (median)", columns, name="round trips")
-    samples: Dict[str, Dict[str, List[float]]] = {}
+    trips = result.table(
+        "round trips through a manager, per operation (median); floor = the same two requests as raw 64-byte "
+        "messages echoed by an os.fork()ed child over a socket pair",
+        columns + [("floor", "floor")],
+        name="round trips",
+        ratios=[("ours", "stdlib"), ("upstream", "stdlib"), ("floor", "stdlib"), ("ours", "floor")],
+    )
+    floors = [s for k in keys for r in ops_results.get(k, []) for s in r["samples"].get("floor", [])]
+    samples: Dict[str, Dict[str, List[float]]] = {"floor": {"floor": floors}}
     for case, label in ROUND_TRIPS.items():
         samples[case] = {k: [s for r in ops_results.get(k, []) for s in r["samples"][case]] for k in keys}
-        medians, spreads = summarize_columns(samples[case])
+        medians, spreads = summarize_columns(dict(samples[case], floor=floors or None))
         trips.add(label, medians, [Target("stdlib", 1.0), Target("stdlib", 0.5)], spreads)
     shared = result.table("shared-memory Value, per operation (median)", columns, name="Value")
     samples["value"] = {k: [s for r in ops_results.get(k, []) for s in r["samples"]["value"]] for k in keys}
