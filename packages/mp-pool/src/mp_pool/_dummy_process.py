@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Iterable, Mapping, Optional
+
 
 __all__ = ["DummyProcess", "current_process", "active_children"]
 

@@ -94,11 +94,9 @@ import os
 import pickle
 import sys
 import threading
-import traceback
 import types
 import weakref
 from collections import deque
-from typing import Any, Callable, Optional, Sequence
 
 from mp_core import reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
@@ -131,6 +129,10 @@ from ._sources import ReadAheadWindow, SingleSource, make_source
 from ._time_limits import Deadlines
 from ._transport import RESULTS, SENTINEL, WAKE, Transport
 from ._worker_processes import Worker, WorkerProcesses
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Optional, Sequence
 
 __all__ = ["ProcessEngine"]
 
@@ -431,6 +433,8 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
             if self.broken is not None:
                 reason = self.broken
         except BaseException as exc:  # noqa: BLE001 - callers must never be left waiting
+            import traceback  # (only now: see _errors._format_exception)
+
             sys.stderr.write("Exception in the pool's manager thread:\n")
             traceback.print_exc()
             reason = BrokenPoolError(f"the pool's manager thread failed: {exc!r}")

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional
 
 from ._jobs import Job, Task
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Optional
 
 if TYPE_CHECKING:
     from ._worker_processes import Worker

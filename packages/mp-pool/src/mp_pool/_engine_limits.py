@@ -13,13 +13,16 @@ the worker and fails the task as a whole.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from mp_core import reduction
 
 from . import _wire
 from ._jobs import Job, Task, chunk_serialization_error
 from ._time_limits import Deadlines, backstop_error, item_timeout_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Optional
 
 if TYPE_CHECKING:
     import itertools

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Optional
 
 from mp_core import reduction, util
 
@@ -24,6 +23,10 @@ from . import _wire
 from ._errors import BrokenPoolError, MaybeEncodingError, attach_remote_traceback
 from ._jobs import Job, Task
 from ._memory import MIB
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Optional
 
 if TYPE_CHECKING:
     from ._memory import MemoryLimit

@@ -9,7 +9,6 @@ worker's, as with the standard library.
 from __future__ import annotations
 
 import signal
-import traceback
 
 from mp_core.context import ProcessError
 from mp_core.context import TimeoutError as _TimeoutError
@@ -151,7 +150,15 @@ def describe_exit(exitcode: Optional[int]) -> str:
 
 def format_remote(exc: BaseException) -> str:
     """The traceback text of ``exc`` as the worker saw it."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return _format_exception(exc, exc.__traceback__)
+
+
+def _format_exception(exc: BaseException, tb: Any) -> str:
+    # traceback (with linecache and tokenize) is imported at the first
+    # failure, not by every program's first Pool.
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def attach_remote_traceback(exc: BaseException, tb: Optional[str]) -> BaseException:
@@ -176,7 +183,7 @@ class ExceptionWithTraceback:
 
     def __init__(self, exc: BaseException, tb: Any) -> None:
         self.exc = exc
-        self.tb = "".join(traceback.format_exception(type(exc), exc, tb))
+        self.tb = _format_exception(exc, tb)
 
     def __reduce__(self) -> tuple:
         return rebuild_exc, (self.exc, self.tb)

@@ -13,7 +13,6 @@ type (``PicklingError``, ``TypeError``...) and its message
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional
 
 from mp_core import reduction
 from mp_core.reduction import describe, find_unserializable, serialization_error
@@ -23,6 +22,10 @@ from ._errors import BrokenPoolError
 from ._progress import Progress
 from ._results import PendingResult, ResultOwner
 from ._sources import ChunkSource
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Optional
 
 __all__ = [
     "Job",

@@ -25,11 +25,17 @@ extra (``pip install mp-pool[progress]``).
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping, Optional, Protocol, Union
+from collections.abc import Mapping
 
 from ._results import _report_callback_error
 
-__all__ = ["Progress", "ProgressArgument", "SupportsUpdate", "make_progress"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Optional, Protocol, Union
+else:
+    from ._generic import Protocol
+
+__all__ = ["Progress", "SupportsUpdate", "make_progress"]  # and, for type checkers, ProgressArgument
 
 #: What to install for ``progress=True`` or a dict of bar arguments.
 EXTRA_HINT = "pip install mp-pool[progress] (or multiprocess[progress])"
@@ -41,8 +47,9 @@ class SupportsUpdate(Protocol):
     def update(self, n: int) -> object: ...
 
 
-#: What ``progress=`` accepts (see the module's docstring).
-ProgressArgument = Union[None, bool, Mapping[str, Any], SupportsUpdate]
+if TYPE_CHECKING:
+    #: What ``progress=`` accepts (see the module's docstring).
+    ProgressArgument = Union[None, bool, Mapping[str, Any], SupportsUpdate]
 
 
 class Progress:

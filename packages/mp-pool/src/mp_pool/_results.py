@@ -30,11 +30,19 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import traceback
 from collections import deque
-from typing import Any, Callable, Generator, Generic, Optional, Protocol, TypeVar
 
 from mp_core.context import TimeoutError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Generator, Generic, Optional, Protocol, TypeVar
+
+    #: The type of a result's value (``AsyncResult[int]``); unchecked at run time.
+    _T = TypeVar("_T")
+else:
+    from ._generic import Generic, Protocol
+    from ._generic import T as _T
 
 __all__ = [
     "ApplyResult",
@@ -46,14 +54,13 @@ __all__ = [
     "ResultOwner",
 ]
 
-#: The type of a result's value (``AsyncResult[int]``); unchecked at run time.
-_T = TypeVar("_T")
-
 
 def _report_callback_error(result: Any, which: str) -> None:
     # A failing callback must neither kill the thread that delivers results
     # nor leave get() waiting: report it the way threading reports an
     # uncaught exception, and carry on.
+    import traceback  # (only now: a program that never fails does not pay for it)
+
     sys.stderr.write(f"Exception in {which} of {result!r}:\n")
     traceback.print_exc()
 

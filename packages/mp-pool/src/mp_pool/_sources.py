@@ -20,9 +20,8 @@ thread steps aside whenever the process forks (``mp_core._forksafe_threads``).
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import deque, namedtuple
 from itertools import islice
-from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from mp_core._forksafe_threads import ForkSafeThread
 
@@ -48,13 +47,22 @@ FIRST_CHUNK = 4
 SEQUENCE_TYPES = (list, tuple, range)
 
 
-class Chunk(NamedTuple):
-    """A piece of a job's input, the unit a task carries."""
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Iterable, NamedTuple, Optional
 
-    number: int  # its position among the job's chunks
-    start: int  # the position of its first item in the input
-    items: Any  # the items (for ``apply``, the call); ``None`` for an input error
-    error: Optional[BaseException]  # what the input iterator raised here, if it did
+    class Chunk(NamedTuple):
+        """A piece of a job's input, the unit a task carries."""
+
+        number: int  # its position among the job's chunks
+        start: int  # the position of its first item in the input
+        items: Any  # the items (for ``apply``, the call); ``None`` for an input error
+        error: Optional[BaseException]  # what the input iterator raised here, if it did
+
+else:
+    # (collections' named tuple: the same fields, without importing typing)
+    Chunk = namedtuple("Chunk", ("number", "start", "items", "error"))
+    Chunk.__doc__ = "A piece of a job's input, the unit a task carries."
 
 
 class ChunkSource:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import deque
-from typing import Any, Callable, Optional, Sequence
 
 from mp_core._forksafe_threads import ForkSafeThread
 
@@ -28,6 +27,10 @@ from ._jobs import Job, finish_submission, open_job
 from ._progress import Progress
 from ._results import PendingResult
 from ._sources import Chunk, SingleSource, make_source
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Optional, Sequence
 
 __all__ = ["ThreadEngine"]
 

@@ -18,11 +18,14 @@ kinds of deadline per worker, on the manager thread's clock:
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
 
 from . import _wire
 from ._errors import TaskTimeoutError
 from ._item_watch import tick_for
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Optional
 
 __all__ = ["Deadlines", "backstop_for", "item_timeout_error", "backstop_error", "check_task_timeout"]
 

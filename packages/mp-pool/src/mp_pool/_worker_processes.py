@@ -31,7 +31,6 @@ import sys
 import time
 import types
 from collections import deque
-from typing import Any, Callable, Optional, Sequence
 
 from mp_core import connection, context, reduction, util
 from mp_core._zygote import Zygote, ZygoteLost
@@ -41,6 +40,10 @@ from ._jobs import Task
 from ._memory import MemoryLimit
 from ._transport import SENTINEL, Transport, WorkerChannel
 from ._worker import run_worker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Optional, Sequence
 
 __all__ = ["Worker", "WorkerProcesses"]
 

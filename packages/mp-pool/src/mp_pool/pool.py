@@ -37,7 +37,6 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 import mp_core
 from mp_core import reduction, util
@@ -63,6 +62,14 @@ from ._results import MapResult as MapResult
 from ._threads import ThreadEngine
 from ._time_limits import check_task_timeout
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time (a program's first Pool imports this); annotations are strings
+    from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
+
+    _S = TypeVar("_S")  # an item of a map's input
+    _T = TypeVar("_T")  # what the mapped or applied function returns
+    _P = TypeVar("_P", bound="Pool")  # ``with ThreadPool() as pool`` is a ThreadPool
+
 __all__ = ["Pool", "ThreadPool"]
 
 # Pool states (the standard library's values).
@@ -70,10 +77,6 @@ INIT = "INIT"
 RUN = "RUN"
 CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
-
-_S = TypeVar("_S")  # an item of a map's input
-_T = TypeVar("_T")  # what the mapped or applied function returns
-_P = TypeVar("_P", bound="Pool")  # ``with ThreadPool() as pool`` is a ThreadPool
 
 #: The default of a call's ``task_timeout``: the pool's own (``None`` means no limit for that call).
 POOL_DEFAULT: Any = type("PoolDefault", (), {"__repr__": lambda self: "<the pool's setting>"})()
