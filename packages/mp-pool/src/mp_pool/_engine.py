@@ -82,9 +82,9 @@ seconds, so it never waits a round trip between two tasks and the manager
 writes and reads many frames per system call.  A worker is topped up only
 once it holds half its depth or less (``_refill_below``): each write to a
 worker that waits in ``read`` wakes it, which costs the manager more than
-the write itself, so the tasks go in a few large writes, not one by one.  Long tasks go only to idle
-workers, so that a slow task never holds a queued one hostage while
-another worker idles.
+the write itself, so the tasks go in a few large writes, not one by one.
+Long tasks go only to idle workers, so that a slow task never holds a
+queued one hostage while another worker idles.
 """
 
 from __future__ import annotations
