@@ -40,7 +40,8 @@ def test_a_short_frame_is_one_buffer_and_a_longer_one_keeps_its_pickle_apart():
     short = _wire.task_frame(_wire.MAP, 7, 3, [1], True)
     assert len(short) == 1 and len(short[0]) <= _wire.JOIN_BELOW
     longer = _wire.task_frame(_wire.MAP, 7, 3, [b"x" * _wire.JOIN_BELOW], True)
-    assert len(longer) == 2 and len(longer[0]) == 4 + _wire.HEAD_SIZE  # size header + head, then the pickle
+    # Size header and head, then the pickle: one part (CPython) or the pickler's pieces (PyPy's).
+    assert len(longer) >= 2 and len(longer[0]) == 4 + _wire.HEAD_SIZE
     for parts, body in ((short, [1]), (longer, [b"x" * _wire.JOIN_BELOW])):
         payload = _payload_of(parts)
         assert _wire.TASK_HEAD.unpack_from(payload) == (_wire.MAP, 7, 3)

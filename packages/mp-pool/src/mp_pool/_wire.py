@@ -168,6 +168,9 @@ def _framed(head: bytes, body: Any, serializer: Optional[reduction.Serializer]) 
         if size <= JOIN_BELOW:
             return [message_header(size) + head + payload]
         return [message_header(size) + head, payload]
+    size = len(head) + sum(memoryview(part).nbytes for part in parts)
+    if size <= JOIN_BELOW:  # (PyPy's pure-Python pickler hands over a short pickle in pieces)
+        return [message_header(size) + head + b"".join(parts)]
     frame = [b""]
     size = len(head)
     for part in parts:
