@@ -159,7 +159,14 @@ JOIN_BELOW = 4096
 
 def _framed(head: bytes, body: Any, serializer: Optional[reduction.Serializer]) -> list[Any]:
     """The frame of ``head`` followed by ``body`` pickled (out of band as the serializer says), as buffers."""
-    parts = (serializer or reduction.get_serializer()).message_parts(body)
+    serializer = serializer or reduction.get_serializer()
+    if serializer.oob_threshold is None:
+        # In band only: the pickler writes into the frame's own blocks (no
+        # copy of a large pickle), and a dill fallback rewinds them.
+        in_band = Frame(head)
+        serializer.dump(body, in_band)
+        return in_band.seal()
+    parts = serializer.message_parts(body)
     if len(parts) == 1:
         payload = parts[0]
         if type(payload) is not bytes:
