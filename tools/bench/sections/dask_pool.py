@@ -36,7 +36,7 @@ from . import Section, register
 WORKERS = 2
 SLEEP = 0.01
 #: workload -> (full n, quick n)
-SIZES = {"sleep": (2_000, 400), "tiny": (20_000, 4_000)}
+SIZES = {"sleep": (2_000, 200), "tiny": (20_000, 1_000)}
 #: column -> header
 ENGINES = {
     "dask_pool": "mp_dask.Pool",
@@ -138,7 +138,11 @@ def run(ctx: BenchContext) -> SectionResult:
     samples: Dict[str, Dict[str, List[float]]] = {}  # workload -> engine -> seconds
     # One worker (and a fresh cluster) per workload and engine: the 20,000 one-item tasks of
     # client.map or chunksize=1 take one to two minutes each on 2 busy cores, and a worker has 300 s.
-    calls = [("dask_pool:dask", {"sizes": {w: n}, "engines": [e]}) for w, n in sizes.items() for e in DASK_ENGINES]
+    # (--quick: both workloads on one cluster per engine; starting a cluster takes seconds.)
+    if ctx.quick:
+        calls = [("dask_pool:dask", {"sizes": sizes, "engines": [e]}) for e in DASK_ENGINES]
+    else:
+        calls = [("dask_pool:dask", {"sizes": {w: n}, "engines": [e]}) for w, n in sizes.items() for e in DASK_ENGINES]
     calls.append(("dask_pool:mp_pool", {"sizes": sizes}))
     for round_number in range(rounds):
         shift = round_number % len(calls)

@@ -171,9 +171,9 @@ def run(ctx: BenchContext) -> SectionResult:
     keys = ctx.runner.keys
     columns = [(k, k) for k in keys]
     # --quick: one fresh process per implementation and method (first and
-    # second pool: one sample each), three samples of each warmed map.
+    # second pool: one sample each), two samples of each warmed map.
     rounds = ctx.pick(3, 1)
-    repeats = 3
+    repeats = ctx.pick(3, 2)
     starts = result.table(
         f"Pool({WORKERS}) created + first map of {FIRST_MAP} items (median); second: another pool in the same "
         "process after the first was closed",

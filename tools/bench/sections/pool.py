@@ -61,7 +61,7 @@ WORKERS = 2
 TINY_DEFAULT = 200_000
 TINY_CHUNK1 = 20_000
 PAYLOADS = 2_000
-QUICK_PAYLOADS = 1_000
+QUICK_PAYLOADS = 500
 PAYLOAD_LEN = 12_500
 #: Upstream maps 1/N of the items in the cases where it is one to two orders of magnitude slower.
 UPSTREAM_SHARE = {"closure_chunk1": 10, "payload": 20}

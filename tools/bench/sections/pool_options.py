@@ -123,7 +123,7 @@ def run(ctx: BenchContext) -> SectionResult:
     if ours is None:
         result.notes.append("ours is not part of this run")
         return result
-    rounds = ctx.pick(3, 2)
+    rounds = ctx.pick(3, 1)
     repeats = {"default": ctx.pick(12, 8), "chunk1": ctx.pick(8, 5)}
     method = "fork"
     answers, errors = ctx.collect("pool_options:options", {"method": method, "repeats": repeats}, rounds, [ours])

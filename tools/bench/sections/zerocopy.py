@@ -1,11 +1,11 @@
 """``zerocopy``: large NumPy arrays between processes, as a fraction of this machine's memcpy (issue 18).
 
-Every worker measures memcpy first (``numpy.copyto`` of the 200 MB array
-into a preallocated one, the best of 5): the bandwidth every figure is
+Every worker measures memcpy first (``numpy.copyto`` of the 200 MB array,
+50 MB under ``--quick``, into a preallocated one, the best of 5): the bandwidth every figure is
 divided by, measured in the same run on the same machine.  A figure is
 array bytes / seconds, where the seconds cover the whole trip:
 
-* ``Pool.apply`` of a 200 MB float64 array to an identity function, sent to
+* ``Pool.apply`` of a 200 MB (``--quick``: 50 MB) float64 array to an identity function, sent to
   the worker and returned (one pool of 1 worker, fork; the first call is
   a warm-up): ours (``Pool`` and ``multiprocess.futures``), the stdlib
   (``Pool`` and ``concurrent.futures.ProcessPoolExecutor``) and loky
@@ -266,7 +266,9 @@ def run_zerocopy(ctx: Any) -> SectionResult:
     result = SectionResult("zerocopy", "large NumPy arrays between processes, as fractions of memcpy (issue 18)")
     impls = _implementations(ctx, result)
     rounds = ctx.pick(3, 1)
-    applied, errors = ctx.collect("zerocopy:apply", {"nbytes": 200 * MB, "repeat": ctx.pick(5, 3)}, rounds, impls)
+    # The stdlib's executors move ~100 MiB/s: --quick sends a quarter of the array, twice.
+    nbytes = ctx.pick(200, 50) * MB
+    applied, errors = ctx.collect("zerocopy:apply", {"nbytes": nbytes, "repeat": ctx.pick(5, 2)}, rounds, impls)
     for key, message in errors.items():
         result.notes.append(f"{key}: {message.strip().splitlines()[-1]}")
     memcpy = [answer["memcpy"] for answers in applied.values() for answer in answers]
@@ -289,11 +291,11 @@ def run_zerocopy(ctx: Any) -> SectionResult:
                 if note not in result.notes:
                     result.notes.append(note)
     table = result.table(
-        "200 MB float64 array to a worker and back (apply / submit), bytes per second",
+        f"{nbytes // MB} MB float64 array to a worker and back (apply / submit), bytes per second",
         columns,
         kind=RATE,
         ratios=[(key, "memcpy") for key, _ in columns[:-1]],
-        name="apply 200 MB",
+        name=f"apply {nbytes // MB} MB",
     )
     values, spreads = summarize_columns({key: cells.get(key) for key, _ in columns})
     table.add(
@@ -339,7 +341,7 @@ def run_zerocopy(ctx: Any) -> SectionResult:
         result.notes.append(f"stream rate: {answer['rate'] / MB:.0f} MB/s; peak {answer['peak'] / MB:.0f} MB")
 
     sizes = [1 * MiB, 4 * MiB, 8 * MiB, 16 * MiB, 32 * MiB]
-    params = {"sizes": sizes, "volume": ctx.pick(256 * MiB, 128 * MiB), "repeat": ctx.pick(3, 1)}
+    params = {"sizes": sizes, "volume": ctx.pick(256 * MiB, 64 * MiB), "repeat": ctx.pick(3, 1)}
     measured, errors = ctx.collect("zerocopy:threshold", params, 1, ours)
     for key, message in errors.items():
         result.notes.append(f"{key}: {message.strip().splitlines()[-1]}")
@@ -359,7 +361,8 @@ def run_zerocopy(ctx: Any) -> SectionResult:
         for size in sizes:
             table.add(f"{size // MiB} MiB", {key: answer.get(f"{size}/{key}") for key, _ in table.columns})
     result.notes.append(
-        "memcpy: numpy.copyto of 200 MB into a preallocated array, best of 5, in each worker; "
+        f"memcpy: numpy.copyto of {nbytes // MB} MB (channels: 200 MB) into a preallocated array, best of 5, "
+        "in each worker; "
         "rates are the best of the repeats, medians over workers"
     )
     return result
