@@ -214,12 +214,19 @@ def test_repopulate_pool_restores_the_full_number_of_workers(make_pool):
     first = {w.pid for w in pool._pool}
     assert [r.get(30) for r in [pool.apply_async(square, (i,)) for i in range(30)]] == [i * i for i in range(30)]
     pool._repopulate_pool()
+    # A worker whose second result has just arrived is still on its way out
+    # (and replaced once it is gone): the check is made on one snapshot in
+    # which all three are alive, not on the live list read again later.
     deadline = time.monotonic() + 10
-    while not (len(pool._pool) == 3 and all(w.is_alive() for w in pool._pool)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(pool._pool) == 3 and all(w.is_alive() for w in pool._pool)
-    assert None not in {w.pid for w in pool._pool}
-    assert not first & {w.pid for w in pool._pool}  # every first worker retired
+    while True:
+        workers = list(pool._pool)
+        if len(workers) == 3 and all(w.is_alive() for w in workers):
+            break
+        assert time.monotonic() < deadline, [(w.pid, w.exitcode) for w in workers]
+        time.sleep(0.01)
+    pids = {w.pid for w in workers}
+    assert None not in pids and len(pids) == 3
+    assert not first & pids  # every first worker retired
     assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
 
 
