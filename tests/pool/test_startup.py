@@ -136,6 +136,18 @@ def test_a_spawned_worker_imports_only_what_it_needs():
     importer = run_python(f"import sys, multiprocess; print(sorted(m for m in {names!r} if m in sys.modules))")
     assert importer.returncode == 0, importer.stderr
     assert set(eval(importer.stdout)) <= set(eval(bare.stdout)), importer.stdout
+    # The versions are read when asked for (one module fewer each for every import), and right.
+    versions = run_python(
+        "import sys, multiprocess, mp_core\n"
+        "before = sorted(m for m in sys.modules if m.endswith('.__about__'))\n"
+        "from mp_core import *\n"
+        "print(before, multiprocess.__version__, mp_core.__version__, __version__)"
+    )
+    assert versions.returncode == 0, versions.stderr
+    from mp_core.__about__ import __version__ as core_version
+    from multiprocess.__about__ import __version__ as meta_version
+
+    assert versions.stdout.split() == ["[]", meta_version, core_version, core_version], versions.stdout
     # A program's first Pool imports the pool: not concurrent.futures (and logging) for it, nor
     # typing (annotations are strings), nor traceback (imported at the first failure) beyond
     # what threading, which the pool needs, imports (PyPy's imports traceback).

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys as _sys
 
 from . import context as _context
-from .__about__ import __version__
 
 __all__ = [name for name in _context._default_context.__all__]  # type: ignore[attr-defined]
 globals().update((name, getattr(_context._default_context, name)) for name in __all__)
@@ -28,3 +27,12 @@ if "__mp_main__" not in _sys.modules:
     _sys.modules["__mp_main__"] = _sys.modules["__main__"]
 
 __all__ += ["SUBDEBUG", "SUBWARNING", "__version__"]
+
+
+def __getattr__(name: str) -> str:
+    # The version is read on first use: a module fewer for every import.
+    if name == "__version__":
+        from .__about__ import __version__
+
+        return __version__
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

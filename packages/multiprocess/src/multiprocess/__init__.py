@@ -24,7 +24,6 @@ from mp_core._owners import SUBMODULES as _SUBMODULES
 from mp_core._owners import import_module as _import_module
 
 from . import _aliases
-from .__about__ import __version__ as __version__
 
 _aliases.install()
 
@@ -34,9 +33,13 @@ __all__ = [name for name in _mp_core.__all__ if name != "__version__"]
 globals().update((name, getattr(_mp_core, name)) for name in __all__)
 
 
-def __getattr__(name: str) -> _ModuleType:
+def __getattr__(name: str) -> _ModuleType | str:
     # ``multiprocess.pool`` works without ``import multiprocess.pool``, but
-    # only costs an import when it is first touched.
+    # only costs an import when it is first touched; so does the version.
     if name in _SUBMODULES:
         return _import_module(f"{__name__}.{name}")
+    if name == "__version__":
+        from .__about__ import __version__
+
+        return __version__
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
