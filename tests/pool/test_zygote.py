@@ -220,3 +220,71 @@ def test_results_and_callbacks_flow_while_the_process_forks(make_pool, start):
         child.join(30)
         assert child.exitcode == 0
     assert pool.apply(helpers.square, (7,)) == 49
+
+
+# The program ends right after terminate() (as a ``with Pool`` block does):
+# its zygote, stopped, cannot exit before the reaper thread kills it.
+OWNER_EXITS = textwrap.dedent("""
+    import json, os, signal
+    import mp_core
+    from mp_core import _zygote
+    from mp_pool import Pool
+    from tests.pool.helpers import pid_of
+
+    _zygote.EXIT_WAIT = 0.5  # how long the reaper waits before it kills a zygote that does not exit
+
+    def run(pool):
+        assert len(pool.map(pid_of, range(4))) == 4
+        zygote = pool._engine._zygote.pid
+        os.kill(zygote, signal.SIGSTOP)
+        print(json.dumps({"zygote": zygote}), flush=True)
+
+    if __name__ == "__main__":
+        if ENDING == "with":
+            with Pool(2, context=mp_core.get_context("fork")) as pool:
+                run(pool)
+        else:  # left open: the pool's exit finalizer terminates it
+            pool = Pool(2, context=mp_core.get_context("fork"))
+            run(pool)
+""")
+
+# A subreaper runs the program: a zygote that outlived it would be
+# reparented here, found, and killed.
+EXIT_RUNNER = textwrap.dedent("""
+    import ctypes, json, os, signal, subprocess, sys, tempfile
+    PR_SET_CHILD_SUBREAPER = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+    # (Its exit is waited for, not the end of its output: a zygote left behind holds that open.)
+    with tempfile.TemporaryFile("w+") as errors:
+        owner = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, stderr=errors, text=True)
+        line = owner.stdout.readline()
+        returncode = owner.wait(timeout=60)
+        owner.stdout.close()
+        errors.seek(0)
+        stderr = errors.read()
+    zygote = json.loads(line)["zygote"] if line.strip() else None
+    left = zygote is not None and os.path.exists(f"/proc/{zygote}")
+    if left:
+        os.kill(zygote, signal.SIGKILL)
+        os.waitpid(zygote, 0)
+    print(json.dumps({"returncode": returncode, "stderr": stderr, "zygote": zygote, "left": left}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs prctl(PR_SET_CHILD_SUBREAPER)")
+@pytest.mark.parametrize("ending", ["with", "left open"])
+def test_a_program_that_ends_after_terminate_reaps_its_zygote_first(ending):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_RUNNER, f"ENDING = {ending!r}\n" + OWNER_EXITS],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=os.getcwd(),
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["returncode"] == 0 and outcome["zygote"], outcome
+    assert not outcome["left"], outcome

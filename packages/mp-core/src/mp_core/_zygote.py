@@ -165,7 +165,8 @@ class Zygote:
 
         With ``wait=False``, a zygote that has not exited yet is reaped by a
         short-lived thread of its own (the caller does not wait for its
-        exit; it is never left a zombie).
+        exit; it is never left a zombie), which the interpreter waits for
+        when it exits: no zygote outlives its program.
         """
         self.shut()
         pid, self.pid = self.pid, None
@@ -180,6 +181,8 @@ class Zygote:
             reaper.start()
         except RuntimeError:  # no new threads (interpreter shutdown)
             _reap(pid, exit_r, None)
+        else:
+            _reapers.track(reaper)
 
     def _after_fork_in_child(self) -> None:
         # A forked sibling (or another zygote) must not keep this one alive,
@@ -261,6 +264,48 @@ def _reap(pid: int, exit_r: int, thread: Optional[ForkSafeThread]) -> bool:
         pass  # already reaped (a SIGCHLD handler of the program's, say)
     util.close_fds(exit_r)
     return False
+
+
+class _Reapers:
+    """The reaper threads of zygotes still exiting, joined when the interpreter exits.
+
+    The threads are daemons (a program's exit does not wait for them by
+    itself): without the join, a zygote still stopping its children when
+    the program ends would outlive it, an orphan.  Each waits at most
+    ``EXIT_WAIT`` before it kills its zygote.  The join is the last of the
+    exit finalizers (``util._exit_function``), after the pools left open
+    have been terminated by theirs.
+    """
+
+    def __init__(self) -> None:
+        self._threads: list[ForkSafeThread] = []
+        self._lock = threading.Lock()
+        self._at_exit = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def track(self, thread: ForkSafeThread) -> None:
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+            if not self._at_exit:
+                util.Finalize(None, self.join_all, exitpriority=-100)
+                self._at_exit = True
+
+    def join_all(self) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(EXIT_WAIT + 1.0)
+
+    def _forget(self) -> None:
+        # A forked child did not close these zygotes: not its to wait for.
+        self._threads = []
+        self._lock = threading.Lock()
+        self._at_exit = False  # (the parent's finalizers are not the child's)
+
+
+_reapers = _Reapers()
 
 
 def _wait_readable(fd: int, timeout: float) -> bool:

@@ -45,6 +45,9 @@ FIRST_CHUNK = 4
 
 #: The inputs sliced on demand (and measured with ``len``); any other iterable is read by a feeder thread.
 SEQUENCE_TYPES = (list, tuple, range)
+#: A slice of a range this short goes as a tuple of its ints: C pickle writes a tuple of ints in
+#: one pass, where a range is reduced (two calls into the pickler's Python-level hook).
+SHORT_RANGE = 16
 
 
 TYPE_CHECKING = False
@@ -176,6 +179,8 @@ class SequenceSource(ChunkSource):
             return None
         items = self._items[start : start + self._chunksize]
         self._next = start + len(items)
+        if type(items) is range and len(items) <= SHORT_RANGE:
+            items = tuple(items)
         index = self._index
         self._index = index + 1
         return Chunk(index, start, items, None)
