@@ -106,6 +106,32 @@ def test_put_get_fifo_and_the_nowait_variants(ctx):
     q.join_thread()
 
 
+def test_no_item_is_stranded_when_puts_race_the_feeder_going_to_sleep(ctx):
+    # put() wakes the feeder only when it says it sleeps: one item at a time,
+    # each put finds it about to sleep or asleep, where a lost wake-up would
+    # leave the item in the buffer (and get() would time out).
+    q = ctx.Queue()
+    for i in range(3000):
+        q.put(i)
+        assert q.get(timeout=30) == i
+    # Several producer threads at once, in bursts, with the consumer draining.
+    def produce(base):
+        for i in range(2000):
+            q.put(base + i)
+
+    threads = [threading.Thread(target=produce, args=(k * 10_000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    got = [q.get(timeout=30) for _ in range(8000)]
+    for thread in threads:
+        thread.join()
+    assert sorted(got) == sorted(k * 10_000 + i for k in range(4) for i in range(2000))
+    for k in range(4):  # each producer's items in the order it put them
+        assert [x for x in got if x // 10_000 == k] == [k * 10_000 + i for i in range(2000)]
+    q.close()
+    q.join_thread()
+
+
 def test_maxsize_full_and_qsize(ctx):
     q = ctx.Queue(2)
     assert not q.full()

@@ -47,10 +47,12 @@ class FeedState:
     ``fd``: its non-blocking descriptor for the pipe (``None`` until tried,
     -1 if there is none); ``parts``: the bytes of the batch not yet
     written, ``batch`` and ``stop`` what they came from, ``lock`` the write
-    lock held meanwhile.
+    lock held meanwhile; ``waiting``: the feeder sleeps, or is about to, on
+    the queue's condition (set and cleared with its lock held; producers
+    notify only then).
     """
 
-    __slots__ = ("fd", "parts", "batch", "stop", "lock")
+    __slots__ = ("fd", "parts", "batch", "stop", "lock", "waiting")
 
     def __init__(self) -> None:
         self.fd: Optional[int] = None
@@ -58,6 +60,7 @@ class FeedState:
         self.batch: Optional[list] = None
         self.stop = False
         self.lock: Any = None
+        self.waiting = False
 
     def begin(self, batch: list, stop: bool, lock: Any) -> None:
         """Hold ``lock`` (unless ``None``) and make ``batch`` the bytes to write."""

@@ -198,11 +198,19 @@ class Queue(Generic[_T]):
         self.put(obj, False)
 
     def _enqueue(self, payload: Any) -> None:
-        with self._notempty:
-            if self._thread is None:
-                self._start_thread()
-            self._buffer.append(payload)
-            self._notempty.notify()
+        if self._thread is None:
+            with self._notempty:
+                if self._thread is None:
+                    self._start_thread()
+        self._buffer.append(payload)
+        # The feeder is woken only if it sleeps: it says so (``waiting``)
+        # before it last looks at the buffer, holding the condition's lock,
+        # so an item appended after that look finds the flag set, and the
+        # notify waits for the lock until the feeder is in ``wait()``.  A
+        # burst of puts to a busy feeder takes no lock.
+        if self._feed_state.waiting:
+            with self._notempty:
+                self._notempty.notify()
 
     def _start_thread(self) -> None:
         util.debug("Queue._start_thread()")
@@ -310,11 +318,15 @@ class Queue(Generic[_T]):
                 if state.parts is None:
                     if not buffer:
                         with notempty:
-                            while not buffer:
-                                if thread.pausing:
-                                    paused = True
-                                    return True
-                                notempty.wait()
+                            state.waiting = True  # (before the look at the buffer: see _enqueue)
+                            try:
+                                while not buffer:
+                                    if thread.pausing:
+                                        paused = True
+                                        return True
+                                    notempty.wait()
+                            finally:
+                                state.waiting = False
                     if thread.pausing:
                         paused = True
                         return True
