@@ -114,6 +114,7 @@ def test_no_item_is_stranded_when_puts_race_the_feeder_going_to_sleep(ctx):
     for i in range(3000):
         q.put(i)
         assert q.get(timeout=30) == i
+
     # Several producer threads at once, in bursts, with the consumer draining.
     def produce(base):
         for i in range(2000):
