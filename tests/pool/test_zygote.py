@@ -256,18 +256,24 @@ EXIT_RUNNER = textwrap.dedent("""
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
     # (Its exit is waited for, not the end of its output: a zygote left behind holds that open.)
+    zygote = None
     with tempfile.TemporaryFile("w+") as errors:
         owner = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, stderr=errors, text=True)
-        line = owner.stdout.readline()
-        returncode = owner.wait(timeout=60)
-        owner.stdout.close()
+        try:
+            line = owner.stdout.readline()
+            zygote = json.loads(line)["zygote"] if line.strip() else None
+            returncode = owner.wait(timeout=60)
+        finally:
+            if owner.poll() is None:  # (stuck: the test fails, and leaves nothing behind)
+                owner.kill()
+                owner.wait()
+            owner.stdout.close()
+            left = zygote is not None and os.path.exists(f"/proc/{zygote}")
+            if left:  # reparented here: killed and reaped
+                os.kill(zygote, signal.SIGKILL)
+                os.waitpid(zygote, 0)
         errors.seek(0)
         stderr = errors.read()
-    zygote = json.loads(line)["zygote"] if line.strip() else None
-    left = zygote is not None and os.path.exists(f"/proc/{zygote}")
-    if left:
-        os.kill(zygote, signal.SIGKILL)
-        os.waitpid(zygote, 0)
     print(json.dumps({"returncode": returncode, "stderr": stderr, "zygote": zygote, "left": left}))
 """)
 

@@ -133,6 +133,41 @@ def test_no_item_is_stranded_when_puts_race_the_feeder_going_to_sleep(ctx):
     q.join_thread()
 
 
+def test_a_put_racing_the_first_put_waits_until_the_feeder_is_fully_started(ctx, monkeypatch):
+    # The first put starts the feeder thread and then registers what flushes
+    # the queue at close and at exit; a put from another thread meanwhile
+    # must wait for all of it, or its close() + join_thread() could return
+    # with its item unsent.
+    from mp_sync import queues
+
+    entered, go = threading.Event(), threading.Event()
+
+    class HeldFeeder(_forksafe_threads.ForkSafeThread):
+        def start(self):
+            entered.set()
+            assert go.wait(60)
+            super().start()
+
+    monkeypatch.setattr(queues, "ForkSafeThread", HeldFeeder)
+    q = ctx.Queue()
+    first = threading.Thread(target=q.put, args=("first",))
+    first.start()
+    try:
+        assert entered.wait(60)
+        second = threading.Thread(target=q.put, args=("second",))
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "the second put returned while the feeder was still being started"
+    finally:
+        go.set()  # (whatever happened: the first put ends, and the queue can be closed)
+    first.join(60)
+    second.join(60)
+    assert not first.is_alive() and not second.is_alive()
+    assert sorted(q.get(timeout=30) for _ in range(2)) == ["first", "second"]
+    q.close()
+    q.join_thread()
+
+
 def test_maxsize_full_and_qsize(ctx):
     q = ctx.Queue(2)
     assert not q.full()

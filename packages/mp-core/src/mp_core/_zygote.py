@@ -272,15 +272,16 @@ class _Reapers:
     The threads are daemons (a program's exit does not wait for them by
     itself): without the join, a zygote still stopping its children when
     the program ends would outlive it, an orphan.  Each waits at most
-    ``EXIT_WAIT`` before it kills its zygote.  The join is the last of the
-    exit finalizers (``util._exit_function``), after the pools left open
-    have been terminated by theirs.
+    ``EXIT_WAIT`` before it kills its zygote.  The join is an exit
+    finalizer (``util._exit_function``) of the second pass: after the pools
+    left open have been terminated by theirs, before the resource tracker
+    stops and temporary directories go.
     """
 
     def __init__(self) -> None:
         self._threads: list[ForkSafeThread] = []
         self._lock = threading.Lock()
-        self._at_exit = False
+        self._at_exit: Optional[util.Finalize] = None
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget)
 
@@ -288,9 +289,10 @@ class _Reapers:
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
-            if not self._at_exit:
-                util.Finalize(None, self.join_all, exitpriority=-100)
-                self._at_exit = True
+            # (Again if a finalizer run dropped it: a first reaper started
+            # during the last pass would miss it.)
+            if self._at_exit is None or not self._at_exit.still_active():
+                self._at_exit = util.Finalize(None, self.join_all, exitpriority=-40)
 
     def join_all(self) -> None:
         with self._lock:
@@ -302,7 +304,7 @@ class _Reapers:
         # A forked child did not close these zygotes: not its to wait for.
         self._threads = []
         self._lock = threading.Lock()
-        self._at_exit = False  # (the parent's finalizers are not the child's)
+        self._at_exit = None  # (the parent's finalizers are not the child's)
 
 
 _reapers = _Reapers()

@@ -154,6 +154,7 @@ class Queue(Generic[_T]):
         self._notempty = threading.Condition(threading.Lock())
         self._buffer: collections.deque = collections.deque()
         self._thread: Optional[ForkSafeThread] = None
+        self._feeding = False  # the feeder is started and its finalizers registered (see _enqueue)
         self._jointhread: Optional[util.Finalize] = None
         self._joincancelled = False
         self._closed = False
@@ -198,9 +199,11 @@ class Queue(Generic[_T]):
         self.put(obj, False)
 
     def _enqueue(self, payload: Any) -> None:
-        if self._thread is None:
+        if not self._feeding:
+            # (Not ``_thread``: it is set before the finalizers that flush
+            # at close and at exit; another thread's put must wait for them.)
             with self._notempty:
-                if self._thread is None:
+                if not self._feeding:
                     self._start_thread()
         self._buffer.append(payload)
         # The feeder is woken only if it sleeps: it says so (``waiting``)
@@ -246,6 +249,7 @@ class Queue(Generic[_T]):
             )
         # Collected or exiting: let the feeder flush and stop.
         self._close = util.Finalize(self, Queue._finalize_close, [self._buffer, self._notempty], exitpriority=10)
+        self._feeding = True
 
     def _feeder_error_hook(self) -> Callable[[BaseException, Any], None]:
         """``_on_queue_feeder_error`` in a form the feeder thread can hold."""

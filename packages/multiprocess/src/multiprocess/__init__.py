@@ -43,3 +43,7 @@ def __getattr__(name: str) -> _ModuleType | str:
 
         return __version__
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "__version__"})
