@@ -48,15 +48,25 @@ class CannedRunner(Runner):
 def test_the_table_and_the_overhead_per_task() -> None:
     runner = CannedRunner(["ours", "stdlib"])
     result = dask_pool.run(BenchContext(runner, quick=True, log=lambda _: None))
-    assert sorted(runner.asked) == ["dask_pool:dask"] * 6 + ["dask_pool:mp_pool"]
+    # --quick: both workloads on one cluster per engine (a cluster takes seconds to start)
+    assert sorted(runner.asked) == ["dask_pool:dask"] * 3 + ["dask_pool:mp_pool"]
     (table,) = result.tables
     assert [key for key, _ in table.columns] == list(dask_pool.ENGINES)
     sleep, tiny = table.rows
-    assert sleep.label == "400 tasks of 10 ms" and tiny.label == "4,000 tiny tasks (x+1)"
+    assert sleep.label == "200 tasks of 10 ms" and tiny.label == "1,000 tiny tasks (x+1)"
     assert sleep.values == {"dask_pool": 3.0, "dask_chunk1": 4.0, "client_map": 5.0, "mp_pool": 2.5}
-    # 400 x 10 ms on 2 workers: 2 s of work; (3 - 2) / 400 s = 2,500 us per task.
-    assert "mp_dask.Pool 2,500 us" in result.notes[0]
-    assert "mp_dask.Pool 750 us" in result.notes[1]  # 3 s / 4,000 tiny tasks
+    # 200 x 10 ms on 2 workers: 1 s of work; (3 - 1) / 200 s = 10,000 us per task.
+    assert "mp_dask.Pool 10,000 us" in result.notes[0]
+    assert "mp_dask.Pool 3,000 us" in result.notes[1]  # 3 s / 1,000 tiny tasks
+
+
+def test_the_default_run_gives_each_workload_and_engine_a_cluster_of_its_own() -> None:
+    runner = CannedRunner(["ours", "stdlib"])
+    result = dask_pool.run(BenchContext(runner, quick=False, log=lambda _: None))
+    # 2 rounds of 2 workloads x 3 engines, and of the local pool
+    assert sorted(runner.asked) == ["dask_pool:dask"] * 12 + ["dask_pool:mp_pool"] * 2
+    sleep, tiny = result.tables[0].rows
+    assert sleep.label == "2,000 tasks of 10 ms" and tiny.label == "20,000 tiny tasks (x+1)"
 
 
 def test_without_ours_nothing_is_measured() -> None:
