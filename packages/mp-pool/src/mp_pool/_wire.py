@@ -175,18 +175,13 @@ def _framed(head: bytes, body: Any, serializer: Optional[reduction.Serializer]) 
         if size <= JOIN_BELOW:
             return [message_header(size) + head + payload]
         return [message_header(size) + head, payload]
-    size = len(head) + sum(memoryview(part).nbytes for part in parts)
-    if size <= JOIN_BELOW:  # (PyPy's pure-Python pickler hands over a short pickle in pieces)
+    # Several parts (large buffers' envelopes; PyPy's pure-Python pickler also
+    # hands a short pickle over in pieces), each copied as above.
+    parts = [part if type(part) is bytes else bytes(part) for part in parts]
+    size = len(head) + sum(map(len, parts))
+    if size <= JOIN_BELOW:
         return [message_header(size) + head + b"".join(parts)]
-    frame = [b""]
-    size = len(head)
-    for part in parts:
-        if type(part) is not bytes:
-            part = bytes(part)
-        frame.append(part)
-        size += len(part)
-    frame[0] = message_header(size) + head
-    return frame
+    return [message_header(size) + head, *parts]
 
 
 def task_frame(
