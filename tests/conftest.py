@@ -19,6 +19,7 @@ import pytest
 
 import mp_core
 
+from . import _child_pytest
 from .support import (
     SEMAPHORE_PREFIX,
     SHARED_MEMORY_PREFIX,
@@ -33,6 +34,13 @@ from .support import (
 # children inherit the prefixes with the rest of the process configuration.
 mp_core.current_process()._config["semprefix"] = SEMAPHORE_PREFIX
 mp_core.current_process()._config["shmprefix"] = SHARED_MEMORY_PREFIX
+# A child under spawn or forkserver imports the test module its target
+# lives in, and with it pytest: the session's children get a light one
+# (tests/_child_pytest.py), and the fork server imports what every such
+# module imports once, before it forks any child.  (Tests of preloading
+# itself run programs of their own.)
+os.environ[_child_pytest.ENV] = "1"
+mp_core.set_forkserver_preload(["__main__", "tests.support"])
 
 
 @pytest.fixture(params=START_METHODS)

@@ -654,7 +654,7 @@ def test_many_concurrent_pipes(ctx, start):
         assert proc.exitcode == 0
 
 
-# ---------------------------------------------------------------- 3 GiB
+# ---------------------------------------------------------------- over 2 GiB
 
 
 def _mem_available() -> int:
@@ -670,9 +670,12 @@ def _mem_available() -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(_mem_available() < 10 * 2**30, reason="needs 10 GiB of available memory")
-def test_three_gib_round_trip(ctx, start):
-    size = 3 * 2**30 + 12345  # over 2 GiB: the long header format
+@pytest.mark.skipif(_mem_available() < 8 * 2**30, reason="needs 8 GiB of available memory")
+def test_over_two_gib_round_trip(ctx, start):
+    # Over 2 GiB (2**31 - 1): the long header format.  Not much over: the
+    # parent's buffer, the child's and the echo's are all this big, and CI
+    # runs two suites side by side.
+    size = 2 * 2**30 + 12345
     # The child first, so that a forked one does not share the big buffers.
     ours, theirs = Pipe()
     proc = start(recv_into_and_echo, theirs, size)
