@@ -180,7 +180,9 @@ class Queue(Generic[_T]):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         try:
-            payload = reduction.dumps(obj, serializer=self._serializer, oob=True)
+            # dumps(obj, oob=True) of the queue's settings, less the layers
+            # between (a put of a small item is mostly their cost).
+            payload = reduction._encode_message(obj, self._serializer or reduction._default_serializer)
         except Exception as exc:
             # A subclass that overrides the hook expects serialization errors
             # to reach it rather than its caller (as where the feeder thread
@@ -575,7 +577,7 @@ class SimpleQueue(Generic[_T]):
 
     def put(self, obj: _T) -> None:
         """Put ``obj`` in the queue (serialization errors raise here)."""
-        payload = reduction.dumps(obj, serializer=self._serializer, oob=True)
+        payload = reduction._encode_message(obj, self._serializer or reduction._default_serializer)
         if self._wlock is None:
             self._writer.send_bytes(payload)
         else:
