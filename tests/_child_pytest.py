@@ -2,7 +2,7 @@
 
 A child started by spawn or by the fork server runs a target that lives in
 a test module, so it imports that module, and the module imports
-``pytest``: 150 ms on CPython (more on PyPy) in every such child, a large
+``pytest``: 150 ms on CPython (about 300 ms on PyPy) in every such child, a large
 part of the suite's time.  What a test module needs from ``pytest`` while
 it is imported is the decorators (``pytest.mark.*``, ``pytest.fixture``)
 and ``pytest.importorskip``; none of them has work to do in a child, which
