@@ -674,7 +674,7 @@ def _mem_available() -> int:
 def test_over_two_gib_round_trip(ctx, start):
     # Over 2 GiB (2**31 - 1): the long header format.  Not much over: the
     # parent's buffer, the child's and the echo's are all this big, and CI
-    # runs two suites side by side.
+    # runs several suites side by side.
     size = 2 * 2**30 + 12345
     # The child first, so that a forked one does not share the big buffers.
     ours, theirs = Pipe()

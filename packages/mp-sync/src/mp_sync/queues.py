@@ -84,6 +84,15 @@ def _notify(condition: threading.Condition) -> None:
         condition.notify()
 
 
+def _message(obj: Any, serializer: Optional[reduction.Serializer]) -> bytes:
+    """``reduction.dumps(obj, serializer=serializer, oob=True)``, with this thread's kept pickler.
+
+    The same bytes and errors, without the layers of ``dumps`` between: a
+    put of a small item is mostly their cost.
+    """
+    return reduction._encode_message(obj, serializer or reduction.get_serializer())
+
+
 class Queue(Generic[_T]):
     """A multi-producer, multi-consumer FIFO queue between processes (``queue.Queue``).
 
@@ -180,9 +189,7 @@ class Queue(Generic[_T]):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         try:
-            # dumps(obj, oob=True) of the queue's settings, less the layers
-            # between (a put of a small item is mostly their cost).
-            payload = reduction._encode_message(obj, self._serializer or reduction._default_serializer)
+            payload = _message(obj, self._serializer)
         except Exception as exc:
             # A subclass that overrides the hook expects serialization errors
             # to reach it rather than its caller (as where the feeder thread
@@ -577,7 +584,7 @@ class SimpleQueue(Generic[_T]):
 
     def put(self, obj: _T) -> None:
         """Put ``obj`` in the queue (serialization errors raise here)."""
-        payload = reduction._encode_message(obj, self._serializer or reduction._default_serializer)
+        payload = _message(obj, self._serializer)
         if self._wlock is None:
             self._writer.send_bytes(payload)
         else:
