@@ -80,6 +80,61 @@ def leaky(tmp_root: str) -> dict:
         workload.cleanup()
 
 
+class Stragglers:
+    """Each round leaves a thread holding a pipe, which goes once a snapshot has been taken.
+
+    Like a pool's zygote reaper after ``join``: gone soon after the round,
+    on its own.  Released by the snapshots (not by time), so a reading
+    taken at once still counts every round's straggler.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: list = []
+
+    def setup(self, ctx):
+        return self
+
+    def run(self, state, n):
+        release = threading.Event()
+        r, w = os.pipe()
+
+        def linger():
+            release.wait()
+            os.close(r)
+            os.close(w)
+
+        threading.Thread(target=linger).start()
+        self.waiting.append(release)
+
+    def teardown(self, state):
+        pass
+
+    def release_all(self):
+        while self.waiting:
+            self.waiting.pop().set()
+
+
+def stragglers(tmp_root: str) -> dict:
+    workload = Stragglers()
+    take_snapshot = probes.snapshot
+
+    def snapshot_then_release(*args):
+        taken = take_snapshot(*args)
+        workload.release_all()
+        return taken
+
+    probes.snapshot = snapshot_then_release
+    runner.SETTLE_SECONDS = 60.0  # they do go: a loaded machine only delays them
+    return runner.measure(
+        Workload("stragglers", 10, 5, workload.setup, workload.run, workload.teardown, ""),
+        None,
+        quick=False,
+        rss_bound=50.0,
+        prefixes=["nothing-"],
+        tmp_root=tmp_root,
+    )
+
+
 def leaves_things(tmp_root: str) -> dict:
     prefix = f"soak-test-{os.getpid()}-"
     made = {}
@@ -113,6 +168,7 @@ def leaves_things(tmp_root: str) -> dict:
 
 if __name__ == "__main__":
     runner.SETTLE_SECONDS = 0.5  # what is left is left: no need to wait for it
-    scenario = {"probes": probe_counts, "leaky": leaky, "leaves_things": leaves_things}[sys.argv[1]]
+    scenarios = {"probes": probe_counts, "leaky": leaky, "leaves_things": leaves_things, "stragglers": stragglers}
+    scenario = scenarios[sys.argv[1]]
     print(json.dumps(scenario(sys.argv[2])))
     os._exit(0)  # the leaked descriptors and buffers go with the process

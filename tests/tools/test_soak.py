@@ -108,6 +108,17 @@ def test_measure_reports_every_broken_bound(tmp_path):
     assert row["leftovers"] == []
 
 
+def test_the_end_reading_waits_for_stragglers_that_go_on_their_own(tmp_path):
+    # (A fork pool's join returns while a thread still reaps its zygote:
+    # the soak's "pools" bounds broke on that once, in CI.)
+    row = measure_scenario("stragglers", tmp_path)
+    before, start, end, after = row["threads"]
+    assert end <= start and after <= before
+    before, start, end, after = row["fds"]
+    assert end <= start and after <= before
+    assert row["broken"] == []
+
+
 def test_measure_reports_what_a_teardown_leaves_behind(tmp_path):
     row = measure_scenario("leaves_things", tmp_path)
     assert row["leftovers"] == [f"child {row['child_pid']}", f"/dev/shm/{row['prefix']}segment", "$TMPDIR/left.txt"]
