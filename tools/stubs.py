@@ -134,7 +134,10 @@ def face_init_stub() -> str:
 def _public_names(module: ModuleType) -> list[str]:
     """The names a user may take from ``module``: its ``__all__`` and what it defines or re-exports of ours."""
     names = {name for name in getattr(module, "__all__", ()) if hasattr(module, name)}
-    for name, value in vars(module).items():
+    # dir(), not vars(): a name the module works out when first read (its
+    # __getattr__, listed by its __dir__) is one of its names all the same.
+    for name in dir(module):
+        value = getattr(module, name)
         if name.startswith("_") or name == "TYPE_CHECKING" or isinstance(value, ModuleType):
             continue
         if isinstance(value, _LITERALS) or _ours(value):

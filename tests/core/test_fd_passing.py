@@ -12,6 +12,8 @@ import mp_core
 from mp_core import connection, resource_sharer
 from mp_core.connection import Pipe
 
+from ..support import run_script
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -187,3 +189,38 @@ def test_stop_closes_unclaimed_duplicates():
         assert resource_sharer._resource_sharer._thread is None
         if before is not None:
             assert _open_fds() == before
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_socket_made_after_the_import_travels_too(method, tmp_path):
+    # The socket reducer is registered without importing socket: here the
+    # program imports socket only after multiprocess, and the first pickler
+    # to meet a socket registers it.
+    done = run_script(
+        tmp_path / "program.py",
+        f"""
+        import sys
+
+        def use(sock):
+            with sock:
+                sock.sendall(b"from the child")
+
+        if __name__ == "__main__":
+            import multiprocess
+            from mp_core import reduction
+
+            assert "socket" not in sys.modules and reduction._socket_reducer_pending
+            import socket
+
+            ours, theirs = socket.socketpair()
+            ctx = multiprocess.get_context({method!r})
+            child = ctx.Process(target=use, args=(theirs,))
+            child.start()
+            theirs.close()
+            print(ours.recv(100).decode())
+            child.join(30)
+            print(child.exitcode, reduction._socket_reducer_pending)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["from the child", "0 False"]

@@ -20,7 +20,7 @@ import pytest
 import mp_core
 from mp_pool import Pool, PoolTerminatedError
 
-from ..support import run_python
+from ..support import run_python, run_script
 from . import helpers
 
 #: What a worker that runs a named function from an importable module never needs.
@@ -156,6 +156,42 @@ def test_a_spawned_worker_imports_only_what_it_needs():
     pooled = run_python(f"import sys, multiprocess.pool; print(sorted(m for m in {names!r} if m in sys.modules))")
     assert pooled.returncode == 0, pooled.stderr
     assert set(eval(pooled.stdout)) <= set(eval(bare.stdout)), pooled.stdout
+
+
+#: What ``import multiprocess`` and a spawned worker leave out on CPython (each costs milliseconds:
+#: enum, which socket, signal and re build their constants with; pickle's pure-Python half, which imports re).
+LEFT_OUT = ("socket", "selectors", "signal", "enum", "re", "pickle", "runpy", "pkgutil")
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="PyPy's only pickler is the pickle module's")
+def test_import_and_a_spawned_worker_leave_out_socket_signal_and_the_pickle_module(tmp_path):
+    bare = run_python(f"import sys, threading; print(sorted(m for m in {LEFT_OUT!r} if m in sys.modules))")
+    assert bare.returncode == 0, bare.stderr
+    # The worker runs the script again (as __mp_main__) and a function defined in it.
+    done = run_script(
+        tmp_path / "program.py",
+        f"""
+        import sys
+
+        def loaded(_):
+            return sorted(m for m in {LEFT_OUT!r} if m in sys.modules)
+
+        if __name__ == "__main__":
+            import multiprocess
+            from multiprocess import reduction
+
+            print(loaded(0))
+            with multiprocess.get_context("spawn").Pool(1) as pool:
+                print(pool.apply(loaded, (0,)))
+            print(reduction.HAVE_SEND_HANDLE, "socket" in sys.modules)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    importer, worker, send_handle = done.stdout.splitlines()
+    allowed = set(eval(bare.stdout))
+    assert set(eval(importer)) <= allowed, importer
+    assert set(eval(worker)) <= allowed, worker
+    assert send_handle == "True True"  # read when asked for: then it asks the socket module
 
 
 def test_nothing_is_queued_behind_a_busy_worker_while_another_is_starting(make_pool, held, gate):

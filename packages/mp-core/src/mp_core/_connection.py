@@ -31,11 +31,11 @@ swallowed (and closed by the kernel) by a plain read.
 
 from __future__ import annotations
 
+import _socket  # the C module under socket: its constants and socketpair without socket.py's enums (ms of import)
 import fcntl
 import math
 import os
 import select
-import socket
 import stat
 import sys
 import threading
@@ -77,7 +77,7 @@ BUFSIZE = 8192
 # itself); larger ones into one preallocated buffer.
 _SMALL_READ = 64 * 1024
 
-_MSG_WAITALL: Optional[int] = getattr(socket, "MSG_WAITALL", None)
+_MSG_WAITALL: Optional[int] = getattr(_socket, "MSG_WAITALL", None)
 
 # An OS pipe defaults to 64 KiB on Linux; a larger one lets the writer run
 # ahead of the reader with fewer context switches.  Pipe buffers count
@@ -482,8 +482,8 @@ def _load_with(payload: bytes, descriptors: list[int]) -> Any:
         _close_all(descriptors)
 
 
-_ANCILLARY_SPACE = socket.CMSG_SPACE(MAX_FRAME_DESCRIPTORS * 4) if hasattr(socket, "CMSG_SPACE") else 0
-_RECEIVE_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+_ANCILLARY_SPACE = _socket.CMSG_SPACE(MAX_FRAME_DESCRIPTORS * 4) if hasattr(_socket, "CMSG_SPACE") else 0
+_RECEIVE_CLOEXEC = getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
 
 
 def _read_with_descriptors(fd: int, size: int, descriptors: Optional[list[int]]) -> bytes:
@@ -502,7 +502,7 @@ def _read_with_descriptors(fd: int, size: int, descriptors: Optional[list[int]])
     finally:
         sock.detach()
     for level, kind, cdata in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             received = array.array("i")
             received.frombytes(cdata[: len(cdata) - len(cdata) % received.itemsize])
             descriptors.extend(received)
@@ -604,7 +604,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     Otherwise an OS pipe: ``conn1`` only receives, ``conn2`` only sends.
     """
     if duplex:
-        left, right = socket.socketpair()
+        left, right = _socket.socketpair()  # (AF_UNIX, SOCK_STREAM)
         for end in (left, right):
             end.setblocking(True)
             _enlarge_socket(end)
@@ -621,7 +621,7 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     return reader, writer
 
 
-def _enlarge_socket(sock: socket.socket) -> None:
+def _enlarge_socket(sock: _socket.socket) -> None:
     """Ask for larger send and receive buffers on ``sock`` (best effort).
 
     A Unix stream socket holds at most its sender's buffer in flight
@@ -630,10 +630,10 @@ def _enlarge_socket(sock: socket.socket) -> None:
     ``net.core.wmem_max``/``rmem_max`` and only uses the memory while data
     is queued.
     """
-    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+    for option in (_socket.SO_SNDBUF, _socket.SO_RCVBUF):
         try:
-            if sock.getsockopt(socket.SOL_SOCKET, option) < _SOCKET_BUFFER_SIZE:
-                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER_SIZE)
+            if sock.getsockopt(_socket.SOL_SOCKET, option) < _SOCKET_BUFFER_SIZE:
+                sock.setsockopt(_socket.SOL_SOCKET, option, _SOCKET_BUFFER_SIZE)
         except OSError:  # pragma: no cover - a platform without the option
             pass
 

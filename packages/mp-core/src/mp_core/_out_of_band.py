@@ -50,9 +50,10 @@ offset and length); a named segment's starts with its name.
 from __future__ import annotations
 
 import io
-import pickle
 import struct
 import threading
+
+from . import _cpickle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time (a spawned child loads this module); annotations are strings
@@ -143,7 +144,7 @@ DEFAULT_THRESHOLD = 8 << 20
 #: a bytes object's or a bytearray's own.
 MIN_THRESHOLD = 256 * 1024
 
-_PyPickleBuffer = pickle.PickleBuffer
+_PyPickleBuffer = _cpickle.PickleBuffer
 _u32 = struct.Struct("<I")
 _u64 = struct.Struct("<Q")
 #: header opcode -> (header size, size field, the type it writes)
@@ -159,7 +160,7 @@ _CALL_ON_BUFFER = {
 }
 # The pure-Python pickler (PyPy) writes in-band buffers as views it releases
 # right after: those are copied as they are written.
-_PURE_PYTHON_PICKLER = pickle.Pickler is getattr(pickle, "_Pickler", None)
+_PURE_PYTHON_PICKLER = not _cpickle.C_PICKLER
 # (mmap is imported only where it is needed: it costs CPython's ``import multiprocess`` time.)
 _PYPY_OUT_OF_BAND_EXPORTERS: tuple[type, ...] = (
     (bytes, bytearray, memoryview, __import__("mmap").mmap) if _PURE_PYTHON_PICKLER else ()
@@ -199,7 +200,7 @@ class Collector:
     def _write_copying_views(self, data: Any) -> None:  # pragma: no cover - PyPy
         self.chunks.append(bytes(data) if type(data) is memoryview else data)
 
-    def buffer_callback(self, buffer: pickle.PickleBuffer) -> bool:
+    def buffer_callback(self, buffer: _cpickle.PickleBuffer) -> bool:
         """Keep ``buffer`` out of band if it is large enough; true means in band."""
         try:
             with buffer.raw() as raw:
@@ -324,7 +325,7 @@ def _envelope(stream: list[Any], buffers: list[Any], carrier: Optional[Carrier] 
         # In band (the limit of bytes in flight, or /dev/shm full): the
         # buffer itself, pickled into the envelope.
         refs.append(ref if ref is not None else buffer)
-    return pickle.dumps(_Envelope(tuple(refs), b"".join(stream)), 5)
+    return _cpickle.dumps(_Envelope(tuple(refs), b"".join(stream)), 5)
 
 
 def _is_fd_segment(segment: Any) -> bool:
@@ -370,7 +371,7 @@ def _load_envelope(refs: tuple, stream: bytes) -> Any:
             buffers.append(_load_fd_segments().receive(ref, _current.incoming))
         else:
             buffers.append(_load_segments().receive(ref))
-    return pickle.loads(stream, buffers=buffers)
+    return _cpickle.loads(stream, buffers=buffers)
 
 
 # What an envelope starts with: protocol 5, a frame (8-byte size), then its loader.
@@ -404,13 +405,13 @@ def _unlink_refs(refs: tuple, stream: bytes) -> None:
             _load_segments().unlink(ref)
 
 
-class _Discarder(pickle.Unpickler):
+class _Discarder(_cpickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == __name__ and name == "_load_envelope":
             return _unlink_refs
         # An envelope names nothing else (its stream is bytes, its references
         # tuples of str and int): anything else is not ours to load.
-        raise pickle.UnpicklingError(f"not an envelope of large buffers: it names {module}.{name}")
+        raise _cpickle.UnpicklingError(f"not an envelope of large buffers: it names {module}.{name}")
 
 
 # ---------------------------------------------------------------- memoryview

@@ -41,14 +41,13 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import select
 import signal
 import socket
 import threading
 import time
 
-from . import process, reduction, util
+from . import _cpickle, process, reduction, util
 from ._child_status import SIGNED_STRUCT, drain, read_signed, recv_exactly, report_exited_children
 from ._forksafe_threads import ForkSafeThread, fork, fork_requested_fd
 
@@ -198,7 +197,7 @@ class Zygote:
         """Ask for a child; return ``(status fd, parent keep-alive fd, pid)``."""
         if len(fds) > MAX_CHILD_FDS:
             raise ValueError(f"a zygote child can be given at most {MAX_CHILD_FDS} descriptors, not {len(fds)}")
-        payload = pickle.dumps(info)
+        payload = _cpickle.dumps(info)
         with self._lock:
             control = self._control
             if control is None:
@@ -354,7 +353,7 @@ def _serve(
         if control_fd in ready:
             try:
                 fds, info = _receive_request(control)
-            except (OSError, EOFError, RuntimeError, AssertionError, pickle.UnpicklingError):
+            except (OSError, EOFError, RuntimeError, AssertionError, _cpickle.UnpicklingError):
                 break  # end of file: the owner closed us or died
             _start_child(fds, info, build, owner, children, control, zygote_fds, old_handlers, old_wakeup)
     control.close()
@@ -386,7 +385,7 @@ def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
         if len(fds) < 2:
             raise RuntimeError(f"a request carries at least 2 descriptors, not {len(fds)}")
         size = read_signed(control.fileno())
-        info = pickle.loads(recv_exactly(control, size))
+        info = _cpickle.loads(recv_exactly(control, size))
     except BaseException:
         util.close_fds(*fds)
         raise

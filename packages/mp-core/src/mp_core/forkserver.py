@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import selectors
 import signal
 import socket
 import sys
 import threading
 
-from . import _entropy, process, reduction, spawn, util
+from . import _cpickle, _entropy, process, reduction, spawn, util
 
 # The status wire shared with the zygote (pid, then exit code, per child).
 from ._child_status import SIGNED_STRUCT, read_signed  # noqa: F401  (read_signed: the stdlib's name)
@@ -198,7 +197,7 @@ class ForkServer:
                 os.close(alive_r)
                 os.close(config_r)
         with open(config_w, "wb") as f:
-            pickle.dump(config, f)
+            _cpickle.dump(config, f)
         self._forkserver_address, self._forkserver_authkey = address, authkey
         self._forkserver_alive_fd, self._forkserver_pid = alive_w, pid
         # At exit, after our children were joined (priority >= 0) but before
@@ -303,7 +302,7 @@ def _server_preparation_data(preload: Sequence[str]) -> dict[str, Any]:
 def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     """Run the fork server (the program of its process)."""
     with open(config_fd, "rb") as f:
-        config = pickle.load(f)
+        config = _cpickle.load(f)
     owner: int = config["owner"]
     authkey: bytes = config["authkey"]
     # With on_error='fail' a failed preload raises out of here: the server

@@ -9,7 +9,6 @@ sentinel behind ``parent_process().is_alive()``.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 
 from . import util
@@ -128,13 +127,21 @@ class Popen:
                 if self.wait(timeout=0.1) is None:
                     raise
 
+    # (The signal module is imported where it is used: its import (enum)
+    # would cost every spawned child milliseconds.)
     def interrupt(self) -> None:
+        import signal
+
         self._send_signal(signal.SIGINT)
 
     def terminate(self) -> None:
+        import signal
+
         self._send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        import signal
+
         self._send_signal(signal.SIGKILL)
 
     def _launch(self, process_obj: Any) -> None:

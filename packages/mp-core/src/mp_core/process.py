@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import sys
 import threading
 from _weakrefset import WeakSet  # (as the standard library's process module: weakref costs import time)
@@ -323,7 +322,7 @@ class BaseProcess:
         info.append(f"parent={self._parent_pid}")
         info.append(status)
         if exitcode is not None:
-            name = _exitcode_to_name.get(exitcode, exitcode)
+            name = _exit_code_names().get(exitcode, exitcode)
             info.append(f"exitcode={name}")
         if self.daemon:
             info.append("daemon")
@@ -461,7 +460,30 @@ _process_counter = itertools.count(1)
 _children = set()
 del _MainProcess
 
-_exitcode_to_name = {-sig.value: f"-{sig.name}" for sig in signal.Signals}
+
+_exit_names: Optional[dict[int, str]] = None
+
+
+def _exit_code_names() -> dict[int, str]:
+    """``{-N: '-SIGNAME'}``: how ``repr`` names the exit code of a child killed by a signal.
+
+    Made when first needed, as the stdlib's ``_exitcode_to_name`` is at
+    import: the signal module's import (enum) costs every ``import
+    multiprocess`` milliseconds.
+    """
+    global _exit_names
+    if _exit_names is None:
+        import signal
+
+        _exit_names = {-sig.value: f"-{sig.name}" for sig in signal.Signals}
+    return _exit_names
+
+
+def __getattr__(name: str) -> dict[int, str]:
+    if name == "_exitcode_to_name":  # (the stdlib's name)
+        return _exit_code_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Process objects that have been created but maybe not started; tests use it
 # to find processes that were left behind.

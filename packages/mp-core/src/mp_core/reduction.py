@@ -30,13 +30,11 @@ from __future__ import annotations
 import copyreg
 import io
 import os
-import pickle
-import socket
 import sys
 import threading
 import types
 
-from . import _out_of_band
+from . import _cpickle, _out_of_band
 from ._payload_cache import cached_payload as _cached_payload
 from ._running_frames import REFUSE_RUNNING_FRAMES as _REFUSE_RUNNING_FRAMES
 from ._running_frames import refuse_running_frame as _refuse_running_frame
@@ -64,12 +62,36 @@ __all__ = [
     "discard",
 ]
 
-HAVE_SEND_HANDLE = sys.platform == "win32" or (
-    hasattr(socket, "CMSG_LEN") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "sendmsg")
-)
+if TYPE_CHECKING:
+    import socket
+
+    HAVE_SEND_HANDLE: bool
+
+
+def __getattr__(name: str) -> bool:
+    # HAVE_SEND_HANDLE asks the socket module, whose import costs every
+    # ``import multiprocess`` (and every spawned child) milliseconds: it is
+    # worked out when first read.
+    if name == "HAVE_SEND_HANDLE":
+        value = globals()[name] = _have_send_handle()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "HAVE_SEND_HANDLE"})
+
+
+def _have_send_handle() -> bool:
+    if sys.platform == "win32":
+        return True
+    import socket
+
+    return hasattr(socket, "CMSG_LEN") and hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "sendmsg")
+
 
 MODES = ("auto", "dill", "pickle")
-DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
+DEFAULT_PROTOCOL = _cpickle.HIGHEST_PROTOCOL
 
 # Reducers registered with ForkingPickler.register: consulted before copyreg.
 _extra_reducers: dict[type, Callable[[Any], Any]] = {}
@@ -77,7 +99,7 @@ _extra_reducers: dict[type, Callable[[Any], Any]] = {}
 # Exceptions with which the C pickler says "I cannot carry this object";
 # anything else comes from user code (a __reduce__ that refuses on purpose,
 # like a lock outside of process creation) and is passed through untouched.
-_CANNOT_PICKLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError)
+_CANNOT_PICKLE = (_cpickle.PicklingError, TypeError, AttributeError, RecursionError)
 
 # ---------------------------------------------------------------- settings
 
@@ -116,8 +138,8 @@ class Serializer:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"serializer mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if protocol is not None and not 2 <= protocol <= pickle.HIGHEST_PROTOCOL:
-            raise ValueError(f"pickle protocol must be between 2 and {pickle.HIGHEST_PROTOCOL}, not {protocol!r}")
+        if protocol is not None and not 2 <= protocol <= _cpickle.HIGHEST_PROTOCOL:
+            raise ValueError(f"pickle protocol must be between 2 and {_cpickle.HIGHEST_PROTOCOL}, not {protocol!r}")
         self.mode = mode
         self.recurse = recurse
         self.byref = byref
@@ -148,7 +170,7 @@ class Serializer:
     def dumps(
         self,
         obj: Any,
-        buffer_callback: Optional[Callable[[pickle.PickleBuffer], Any]] = None,
+        buffer_callback: Optional[Callable[[_cpickle.PickleBuffer], Any]] = None,
         *,
         oob: bool = False,
         carrier: Optional[_out_of_band.Carrier] = None,
@@ -253,7 +275,7 @@ class Serializer:
     @staticmethod
     def loads(data: Any, buffers: Any = None) -> Any:
         """Deserialize what ``dumps`` produced (any mode)."""
-        return pickle.loads(data, buffers=buffers)
+        return _cpickle.loads(data, buffers=buffers)
 
 
 _default_serializer = Serializer()
@@ -346,7 +368,7 @@ def dumps(
     return chosen.dumps(obj, oob=oob, carrier=carrier)
 
 
-loads = pickle.loads
+loads = _cpickle.loads
 discard = _out_of_band.discard
 
 
@@ -471,7 +493,7 @@ def serialization_error(message: str, exc: BaseException) -> BaseException:
     notes (3.11+).
     """
     if isinstance(exc, _CANNOT_PICKLE):
-        kind = type(exc) if type(exc) in (pickle.PicklingError, TypeError, AttributeError) else pickle.PicklingError
+        kind = type(exc) if type(exc) in (_cpickle.PicklingError, TypeError, AttributeError) else _cpickle.PicklingError
         error = kind(message)
         error.__cause__ = exc
         return error
@@ -523,7 +545,7 @@ def _whole_object_dill(obj: Any, file: Any, protocol: int, serializer: Serialize
     payload = _bridge().dumps_value(obj, protocol, serializer, _extra_reducers)
     # Wrapped in a one-call C pickle so that the receiver, which always uses
     # pickle.loads, lets dill's own unpickler read the payload.
-    pickle.Pickler(file, protocol).dump(_DillPayload(payload))
+    _cpickle.Pickler(file, protocol).dump(_DillPayload(payload))
 
 
 class _DillPayload:
@@ -582,7 +604,7 @@ def _load_main_object(qualname: str, fingerprint: tuple, payload: bytes) -> Any:
 # ---------------------------------------------------------------- picklers
 
 
-class _PlainForkingPickler(pickle.Pickler):
+class _PlainForkingPickler(_cpickle.Pickler):
     """The C pickler with the registered reducers and nothing else (``pickle`` mode)."""
 
     # Class-level defaults, so that constructing one costs no Python-level
@@ -597,14 +619,16 @@ class _PlainForkingPickler(pickle.Pickler):
         if serializer is not _default_serializer:
             self._serializer = serializer
 
-    if pickle.Pickler is getattr(pickle, "_Pickler", None):  # pragma: no cover - PyPy: no C pickler
+    if not _cpickle.C_PICKLER:  # pragma: no cover - PyPy: no C pickler
+        import pickle as _pure_pickle
+
         # The pure-Python pickler looks types up in its class's ``dispatch``,
         # which importing dill fills with dill's own savers (``dill.extend``):
         # "pickle" mode would turn into dill, and "auto" would stop handing
         # whole objects to dill as it does on CPython.  Ours keeps pickle's.
         dispatch = {
             kind: save
-            for kind, save in pickle._Pickler.dispatch.items()
+            for kind, save in _pure_pickle._Pickler.dispatch.items()
             if getattr(save, "__module__", None) == "pickle"
         }
 
@@ -617,6 +641,8 @@ class _PlainForkingPickler(pickle.Pickler):
         reducer = _extra_reducers.get(type(obj))
         if reducer is not None:
             return reducer(obj)
+        if _socket_reducer_pending and type(obj).__module__ == "socket":
+            return _reduce_if_socket(obj)
         if _REFUSE_RUNNING_FRAMES:
             _refuse_running_frame(obj)
         return NotImplemented
@@ -644,6 +670,8 @@ class ForkingPickler(_PlainForkingPickler):
             return self._reduce_by_value(obj)
         if kind is memoryview:
             return _out_of_band.reduce_memoryview(obj, self._protocol >= 5)
+        if _socket_reducer_pending and kind.__module__ == "socket":
+            return _reduce_if_socket(obj)
         if _REFUSE_RUNNING_FRAMES:
             _refuse_running_frame(obj)
         return NotImplemented
@@ -694,7 +722,7 @@ class ForkingPickler(_PlainForkingPickler):
         """Serialize ``obj`` with the default settings (``protocol`` optional)."""
         return dumps(obj, protocol)
 
-    loads = staticmethod(pickle.loads)
+    loads = staticmethod(_cpickle.loads)
 
 
 register = ForkingPickler.register
@@ -710,7 +738,7 @@ def dump(obj: Any, file: Any, protocol: Optional[int] = None) -> None:
 
 def load(file: Any) -> Any:
     """Read one object written by ``dump``."""
-    return pickle.load(file)
+    return _cpickle.load(file)
 
 
 # ---------------------------------------------------------------- handles and descriptors
@@ -787,12 +815,13 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
     __all__ += ["DupHandle", "duplicate", "steal_handle"]
 
 else:
-    import array
-
     ACKNOWLEDGE = sys.platform == "darwin"
 
     def sendfds(sock: socket.socket, fds: list[int]) -> None:
         """Send the file descriptors ``fds`` over the Unix socket ``sock``."""
+        import array
+        import socket
+
         fd_array = array.array("i", fds)
         message = bytes([len(fd_array) % 256])
         sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd_array)])
@@ -801,6 +830,9 @@ else:
 
     def recvfds(sock: socket.socket, size: int) -> list[int]:
         """Receive exactly ``size`` file descriptors sent with ``sendfds``."""
+        import array
+        import socket
+
         fd_array = array.array("i")
         bytes_size = fd_array.itemsize * size
         msg, ancdata, _flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(bytes_size))
@@ -826,6 +858,8 @@ else:
     def _socket_over(conn: Any) -> socket.socket:
         # A socket object over a copy of the connection's descriptor that
         # leaves its (shared) blocking mode alone, whatever the default timeout.
+        import socket
+
         from . import util
 
         return util.socket_over_fd(os.dup(conn.fileno()), socket.AF_UNIX, socket.SOCK_STREAM)
@@ -849,7 +883,7 @@ else:
         popen_obj = get_spawning_popen()
         if popen_obj is not None:
             return popen_obj.DupFd(popen_obj.duplicate_for_child(fd))
-        if HAVE_SEND_HANDLE:
+        if _have_send_handle():
             # The one import cycle the platform forces: outside a child's
             # creation a descriptor can only reach another process through a
             # server that sends it over an authenticated connection (the
@@ -871,12 +905,39 @@ def _reduce_socket(sock: socket.socket) -> tuple:
 
 
 def _rebuild_socket(df: Any, family: int, kind: int, proto: int) -> socket.socket:
+    import socket
+
     fd = df.detach()
     return socket.socket(family, kind, proto, fileno=fd)
 
 
-if sys.platform != "win32":
+def _reduce_if_socket(obj: Any) -> Any:
+    """A reducer's result for a socket met before its reducer was registered (else ``NotImplemented``)."""
+    _register_socket_reducer()
+    reducer = _extra_reducers.get(type(obj))
+    return NotImplemented if reducer is None else reducer(obj)
+
+
+# Sockets have a reducer on POSIX.  The socket module is not imported for
+# it (its import costs ``import multiprocess`` milliseconds): the reducer
+# is registered at once if the program has imported socket already, else
+# by the picklers when they first meet an object of the socket module.
+_socket_reducer_pending = False
+
+
+def _register_socket_reducer() -> None:
+    global _socket_reducer_pending
+    import socket
+
     register(socket.socket, _reduce_socket)
+    _socket_reducer_pending = False
+
+
+if sys.platform != "win32":
+    if "socket" in sys.modules:
+        _register_socket_reducer()
+    else:
+        _socket_reducer_pending = True
 
 
 class AbstractReducer:

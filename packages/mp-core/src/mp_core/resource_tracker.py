@@ -50,7 +50,6 @@ be cleaned up, 3 a client sent a malformed message (and nothing leaked).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import warnings
@@ -66,7 +65,17 @@ __all__ = ["ensure_running", "register", "unregister", "getfd", "main", "Resourc
 # POSIX guarantees atomic pipe writes up to PIPE_BUF, at least 512 bytes.
 _MAX_MESSAGE = 512
 _COMMANDS = ("REGISTER", "UNREGISTER", "PROBE")
-_IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignored_signals() -> tuple:
+    """The signals the tracker ignores (a Ctrl-C meant for its program must not stop it).
+
+    (The signal module is imported here: every spawned child imports this
+    module, and signal's import (enum) would cost it milliseconds.)
+    """
+    import signal
+
+    return (signal.SIGINT, signal.SIGTERM)
 
 
 def _unlink_semaphore(name: str) -> None:
@@ -305,9 +314,11 @@ class ResourceTracker:
             args = [exe, *util._args_from_interpreter_flags(), "-c", program]
             # Blocked here, SIGINT/SIGTERM stay blocked in the new process
             # until main() has set them to be ignored: no startup window.
+            import signal
+
             old_mask = None
             if hasattr(signal, "pthread_sigmask"):
-                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED_SIGNALS)
+                old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ignored_signals())
             try:
                 pid = util.spawnv_passfds(exe, args, [read_fd])
             finally:
@@ -547,10 +558,12 @@ def main(fd: int, linger_pid: Optional[int] = None) -> None:
 
     With ``linger_pid``, the cleanup also waits until that process has exited.
     """
-    for sig in _IGNORED_SIGNALS:
+    import signal
+
+    for sig in _ignored_signals():
         signal.signal(sig, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _ignored_signals())
     # Holding the terminal or the starter's stdout pipe would keep whoever
     # reads it waiting for us; stderr stays, for the leak warnings.
     devnull = os.open(os.devnull, os.O_RDWR)

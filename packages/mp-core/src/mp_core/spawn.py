@@ -266,9 +266,13 @@ def _fixup_main_from_path(main_path: str) -> None:
 
 def import_main_path(main_path: str) -> None:
     """Import the script ``main_path`` as ``__mp_main__`` and make it ``__main__``."""
-    import runpy
+    from ._main_script import run_script
 
+    main_content = run_script(main_path, "__mp_main__")
+    if main_content is None:  # a directory or a zip application: runpy knows those
+        import runpy
+
+        main_content = runpy.run_path(main_path, run_name="__mp_main__")
     main_module = types.ModuleType("__mp_main__")
-    main_content = runpy.run_path(main_path, run_name="__mp_main__")
     main_module.__dict__.update(main_content)
     _install_main(main_module)

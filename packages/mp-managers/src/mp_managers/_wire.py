@@ -23,7 +23,6 @@ the shared pieces of ``mp_core``:
 
 from __future__ import annotations
 
-import pickle
 import socket
 from typing import Any, Callable
 
@@ -80,7 +79,7 @@ class MessageStream:
         if serializer == "xmlrpclib":
             self.encode, self.decode = connection._xml_dumps, _xml_loads
         else:
-            self.encode, self.decode = reduction.MessageEncoder(), pickle.loads
+            self.encode, self.decode = reduction.MessageEncoder(), reduction.loads
 
     def send(self, obj: Any) -> None:
         """Serialize and send ``obj`` (a serialization error leaves the stream untouched)."""

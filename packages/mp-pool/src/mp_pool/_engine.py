@@ -91,14 +91,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import pickle
 import sys
 import threading
 import types
 import weakref
 from collections import deque
 
-from mp_core import reduction, util
+from mp_core import _cpickle, reduction, util
 from mp_core._forksafe_threads import ForkSafeThread
 from mp_core._zygote import Zygote
 
@@ -831,7 +830,7 @@ class ProcessEngine(Cancelling, TimeLimits, Results):
                 and getattr(sys.modules.get("__main__"), func.__qualname__, None) is func
             ):
                 protocol = (serializer or reduction.get_serializer()).protocol or reduction.DEFAULT_PROTOCOL
-                return _wire.task_frame_of_pickle(_wire.FUNC, 0, job_id, pickle.dumps(func, protocol))
+                return _wire.task_frame_of_pickle(_wire.FUNC, 0, job_id, _cpickle.dumps(func, protocol))
         return _wire.task_frame(_wire.FUNC, 0, job_id, func, True, serializer)
 
     def _refill_below(self) -> int:

@@ -8,8 +8,6 @@ worker's, as with the standard library.
 
 from __future__ import annotations
 
-import signal
-
 from mp_core.context import ProcessError
 from mp_core.context import TimeoutError as _TimeoutError
 
@@ -140,6 +138,8 @@ def describe_exit(exitcode: Optional[int]) -> str:
     if exitcode is None:
         return "died"
     if exitcode < 0:
+        import signal  # (here: a spawned worker imports this module, and signal's import costs it ms)
+
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:

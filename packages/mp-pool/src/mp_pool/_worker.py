@@ -20,20 +20,28 @@ import sys
 import time
 from itertools import starmap
 
-from mp_core import connection, reduction
 from mp_core import process as _process
+from mp_core import reduction
 from mp_core._forksafe_threads import ForkSafeThread
 from mp_core._framing import BadMessageLength, FrameReader
 from mp_core._io import write_buffers
+from mp_core._wait import wait
 
 from . import _wire
 from ._errors import MaybeEncodingError, format_remote
-from ._item_watch import ItemTimedOut, ItemWatch
 from ._memory import MemoryLimit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
     from typing import Any, Callable, Optional, Sequence
+
+    from mp_core._connection import Connection
+
+    from ._item_watch import ItemWatch
+
+# (Neither mp_core.connection, whose listener needs the socket module, nor
+# the item watch, which needs the signal module and is loaded by the first
+# timed task: their imports (enum) would cost every spawned worker's start.)
 
 __all__ = ["run_worker"]
 
@@ -68,7 +76,7 @@ def _watch_parent() -> None:
 
     def watch() -> bool:
         try:
-            ready = connection.wait([sentinel, wake_r])
+            ready = wait([sentinel, wake_r])
         except (OSError, ValueError):
             return False
         if sentinel in ready:
@@ -83,8 +91,8 @@ def _watch_parent() -> None:
 
 
 def run_worker(
-    tasks: connection.Connection,
-    results: connection.Connection,
+    tasks: Connection,
+    results: Connection,
     initializer: Optional[Callable[..., Any]],
     initargs: Sequence[Any],
     maxtasks: Optional[int],
@@ -130,7 +138,7 @@ def run_worker(
 
 
 def _serve(
-    tasks: connection.Connection,
+    tasks: Connection,
     send: Callable[[Any], None],
     maxtasks: Optional[int],
     serializer: Optional[reduction.Serializer],
@@ -178,6 +186,8 @@ def _serve(
             limit = limits.pop(job_id, None) if kind == _wire.CALL else limits.get(job_id)
             if limit is not None:
                 if watch is None:
+                    from ._item_watch import ItemWatch
+
                     watch = ItemWatch()
                 if not _run_timed(send, kind, task_id, job_id, data, funcs, limit, watch, serializer, over_limit):
                     _exit_timed_out()
@@ -240,6 +250,8 @@ def _run_timed(
     back in a ``TIMED_OUT`` frame, so that the parent delivers it and runs
     the items after it elsewhere.
     """
+    from ._item_watch import ItemTimedOut
+
     started = time.perf_counter()
     values: list[Any] = []
     try:
