@@ -158,13 +158,13 @@ def test_a_spawned_worker_imports_only_what_it_needs():
     assert set(eval(pooled.stdout)) <= set(eval(bare.stdout)), pooled.stdout
 
 
-#: What ``import multiprocess`` and a spawned worker leave out on CPython (each costs milliseconds:
+#: What ``import multiprocess``, a fork pool and a spawned worker leave out on CPython (each costs ms:
 #: enum, which socket, signal and re build their constants with; pickle's pure-Python half, which imports re).
 LEFT_OUT = ("socket", "selectors", "signal", "enum", "re", "pickle", "runpy", "pkgutil")
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="PyPy's only pickler is the pickle module's")
-def test_import_and_a_spawned_worker_leave_out_socket_signal_and_the_pickle_module(tmp_path):
+def test_import_a_fork_pool_and_a_spawned_worker_leave_out_socket_signal_and_the_pickle_module(tmp_path):
     bare = run_python(f"import sys, threading; print(sorted(m for m in {LEFT_OUT!r} if m in sys.modules))")
     assert bare.returncode == 0, bare.stderr
     # The worker runs the script again (as __mp_main__) and a function defined in it.
@@ -181,15 +181,19 @@ def test_import_and_a_spawned_worker_leave_out_socket_signal_and_the_pickle_modu
             from multiprocess import reduction
 
             print(loaded(0))
+            with multiprocess.get_context("fork").Pool(2) as pool:
+                assert pool.map(abs, [-1, -2]) == [1, 2]
+                print(loaded(0))  # a fork pool's parent: the zygote, the pipes, the manager thread
             with multiprocess.get_context("spawn").Pool(1) as pool:
                 print(pool.apply(loaded, (0,)))
             print(reduction.HAVE_SEND_HANDLE, "socket" in sys.modules)
         """,
     )
     assert done.returncode == 0, done.stderr
-    importer, worker, send_handle = done.stdout.splitlines()
+    importer, fork_parent, worker, send_handle = done.stdout.splitlines()
     allowed = set(eval(bare.stdout))
     assert set(eval(importer)) <= allowed, importer
+    assert set(eval(fork_parent)) <= allowed, fork_parent
     assert set(eval(worker)) <= allowed, worker
     assert send_handle == "True True"  # read when asked for: then it asks the socket module
 

@@ -12,8 +12,11 @@ fast (the zygote).
 from __future__ import annotations
 
 import os
-import socket
 import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (socket's import costs a pool's first start milliseconds: annotations only)
+    from _socket import socket
 
 __all__ = ["SIGNED_STRUCT", "read_signed", "recv_exactly", "drain", "report_exited_children"]
 
@@ -31,7 +34,7 @@ def read_signed(fd: int) -> int:
     return SIGNED_STRUCT.unpack(data)[0]
 
 
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
+def recv_exactly(sock: socket, size: int) -> bytes:
     """``size`` bytes from ``sock``; ``EOFError`` if the peer hangs up first."""
     data = b""
     while len(data) < size:
@@ -51,7 +54,7 @@ def drain(fd: int) -> None:
         pass
 
 
-def report_exited_children(pid_to_conn: dict[int, socket.socket]) -> None:
+def report_exited_children(pid_to_conn: dict[int, socket]) -> None:
     """Reap every child that has exited; send each one's exit code on its socket and close it."""
     while True:
         try:

@@ -39,11 +39,10 @@ reaps it.
 
 from __future__ import annotations
 
+import _socket  # the C module under socket: socketpair without socket.py's enums (ms of a first pool's start)
 import errno
 import os
 import select
-import signal
-import socket
 import threading
 import time
 
@@ -53,6 +52,7 @@ from ._forksafe_threads import ForkSafeThread, fork, fork_requested_fd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    import signal
     from types import FrameType
     from typing import Any, Callable, Optional, Sequence, Union
 
@@ -94,7 +94,7 @@ class Zygote:
     """
 
     def __init__(self, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]]) -> None:
-        control, remote = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        control, remote = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         for sock in (control, remote):
             sock.settimeout(None)  # blocking, whatever the default timeout
         exit_r, exit_w = os.pipe()
@@ -123,7 +123,7 @@ class Zygote:
         remote.close()
         os.close(exit_w)
         self.pid: Optional[int] = pid
-        self._control: Optional[socket.socket] = control
+        self._control: Optional[_socket.socket] = control
         self._exit_r = exit_r
         self._lock = threading.Lock()
         util.register_after_fork(self, Zygote._after_fork_in_child)
@@ -202,7 +202,7 @@ class Zygote:
             control = self._control
             if control is None:
                 raise ZygoteLost(errno.EPIPE, "the zygote is closed")
-            status, remote_status = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            status, remote_status = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             status.settimeout(None)
             child_r, keep_w = os.pipe()
             try:
@@ -257,6 +257,8 @@ def _reap(pid: int, exit_r: int, thread: Optional[ForkSafeThread]) -> bool:
                     time.sleep(0.001)  # another fork's signal: let it pass
         if not exited:
             util.sub_warning("zygote %d did not exit; killing it", pid)
+            import signal
+
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     except (OSError, ValueError):
@@ -315,7 +317,7 @@ def _wait_readable(fd: int, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
-def _read_message(sock: socket.socket) -> str:
+def _read_message(sock: _socket.socket) -> str:
     try:
         size = read_signed(sock.fileno())
         return recv_exactly(sock, size).decode("utf-8", "replace")
@@ -327,9 +329,11 @@ def _read_message(sock: socket.socket) -> str:
 
 
 def _serve(
-    control: socket.socket, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]], owner: int, exit_w: int
+    control: _socket.socket, build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]], owner: int, exit_w: int
 ) -> int:
     """The zygote's life: serve requests until its owner hangs up, then stop its children."""
+    import signal  # (here, in the zygote: the owner's first pool need not import it)
+
     _become_forked_child()
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
@@ -339,7 +343,7 @@ def _serve(
     handlers: dict[signal.Signals, _Handler] = {signal.SIGCHLD: _wake_only, signal.SIGINT: signal.SIG_IGN}
     old_handlers = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     old_wakeup = signal.set_wakeup_fd(sig_w)
-    children: dict[int, socket.socket] = {}
+    children: dict[int, _socket.socket] = {}
     zygote_fds = [sig_r, sig_w, exit_w]
     poller = select.poll()
     control_fd = control.fileno()
@@ -379,7 +383,7 @@ def _become_forked_child() -> None:
     util._run_after_forkers()
 
 
-def _receive_request(control: socket.socket) -> tuple[list[int], Any]:
+def _receive_request(control: _socket.socket) -> tuple[list[int], Any]:
     fds = reduction.recvfds(control, MAX_CHILD_FDS + 2)
     try:
         if len(fds) < 2:
@@ -397,13 +401,15 @@ def _start_child(
     info: Any,
     build: Callable[[list[int], Any], tuple[Any, Sequence[Any]]],
     owner: int,
-    children: dict[int, socket.socket],
-    control: socket.socket,
+    children: dict[int, _socket.socket],
+    control: _socket.socket,
     zygote_fds: list[int],
     old_handlers: dict,
     old_wakeup: int,
 ) -> None:
-    status = util.socket_over_fd(fds[0], socket.AF_UNIX, socket.SOCK_STREAM)
+    import signal
+
+    status = util.socket_over_fd(fds[0], _socket.AF_UNIX, _socket.SOCK_STREAM)
     sentinel_r, child_fds = fds[1], fds[2:]
     owned: Sequence[Any] = ()
     try:
@@ -448,7 +454,7 @@ def _start_child(
     children[pid] = status
 
 
-def _refuse(status: socket.socket, exc: BaseException) -> None:
+def _refuse(status: _socket.socket, exc: BaseException) -> None:
     message = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
     try:
         status.sendall(SIGNED_STRUCT.pack(_FAILED) + SIGNED_STRUCT.pack(len(message)) + message)
@@ -457,8 +463,10 @@ def _refuse(status: socket.socket, exc: BaseException) -> None:
     status.close()
 
 
-def _stop_children(children: dict[int, socket.socket], sig_r: int) -> None:
+def _stop_children(children: dict[int, _socket.socket], sig_r: int) -> None:
     """The owner has gone or closed us: let what is left exit, then SIGTERM it, then SIGKILL it; reap."""
+    import signal
+
     # Children exit on their own once their owner closes their work (or
     # dies): they get a moment before the signals.
     for sig, wait_for in ((None, CHILD_GRACE), (signal.SIGTERM, CHILD_GRACE), (signal.SIGKILL, KILL_WAIT)):

@@ -41,6 +41,7 @@ from ._child_status import report_exited_children as _report_exited_children
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    import _socket
     from types import FrameType
     from typing import Any, Callable, Optional, Sequence, Union
 
@@ -329,7 +330,7 @@ def main(listener_fd: int, alive_r: int, config_fd: int) -> None:
     _forkserver._forkserver_address = config["address"]
     _forkserver._forkserver_authkey = authkey
 
-    pid_to_conn: dict[int, socket.socket] = {}
+    pid_to_conn: dict[int, _socket.socket] = {}
     with util.socket_over_fd(listener_fd, socket.AF_UNIX) as listener, selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
         selector.register(alive_r, selectors.EVENT_READ)
@@ -462,7 +463,7 @@ def _preload(modules: Sequence[str], prep: dict[str, Any], on_error: str = "igno
 def _accept_request(
     listener: socket.socket,
     authkey: bytes,
-    pid_to_conn: dict[int, socket.socket],
+    pid_to_conn: dict[int, _socket.socket],
     closables: tuple[Any, ...],
     unused_fds: list[int],
     old_handlers: dict,

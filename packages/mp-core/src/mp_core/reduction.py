@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    import _socket
     import socket
 
     HAVE_SEND_HANDLE: bool
@@ -817,25 +818,25 @@ if sys.platform == "win32":  # pragma: no cover - designed in, untested here
 else:
     ACKNOWLEDGE = sys.platform == "darwin"
 
-    def sendfds(sock: socket.socket, fds: list[int]) -> None:
+    def sendfds(sock: _socket.socket, fds: list[int]) -> None:
         """Send the file descriptors ``fds`` over the Unix socket ``sock``."""
+        import _socket  # (constants: socket.py's import costs ms)
         import array
-        import socket
 
         fd_array = array.array("i", fds)
         message = bytes([len(fd_array) % 256])
-        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd_array)])
+        sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd_array)])
         if ACKNOWLEDGE and sock.recv(1) != b"A":
             raise RuntimeError("did not receive acknowledgement of fd")
 
-    def recvfds(sock: socket.socket, size: int) -> list[int]:
+    def recvfds(sock: _socket.socket, size: int) -> list[int]:
         """Receive exactly ``size`` file descriptors sent with ``sendfds``."""
+        import _socket  # (constants: socket.py's import costs ms)
         import array
-        import socket
 
         fd_array = array.array("i")
         bytes_size = fd_array.itemsize * size
-        msg, ancdata, _flags, _addr = sock.recvmsg(1, socket.CMSG_SPACE(bytes_size))
+        msg, ancdata, _flags, _addr = sock.recvmsg(1, _socket.CMSG_SPACE(bytes_size))
         if not msg and not ancdata:
             raise EOFError
         try:
@@ -844,7 +845,7 @@ else:
             if len(ancdata) != 1:
                 raise RuntimeError(f"received {len(ancdata)} items of ancdata")
             level, kind, data = ancdata[0]
-            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+            if level != _socket.SOL_SOCKET or kind != _socket.SCM_RIGHTS:
                 raise RuntimeError("unexpected ancillary data")
             if len(data) % fd_array.itemsize:
                 raise ValueError("ancillary data has a partial file descriptor")

@@ -26,7 +26,6 @@ competes with this watch.
 
 from __future__ import annotations
 
-import signal
 import time
 
 TYPE_CHECKING = False
@@ -50,7 +49,12 @@ def tick_for(limit: float) -> float:
 class ItemWatch:
     """The timer of one worker process; ``watch`` a task's list of values while its items run."""
 
+    # (The signal module is imported where it is used: an ItemWatch is made
+    # by a worker's first timed task, and signal's import (enum) would cost
+    # every worker's start milliseconds.)
     def __init__(self) -> None:
+        import signal
+
         self.available = hasattr(signal, "setitimer")
         self._installed = False
         self._tick = 0.0  # the armed timer's interval (0: disarmed)
@@ -69,6 +73,8 @@ class ItemWatch:
         """
         if not self.available:
             return
+        import signal
+
         if not self._installed:
             signal.signal(signal.SIGALRM, self._on_tick)
             self._installed = True
@@ -90,6 +96,8 @@ class ItemWatch:
         """Stop the timer: no timed task is expected."""
         self._values = None
         if self._tick:
+            import signal
+
             self._tick = 0.0
             signal.setitimer(signal.ITIMER_REAL, 0.0)
 

@@ -33,7 +33,7 @@ import math
 import os
 import select
 
-from mp_core import connection
+from mp_core import _connection as connection  # (not mp_core.connection: its listener imports socket)
 from mp_core._framing import FrameReader, Outbox
 
 TYPE_CHECKING = False

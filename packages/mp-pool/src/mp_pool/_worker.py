@@ -29,6 +29,7 @@ from mp_core._wait import wait
 
 from . import _wire
 from ._errors import MaybeEncodingError, format_remote
+from ._item_watch import ItemTimedOut, ItemWatch
 from ._memory import MemoryLimit
 
 TYPE_CHECKING = False
@@ -37,11 +38,8 @@ if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
 
     from mp_core._connection import Connection
 
-    from ._item_watch import ItemWatch
-
-# (Neither mp_core.connection, whose listener needs the socket module, nor
-# the item watch, which needs the signal module and is loaded by the first
-# timed task: their imports (enum) would cost every spawned worker's start.)
+# (Not mp_core.connection: its listener needs the socket module, whose
+# import (enum) would cost every spawned worker's start milliseconds.)
 
 __all__ = ["run_worker"]
 
@@ -186,8 +184,6 @@ def _serve(
             limit = limits.pop(job_id, None) if kind == _wire.CALL else limits.get(job_id)
             if limit is not None:
                 if watch is None:
-                    from ._item_watch import ItemWatch
-
                     watch = ItemWatch()
                 if not _run_timed(send, kind, task_id, job_id, data, funcs, limit, watch, serializer, over_limit):
                     _exit_timed_out()
@@ -250,8 +246,6 @@ def _run_timed(
     back in a ``TIMED_OUT`` frame, so that the parent delivers it and runs
     the items after it elsewhere.
     """
-    from ._item_watch import ItemTimedOut
-
     started = time.perf_counter()
     values: list[Any] = []
     try:

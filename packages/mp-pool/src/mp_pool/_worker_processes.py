@@ -32,7 +32,9 @@ import time
 import types
 from collections import deque
 
-from mp_core import connection, context, reduction, util
+from mp_core import _connection as connection  # (not mp_core.connection: its listener imports socket)
+from mp_core import context, reduction, util
+from mp_core._wait import wait
 from mp_core._zygote import Zygote, ZygoteLost
 
 from . import _wire
@@ -252,7 +254,7 @@ class WorkerProcesses:
                 killed = True
                 deadline = time.monotonic() + KILL_WAIT
                 continue
-            for sentinel in connection.wait(list(pending), remaining):
+            for sentinel in wait(list(pending), remaining):
                 pending.pop(sentinel)
         for worker in workers:
             if worker.sentinel is None:
