@@ -22,7 +22,7 @@ from tools.bench.report import RATE, Row, SectionResult, Table, Target
 from tools.bench.sections import SECTION_MODULES, Section, all_sections, register
 from tools.bench.sections.importtime import parse_importtime
 from tools.bench.sections.managers import raw_round_trips
-from tools.bench.sections.paths import CASES, measure_paths, resident_bytes
+from tools.bench.sections.paths import CASES, first_pool_in_fresh_interpreter, measure_paths, resident_bytes
 from tools.bench.sections.pool import _serialization_floor, payload_base
 from tools.bench.sections.serialize import measure_roundtrip
 from tools.bench.sections.start import interpreter_start_up
@@ -241,11 +241,19 @@ def test_paths_measure_reports_every_figure(impl: str) -> None:
     # A tenth of a thousandth of the items: the measurement's shape, not its figures.
     shares = {case: 1000 for case in CASES}
     out = measure_paths(impls.load(impl), "fork", repeats=1, lambda_ok=impl == "ours", shares=shares)
-    assert out["first"] > 0 and out["second"] > 0
+    assert out["first"] > 0 and out["first_in_worker"] > 0 and out["second"] > 0
     assert set(out["samples"]) == set(CASES) == set(out["floors"])
     assert all(len(values) == 1 and values[0] > 0 for values in out["samples"].values())
     if os.path.exists("/proc/self/status"):
         assert out["parent_rss"] > out["worker_rss"] > 1 << 20
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_the_first_pool_in_a_fresh_interpreter_is_timed_and_its_failure_raised(method: str) -> None:
+    for impl in ("ours", "stdlib"):
+        assert 0 < first_pool_in_fresh_interpreter(impl, method) < 60
+    with pytest.raises(RuntimeError, match="fresh interpreter failed"):
+        first_pool_in_fresh_interpreter("ours", "no-such-method")
 
 
 def test_floors_measure_what_they_name() -> None:
