@@ -269,7 +269,7 @@ def import_main_path(main_path: str) -> None:
     from ._main_script import run_script
 
     main_content = run_script(main_path, "__mp_main__")
-    if main_content is None:  # a directory or a zip application: runpy knows those
+    if main_content is None:  # not a plain source file (a directory, a zip application, a .pyc): runpy's
         import runpy
 
         main_content = runpy.run_path(main_path, run_name="__mp_main__")
