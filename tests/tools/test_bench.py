@@ -14,12 +14,14 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 from tools.bench import impls, report, stats, worker
 from tools.bench.__main__ import parse_args
 from tools.bench.report import RATE, Row, SectionResult, Table, Target
-from tools.bench.sections import SECTION_MODULES, Section, all_sections, register
+from tools.bench.runner import BenchContext, Implementation, Runner
+from tools.bench.sections import SECTION_MODULES, Section, all_sections, paths, pool, register
 from tools.bench.sections.importtime import parse_importtime
 from tools.bench.sections.managers import raw_round_trips
 from tools.bench.sections.paths import CASES, first_pool_in_fresh_interpreter, measure_paths, resident_bytes
@@ -246,6 +248,35 @@ def test_paths_measure_reports_every_figure(impl: str) -> None:
     assert all(len(values) == 1 and values[0] > 0 for values in out["samples"].values())
     if os.path.exists("/proc/self/status"):
         assert out["parent_rss"] > out["worker_rss"] > 1 << 20
+
+
+def test_pool_maps_fewer_chunksize_1_items_under_quick() -> None:
+    ours, upstream = Implementation("ours", "python"), Implementation("upstream", "python")
+    full, quick = pool._cases_for(ours, "fork", False), pool._cases_for(ours, "fork", True)
+    assert full["named_chunk1"] == full["closure_chunk1"] == pool.TINY_CHUNK1
+    assert quick["named_chunk1"] == quick["closure_chunk1"] == pool.TINY_CHUNK1 // pool.QUICK_CHUNK1_SHARE
+    assert quick["named_default"] == full["named_default"] and quick["payload"] == pool.QUICK_PAYLOADS
+    assert pool._cases_for(upstream, "fork", True)["closure_chunk1"] == pool.TINY_CHUNK1 // 4 // 10
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_paths_asks_for_fewer_chunksize_1_items_under_quick(quick: bool) -> None:
+    asked: Dict[str, List[Dict[str, int]]] = {}
+
+    class Canned(Runner):
+        def call(self, impl: Implementation, measure: str, params: Dict[str, Any] | None = None) -> Any:
+            assert measure == "paths:paths" and params is not None
+            asked.setdefault(impl.key, []).append(params["shares"])
+            cases = {case: [1.0] for case in CASES}
+            figures = {"first": 1.0, "first_in_worker": 1.0, "second": 1.0, "parent_rss": 1, "worker_rss": 1}
+            return {"samples": cases, "floors": cases, **figures}
+
+    runner = Canned([Implementation(key, "python") for key in ("ours", "stdlib", "upstream")])
+    result = paths.run(BenchContext(runner, quick=quick, log=lambda _: None))
+    expected = paths.QUICK_SHARES if quick else {}
+    assert all(shares == expected for key in ("ours", "stdlib") for shares in asked[key])
+    assert all(shares == paths.UPSTREAM_SHARES for shares in asked["upstream"])
+    assert any(note.endswith("under --quick the others map 1/4 of them") for note in result.notes) == quick
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])

@@ -28,7 +28,9 @@ def parse_args(argv: Sequence[str] | None, section_names: Sequence[str]) -> argp
         prog="python -m tools.bench",
         description="Benchmark ours against the stdlib multiprocessing and upstream multiprocess, side by side.",
     )
-    parser.add_argument("--quick", action="store_true", help="fewer samples: about 1 min (default run: about 3.5 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer samples: under 2 min (default run: about 25 min, on 2 cores)"
+    )
     parser.add_argument(
         "--only",
         action="append",

@@ -135,7 +135,13 @@ class Upstream(Api):
 
 
 class Loky(Api):
-    """loky's reusable executor, in its own venv (``loky_venv``; the ``zerocopy`` section)."""
+    """loky, in its own venv (``loky_venv``; the ``futures`` and ``zerocopy`` sections).
+
+    Its ``ProcessPoolExecutor`` takes a loky context (``context=``), made by
+    ``loky.backend.context.get_context``: loky's own start method
+    (``"loky"``: fork + exec, its default) and the standard ones it accepts.
+    Without a context, the executor is loky's reusable one.
+    """
 
     key = "loky"
 
@@ -143,11 +149,16 @@ class Loky(Api):
         loky = _module("loky")
         return {"impl": self.key, "version": loky.__version__, "file": os.path.dirname(loky.__file__)}
 
+    def get_context(self, method: str) -> Any:
+        return _module("loky.backend.context").get_context(method)
+
     def process_pool_executor(self) -> Any:
         loky = _module("loky")
 
-        def executor(max_workers: int, **_ignored: Any) -> Any:
-            return loky.get_reusable_executor(max_workers=max_workers)
+        def executor(max_workers: int, mp_context: Any = None) -> Any:
+            if mp_context is None:
+                return loky.get_reusable_executor(max_workers=max_workers)
+            return loky.ProcessPoolExecutor(max_workers=max_workers, context=mp_context)
 
         return executor
 
@@ -156,7 +167,7 @@ _APIS = {cls.key: cls for cls in (Api, Ours, Stdlib, Upstream, Loky)}
 
 
 def load(key: str) -> Api:
-    """The adapter for implementation ``key`` (``ours``, ``stdlib``, ``upstream`` or ``none``)."""
+    """The adapter for implementation ``key`` (``ours``, ``stdlib``, ``upstream``, ``loky`` or ``none``)."""
     try:
         return _APIS[key]()
     except KeyError:

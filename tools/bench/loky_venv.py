@@ -1,4 +1,4 @@
-"""loky (joblib's process pool) and NumPy in a virtual environment of their own, for the ``zerocopy`` section.
+"""loky (joblib's process pool) and NumPy in a venv of their own, for the ``futures`` and ``zerocopy`` sections.
 
 Like the upstream release (``upstream.py``), loky is kept out of the
 interpreter that runs ours: a venv under the benchmark's cache directory
@@ -14,8 +14,9 @@ import json
 import os
 import subprocess
 import sys
-from typing import Callable
+from typing import Callable, List
 
+from .runner import Implementation
 from .upstream import cache_dir, venv_python
 
 _PROBE = "import json, sys, loky, numpy; print(json.dumps([loky.__version__, list(sys.version_info[:2])]))"
@@ -65,3 +66,13 @@ def ensure_loky(log: Callable[[str], None] = print) -> tuple[str, str]:
         if done.returncode != 0:
             raise LokyUnavailable(f"{' '.join(cmd)} failed:\n{(done.stdout + done.stderr).strip()[-1500:]}")
     return str(interpreter), _probe(str(interpreter))
+
+
+def with_loky(impls: List[Implementation], log: Callable[[str], None], notes: List[str]) -> List[Implementation]:
+    """``impls`` followed by loky in its venv; if that cannot be had, ``impls`` alone, and a note says why."""
+    try:
+        python, version = ensure_loky(log=log)
+    except LokyUnavailable as exc:
+        notes.append(f"loky left out: {exc}")
+        return list(impls)
+    return [*impls, Implementation("loky", python, f"loky {version}")]

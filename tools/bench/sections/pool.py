@@ -65,6 +65,8 @@ QUICK_PAYLOADS = 500
 PAYLOAD_LEN = 12_500
 #: Upstream maps 1/N of the items in the cases where it is one to two orders of magnitude slower.
 UPSTREAM_SHARE = {"closure_chunk1": 10, "payload": 20}
+#: ``--quick`` maps 1/N of the chunksize=1 items (the figures are per item all the same).
+QUICK_CHUNK1_SHARE = 4
 #: Ours and the stdlib repeat the (short) default-chunksize maps this many times more.
 DEFAULT_CHUNK_EXTRA = 3
 
@@ -234,6 +236,8 @@ def _cases_for(impl: Implementation, method: str, quick: bool) -> Dict[str, int]
     }
     if quick:
         cases["payload"] = QUICK_PAYLOADS
+        cases["named_chunk1"] //= QUICK_CHUNK1_SHARE
+        cases["closure_chunk1"] //= QUICK_CHUNK1_SHARE
     if method != "fork":
         del cases["payload"]
     if impl.key == "stdlib":
@@ -348,6 +352,8 @@ def run(ctx: BenchContext) -> SectionResult:
             "upstream maps fewer items where it is very slow (a throughput all the same): "
             + "; ".join(f"{labels[case]}: 1/{UPSTREAM_SHARE[case]}" for case in sorted(scaled))
         )
+    if ctx.quick:
+        result.notes.append(f"--quick: the chunksize=1 maps are of 1/{QUICK_CHUNK1_SHARE} of the items")
     for method, (rounds, repeats) in methods.items():
         result.notes.append(
             f"{method}: {rounds * repeats * DEFAULT_CHUNK_EXTRA} samples per cell with the default "

@@ -30,8 +30,8 @@ import os
 import time
 from typing import Any, Dict, List
 
+from .. import loky_venv
 from ..report import RATE, SIZE, SectionResult, Target
-from ..runner import Implementation
 from ..stats import summarize_columns
 from . import Section, register
 
@@ -249,22 +249,11 @@ MEASURES = {
 # ---------------------------------------------------------------- parent side
 
 
-def _implementations(ctx: Any, result: SectionResult) -> List[Implementation]:
-    impls = [impl for impl in ctx.runner.implementations if impl.key in ("ours", "stdlib")]
-    from .. import loky_venv
-
-    try:
-        python, version = loky_venv.ensure_loky(log=ctx.log)
-    except loky_venv.LokyUnavailable as exc:
-        result.notes.append(f"loky left out: {exc}")
-    else:
-        impls.append(Implementation("loky", python, f"loky {version}"))
-    return impls
-
-
 def run_zerocopy(ctx: Any) -> SectionResult:
     result = SectionResult("zerocopy", "large NumPy arrays between processes, as fractions of memcpy (issue 18)")
-    impls = _implementations(ctx, result)
+    impls = loky_venv.with_loky(
+        [impl for impl in ctx.runner.implementations if impl.key in ("ours", "stdlib")], ctx.log, result.notes
+    )
     rounds = ctx.pick(3, 1)
     # The stdlib's executors move ~100 MiB/s: --quick sends a quarter of the array, twice.
     nbytes = ctx.pick(200, 50) * MB
