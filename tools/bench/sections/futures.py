@@ -71,10 +71,9 @@ CASES = {
     "map_chunk1": ("map", 1),
     "map_large": ("map", LARGE_CHUNK),
 }
-#: the function kinds: ``lambda`` (ours and loky) and ``named``
-KINDS = ("lambda", "named")
-#: the kinds each implementation runs: the stdlib cannot pickle a lambda; loky's named
-#: function would add minutes of chunksize=1 maps for a column of information only
+#: the function kinds (``lambda``, ``named``) each implementation runs: the stdlib cannot
+#: pickle a lambda; loky's named function would add minutes of chunksize=1 maps for a
+#: column of information only
 KINDS_OF = {"ours": ["lambda", "named"], "stdlib": ["named"], "loky": ["lambda"]}
 
 
